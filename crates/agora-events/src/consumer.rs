@@ -1,0 +1,205 @@
+//! Running an event handler against a subscription: decode, apply with retries and
+//! exponential back-off, dead-letter what keeps failing, and acknowledge only after the
+//! effect has committed (the handler's transaction) or the message was dead-lettered.
+
+use std::{sync::Arc, time::Duration};
+
+use agora_proto::events::EventEnvelope;
+use async_trait::async_trait;
+use prost::Message;
+use sqlx::AnyConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Delivery, EventBus, OutgoingMessage, topics};
+
+/// Header on a dead-lettered message: the last error.
+pub const ERROR_HEADER: &str = "agora-error";
+/// Header on a dead-lettered message: how many attempts were made.
+pub const ATTEMPTS_HEADER: &str = "agora-attempts";
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandlerError {
+    /// Might succeed later (database or a dependency down): retried with back-off.
+    #[error("{0}")]
+    Retryable(String),
+    /// Will never succeed (malformed payload): dead-lettered at once.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Retryable(format!("database: {e}"))
+    }
+}
+
+/// Applies one event. Implementations record the event id with [`claim`] in the same
+/// transaction as their effect, which makes redelivery harmless.
+#[async_trait]
+pub trait Handler: Send + Sync {
+    async fn handle(&self, envelope: &EventEnvelope) -> Result<(), HandlerError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Consumer group (one per service and topic), e.g. `payment-service`.
+    pub group: String,
+    pub topic: String,
+    /// Attempts before a retryable failure is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl ConsumerOptions {
+    pub fn new(group: &str, topic: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            max_attempts: 5,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Records that `consumer` applied `event_id`, inside the caller's transaction. Returns
+/// `false` when it already had, in which case the caller must skip its effect.
+pub async fn claim(conn: &mut AnyConnection, consumer: &str, event_id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .bind(agora_kit::time::now_millis())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Consumes `options.topic` as `options.group` until `shutdown`.
+pub async fn run_consumer(
+    bus: Arc<dyn EventBus>,
+    options: ConsumerOptions,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) {
+    let mut reconnect = options.backoff;
+    loop {
+        let mut subscription = tokio::select! {
+            () = shutdown.cancelled() => return,
+            sub = bus.subscribe(&options.group, &options.topic) => match sub {
+                Ok(sub) => sub,
+                Err(e) => {
+                    tracing::warn!(topic = %options.topic, error = %e, "cannot subscribe; retrying");
+                    if sleep_or_stop(reconnect, &shutdown).await { return; }
+                    reconnect = (reconnect * 2).min(options.max_backoff);
+                    continue;
+                }
+            },
+        };
+        reconnect = options.backoff;
+        loop {
+            let delivery = tokio::select! {
+                () = shutdown.cancelled() => return,
+                next = subscription.next() => match next {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(topic = %options.topic, error = %e, "receive failed; resubscribing");
+                        break;
+                    }
+                },
+            };
+            let Some(()) = process(&*bus, &options, &*handler, &delivery, &shutdown).await else {
+                return; // stopped mid-retry: leave it unacknowledged for the next run
+            };
+            if let Err(e) = subscription.ack(&delivery).await {
+                tracing::warn!(topic = %options.topic, error = %e, "ack failed; the message will be redelivered");
+                break;
+            }
+        }
+        if sleep_or_stop(reconnect, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Applies one delivery; `None` when shutdown interrupted the retries.
+async fn process(
+    bus: &dyn EventBus,
+    options: &ConsumerOptions,
+    handler: &dyn Handler,
+    delivery: &Delivery,
+    shutdown: &CancellationToken,
+) -> Option<()> {
+    let envelope = match EventEnvelope::decode(delivery.payload.as_slice()) {
+        Ok(env) => env,
+        Err(e) => {
+            dead_letter(bus, options, delivery, &format!("not an EventEnvelope: {e}"), 1, shutdown).await?;
+            return Some(());
+        }
+    };
+    let mut delay = options.backoff;
+    let mut attempt = 1;
+    loop {
+        match handler.handle(&envelope).await {
+            Ok(()) => return Some(()),
+            Err(HandlerError::Permanent(reason)) => {
+                return dead_letter(bus, options, delivery, &reason, attempt, shutdown).await;
+            }
+            Err(HandlerError::Retryable(reason)) if attempt >= options.max_attempts => {
+                return dead_letter(bus, options, delivery, &reason, attempt, shutdown).await;
+            }
+            Err(HandlerError::Retryable(reason)) => {
+                tracing::warn!(event_id = %envelope.event_id, event_type = %envelope.event_type,
+                    attempt, error = %reason, "event handler failed; retrying");
+                if sleep_or_stop(delay, shutdown).await {
+                    return None;
+                }
+                delay = (delay * 2).min(options.max_backoff);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Publishes the original message to the topic's `.dlq` with the error in a header. Keeps
+/// trying while the bus refuses: acknowledging without it would lose the message.
+async fn dead_letter(
+    bus: &dyn EventBus,
+    options: &ConsumerOptions,
+    delivery: &Delivery,
+    reason: &str,
+    attempts: u32,
+    shutdown: &CancellationToken,
+) -> Option<()> {
+    tracing::error!(topic = %delivery.topic, offset = delivery.offset, attempts, error = %reason,
+        "event sent to the dead-letter topic");
+    let mut headers = delivery.headers.clone();
+    headers.insert(ERROR_HEADER.to_owned(), reason.to_owned());
+    headers.insert(ATTEMPTS_HEADER.to_owned(), attempts.to_string());
+    let message = OutgoingMessage {
+        topic: topics::dlq(&delivery.topic),
+        key: delivery.key.clone(),
+        payload: delivery.payload.clone(),
+        headers,
+    };
+    let mut delay = options.backoff;
+    while let Err(e) = bus.publish(&message).await {
+        tracing::warn!(error = %e, "cannot publish to the dead-letter topic; retrying");
+        if sleep_or_stop(delay, shutdown).await {
+            return None;
+        }
+        delay = (delay * 2).min(options.max_backoff);
+    }
+    Some(())
+}
+
+/// Sleeps; true when shutdown came first.
+async fn sleep_or_stop(delay: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}

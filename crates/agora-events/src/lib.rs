@@ -1,0 +1,30 @@
+//! Agora's asynchronous backbone: the event envelope, the transactional outbox and its relay,
+//! the [`EventBus`] trait with its in-process implementation, and idempotent consumers.
+//!
+//! The guarantee the saga relies on: a state change and the event announcing it commit in
+//! one database transaction (the outbox); the relay publishes each row at least once and marks
+//! it only after the bus accepted it; a consumer records the event id in the same transaction
+//! as its effect, so redelivery changes nothing. At-least-once delivery, exactly-once effect.
+//!
+//! # Layout
+//! - [`event`]: [`DomainEvent`] (payload type → topic), envelopes, topics.
+//! - [`schema`]: the outbox and processed-event tables, per backend.
+//! - [`outbox`]: write an event inside the caller's transaction.
+//! - [`relay`]: publish unpublished outbox rows in order.
+//! - [`bus`]: the [`EventBus`] / [`Subscription`] traits.
+//! - [`local`]: [`LocalBus`], the in-process bus over a SQLite log.
+//! - [`consumer`]: run a [`Handler`] with retries, backoff and a dead-letter topic.
+
+pub mod bus;
+pub mod consumer;
+pub mod event;
+pub mod local;
+pub mod outbox;
+pub mod relay;
+pub mod schema;
+
+pub use bus::{BusError, Delivery, EventBus, OutgoingMessage, Subscription};
+pub use consumer::{ConsumerOptions, Handler, HandlerError, claim, run_consumer};
+pub use event::{DomainEvent, decode, topics};
+pub use local::LocalBus;
+pub use relay::Relay;

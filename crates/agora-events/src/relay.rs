@@ -1,0 +1,104 @@
+//! The outbox relay: publishes unpublished outbox rows in insertion order and marks each one
+//! only after the bus has accepted it.
+//!
+//! A crash between the publish and the mark republishes that one row on restart; consumers
+//! deduplicate by event id, so the effect still happens once. Rows are published strictly in
+//! order and the relay stops at the first failure, so one aggregate's events never overtake
+//! each other.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use agora_kit::db::Db;
+use sqlx::Row;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{BusError, EventBus, OutgoingMessage};
+
+/// Rows fetched per round; large enough to drain a burst quickly, small enough that a
+/// restart redoes little.
+const BATCH: i64 = 100;
+/// How long an idle relay waits before looking again when nobody pinged it.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+/// Upper bound of the back-off while the bus is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct Relay {
+    db: Db,
+    bus: Arc<dyn EventBus>,
+    wake: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("outbox query failed: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl Relay {
+    pub fn new(db: Db, bus: Arc<dyn EventBus>) -> Self {
+        Self { db, bus, wake: Arc::new(Notify::new()) }
+    }
+
+    /// A handle that services ping after committing an outbox row, so events go out at once
+    /// instead of at the next poll.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Publishes until `shutdown`; bus outages are retried with back-off, never fatal.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let pause = match self.publish_batch().await {
+                Ok(n) if n as i64 == BATCH => Duration::ZERO,
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    IDLE_POLL
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "outbox relay failed; will retry");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    pause
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Publishes up to one batch of unpublished rows; returns how many were published.
+    pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+        let rows = sqlx::query(
+            "SELECT id, topic, partition_key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(BATCH)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut published = 0;
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let message = OutgoingMessage {
+                topic: row.try_get("topic")?,
+                key: row.try_get("partition_key")?,
+                payload: row.try_get("payload")?,
+                headers: BTreeMap::new(),
+            };
+            self.bus.publish(&message).await?;
+            sqlx::query("UPDATE outbox SET published_at = $1 WHERE id = $2")
+                .bind(agora_kit::time::now_millis())
+                .bind(id)
+                .execute(&self.db.pool)
+                .await?;
+            published += 1;
+        }
+        Ok(published)
+    }
+}

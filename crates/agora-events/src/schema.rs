@@ -1,0 +1,56 @@
+//! The two tables every event-producing or event-consuming service keeps in its own
+//! database: `outbox` (events waiting to be published) and `processed_events` (event ids a
+//! consumer has applied). Created idempotently at start, next to the service's migrations.
+
+use agora_kit::db::{Backend, Db};
+use sqlx::Executor;
+
+const SQLITE: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        partition_key TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        published_at INTEGER
+    )",
+    "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL",
+    "CREATE TABLE IF NOT EXISTS processed_events (
+        consumer TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        processed_at INTEGER NOT NULL,
+        PRIMARY KEY (consumer, event_id)
+    )",
+];
+
+const POSTGRES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS outbox (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        partition_key TEXT NOT NULL,
+        payload BYTEA NOT NULL,
+        created_at BIGINT NOT NULL,
+        published_at BIGINT
+    )",
+    "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL",
+    "CREATE TABLE IF NOT EXISTS processed_events (
+        consumer TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        processed_at BIGINT NOT NULL,
+        PRIMARY KEY (consumer, event_id)
+    )",
+];
+
+/// Creates the outbox and processed-event tables if they do not exist.
+pub async fn ensure(db: &Db) -> Result<(), sqlx::Error> {
+    let statements = match db.backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    for statement in statements {
+        db.pool.execute(*statement).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! The database pool, chosen by URL: `sqlite:…` for the embedded default, `postgres:…` for
+//! the distributed stack. Queries are written once in the SQL both backends accept (`$1`
+//! placeholders, `ON CONFLICT`, `RETURNING`, integers and text only) and run through sqlx's
+//! `Any` driver; only the DDL differs, so each service ships one migration folder per backend.
+
+use std::{str::FromStr, sync::Once, time::Duration};
+
+use sqlx::{
+    Executor,
+    any::{AnyConnectOptions, AnyPoolOptions},
+    migrate::Migrator,
+    AnyPool,
+};
+
+/// Which engine a [`Db`] talks to; DDL and a few pragmas depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Self, DbError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Self::Postgres)
+        } else {
+            Err(DbError::UnsupportedUrl(redact(url)))
+        }
+    }
+}
+
+/// One migration folder per backend, embedded at compile time with `sqlx::migrate!`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    pub sqlite: &'static Migrator,
+    pub postgres: &'static Migrator,
+}
+
+/// A pool plus the backend it talks to.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database URL {0:?}: use sqlite:PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("cannot create the directory for {path}: {source}")]
+    Directory { path: String, source: std::io::Error },
+    #[error("cannot connect to {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("migrations failed on {url}: {source}")]
+    Migrate { url: String, source: sqlx::migrate::MigrateError },
+}
+
+static DRIVERS: Once = Once::new();
+
+/// Connects to `url` and applies the backend's migrations.
+///
+/// SQLite files (and their directory) are created when missing. A SQLite pool holds a single
+/// connection: SQLite serialises writers anyway, a single connection rules out the
+/// `SQLITE_BUSY` upgrade deadlock between two writing transactions, and it keeps a
+/// `sqlite::memory:` database alive for the pool's lifetime.
+pub async fn connect(url: &str, migrations: Migrations) -> Result<Db, DbError> {
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+    let backend = Backend::from_url(url)?;
+    let shown = redact(url);
+    let url = match backend {
+        Backend::Sqlite => sqlite_url(url)?,
+        Backend::Postgres => url.to_owned(),
+    };
+    let options = AnyConnectOptions::from_str(&url)
+        .map_err(|source| DbError::Connect { url: shown.clone(), source })?;
+    let pool_options = match backend {
+        Backend::Sqlite => AnyPoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    // WAL is refused (harmlessly) by in-memory databases.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            }),
+        Backend::Postgres => AnyPoolOptions::new().max_connections(10),
+    };
+    let pool = pool_options
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|source| DbError::Connect { url: shown.clone(), source })?;
+    let migrator = match backend {
+        Backend::Sqlite => migrations.sqlite,
+        Backend::Postgres => migrations.postgres,
+    };
+    migrator.run(&pool).await.map_err(|source| DbError::Migrate { url: shown, source })?;
+    Ok(Db { pool, backend })
+}
+
+/// Adds `mode=rwc` (create if missing) and creates the parent directory of a file URL.
+fn sqlite_url(url: &str) -> Result<String, DbError> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
+        return Ok(url.to_owned());
+    }
+    if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| DbError::Directory { path: path.to_owned(), source })?;
+    }
+    if rest.contains("mode=") {
+        Ok(url.to_owned())
+    } else if rest.contains('?') {
+        Ok(format!("{url}&mode=rwc"))
+    } else {
+        Ok(format!("{url}?mode=rwc"))
+    }
+}
+
+/// The URL without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// True when `err` is a unique-constraint violation (a duplicate insert).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_the_backend() {
+        assert_eq!(Backend::from_url("sqlite:data/x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::from_url("postgres://a@b/c").unwrap(), Backend::Postgres);
+        assert!(Backend::from_url("mysql://a@b/c").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://agora:s3cret@db:5432/x"), "postgres://agora:***@db:5432/x");
+        assert_eq!(redact("postgres://agora@db/x"), "postgres://agora@db/x");
+        assert_eq!(redact("sqlite:data/x.db"), "sqlite:data/x.db");
+    }
+
+    #[test]
+    fn sqlite_files_are_created_with_their_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/user.db");
+        let url = sqlite_url(&format!("sqlite:{}", path.display())).unwrap();
+        assert!(url.ends_with("?mode=rwc"));
+        assert!(path.parent().unwrap().is_dir());
+        assert_eq!(sqlite_url("sqlite::memory:").unwrap(), "sqlite::memory:");
+    }
+}

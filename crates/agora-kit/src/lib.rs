@@ -1,0 +1,29 @@
+//! What every Agora binary shares: layered configuration, logs, the gRPC server bootstrap
+//! (health, reflection, graceful shutdown), the database pool with migrations, JWTs, the
+//! caller identity that the gateway forwards, and the value types several services parse.
+//!
+//! # Layout
+//! - [`config`]: defaults < file < `AGORA_*` environment / flags.
+//! - [`telemetry`]: `tracing` logs, pretty on a terminal and JSON otherwise.
+//! - [`grpc`]: serve a service set with grpc.health.v1 and reflection until shutdown.
+//! - [`shutdown`]: SIGTERM / Ctrl-C as a cancellation token.
+//! - [`db`]: an `AnyPool` chosen by URL (`sqlite:` or `postgres:`), migrations per backend.
+//! - [`auth`]: access tokens (HS256 JWT).
+//! - [`identity`]: the verified caller, carried as gRPC metadata.
+//! - [`money`], [`quantity`], [`id`], [`page`], [`time`]: parsed wire values.
+//! - `testing` (feature): a fresh database per test on both backends.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod grpc;
+pub mod id;
+pub mod identity;
+pub mod money;
+pub mod page;
+pub mod quantity;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod time;

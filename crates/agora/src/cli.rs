@@ -1,0 +1,181 @@
+//! Command-line flags. Each flag has an `AGORA_*` environment twin; flags that map onto a
+//! service's config are serialised as overrides on top of defaults and `--config` (so an
+//! absent flag keeps the file's value).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+#[derive(Debug, Parser)]
+#[command(name = "agora", version, about = "Agora: a gRPC microservices platform. With no command, runs everything in one process.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every service in one process on embedded defaults (SQLite, in-process events) [default].
+    All(AllArgs),
+    /// Accounts, sign-in and access tokens.
+    UserService(UserArgs),
+    /// The catalog and stock reservations.
+    ProductService(ProductArgs),
+    /// Orders and the order saga.
+    OrderService(OrderArgs),
+    /// Wallets and payments.
+    PaymentService(PaymentArgs),
+}
+
+impl Command {
+    /// `agora` with no command means `agora all`; parsing it that way applies the `AGORA_*`
+    /// variables exactly as for an explicit `agora all`.
+    pub fn all_from_env() -> Self {
+        Cli::parse_from(["agora", "all"]).command.expect("`all` is a subcommand")
+    }
+}
+
+/// How events travel between services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Events {
+    /// The in-process bus: a log in SQLite at `--bus-url`.
+    Memory,
+}
+
+/// Flags every single role has.
+#[derive(Debug, Args, Serialize)]
+pub struct Common {
+    /// A TOML file with this role's settings (below defaults' precedence: flags and env win).
+    #[arg(long, env = "AGORA_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// This role's database: `sqlite:PATH` or `postgres://USER:PASSWORD@HOST/DB`.
+    #[arg(long, env = "AGORA_DATABASE_URL", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+
+    /// The event bus.
+    #[arg(long, env = "AGORA_EVENTS", value_enum, default_value_t = Events::Memory)]
+    #[serde(skip)]
+    pub events: Events,
+
+    /// Where the in-process bus keeps its log. Roles started as separate processes on one
+    /// machine share events when they point at the same file (`sqlite:data/events.db`).
+    #[arg(long, env = "AGORA_BUS_URL", default_value = "sqlite::memory:")]
+    #[serde(skip)]
+    pub bus_url: String,
+}
+
+#[derive(Debug, Args, Serialize)]
+pub struct UserArgs {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:50051")]
+    #[serde(skip)]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// HS256 secret for access tokens, shared with the gateway (32 bytes or more).
+    #[arg(long, env = "AGORA_JWT_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "AGORA_TOKEN_TTL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_ttl_secs: Option<u64>,
+    /// Admin account created at start when missing (with --admin-password).
+    #[arg(long, env = "AGORA_ADMIN_EMAIL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_email: Option<String>,
+    /// Password of the admin account.
+    #[arg(long, env = "AGORA_ADMIN_PASSWORD", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<String>,
+}
+
+#[derive(Debug, Args, Serialize)]
+pub struct ProductArgs {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:50052")]
+    #[serde(skip)]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Args, Serialize)]
+pub struct OrderArgs {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:50053")]
+    #[serde(skip)]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// user-service address (HOST:PORT).
+    #[arg(long, env = "AGORA_USER_ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_addr: Option<String>,
+    /// product-service address (HOST:PORT).
+    #[arg(long, env = "AGORA_PRODUCT_ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_addr: Option<String>,
+    /// Cancel orders still unpaid after this many seconds.
+    #[arg(long, env = "AGORA_PAYMENT_TIMEOUT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_timeout_secs: Option<u64>,
+    /// How often to look for unpaid orders, in seconds.
+    #[arg(long, env = "AGORA_SWEEP_INTERVAL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Args, Serialize)]
+pub struct PaymentArgs {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:50054")]
+    #[serde(skip)]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: Common,
+    /// Wallet currency (ISO 4217).
+    #[arg(long, env = "AGORA_WALLET_CURRENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Balance of a new wallet, in minor units (10000 = 100.00).
+    #[arg(long, env = "AGORA_OPENING_BALANCE_MINOR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opening_balance_minor: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct AllArgs {
+    /// Directory for the SQLite databases, the event log and generated secrets.
+    #[arg(long, env = "AGORA_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// user-service address.
+    #[arg(long, env = "AGORA_USER_ADDR", default_value = "127.0.0.1:50051")]
+    pub user_addr: SocketAddr,
+    /// product-service address.
+    #[arg(long, env = "AGORA_PRODUCT_ADDR", default_value = "127.0.0.1:50052")]
+    pub product_addr: SocketAddr,
+    /// order-service address.
+    #[arg(long, env = "AGORA_ORDER_ADDR", default_value = "127.0.0.1:50053")]
+    pub order_addr: SocketAddr,
+    /// payment-service address.
+    #[arg(long, env = "AGORA_PAYMENT_ADDR", default_value = "127.0.0.1:50054")]
+    pub payment_addr: SocketAddr,
+    /// Access-token secret; generated once and kept in the data directory when unset.
+    #[arg(long, env = "AGORA_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Admin account created at start when missing (with --admin-password).
+    #[arg(long, env = "AGORA_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Password of the admin account.
+    #[arg(long, env = "AGORA_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+}

@@ -1,0 +1,44 @@
+//! Running one role: config = defaults < `--config` file < flags / `AGORA_*` environment.
+
+use std::sync::Arc;
+
+use agora_events::{EventBus, LocalBus};
+use agora_kit::config;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Common, Events, OrderArgs, PaymentArgs, ProductArgs, UserArgs};
+
+/// The event bus the flags ask for.
+pub async fn bus(common: &Common) -> anyhow::Result<Arc<dyn EventBus>> {
+    match common.events {
+        Events::Memory => Ok(Arc::new(LocalBus::open(&common.bus_url).await?)),
+    }
+}
+
+pub async fn user(args: UserArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let cfg: user_service::Config = config::load(args.common.config.as_deref(), &args)?;
+    let bus = bus(&args.common).await?;
+    let listener = agora_kit::grpc::bind(args.listen).await?;
+    user_service::run(cfg, bus, listener, shutdown).await
+}
+
+pub async fn product(args: ProductArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let cfg: product_service::Config = config::load(args.common.config.as_deref(), &args)?;
+    let bus = bus(&args.common).await?;
+    let listener = agora_kit::grpc::bind(args.listen).await?;
+    product_service::run(cfg, bus, listener, shutdown).await
+}
+
+pub async fn order(args: OrderArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let cfg: order_service::Config = config::load(args.common.config.as_deref(), &args)?;
+    let bus = bus(&args.common).await?;
+    let listener = agora_kit::grpc::bind(args.listen).await?;
+    order_service::run(cfg, bus, listener, shutdown).await
+}
+
+pub async fn payment(args: PaymentArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let cfg: payment_service::Config = config::load(args.common.config.as_deref(), &args)?;
+    let bus = bus(&args.common).await?;
+    let listener = agora_kit::grpc::bind(args.listen).await?;
+    payment_service::run(cfg, bus, listener, shutdown).await
+}

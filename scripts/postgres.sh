@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Throwaway local PostgreSQL for Agora's development and tests.
+#
+# Usage: scripts/postgres.sh {install|start|stop|status|url|reset-test-dbs}
+#
+#   install         install the distro PostgreSQL server if no initdb is found
+#   start           init (once) and start a private cluster; no-op if running
+#   stop            fast-stop the cluster; no-op if not running
+#   status          report whether the cluster runs (exit 0 = running, 3 = not)
+#   url             print the admin connection URL
+#   reset-test-dbs  drop every database named agora_test_*
+#
+# The cluster is private to Agora: it lives under the cache directory, listens
+# only on 127.0.0.1 on a non-default port, keeps its unix socket in the cache
+# directory, and uses trust auth with the superuser "agora". It is tuned for
+# speed (no fsync), so it must only ever hold disposable test data.
+#
+# Environment:
+#   AGORA_CACHE    cache root          (default: $HOME/.cache/agora)
+#   AGORA_PG_PORT  TCP port to listen  (default: 55432)
+set -euo pipefail
+
+# --- Configuration ----------------------------------------------------------
+
+PG_PORT="${AGORA_PG_PORT:-55432}"
+PG_HOST="127.0.0.1"
+PG_SUPERUSER="agora"
+# PostgreSQL refuses to run as root; when we are root we run the server as
+# this dedicated system account instead.
+PG_OS_USER="agora-pg"
+
+# Absolute path (need not exist yet): the server runs from another directory.
+CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
+PG_ROOT="$CACHE_DIR/postgres"
+PG_DATA="$PG_ROOT/data"
+PG_SOCKET_DIR="$PG_ROOT/run"  # keep it short: unix socket paths max ~107 bytes
+PG_LOG="$PG_ROOT/postgres.log"
+PG_LOCK="$PG_ROOT/.lock"
+
+START_TIMEOUT_SECS=30
+
+# --- Helpers ----------------------------------------------------------------
+
+log() { printf '[postgres] %s\n' "$*" >&2; }
+die() { printf '[postgres] error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [[ "$(id -u)" -eq 0 ]]; }
+
+# Print the bin dir of the highest installed PostgreSQL major version that has
+# an initdb, or nothing (and fail) if there is none.
+find_bin_dir() {
+  local dir
+  dir="$(
+    for d in /usr/lib/postgresql/*/bin; do
+      [[ -x "$d/initdb" ]] && printf '%s\n' "$d"
+    done | sort -V | tail -n 1
+  )"
+  [[ -n "$dir" ]] || return 1
+  printf '%s\n' "$dir"
+}
+
+# Set PG_BIN, failing with a hint if PostgreSQL is not installed.
+require_bin_dir() {
+  PG_BIN="$(find_bin_dir)" || die "PostgreSQL server not installed; run: $0 install"
+}
+
+# Run a command as the OS user that owns the cluster. From "/" so the server
+# never trips over a current directory it cannot read.
+as_pg() {
+  if is_root; then
+    (cd / && runuser -u "$PG_OS_USER" -- "$@")
+  else
+    (cd / && "$@")
+  fi
+}
+
+# Same-user pg_ctl wrapper.
+pg_ctl_() { as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" "$@"; }
+
+# psql as the superuser against the admin database, over TCP.
+psql_() {
+  "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 \
+    -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d postgres "$@"
+}
+
+# True if our cluster's postmaster is running.
+is_running() {
+  [[ -f "$PG_DATA/PG_VERSION" ]] || return 1
+  pg_ctl_ status >/dev/null 2>&1
+}
+
+# True if something (anything) accepts PostgreSQL connections on our port.
+port_answers() {
+  "$PG_BIN/pg_isready" -q -h "$PG_HOST" -p "$PG_PORT" -t 1 >/dev/null 2>&1
+}
+
+# Serialise start/stop so concurrent test runs do not race each other.
+take_lock() {
+  exec 9>>"$PG_LOCK"
+  flock 9
+}
+
+# As root: make sure the system account exists and can reach $PG_ROOT.
+prepare_os_user() {
+  is_root || return 0
+
+  if ! id -u "$PG_OS_USER" >/dev/null 2>&1; then
+    log "creating system user $PG_OS_USER"
+    useradd --system --user-group --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_OS_USER"
+  fi
+
+  # The server must be able to traverse every ancestor of its data dir (e.g.
+  # /root is usually 0700). Grant search-only access where it is missing:
+  # via an ACL for just this user if setfacl exists, else o+x (no listing).
+  local path="" part
+  local -a parts
+  IFS=/ read -r -a parts <<<"${PG_ROOT#/}"
+  for part in "${parts[@]:0:${#parts[@]}-1}"; do
+    path="$path/$part"
+    if ! runuser -u "$PG_OS_USER" -- test -x "$path"; then
+      if command -v setfacl >/dev/null 2>&1; then
+        log "granting $PG_OS_USER search access to $path (ACL)"
+        setfacl -m "u:$PG_OS_USER:x" "$path"
+      else
+        log "granting search (o+x) access to $path so $PG_OS_USER can reach its data"
+        chmod o+x "$path"
+      fi
+    fi
+  done
+
+  mkdir -p "$PG_ROOT"
+  chown "$PG_OS_USER:$PG_OS_USER" "$PG_ROOT"
+}
+
+# --- Subcommands ------------------------------------------------------------
+
+cmd_install() {
+  if PG_BIN="$(find_bin_dir)"; then
+    log "PostgreSQL already installed ($PG_BIN)"
+    return 0
+  fi
+  is_root || die "PostgreSQL is not installed and installing needs root; run: sudo $0 install"
+  log "PostgreSQL not found; installing the distro package"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
+  PG_BIN="$(find_bin_dir)" || die "installed postgresql but found no initdb under /usr/lib/postgresql/*/bin"
+  log "installed PostgreSQL ($PG_BIN)"
+}
+
+cmd_start() {
+  find_bin_dir >/dev/null || cmd_install
+  require_bin_dir
+
+  prepare_os_user
+  mkdir -p "$PG_ROOT"
+  take_lock
+
+  if is_running; then
+    log "already running on $PG_HOST:$PG_PORT ($PG_DATA)"
+    return 0
+  fi
+
+  # Refuse to start if some other server already owns the port: our pg_ctl
+  # would fail, and tests would silently talk to the wrong database.
+  if port_answers; then
+    die "another server already answers on $PG_HOST:$PG_PORT; stop it or set AGORA_PG_PORT"
+  fi
+
+  # One-time cluster creation.
+  if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
+    log "initialising cluster in $PG_DATA"
+    rm -rf "$PG_DATA"  # leftovers of an interrupted initdb
+    as_pg "$PG_BIN/initdb" -D "$PG_DATA" --auth=trust --username="$PG_SUPERUSER" \
+      --encoding=UTF8 --locale=C >"$PG_ROOT/initdb.log" 2>&1 \
+      || { tail -n 20 "$PG_ROOT/initdb.log" >&2; die "initdb failed (log: $PG_ROOT/initdb.log)"; }
+  fi
+
+  as_pg mkdir -p "$PG_SOCKET_DIR"
+
+  # Server options: loopback only, private socket dir, and throughput over
+  # durability (fine for disposable test data).
+  local opts
+  opts="-c listen_addresses=$PG_HOST -p $PG_PORT -k '$PG_SOCKET_DIR'"
+  opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  opts+=" -c max_connections=300"
+
+  log "starting on $PG_HOST:$PG_PORT (log: $PG_LOG)"
+  if ! pg_ctl_ start -w -t "$START_TIMEOUT_SECS" -l "$PG_LOG" -o "$opts" >/dev/null; then
+    tail -n 30 "$PG_LOG" >&2 || true
+    die "pg_ctl start failed (log: $PG_LOG)"
+  fi
+
+  # pg_ctl -w waits for the socket; also wait until TCP accepts connections.
+  local deadline=$((SECONDS + START_TIMEOUT_SECS))
+  until port_answers; do
+    if ((SECONDS >= deadline)); then
+      tail -n 30 "$PG_LOG" >&2 || true
+      die "server did not accept connections on $PG_HOST:$PG_PORT within ${START_TIMEOUT_SECS}s (log: $PG_LOG)"
+    fi
+    sleep 0.2
+  done
+  log "ready: $(cmd_url)"
+}
+
+cmd_stop() {
+  if ! PG_BIN="$(find_bin_dir)" || [[ ! -d "$PG_ROOT" ]]; then
+    log "not running"
+    return 0
+  fi
+  take_lock
+  if ! is_running; then
+    log "not running"
+    return 0
+  fi
+  log "stopping"
+  pg_ctl_ stop -m fast -w -t "$START_TIMEOUT_SECS" >/dev/null
+  log "stopped"
+}
+
+cmd_status() {
+  if PG_BIN="$(find_bin_dir)" && is_running; then
+    log "running on $PG_HOST:$PG_PORT (data: $PG_DATA)"
+    return 0
+  fi
+  log "not running"
+  return 3  # same convention as pg_ctl status
+}
+
+cmd_url() {
+  printf 'postgres://%s@%s:%s/postgres\n' "$PG_SUPERUSER" "$PG_HOST" "$PG_PORT"
+}
+
+cmd_reset_test_dbs() {
+  require_bin_dir
+  port_answers || die "not running on $PG_HOST:$PG_PORT; run: $0 start"
+
+  local dbs
+  dbs="$(psql_ -At -c "SELECT datname FROM pg_database WHERE datname LIKE 'agora\_test\_%' ORDER BY 1")"
+  if [[ -z "$dbs" ]]; then
+    log "no agora_test_* databases to drop"
+    return 0
+  fi
+  log "dropping $(wc -l <<<"$dbs") test database(s): $(tr '\n' ' ' <<<"$dbs")"
+  # WITH (FORCE) also kicks out connections left over from crashed tests.
+  psql_ <<'SQL'
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname)
+FROM pg_database
+WHERE datname LIKE 'agora\_test\_%'
+\gexec
+SQL
+}
+
+usage() {
+  # Print the header comment (everything after the shebang up to the code).
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
+  exit 2
+}
+
+main() {
+  case "${1:-}" in
+    install) cmd_install ;;
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    url) cmd_url ;;
+    reset-test-dbs) cmd_reset_test_dbs ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

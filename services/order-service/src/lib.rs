@@ -1,0 +1,104 @@
+//! order-service: places orders and follows them to PAID or CANCELLED.
+//!
+//! Placing an order checks the buyer with user-service and reserves (and prices) stock with
+//! product-service over gRPC, then writes the order and its `OrderPlaced` event in one
+//! transaction. Payment results arrive as events; a sweeper cancels orders whose payment
+//! never came.
+//!
+//! # Layout
+//! - [`domain`]: `OrderRequest`, `Order`, `OrderStatus`, `IdempotencyKey`.
+//! - [`placing`]: the `CreateOrder` steps across services.
+//! - [`store`]: orders, items and the outbox.
+//! - [`events`]: the `agora.payments.v1` consumer.
+//! - [`sweeper`]: cancels orders pending past the payment deadline.
+//! - [`grpc`]: the protobuf edge. [`error`]: [`Error`] → `tonic::Status`.
+
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod grpc;
+pub mod placing;
+pub mod store;
+pub mod sweeper;
+
+use std::{sync::Arc, time::Duration};
+
+use agora_events::{ConsumerOptions, EventBus, Relay, run_consumer, topics};
+use agora_proto::order::order_service_server::OrderServiceServer;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tonic::server::NamedService;
+
+pub use error::Error;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `sqlite:PATH` or `postgres://…`; this service's own database.
+    pub database_url: String,
+    /// user-service, to check that the buyer exists.
+    pub user_addr: String,
+    /// product-service, to reserve and price stock.
+    pub product_addr: String,
+    /// An order still waiting for payment after this long is cancelled.
+    pub payment_timeout_secs: u64,
+    /// How often the sweeper looks for such orders.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite:data/order.db".to_owned(),
+            user_addr: "127.0.0.1:50051".to_owned(),
+            product_addr: "127.0.0.1:50052".to_owned(),
+            payment_timeout_secs: 900,
+            sweep_interval_secs: 30,
+        }
+    }
+}
+
+pub const SERVICE_NAME: &str = <OrderServiceServer<grpc::OrderApi> as NamedService>::NAME;
+
+/// Consumer group for payment events.
+pub const CONSUMER: &str = "order-service";
+
+pub async fn run(
+    config: Config,
+    bus: Arc<dyn EventBus>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let db = store::connect(&config.database_url).await?;
+    let relay = Relay::new(db.clone(), bus.clone());
+    let store = store::Store::new(db, relay.waker());
+    let placer = placing::Placer::new(
+        store.clone(),
+        agora_kit::grpc::lazy_channel(&config.user_addr)?,
+        agora_kit::grpc::lazy_channel(&config.product_addr)?,
+    );
+
+    let tasks = TaskTracker::new();
+    tasks.spawn(relay.run(shutdown.clone()));
+    tasks.spawn(run_consumer(
+        bus,
+        ConsumerOptions::new(CONSUMER, topics::PAYMENTS),
+        Arc::new(events::PaymentEvents::new(store.clone())),
+        shutdown.clone(),
+    ));
+    tasks.spawn(
+        sweeper::Sweeper {
+            store: store.clone(),
+            timeout: Duration::from_secs(config.payment_timeout_secs),
+            interval: Duration::from_secs(config.sweep_interval_secs.max(1)),
+        }
+        .run(shutdown.clone()),
+    );
+    tasks.close();
+
+    let routes = tonic::service::Routes::new(OrderServiceServer::new(grpc::OrderApi::new(store, placer)));
+    agora_kit::grpc::serve(routes, &[SERVICE_NAME], listener, shutdown).await?;
+    tasks.wait().await;
+    Ok(())
+}

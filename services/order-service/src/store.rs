@@ -1,0 +1,253 @@
+//! Orders, their items and the outbox. Every status change writes its event in the same
+//! transaction, and every change is conditional on the current status, so concurrent
+//! transitions (payment result, customer cancel, sweeper) cannot both win.
+
+use std::sync::Arc;
+
+use agora_events::outbox;
+use agora_kit::{
+    db::{self, Db, Migrations},
+    money::Money,
+    time::now_millis,
+};
+use agora_proto::events::{OrderCancelled, OrderLine as PbLine, OrderPaid, OrderPlaced};
+use sqlx::{AnyConnection, Row, any::AnyRow, migrate::Migrator};
+use tokio::sync::Notify;
+
+use crate::{
+    Error,
+    domain::{Order, OrderLine, OrderStatus},
+};
+
+static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+
+pub async fn connect(url: &str) -> anyhow::Result<Db> {
+    let db = db::connect(url, Migrations { sqlite: &SQLITE, postgres: &POSTGRES }).await?;
+    agora_events::schema::ensure(&db).await?;
+    Ok(db)
+}
+
+const COLUMNS: &str = "id, user_id, status, total_currency, total_minor, cancel_reason, request_fingerprint, created_at, updated_at";
+
+/// What happened when a transition was attempted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The order moved; its event is in the outbox.
+    Applied(Order),
+    /// The order was not pending any more; nothing changed.
+    Unchanged(Order),
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+    relay: Arc<Notify>,
+}
+
+impl Store {
+    pub fn new(db: Db, relay: Arc<Notify>) -> Self {
+        Self { db, relay }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Wakes the relay after a commit that wrote to the outbox.
+    pub fn notify_relay(&self) {
+        self.relay.notify_one();
+    }
+
+    /// Writes a new PENDING_PAYMENT order and its `OrderPlaced` event. When the id exists
+    /// (a concurrent retry with the same idempotency key won), returns the stored order.
+    pub async fn insert(&self, order: &Order, key: Option<&str>, fingerprint: &str) -> Result<(Order, String), Error> {
+        let mut tx = self.db.pool.begin().await?;
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO orders ({COLUMNS}, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )))
+        .bind(&order.id)
+        .bind(&order.user_id)
+        .bind(order.status.as_str())
+        .bind(order.total.currency())
+        .bind(order.total.minor())
+        .bind(&order.cancel_reason)
+        .bind(fingerprint)
+        .bind(order.created_at)
+        .bind(order.updated_at)
+        .bind(key)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if db::is_unique_violation(&e) => {
+                drop(tx);
+                return self.get_with_fingerprint(&order.id).await?.ok_or_else(|| Error::NotFound(order.id.clone()));
+            }
+            other => other?,
+        };
+        for line in &order.lines {
+            sqlx::query(
+                "INSERT INTO order_items (order_id, product_id, quantity, unit_price_currency, unit_price_minor) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&order.id)
+            .bind(&line.product_id)
+            .bind(line.quantity)
+            .bind(line.unit_price.currency())
+            .bind(line.unit_price.minor())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let event = OrderPlaced {
+            order_id: order.id.clone(),
+            user_id: order.user_id.clone(),
+            total: Some(order.total.to_proto()),
+            lines: order
+                .lines
+                .iter()
+                .map(|l| PbLine { product_id: l.product_id.clone(), quantity: l.quantity, unit_price: Some(l.unit_price.to_proto()) })
+                .collect(),
+        };
+        outbox::enqueue(&mut tx, &order.id, &event).await?;
+        tx.commit().await?;
+        self.notify_relay();
+        Ok((order.clone(), fingerprint.to_owned()))
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Order>, Error> {
+        Ok(self.get_with_fingerprint(id).await?.map(|(order, _)| order))
+    }
+
+    /// The order and the fingerprint of the request that created it.
+    pub async fn get_with_fingerprint(&self, id: &str) -> Result<Option<(Order, String)>, Error> {
+        let mut conn = self.db.pool.acquire().await?;
+        fetch(&mut conn, id).await
+    }
+
+    /// The user's orders, newest first, before the cursor `before`.
+    pub async fn list_for_user(&self, user_id: &str, before: Option<&str>, limit: i64) -> Result<(Vec<Order>, bool), Error> {
+        let mut conn = self.db.pool.acquire().await?;
+        let ids: Vec<String> = match before {
+            Some(before) => {
+                sqlx::query_scalar("SELECT id FROM orders WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
+                    .bind(user_id)
+                    .bind(before)
+                    .bind(limit + 1)
+                    .fetch_all(&mut *conn)
+                    .await?
+            }
+            None => {
+                sqlx::query_scalar("SELECT id FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2")
+                    .bind(user_id)
+                    .bind(limit + 1)
+                    .fetch_all(&mut *conn)
+                    .await?
+            }
+        };
+        let more = ids.len() as i64 > limit;
+        let mut orders = Vec::with_capacity(ids.len());
+        for id in ids.iter().take(usize::try_from(limit).unwrap_or(0)) {
+            if let Some((order, _)) = fetch(&mut conn, id).await? {
+                orders.push(order);
+            }
+        }
+        Ok((orders, more))
+    }
+
+    /// PENDING_PAYMENT → CANCELLED with `reason`, plus `OrderCancelled`.
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<Transition, Error> {
+        let mut tx = self.db.pool.begin().await?;
+        let result = cancel_in(&mut tx, id, reason).await?;
+        tx.commit().await?;
+        if matches!(result, Transition::Applied(_)) {
+            self.notify_relay();
+        }
+        Ok(result)
+    }
+
+    /// Ids of orders still pending that were created before `cutoff` (Unix ms).
+    pub async fn overdue(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, Error> {
+        Ok(sqlx::query_scalar("SELECT id FROM orders WHERE status = 'PENDING_PAYMENT' AND created_at < $1 ORDER BY created_at LIMIT $2")
+            .bind(cutoff)
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?)
+    }
+}
+
+/// PENDING_PAYMENT → CANCELLED inside the caller's transaction.
+pub async fn cancel_in(conn: &mut AnyConnection, id: &str, reason: &str) -> Result<Transition, Error> {
+    let changed = sqlx::query("UPDATE orders SET status = 'CANCELLED', cancel_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'PENDING_PAYMENT'")
+        .bind(reason)
+        .bind(now_millis())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let (order, _) = fetch(conn, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
+    if changed.rows_affected() == 0 {
+        return Ok(Transition::Unchanged(order));
+    }
+    let event = OrderCancelled { order_id: order.id.clone(), user_id: order.user_id.clone(), reason: reason.to_owned() };
+    outbox::enqueue(conn, &order.id, &event).await?;
+    Ok(Transition::Applied(order))
+}
+
+/// PENDING_PAYMENT → PAID inside the caller's transaction, plus `OrderPaid`.
+pub async fn mark_paid_in(conn: &mut AnyConnection, id: &str, payment_id: &str) -> Result<Transition, Error> {
+    let changed = sqlx::query("UPDATE orders SET status = 'PAID', updated_at = $1 WHERE id = $2 AND status = 'PENDING_PAYMENT'")
+        .bind(now_millis())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let (order, _) = fetch(conn, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
+    if changed.rows_affected() == 0 {
+        return Ok(Transition::Unchanged(order));
+    }
+    let event = OrderPaid { order_id: order.id.clone(), user_id: order.user_id.clone(), payment_id: payment_id.to_owned() };
+    outbox::enqueue(conn, &order.id, &event).await?;
+    Ok(Transition::Applied(order))
+}
+
+async fn fetch(conn: &mut AnyConnection, id: &str) -> Result<Option<(Order, String)>, Error> {
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM orders WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let lines = sqlx::query(
+        "SELECT product_id, quantity, unit_price_currency, unit_price_minor FROM order_items WHERE order_id = $1 ORDER BY product_id",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(OrderLine {
+            product_id: r.try_get("product_id")?,
+            quantity: r.try_get("quantity")?,
+            unit_price: money(r.try_get("unit_price_currency")?, r.try_get("unit_price_minor")?)?,
+        })
+    })
+    .collect::<Result<Vec<_>, Error>>()?;
+    let fingerprint = row.try_get("request_fingerprint")?;
+    Ok(Some((order_from_row(&row, lines)?, fingerprint)))
+}
+
+fn money(currency: String, minor: i64) -> Result<Money, Error> {
+    Money::new(&currency, minor).map_err(|e| anyhow::anyhow!("stored amount is invalid: {e}").into())
+}
+
+fn order_from_row(row: &AnyRow, lines: Vec<OrderLine>) -> Result<Order, Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Order {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        lines,
+        total: money(row.try_get("total_currency")?, row.try_get("total_minor")?)?,
+        status: OrderStatus::parse(&status).ok_or_else(|| anyhow::anyhow!("unknown order status {status:?}"))?,
+        cancel_reason: row.try_get("cancel_reason")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

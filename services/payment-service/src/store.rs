@@ -1,0 +1,252 @@
+//! Wallets, payments and the outbox. Debits are conditional updates (`balance >= amount`),
+//! and `payments.order_id` is unique, so no order is ever charged twice.
+
+use std::sync::Arc;
+
+use agora_events::outbox;
+use agora_kit::{
+    db::{self, Db, Migrations},
+    id,
+    money::Money,
+    time::now_millis,
+};
+use agora_proto::events::{OrderPlaced, PaymentFailed, PaymentSucceeded};
+use sqlx::{AnyConnection, Row, any::AnyRow, migrate::Migrator};
+use tokio::sync::Notify;
+
+use crate::{
+    Error,
+    domain::{Payment, PaymentStatus, TopUp, Wallet},
+};
+
+static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+
+pub async fn connect(url: &str) -> anyhow::Result<Db> {
+    let db = db::connect(url, Migrations { sqlite: &SQLITE, postgres: &POSTGRES }).await?;
+    agora_events::schema::ensure(&db).await?;
+    Ok(db)
+}
+
+/// Why a payment was declined.
+pub const INSUFFICIENT_FUNDS: &str = "insufficient funds";
+
+const COLUMNS: &str = "id, order_id, user_id, currency, amount_minor, status, decline_reason, created_at";
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+    relay: Arc<Notify>,
+    /// What a new wallet holds.
+    opening: Money,
+}
+
+impl Store {
+    pub fn new(db: Db, relay: Arc<Notify>, opening: Money) -> Self {
+        Self { db, relay, opening }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn notify_relay(&self) {
+        self.relay.notify_one();
+    }
+
+    /// Opens the wallet with the opening balance unless it exists; true when it was opened.
+    pub async fn open_wallet_in(&self, conn: &mut AnyConnection, user_id: &str) -> Result<bool, Error> {
+        let now = now_millis();
+        let opened = sqlx::query(
+            "INSERT INTO wallets (user_id, currency, balance_minor, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(self.opening.currency())
+        .bind(self.opening.minor())
+        .bind(now)
+        .execute(conn)
+        .await?;
+        Ok(opened.rows_affected() == 1)
+    }
+
+    pub async fn wallet(&self, user_id: &str) -> Result<Wallet, Error> {
+        let mut tx = self.db.pool.begin().await?;
+        self.open_wallet_in(&mut tx, user_id).await?;
+        let wallet = wallet_in(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(wallet)
+    }
+
+    pub async fn top_up(&self, user_id: &str, top_up: TopUp) -> Result<Wallet, Error> {
+        let amount = top_up.amount();
+        let mut tx = self.db.pool.begin().await?;
+        self.open_wallet_in(&mut tx, user_id).await?;
+        let wallet = wallet_in(&mut tx, user_id).await?;
+        if wallet.balance.currency() != amount.currency() {
+            return Err(Error::CurrencyMismatch { wallet: wallet.balance.currency().to_owned(), requested: amount.currency().to_owned() });
+        }
+        let credited = sqlx::query("UPDATE wallets SET balance_minor = balance_minor + $1, updated_at = $2 WHERE user_id = $3 AND balance_minor <= $4")
+            .bind(amount.minor())
+            .bind(now_millis())
+            .bind(user_id)
+            .bind(i64::MAX - amount.minor())
+            .execute(&mut *tx)
+            .await?;
+        if credited.rows_affected() == 0 {
+            return Err(Error::Overflow);
+        }
+        let wallet = wallet_in(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(wallet)
+    }
+
+    /// Debits the order's total or declines it, and enqueues the outcome. A second call for
+    /// the same order returns the first payment and changes nothing.
+    pub async fn charge_in(&self, conn: &mut AnyConnection, placed: &OrderPlaced) -> Result<Payment, Error> {
+        if let Some(existing) = payment_for_order_in(conn, &placed.order_id).await? {
+            return Ok(existing);
+        }
+        let amount = Money::from_proto(placed.total.clone()).map_err(|e| anyhow::anyhow!("OrderPlaced {} has a bad total: {e}", placed.order_id))?;
+        self.open_wallet_in(conn, &placed.user_id).await?;
+        let wallet = wallet_in(conn, &placed.user_id).await?;
+        let now = now_millis();
+        let decline_reason = if wallet.balance.currency() != amount.currency() {
+            Some(format!("wallet holds {}, order is in {}", wallet.balance.currency(), amount.currency()))
+        } else {
+            let debited = sqlx::query("UPDATE wallets SET balance_minor = balance_minor - $1, updated_at = $2 WHERE user_id = $3 AND balance_minor >= $1")
+                .bind(amount.minor())
+                .bind(now)
+                .bind(&placed.user_id)
+                .execute(&mut *conn)
+                .await?;
+            (debited.rows_affected() == 0).then(|| INSUFFICIENT_FUNDS.to_owned())
+        };
+        let payment = Payment {
+            id: id::new_id(),
+            order_id: placed.order_id.clone(),
+            user_id: placed.user_id.clone(),
+            amount,
+            status: if decline_reason.is_some() { PaymentStatus::Declined } else { PaymentStatus::Succeeded },
+            decline_reason: decline_reason.unwrap_or_default(),
+            created_at: now,
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO payments ({COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)")))
+            .bind(&payment.id)
+            .bind(&payment.order_id)
+            .bind(&payment.user_id)
+            .bind(payment.amount.currency())
+            .bind(payment.amount.minor())
+            .bind(payment.status.as_str())
+            .bind(&payment.decline_reason)
+            .bind(payment.created_at)
+            .execute(&mut *conn)
+            .await?;
+        match payment.status {
+            PaymentStatus::Succeeded => {
+                let event = PaymentSucceeded {
+                    payment_id: payment.id.clone(),
+                    order_id: payment.order_id.clone(),
+                    user_id: payment.user_id.clone(),
+                    amount: Some(amount.to_proto()),
+                };
+                outbox::enqueue(conn, &payment.order_id, &event).await?;
+            }
+            _ => {
+                let event = PaymentFailed {
+                    payment_id: payment.id.clone(),
+                    order_id: payment.order_id.clone(),
+                    user_id: payment.user_id.clone(),
+                    amount: Some(amount.to_proto()),
+                    reason: payment.decline_reason.clone(),
+                };
+                outbox::enqueue(conn, &payment.order_id, &event).await?;
+            }
+        }
+        Ok(payment)
+    }
+
+    /// Gives back a succeeded payment of a cancelled order; `None` when there was nothing to
+    /// refund (declined, never charged, or refunded already).
+    pub async fn refund_in(&self, conn: &mut AnyConnection, order_id: &str) -> Result<Option<Payment>, Error> {
+        let now = now_millis();
+        let refunded = sqlx::query("UPDATE payments SET status = 'REFUNDED', updated_at = $1 WHERE order_id = $2 AND status = 'SUCCEEDED'")
+            .bind(now)
+            .bind(order_id)
+            .execute(&mut *conn)
+            .await?;
+        if refunded.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let payment = payment_for_order_in(conn, order_id).await?.ok_or_else(|| anyhow::anyhow!("refunded payment vanished"))?;
+        sqlx::query("UPDATE wallets SET balance_minor = balance_minor + $1, updated_at = $2 WHERE user_id = $3")
+            .bind(payment.amount.minor())
+            .bind(now)
+            .bind(&payment.user_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Some(payment))
+    }
+
+    pub async fn payment_for_order(&self, order_id: &str) -> Result<Option<Payment>, Error> {
+        let mut conn = self.db.pool.acquire().await?;
+        payment_for_order_in(&mut conn, order_id).await
+    }
+
+    /// The user's payments, newest first, before the cursor.
+    pub async fn list(&self, user_id: &str, before: Option<&str>, limit: i64) -> Result<(Vec<Payment>, bool), Error> {
+        let rows = match before {
+            Some(before) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM payments WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3")))
+                    .bind(user_id)
+                    .bind(before)
+                    .bind(limit + 1)
+                    .fetch_all(&self.db.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM payments WHERE user_id = $1 ORDER BY id DESC LIMIT $2")))
+                    .bind(user_id)
+                    .bind(limit + 1)
+                    .fetch_all(&self.db.pool)
+                    .await?
+            }
+        };
+        let mut payments = rows.iter().map(payment_from_row).collect::<Result<Vec<_>, _>>()?;
+        let more = payments.len() as i64 > limit;
+        payments.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok((payments, more))
+    }
+}
+
+async fn wallet_in(conn: &mut AnyConnection, user_id: &str) -> Result<Wallet, Error> {
+    let row = sqlx::query("SELECT currency, balance_minor FROM wallets WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(Wallet { user_id: user_id.to_owned(), balance: money(row.try_get("currency")?, row.try_get("balance_minor")?)? })
+}
+
+async fn payment_for_order_in(conn: &mut AnyConnection, order_id: &str) -> Result<Option<Payment>, Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1")))
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(payment_from_row).transpose()
+}
+
+fn money(currency: String, minor: i64) -> Result<Money, Error> {
+    Money::new(&currency, minor).map_err(|e| anyhow::anyhow!("stored amount is invalid: {e}").into())
+}
+
+fn payment_from_row(row: &AnyRow) -> Result<Payment, Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Payment {
+        id: row.try_get("id")?,
+        order_id: row.try_get("order_id")?,
+        user_id: row.try_get("user_id")?,
+        amount: money(row.try_get("currency")?, row.try_get("amount_minor")?)?,
+        status: PaymentStatus::parse(&status).ok_or_else(|| anyhow::anyhow!("unknown payment status {status:?}"))?,
+        decline_reason: row.try_get("decline_reason")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
