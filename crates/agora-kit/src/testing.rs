@@ -57,22 +57,22 @@ fn with_database(admin_url: &str, name: &str) -> String {
     }
 }
 
-/// Runs an async test body once on SQLite and once on PostgreSQL:
-/// `agora_kit::db_tests!(name, body)` where `body: async fn(TestDatabase)`.
+/// Runs each named `async fn(TestDatabase)` twice, as `<name>::sqlite` and
+/// `<name>::postgres`: `agora_kit::db_tests!(first_case, second_case);`
 #[macro_export]
 macro_rules! db_tests {
-    ($($name:ident => $body:path),+ $(,)?) => {
+    ($($name:ident),+ $(,)?) => {
         $(
             mod $name {
                 #[tokio::test]
                 async fn sqlite() {
-                    $body($crate::testing::TestDatabase::sqlite()).await;
+                    super::$name($crate::testing::TestDatabase::sqlite()).await;
                 }
 
                 #[tokio::test]
                 async fn postgres() {
                     if let Some(db) = $crate::testing::TestDatabase::postgres().await {
-                        $body(db).await;
+                        super::$name(db).await;
                     }
                 }
             }
@@ -89,5 +89,41 @@ mod tests {
         assert_eq!(with_database("postgres://a@h:1/postgres", "t"), "postgres://a@h:1/t");
         assert_eq!(with_database("postgres://a@h:1/postgres?sslmode=disable", "t"), "postgres://a@h:1/t?sslmode=disable");
         assert_eq!(with_database("postgres://a@h:1", "t"), "postgres://a@h:1/t");
+    }
+}
+
+/// A listener on a free loopback port and the `http://` URL to reach it.
+pub async fn loopback() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let url = format!("http://{}", listener.local_addr().expect("local addr"));
+    (listener, url)
+}
+
+/// A channel to `url` that waits (up to 10 s) for the server to accept.
+pub async fn channel(url: &str) -> tonic::transport::Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned()).expect("valid url");
+    for _ in 0..100 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{url} never accepted a connection");
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, failing the test after `secs` seconds
+/// with `what` in the message. For state that settles asynchronously (events).
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
