@@ -47,6 +47,17 @@ impl LocalBus {
         Self::open("sqlite::memory:").await
     }
 
+    /// Messages on `topic` that `group` has not acknowledged yet (its consumer lag).
+    pub async fn lag(&self, group: &str, topic: &str) -> Result<i64, BusError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM bus_messages WHERE topic = $1 AND seq > COALESCE((SELECT acked_seq FROM bus_offsets WHERE group_name = $2 AND topic = $1), 0)",
+        )
+        .bind(topic)
+        .bind(group)
+        .fetch_one(&self.db.pool)
+        .await?)
+    }
+
     /// Every message ever published on `topic`, oldest first (for tests and debugging).
     pub async fn messages(&self, topic: &str) -> Result<Vec<OutgoingMessage>, BusError> {
         let rows = sqlx::query("SELECT topic, partition_key, payload, headers FROM bus_messages WHERE topic = $1 ORDER BY seq")

@@ -127,3 +127,14 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+impl TestDatabase {
+    /// Another fresh database on the same backend (for tests that run several services).
+    pub async fn another(&self) -> Self {
+        if self.url.starts_with("sqlite:") {
+            Self::sqlite()
+        } else {
+            Self::postgres().await.expect("PostgreSQL was available a moment ago")
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The outbox, relay and consumer against real databases (SQLite and PostgreSQL) and the
+//! in-process bus.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use agora_events::{
+    BusError, ConsumerOptions, DomainEvent, EventBus, Handler, HandlerError, LocalBus, OutgoingMessage, Relay,
+    Subscription, claim,
+    consumer::{ATTEMPTS_HEADER, ERROR_HEADER},
+    outbox, run_consumer, topics,
+};
+use agora_kit::{
+    db::{self, Db, Migrations},
+    testing::{TestDatabase, eventually},
+};
+use agora_proto::events::{EventEnvelope, OrderPlaced};
+use async_trait::async_trait;
+use prost::Message;
+use sqlx::migrate::Migrator;
+use tokio_util::sync::CancellationToken;
+
+static EFFECTS: Migrator = sqlx::migrate!("tests/it/migrations");
+
+async fn database(test_db: &TestDatabase) -> Db {
+    let db = db::connect(&test_db.url, Migrations { sqlite: &EFFECTS, postgres: &EFFECTS }).await.unwrap();
+    agora_events::schema::ensure(&db).await.unwrap();
+    db
+}
+
+/// Writes `n` OrderPlaced events for order ids `o0..o{n-1}`, each in its own transaction.
+async fn enqueue(db: &Db, n: usize) {
+    for i in 0..n {
+        let mut tx = db.pool.begin().await.unwrap();
+        let event = OrderPlaced { order_id: format!("o{i}"), ..Default::default() };
+        outbox::enqueue(&mut tx, &event.order_id, &event).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+fn order_ids(messages: &[OutgoingMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            let env = EventEnvelope::decode(m.payload.as_slice()).unwrap();
+            OrderPlaced::decode(env.payload.as_slice()).unwrap().order_id
+        })
+        .collect()
+}
+
+/// The real bus behind a switch that makes publishes fail, as a broker outage would.
+#[derive(Debug)]
+struct Flaky {
+    inner: LocalBus,
+    /// Publishes allowed before the outage starts.
+    budget: AtomicUsize,
+    /// When set, the message *is* stored but the caller sees an error (a lost ack).
+    lose_ack: bool,
+}
+
+#[async_trait]
+impl EventBus for Flaky {
+    async fn publish(&self, message: &OutgoingMessage) -> Result<(), BusError> {
+        if self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)).is_err() {
+            if self.lose_ack {
+                self.inner.publish(message).await?;
+            }
+            return Err(BusError::Unavailable("injected outage".into()));
+        }
+        self.inner.publish(message).await
+    }
+
+    async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
+        self.inner.subscribe(group, topic).await
+    }
+}
+
+async fn relay_publishes_every_row_once_in_order(test_db: TestDatabase) {
+    let db = database(&test_db).await;
+    enqueue(&db, 7).await;
+    let bus = LocalBus::in_memory().await.unwrap();
+    let relay = Relay::new(db.clone(), Arc::new(bus.clone()));
+    assert_eq!(relay.publish_batch().await.unwrap(), 7);
+    assert_eq!(relay.publish_batch().await.unwrap(), 0, "marked rows are not published again");
+    assert_eq!(outbox::backlog(&db.pool).await.unwrap(), 0);
+    let published = bus.messages(topics::ORDERS).await.unwrap();
+    assert_eq!(order_ids(&published), (0..7).map(|i| format!("o{i}")).collect::<Vec<_>>());
+    assert_eq!(published[3].key, "o3", "the aggregate id is the partition key");
+}
+
+async fn relay_stopped_mid_batch_loses_nothing(test_db: TestDatabase) {
+    let db = database(&test_db).await;
+    enqueue(&db, 10).await;
+    let bus = LocalBus::in_memory().await.unwrap();
+    let flaky = Arc::new(Flaky { inner: bus.clone(), budget: AtomicUsize::new(4), lose_ack: false });
+    let err = Relay::new(db.clone(), flaky).publish_batch().await.unwrap_err();
+    assert!(err.to_string().contains("injected outage"), "{err}");
+    assert_eq!(outbox::backlog(&db.pool).await.unwrap(), 6);
+
+    // A new relay (as after a restart) finishes the job.
+    let relay = Relay::new(db.clone(), Arc::new(bus.clone()));
+    assert_eq!(relay.publish_batch().await.unwrap(), 6);
+    let ids = order_ids(&bus.messages(topics::ORDERS).await.unwrap());
+    assert_eq!(ids, (0..10).map(|i| format!("o{i}")).collect::<Vec<_>>(), "every event exactly once, in order");
+}
+
+/// Applies OrderPlaced by inserting into `effects`, claiming the event id in the same
+/// transaction, as the services' handlers do.
+struct RecordEffect {
+    db: Db,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Handler for RecordEffect {
+    async fn handle(&self, envelope: &EventEnvelope) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let placed = agora_events::decode::<OrderPlaced>(envelope)?;
+        let mut tx = self.db.pool.begin().await?;
+        if claim(&mut tx, "test-consumer", &envelope.event_id).await? {
+            sqlx::query("INSERT INTO effects (event_id, order_id) VALUES ($1, $2)")
+                .bind(&envelope.event_id)
+                .bind(&placed.order_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn effects(db: &Db) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM effects").fetch_one(&db.pool).await.unwrap()
+}
+
+async fn lost_acks_redeliver_but_apply_once(test_db: TestDatabase) {
+    let db = database(&test_db).await;
+    enqueue(&db, 3).await;
+    let bus = LocalBus::in_memory().await.unwrap();
+    // The third publish reaches the bus but its ack is lost: the relay publishes it again.
+    let flaky = Arc::new(Flaky { inner: bus.clone(), budget: AtomicUsize::new(2), lose_ack: true });
+    assert!(Relay::new(db.clone(), flaky).publish_batch().await.is_err());
+    Relay::new(db.clone(), Arc::new(bus.clone())).publish_batch().await.unwrap();
+    assert_eq!(bus.messages(topics::ORDERS).await.unwrap().len(), 4, "one duplicate on the bus");
+
+    let handler = Arc::new(RecordEffect { db: db.clone(), calls: AtomicUsize::new(0) });
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(run_consumer(
+        Arc::new(bus.clone()),
+        ConsumerOptions::new("test-consumer", topics::ORDERS),
+        handler.clone(),
+        stop.clone(),
+    ));
+    eventually(5, "four deliveries", || {
+        let calls = handler.calls.load(Ordering::SeqCst);
+        async move { (calls == 4).then_some(()) }
+    })
+    .await;
+    stop.cancel();
+    consumer.await.unwrap();
+    assert_eq!(effects(&db).await, 3, "the duplicate changed nothing");
+}
+
+async fn a_consumer_restarted_before_its_ack_applies_nothing_twice(test_db: TestDatabase) {
+    let db = database(&test_db).await;
+    let bus = LocalBus::in_memory().await.unwrap();
+    enqueue(&db, 1).await;
+    Relay::new(db.clone(), Arc::new(bus.clone())).publish_batch().await.unwrap();
+    let handler = RecordEffect { db: db.clone(), calls: AtomicUsize::new(0) };
+
+    // Effect committed, then the process dies before acknowledging.
+    let mut sub = bus.subscribe("test-consumer", topics::ORDERS).await.unwrap();
+    let delivery = sub.next().await.unwrap();
+    handler.handle(&EventEnvelope::decode(delivery.payload.as_slice()).unwrap()).await.unwrap();
+    drop(sub);
+
+    let mut again = bus.subscribe("test-consumer", topics::ORDERS).await.unwrap();
+    let redelivered = again.next().await.unwrap();
+    assert_eq!(redelivered.offset, delivery.offset, "unacknowledged messages come back");
+    handler.handle(&EventEnvelope::decode(redelivered.payload.as_slice()).unwrap()).await.unwrap();
+    assert_eq!(effects(&db).await, 1);
+}
+
+agora_kit::db_tests!(
+    relay_publishes_every_row_once_in_order,
+    relay_stopped_mid_batch_loses_nothing,
+    lost_acks_redeliver_but_apply_once,
+    a_consumer_restarted_before_its_ack_applies_nothing_twice,
+);
+
+struct AlwaysFails;
+
+#[async_trait]
+impl Handler for AlwaysFails {
+    async fn handle(&self, envelope: &EventEnvelope) -> Result<(), HandlerError> {
+        if envelope.aggregate_id == "poison" {
+            Err(HandlerError::Retryable("downstream says no".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test]
+async fn poison_messages_reach_the_dead_letter_topic_and_the_rest_flows() {
+    let bus = LocalBus::in_memory().await.unwrap();
+    let publish = |key: &str, payload: Vec<u8>| OutgoingMessage {
+        topic: topics::ORDERS.into(),
+        key: key.into(),
+        payload,
+        headers: Default::default(),
+    };
+    let env = |id: &str| agora_events::event::envelope(id, &OrderPlaced { order_id: id.into(), ..Default::default() });
+    bus.publish(&publish("poison", env("poison").encode_to_vec())).await.unwrap();
+    bus.publish(&publish("garbage", vec![0xff, 0x01])).await.unwrap();
+    bus.publish(&publish("fine", env("fine").encode_to_vec())).await.unwrap();
+
+    let options = ConsumerOptions {
+        max_attempts: 3,
+        backoff: Duration::from_millis(5),
+        ..ConsumerOptions::new("test-consumer", topics::ORDERS)
+    };
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(run_consumer(Arc::new(bus.clone()), options, Arc::new(AlwaysFails), stop.clone()));
+    let dlq = topics::dlq(topics::ORDERS);
+    let dead = eventually(5, "two dead letters", || {
+        let (bus, dlq) = (bus.clone(), dlq.clone());
+        async move { Some(bus.messages(&dlq).await.unwrap()).filter(|m| m.len() == 2) }
+    })
+    .await;
+    stop.cancel();
+    consumer.await.unwrap();
+
+    assert_eq!(dead[0].key, "poison");
+    assert_eq!(dead[0].headers[ERROR_HEADER], "downstream says no");
+    assert_eq!(dead[0].headers[ATTEMPTS_HEADER], "3");
+    assert_eq!(dead[1].key, "garbage");
+    assert_eq!(dead[1].headers[ATTEMPTS_HEADER], "1", "undecodable messages are not retried");
+    assert!(dead[1].headers[ERROR_HEADER].contains("not an EventEnvelope"));
+
+    // The group moved past all three: a restart starts after "fine".
+    let mut sub = bus.subscribe("test-consumer", topics::ORDERS).await.unwrap();
+    bus.publish(&publish("later", env("later").encode_to_vec())).await.unwrap();
+    assert_eq!(sub.next().await.unwrap().key, "later");
+    assert_eq!(OrderPlaced::TYPE, "agora.events.v1.OrderPlaced");
+}
