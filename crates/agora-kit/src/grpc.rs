@@ -14,6 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
+/// How long in-flight calls may take to finish after shutdown starts. Kubernetes allows 30 s
+/// by default before SIGKILL; 10 s leaves room for deregistration and the rest of shutdown,
+/// and stops one client that never closes its connection from holding the process open.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs `routes` (plus health and reflection) on `listener` until `shutdown` is cancelled and
 /// the in-flight calls have drained.
 ///
@@ -41,6 +46,7 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let names: Vec<&'static str> = service_names.to_vec();
+    let deadline = shutdown.clone();
     let drained = async move {
         shutdown.cancelled().await;
         reporter.set_service_status("", ServingStatus::NotServing).await;
@@ -51,10 +57,16 @@ pub async fn serve(
     };
 
     tracing::info!(%addr, services = ?service_names, "gRPC server listening");
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_routes(routes.add_service(health).add_service(reflection).add_service(reflection_alpha))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained)
-        .await?;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained);
+    tokio::select! {
+        result = server => result?,
+        () = async {
+            deadline.cancelled().await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } => tracing::warn!(%addr, timeout = ?DRAIN_TIMEOUT, "drain timed out; closing the remaining connections"),
+    }
     tracing::info!(%addr, "gRPC server stopped");
     Ok(())
 }
