@@ -1,8 +1,7 @@
 //! Event payload types, their topics, and the envelope around them.
 
 use agora_proto::events::{
-    EventEnvelope, OrderCancelled, OrderPaid, OrderPlaced, PaymentFailed, PaymentSucceeded,
-    UserRegistered,
+    EventEnvelope, OrderCancelled, OrderPaid, OrderPlaced, PaymentFailed, PaymentSucceeded, UserRegistered,
 };
 use prost::Message;
 
@@ -59,9 +58,8 @@ pub fn envelope<E: DomainEvent>(aggregate_id: &str, payload: &E) -> EventEnvelop
 /// Decodes the payload of an envelope known to carry `E`; a corrupt payload is permanent
 /// (retrying cannot fix it), so it goes to the dead-letter topic.
 pub fn decode<E: DomainEvent>(envelope: &EventEnvelope) -> Result<E, HandlerError> {
-    E::decode(envelope.payload.as_slice()).map_err(|e| {
-        HandlerError::Permanent(format!("cannot decode {} {}: {e}", E::TYPE, envelope.event_id))
-    })
+    E::decode(envelope.payload.as_slice())
+        .map_err(|e| HandlerError::Permanent(format!("cannot decode {} {}: {e}", E::TYPE, envelope.event_id)))
 }
 
 #[cfg(test)]

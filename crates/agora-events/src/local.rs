@@ -60,10 +60,12 @@ impl LocalBus {
 
     /// Every message ever published on `topic`, oldest first (for tests and debugging).
     pub async fn messages(&self, topic: &str) -> Result<Vec<OutgoingMessage>, BusError> {
-        let rows = sqlx::query("SELECT topic, partition_key, payload, headers FROM bus_messages WHERE topic = $1 ORDER BY seq")
-            .bind(topic)
-            .fetch_all(&self.db.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT topic, partition_key, payload, headers FROM bus_messages WHERE topic = $1 ORDER BY seq",
+        )
+        .bind(topic)
+        .fetch_all(&self.db.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(OutgoingMessage {
@@ -180,10 +182,7 @@ fn encode_headers(headers: &BTreeMap<String, String>) -> String {
 }
 
 fn decode_headers(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    text.lines().filter_map(|line| line.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
 #[cfg(test)]

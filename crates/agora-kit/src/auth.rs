@@ -57,11 +57,7 @@ impl JwtKeys {
         if bytes.len() < MIN_SECRET_LEN {
             return Err(TokenError::WeakSecret);
         }
-        Ok(Self {
-            encoding: EncodingKey::from_secret(bytes),
-            decoding: DecodingKey::from_secret(bytes),
-            ttl,
-        })
+        Ok(Self { encoding: EncodingKey::from_secret(bytes), decoding: DecodingKey::from_secret(bytes), ttl })
     }
 
     pub fn ttl(&self) -> Duration {
@@ -84,8 +80,7 @@ impl JwtKeys {
     /// Signs arbitrary claims; [`JwtKeys::issue`] is the normal way in.
     pub fn sign(&self, claims: &Claims) -> String {
         // HS256 over serialisable claims cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
-            .unwrap_or_default()
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding).unwrap_or_default()
     }
 
     /// Checks signature, algorithm, issuer and expiry (no leeway: a token is dead when it says).
@@ -94,12 +89,12 @@ impl JwtKeys {
         validation.leeway = 0;
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            })
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map(|data| data.claims).map_err(|e| match e
+            .kind()
+        {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        })
     }
 }
 
@@ -126,13 +121,8 @@ mod tests {
     fn expired_tokens_are_rejected_as_expired() {
         let k = keys(SECRET);
         let now = now_millis() / 1000;
-        let token = k.sign(&Claims {
-            sub: "u".into(),
-            role: "user".into(),
-            iss: ISSUER.into(),
-            iat: now - 100,
-            exp: now - 1,
-        });
+        let token =
+            k.sign(&Claims { sub: "u".into(), role: "user".into(), iss: ISSUER.into(), iat: now - 100, exp: now - 1 });
         assert_eq!(k.verify(&token), Err(TokenError::Expired));
     }
 

@@ -18,10 +18,7 @@ use serde::{Serialize, de::DeserializeOwned};
 /// `overrides` is usually a clap struct whose fields are `Option`s marked
 /// `#[serde(skip_serializing_if = "Option::is_none")]`, so an absent flag leaves the file's
 /// value in place.
-pub fn load<C: DeserializeOwned>(
-    file: Option<&Path>,
-    overrides: &impl Serialize,
-) -> Result<C, ConfigError> {
+pub fn load<C: DeserializeOwned>(file: Option<&Path>, overrides: &impl Serialize) -> Result<C, ConfigError> {
     let mut figment = Figment::new();
     if let Some(path) = file {
         if !path.exists() {
@@ -29,10 +26,7 @@ pub fn load<C: DeserializeOwned>(
         }
         figment = figment.merge(Toml::file(path));
     }
-    figment
-        .merge(Serialized::defaults(overrides))
-        .extract()
-        .map_err(|e| ConfigError::Invalid(e.to_string()))
+    figment.merge(Serialized::defaults(overrides)).extract().map_err(|e| ConfigError::Invalid(e.to_string()))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,10 +6,9 @@
 use std::{str::FromStr, sync::Once, time::Duration};
 
 use sqlx::{
-    Executor,
+    AnyPool, Executor,
     any::{AnyConnectOptions, AnyPoolOptions},
     migrate::Migrator,
-    AnyPool,
 };
 
 /// Which engine a [`Db`] talks to; DDL and a few pragmas depend on it.
@@ -73,8 +72,8 @@ pub async fn connect(url: &str, migrations: Migrations) -> Result<Db, DbError> {
         Backend::Sqlite => sqlite_url(url)?,
         Backend::Postgres => url.to_owned(),
     };
-    let options = AnyConnectOptions::from_str(&url)
-        .map_err(|source| DbError::Connect { url: shown.clone(), source })?;
+    let options =
+        AnyConnectOptions::from_str(&url).map_err(|source| DbError::Connect { url: shown.clone(), source })?;
     let pool_options = match backend {
         Backend::Sqlite => AnyPoolOptions::new()
             .max_connections(1)
@@ -114,8 +113,7 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
         return Ok(url.to_owned());
     }
     if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| DbError::Directory { path: path.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| DbError::Directory { path: path.to_owned(), source })?;
     }
     if rest.contains("mode=") {
         Ok(url.to_owned())

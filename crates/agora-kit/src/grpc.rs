@@ -73,9 +73,7 @@ pub async fn serve(
 
 /// Binds `addr`, with an error that names the address (the usual cause is a port in use).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }
 
 /// A channel to `addr` that connects on first use and reconnects after failures, so a

@@ -68,8 +68,7 @@ impl Caller {
             .get(ROLE_KEY)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| Status::unauthenticated("missing caller identity; call through the gateway"))?;
-        let role = Role::parse(role)
-            .ok_or_else(|| Status::unauthenticated(format!("unknown caller role {role:?}")))?;
+        let role = Role::parse(role).ok_or_else(|| Status::unauthenticated(format!("unknown caller role {role:?}")))?;
         let user_id = meta.get(USER_ID_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned);
         match (role, user_id) {
             (Role::Service, _) => Ok(Self::service()),
@@ -81,10 +80,8 @@ impl Caller {
     /// Writes this identity into outgoing metadata.
     pub fn apply(&self, meta: &mut MetadataMap) {
         meta.insert(ROLE_KEY, self.role.as_str().parse().expect("role names are ASCII"));
-        if let Some(id) = &self.user_id {
-            if let Ok(value) = id.parse() {
-                meta.insert(USER_ID_KEY, value);
-            }
+        if let Some(Ok(value)) = self.user_id.as_deref().map(str::parse) {
+            meta.insert(USER_ID_KEY, value);
         }
     }
 

@@ -80,18 +80,6 @@ macro_rules! db_tests {
     };
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_names_are_swapped_in_urls() {
-        assert_eq!(with_database("postgres://a@h:1/postgres", "t"), "postgres://a@h:1/t");
-        assert_eq!(with_database("postgres://a@h:1/postgres?sslmode=disable", "t"), "postgres://a@h:1/t?sslmode=disable");
-        assert_eq!(with_database("postgres://a@h:1", "t"), "postgres://a@h:1/t");
-    }
-}
-
 /// A listener on a free loopback port and the `http://` URL to reach it.
 pub async fn loopback() -> (tokio::net::TcpListener, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
@@ -136,5 +124,20 @@ impl TestDatabase {
         } else {
             Self::postgres().await.expect("PostgreSQL was available a moment ago")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_swapped_in_urls() {
+        assert_eq!(with_database("postgres://a@h:1/postgres", "t"), "postgres://a@h:1/t");
+        assert_eq!(
+            with_database("postgres://a@h:1/postgres?sslmode=disable", "t"),
+            "postgres://a@h:1/t?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://a@h:1", "t"), "postgres://a@h:1/t");
     }
 }

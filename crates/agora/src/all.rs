@@ -15,7 +15,8 @@ use crate::cli::AllArgs;
 
 pub async fn run(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let data = &args.data_dir;
-    std::fs::create_dir_all(data).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", data.display()))?;
+    std::fs::create_dir_all(data)
+        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", data.display()))?;
     let sqlite = |name: &str| format!("sqlite:{}", data.join(name).display());
     let bus: Arc<dyn EventBus> = Arc::new(LocalBus::open(&sqlite("events.db")).await?);
     let jwt_secret = match args.jwt_secret {
@@ -48,7 +49,8 @@ pub async fn run(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let stop = shutdown.child_token();
     let mut services = JoinSet::new();
     services.spawn(named("user-service", user_service::run(user, bus.clone(), user_listener, stop.clone())));
-    services.spawn(named("product-service", product_service::run(product, bus.clone(), product_listener, stop.clone())));
+    services
+        .spawn(named("product-service", product_service::run(product, bus.clone(), product_listener, stop.clone())));
     services.spawn(named("order-service", order_service::run(order, bus.clone(), order_listener, stop.clone())));
     services.spawn(named("payment-service", payment_service::run(payment, bus, payment_listener, stop.clone())));
     tracing::info!(data_dir = %data.display(), "agora is running; Ctrl-C to stop");

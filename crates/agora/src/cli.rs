@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 #[derive(Debug, Parser)]
-#[command(name = "agora", version, about = "Agora: a gRPC microservices platform. With no command, runs everything in one process.")]
+#[command(
+    name = "agora",
+    version,
+    about = "Agora: a gRPC microservices platform. With no command, runs everything in one process."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -47,7 +47,8 @@ impl OrderService for OrderApi {
         let header_key = request.metadata().get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let req = request.into_inner();
         let key = Some(req.idempotency_key.as_str()).filter(|k| !k.is_empty()).or(header_key.as_deref());
-        let parsed = OrderRequest::parse(req.items.into_iter().map(|i| (i.product_id, i.quantity)), key).map_err(Error::from)?;
+        let parsed =
+            OrderRequest::parse(req.items.into_iter().map(|i| (i.product_id, i.quantity)), key).map_err(Error::from)?;
         Ok(Response::new(to_proto(self.placer.place(&user_id, parsed).await?)))
     }
 
@@ -78,7 +79,9 @@ impl OrderService for OrderApi {
                 tracing::info!(order_id = %order.id, "order cancelled by its owner");
                 self.store.get(&order.id).await?.unwrap_or(order)
             }
-            Transition::Unchanged(order) if order.status == OrderStatus::Paid => return Err(Error::AlreadyPaid(order.id).into()),
+            Transition::Unchanged(order) if order.status == OrderStatus::Paid => {
+                return Err(Error::AlreadyPaid(order.id).into());
+            }
             // Already cancelled: cancelling again is a no-op.
             Transition::Unchanged(order) => order,
         };
@@ -98,7 +101,11 @@ fn to_proto(order: Order) -> pb::Order {
         items: order
             .lines
             .into_iter()
-            .map(|l| pb::OrderItem { product_id: l.product_id, quantity: l.quantity, unit_price: Some(l.unit_price.to_proto()) })
+            .map(|l| pb::OrderItem {
+                product_id: l.product_id,
+                quantity: l.quantity,
+                unit_price: Some(l.unit_price.to_proto()),
+            })
             .collect(),
         total: Some(order.total.to_proto()),
         status: status as i32,

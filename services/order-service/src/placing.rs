@@ -92,7 +92,11 @@ impl Placer {
         let items = request
             .lines
             .iter()
-            .map(|(product_id, quantity)| ReservationItem { product_id: product_id.clone(), quantity: quantity.get(), unit_price: None })
+            .map(|(product_id, quantity)| ReservationItem {
+                product_id: product_id.clone(),
+                quantity: quantity.get(),
+                unit_price: None,
+            })
             .collect();
         let reservation = products
             .reserve_stock(Caller::service().request(ReserveStockRequest { order_id: order_id.to_owned(), items }))

@@ -28,7 +28,8 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-const COLUMNS: &str = "id, user_id, status, total_currency, total_minor, cancel_reason, request_fingerprint, created_at, updated_at";
+const COLUMNS: &str =
+    "id, user_id, status, total_currency, total_minor, cancel_reason, request_fingerprint, created_at, updated_at";
 
 /// What happened when a transition was attempted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +105,11 @@ impl Store {
             lines: order
                 .lines
                 .iter()
-                .map(|l| PbLine { product_id: l.product_id.clone(), quantity: l.quantity, unit_price: Some(l.unit_price.to_proto()) })
+                .map(|l| PbLine {
+                    product_id: l.product_id.clone(),
+                    quantity: l.quantity,
+                    unit_price: Some(l.unit_price.to_proto()),
+                })
                 .collect(),
         };
         outbox::enqueue(&mut tx, &order.id, &event).await?;
@@ -124,7 +129,12 @@ impl Store {
     }
 
     /// The user's orders, newest first, before the cursor `before`.
-    pub async fn list_for_user(&self, user_id: &str, before: Option<&str>, limit: i64) -> Result<(Vec<Order>, bool), Error> {
+    pub async fn list_for_user(
+        &self,
+        user_id: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<(Vec<Order>, bool), Error> {
         let mut conn = self.db.pool.acquire().await?;
         let ids: Vec<String> = match before {
             Some(before) => {
@@ -166,11 +176,13 @@ impl Store {
 
     /// Ids of orders still pending that were created before `cutoff` (Unix ms).
     pub async fn overdue(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, Error> {
-        Ok(sqlx::query_scalar("SELECT id FROM orders WHERE status = 'PENDING_PAYMENT' AND created_at < $1 ORDER BY created_at LIMIT $2")
-            .bind(cutoff)
-            .bind(limit)
-            .fetch_all(&self.db.pool)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM orders WHERE status = 'PENDING_PAYMENT' AND created_at < $1 ORDER BY created_at LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?)
     }
 }
 
@@ -186,23 +198,26 @@ pub async fn cancel_in(conn: &mut AnyConnection, id: &str, reason: &str) -> Resu
     if changed.rows_affected() == 0 {
         return Ok(Transition::Unchanged(order));
     }
-    let event = OrderCancelled { order_id: order.id.clone(), user_id: order.user_id.clone(), reason: reason.to_owned() };
+    let event =
+        OrderCancelled { order_id: order.id.clone(), user_id: order.user_id.clone(), reason: reason.to_owned() };
     outbox::enqueue(conn, &order.id, &event).await?;
     Ok(Transition::Applied(order))
 }
 
 /// PENDING_PAYMENT → PAID inside the caller's transaction, plus `OrderPaid`.
 pub async fn mark_paid_in(conn: &mut AnyConnection, id: &str, payment_id: &str) -> Result<Transition, Error> {
-    let changed = sqlx::query("UPDATE orders SET status = 'PAID', updated_at = $1 WHERE id = $2 AND status = 'PENDING_PAYMENT'")
-        .bind(now_millis())
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    let changed =
+        sqlx::query("UPDATE orders SET status = 'PAID', updated_at = $1 WHERE id = $2 AND status = 'PENDING_PAYMENT'")
+            .bind(now_millis())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
     let (order, _) = fetch(conn, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
     if changed.rows_affected() == 0 {
         return Ok(Transition::Unchanged(order));
     }
-    let event = OrderPaid { order_id: order.id.clone(), user_id: order.user_id.clone(), payment_id: payment_id.to_owned() };
+    let event =
+        OrderPaid { order_id: order.id.clone(), user_id: order.user_id.clone(), payment_id: payment_id.to_owned() };
     outbox::enqueue(conn, &order.id, &event).await?;
     Ok(Transition::Applied(order))
 }

@@ -51,7 +51,9 @@ impl Handler for PaymentHandler {
             }
             _ => {
                 let cancelled = decode::<OrderCancelled>(envelope)?;
-                if let Some(payment) = self.store.refund_in(&mut tx, &cancelled.order_id).await.map_err(retryable_or_permanent)? {
+                if let Some(payment) =
+                    self.store.refund_in(&mut tx, &cancelled.order_id).await.map_err(retryable_or_permanent)?
+                {
                     tracing::info!(order_id = %payment.order_id, amount = %payment.amount, "payment refunded");
                 }
             }

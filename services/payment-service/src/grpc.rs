@@ -55,7 +55,10 @@ impl PaymentService for PaymentApi {
         Ok(Response::new(wallet_to_proto(wallet)))
     }
 
-    async fn list_payments(&self, request: Request<ListPaymentsRequest>) -> Result<Response<ListPaymentsResponse>, Status> {
+    async fn list_payments(
+        &self,
+        request: Request<ListPaymentsRequest>,
+    ) -> Result<Response<ListPaymentsResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let req = request.into_inner();
         if !req.order_id.is_empty() {
@@ -75,7 +78,10 @@ impl PaymentService for PaymentApi {
             (true, Some(last)) => page::encode_token(&last.id),
             _ => String::new(),
         };
-        Ok(Response::new(ListPaymentsResponse { payments: payments.into_iter().map(to_proto).collect(), next_page_token }))
+        Ok(Response::new(ListPaymentsResponse {
+            payments: payments.into_iter().map(to_proto).collect(),
+            next_page_token,
+        }))
     }
 }
 

@@ -43,7 +43,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { database_url: "sqlite:data/payment.db".to_owned(), currency: "USD".to_owned(), opening_balance_minor: 100_00 }
+        Self {
+            database_url: "sqlite:data/payment.db".to_owned(),
+            currency: "USD".to_owned(),
+            opening_balance_minor: 100_00,
+        }
     }
 }
 

@@ -83,7 +83,10 @@ impl Store {
         self.open_wallet_in(&mut tx, user_id).await?;
         let wallet = wallet_in(&mut tx, user_id).await?;
         if wallet.balance.currency() != amount.currency() {
-            return Err(Error::CurrencyMismatch { wallet: wallet.balance.currency().to_owned(), requested: amount.currency().to_owned() });
+            return Err(Error::CurrencyMismatch {
+                wallet: wallet.balance.currency().to_owned(),
+                requested: amount.currency().to_owned(),
+            });
         }
         let credited = sqlx::query("UPDATE wallets SET balance_minor = balance_minor + $1, updated_at = $2 WHERE user_id = $3 AND balance_minor <= $4")
             .bind(amount.minor())
@@ -106,7 +109,8 @@ impl Store {
         if let Some(existing) = payment_for_order_in(conn, &placed.order_id).await? {
             return Ok(existing);
         }
-        let amount = Money::from_proto(placed.total.clone()).map_err(|e| anyhow::anyhow!("OrderPlaced {} has a bad total: {e}", placed.order_id))?;
+        let amount = Money::from_proto(placed.total.clone())
+            .map_err(|e| anyhow::anyhow!("OrderPlaced {} has a bad total: {e}", placed.order_id))?;
         self.open_wallet_in(conn, &placed.user_id).await?;
         let wallet = wallet_in(conn, &placed.user_id).await?;
         let now = now_millis();
@@ -130,17 +134,19 @@ impl Store {
             decline_reason: decline_reason.unwrap_or_default(),
             created_at: now,
         };
-        sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO payments ({COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)")))
-            .bind(&payment.id)
-            .bind(&payment.order_id)
-            .bind(&payment.user_id)
-            .bind(payment.amount.currency())
-            .bind(payment.amount.minor())
-            .bind(payment.status.as_str())
-            .bind(&payment.decline_reason)
-            .bind(payment.created_at)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO payments ({COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)"
+        )))
+        .bind(&payment.id)
+        .bind(&payment.order_id)
+        .bind(&payment.user_id)
+        .bind(payment.amount.currency())
+        .bind(payment.amount.minor())
+        .bind(payment.status.as_str())
+        .bind(&payment.decline_reason)
+        .bind(payment.created_at)
+        .execute(&mut *conn)
+        .await?;
         match payment.status {
             PaymentStatus::Succeeded => {
                 let event = PaymentSucceeded {
@@ -169,15 +175,18 @@ impl Store {
     /// refund (declined, never charged, or refunded already).
     pub async fn refund_in(&self, conn: &mut AnyConnection, order_id: &str) -> Result<Option<Payment>, Error> {
         let now = now_millis();
-        let refunded = sqlx::query("UPDATE payments SET status = 'REFUNDED', updated_at = $1 WHERE order_id = $2 AND status = 'SUCCEEDED'")
-            .bind(now)
-            .bind(order_id)
-            .execute(&mut *conn)
-            .await?;
+        let refunded = sqlx::query(
+            "UPDATE payments SET status = 'REFUNDED', updated_at = $1 WHERE order_id = $2 AND status = 'SUCCEEDED'",
+        )
+        .bind(now)
+        .bind(order_id)
+        .execute(&mut *conn)
+        .await?;
         if refunded.rows_affected() == 0 {
             return Ok(None);
         }
-        let payment = payment_for_order_in(conn, order_id).await?.ok_or_else(|| anyhow::anyhow!("refunded payment vanished"))?;
+        let payment =
+            payment_for_order_in(conn, order_id).await?.ok_or_else(|| anyhow::anyhow!("refunded payment vanished"))?;
         sqlx::query("UPDATE wallets SET balance_minor = balance_minor + $1, updated_at = $2 WHERE user_id = $3")
             .bind(payment.amount.minor())
             .bind(now)
@@ -196,19 +205,23 @@ impl Store {
     pub async fn list(&self, user_id: &str, before: Option<&str>, limit: i64) -> Result<(Vec<Payment>, bool), Error> {
         let rows = match before {
             Some(before) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM payments WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3")))
-                    .bind(user_id)
-                    .bind(before)
-                    .bind(limit + 1)
-                    .fetch_all(&self.db.pool)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM payments WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+                )))
+                .bind(user_id)
+                .bind(before)
+                .bind(limit + 1)
+                .fetch_all(&self.db.pool)
+                .await?
             }
             None => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM payments WHERE user_id = $1 ORDER BY id DESC LIMIT $2")))
-                    .bind(user_id)
-                    .bind(limit + 1)
-                    .fetch_all(&self.db.pool)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM payments WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+                )))
+                .bind(user_id)
+                .bind(limit + 1)
+                .fetch_all(&self.db.pool)
+                .await?
             }
         };
         let mut payments = rows.iter().map(payment_from_row).collect::<Result<Vec<_>, _>>()?;

@@ -55,7 +55,12 @@ pub struct NewProduct {
 }
 
 impl NewProduct {
-    pub fn parse(name_raw: &str, description_raw: &str, price: Result<Money, String>, stock_raw: i64) -> Result<Self, ParseError> {
+    pub fn parse(
+        name_raw: &str,
+        description_raw: &str,
+        price: Result<Money, String>,
+        stock_raw: i64,
+    ) -> Result<Self, ParseError> {
         Ok(Self {
             name: name(name_raw)?,
             description: description(description_raw)?,
@@ -118,7 +123,8 @@ impl ReservationRequest {
         let order_id = agora_kit::id::parse_id("order_id", order_id).map_err(|e| ParseError::Field(e.to_string()))?;
         let mut merged: std::collections::BTreeMap<String, i64> = Default::default();
         for (product_id, quantity) in lines {
-            let id = agora_kit::id::parse_id("product_id", &product_id).map_err(|e| ParseError::Field(e.to_string()))?;
+            let id =
+                agora_kit::id::parse_id("product_id", &product_id).map_err(|e| ParseError::Field(e.to_string()))?;
             Quantity::new(quantity).map_err(|e| ParseError::Field(e.to_string()))?;
             let total = merged.entry(id).or_default();
             *total = total.saturating_add(quantity);
@@ -206,7 +212,10 @@ mod tests {
         assert_eq!(req.lines, vec![(a.clone(), Quantity::new(2).unwrap()), (b, Quantity::new(4).unwrap())]);
         assert_eq!(ReservationRequest::parse(order, []), Err(ParseError::Lines));
         assert!(ReservationRequest::parse(order, [(a.clone(), 0)]).is_err());
-        assert!(ReservationRequest::parse(order, [(a.clone(), 6000), (a, 6000)]).is_err(), "merged lines are re-checked");
+        assert!(
+            ReservationRequest::parse(order, [(a.clone(), 6000), (a, 6000)]).is_err(),
+            "merged lines are re-checked"
+        );
         assert!(ReservationRequest::parse("nope", []).is_err());
     }
 }

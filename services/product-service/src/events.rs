@@ -6,7 +6,7 @@ use agora_proto::events::{EventEnvelope, OrderCancelled, OrderPaid};
 use async_trait::async_trait;
 
 use crate::{
-    Error, CONSUMER,
+    CONSUMER, Error,
     store::{self, Store},
 };
 
@@ -33,7 +33,11 @@ impl Handler for OrderEvents {
         if !claim(&mut tx, CONSUMER, &envelope.event_id).await? {
             return Ok(());
         }
-        let result = if commit { store::commit_in(&mut tx, &order_id).await } else { store::release_in(&mut tx, &order_id).await };
+        let result = if commit {
+            store::commit_in(&mut tx, &order_id).await
+        } else {
+            store::release_in(&mut tx, &order_id).await
+        };
         match result {
             Ok(reservation) => {
                 tx.commit().await?;

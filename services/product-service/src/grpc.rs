@@ -65,8 +65,13 @@ impl ProductService for ProductApi {
         require_admin(&Caller::from_metadata(request.metadata())?)?;
         let req = request.into_inner();
         let id = product_id(&req.id)?;
-        let patch = ProductPatch::parse(req.name.as_deref(), req.description.as_deref(), req.price.map(|p| price(Some(p))), req.stock)
-            .map_err(Error::from)?;
+        let patch = ProductPatch::parse(
+            req.name.as_deref(),
+            req.description.as_deref(),
+            req.price.map(|p| price(Some(p))),
+            req.stock,
+        )
+        .map_err(Error::from)?;
         Ok(Response::new(to_proto(self.store.update(&id, patch).await?)))
     }
 
@@ -75,35 +80,49 @@ impl ProductService for ProductApi {
         Ok(Response::new(to_proto(self.store.get(&id).await?)))
     }
 
-    async fn list_products(&self, request: Request<ListProductsRequest>) -> Result<Response<ListProductsResponse>, Status> {
+    async fn list_products(
+        &self,
+        request: Request<ListProductsRequest>,
+    ) -> Result<Response<ListProductsResponse>, Status> {
         let req = request.into_inner();
         let size = page::page_size(req.page_size).map_err(|e| ParseError::Field(e.to_string())).map_err(Error::from)?;
-        let after = page::decode_token(&req.page_token).map_err(|e| ParseError::Field(e.to_string())).map_err(Error::from)?;
+        let after =
+            page::decode_token(&req.page_token).map_err(|e| ParseError::Field(e.to_string())).map_err(Error::from)?;
         let (products, more) = self.store.list(after.as_deref(), size).await?;
         let next_page_token = match (more, products.last()) {
             (true, Some(last)) => page::encode_token(&last.id),
             _ => String::new(),
         };
-        Ok(Response::new(ListProductsResponse { products: products.into_iter().map(to_proto).collect(), next_page_token }))
+        Ok(Response::new(ListProductsResponse {
+            products: products.into_iter().map(to_proto).collect(),
+            next_page_token,
+        }))
     }
 
     async fn reserve_stock(&self, request: Request<ReserveStockRequest>) -> Result<Response<pb::Reservation>, Status> {
         require_service(&Caller::from_metadata(request.metadata())?)?;
         let req = request.into_inner();
-        let parsed = ReservationRequest::parse(&req.order_id, req.items.into_iter().map(|i| (i.product_id, i.quantity)))
-            .map_err(Error::from)?;
+        let parsed =
+            ReservationRequest::parse(&req.order_id, req.items.into_iter().map(|i| (i.product_id, i.quantity)))
+                .map_err(Error::from)?;
         let reservation = self.store.reserve(&parsed).await?;
         tracing::info!(order_id = %reservation.order_id, lines = reservation.lines.len(), "stock reserved");
         Ok(Response::new(reservation_to_proto(reservation)))
     }
 
-    async fn commit_reservation(&self, request: Request<CommitReservationRequest>) -> Result<Response<pb::Reservation>, Status> {
+    async fn commit_reservation(
+        &self,
+        request: Request<CommitReservationRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
         require_service(&Caller::from_metadata(request.metadata())?)?;
         let order_id = order_id(&request.get_ref().order_id)?;
         Ok(Response::new(reservation_to_proto(self.store.commit(&order_id).await?)))
     }
 
-    async fn release_reservation(&self, request: Request<ReleaseReservationRequest>) -> Result<Response<pb::Reservation>, Status> {
+    async fn release_reservation(
+        &self,
+        request: Request<ReleaseReservationRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
         require_service(&Caller::from_metadata(request.metadata())?)?;
         let order_id = order_id(&request.get_ref().order_id)?;
         Ok(Response::new(reservation_to_proto(self.store.release(&order_id).await?)))
@@ -138,7 +157,11 @@ fn reservation_to_proto(r: Reservation) -> pb::Reservation {
         items: r
             .lines
             .into_iter()
-            .map(|l| pb::ReservationItem { product_id: l.product_id, quantity: l.quantity, unit_price: Some(l.unit_price.to_proto()) })
+            .map(|l| pb::ReservationItem {
+                product_id: l.product_id,
+                quantity: l.quantity,
+                unit_price: Some(l.unit_price.to_proto()),
+            })
             .collect(),
     }
 }

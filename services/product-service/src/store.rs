@@ -49,17 +49,19 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO products ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")))
-            .bind(&product.id)
-            .bind(&product.name)
-            .bind(&product.description)
-            .bind(product.price.currency())
-            .bind(product.price.minor())
-            .bind(product.stock)
-            .bind(product.created_at)
-            .bind(product.updated_at)
-            .execute(&self.db.pool)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO products ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )))
+        .bind(&product.id)
+        .bind(&product.name)
+        .bind(&product.description)
+        .bind(product.price.currency())
+        .bind(product.price.minor())
+        .bind(product.stock)
+        .bind(product.created_at)
+        .bind(product.updated_at)
+        .execute(&self.db.pool)
+        .await?;
         Ok(product)
     }
 
@@ -105,11 +107,13 @@ impl Store {
     pub async fn list(&self, after: Option<&str>, limit: i64) -> Result<(Vec<Product>, bool), Error> {
         let rows = match after {
             Some(after) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM products WHERE id > $1 ORDER BY id LIMIT $2")))
-                    .bind(after)
-                    .bind(limit + 1)
-                    .fetch_all(&self.db.pool)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM products WHERE id > $1 ORDER BY id LIMIT $2"
+                )))
+                .bind(after)
+                .bind(limit + 1)
+                .fetch_all(&self.db.pool)
+                .await?
             }
             None => {
                 sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM products ORDER BY id LIMIT $1")))
@@ -135,12 +139,13 @@ impl Store {
             };
         }
         let now = now_millis();
-        let inserted = sqlx::query("INSERT INTO reservations (order_id, state, created_at, updated_at) VALUES ($1, $2, $3, $3)")
-            .bind(&request.order_id)
-            .bind(ReservationState::Reserved.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
+        let inserted =
+            sqlx::query("INSERT INTO reservations (order_id, state, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+                .bind(&request.order_id)
+                .bind(ReservationState::Reserved.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await;
         if let Err(e) = inserted {
             if db::is_unique_violation(&e) {
                 // A concurrent call for the same order won the race; answer as it did.
@@ -186,7 +191,8 @@ impl Store {
 
     async fn existing(&self, order_id: &str) -> Result<Reservation, Error> {
         let mut conn = self.db.pool.acquire().await?;
-        let existing = reservation(&mut conn, order_id).await?.ok_or_else(|| Error::NoReservation(order_id.to_owned()))?;
+        let existing =
+            reservation(&mut conn, order_id).await?.ok_or_else(|| Error::NoReservation(order_id.to_owned()))?;
         match existing.state {
             ReservationState::Released => Err(Error::Released(order_id.to_owned())),
             _ => Ok(existing),
@@ -210,11 +216,13 @@ impl Store {
 
 /// Marks a reservation committed; already committed is fine, released or unknown is not.
 pub async fn commit_in(conn: &mut AnyConnection, order_id: &str) -> Result<Reservation, Error> {
-    sqlx::query("UPDATE reservations SET state = 'committed', updated_at = $1 WHERE order_id = $2 AND state = 'reserved'")
-        .bind(now_millis())
-        .bind(order_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE reservations SET state = 'committed', updated_at = $1 WHERE order_id = $2 AND state = 'reserved'",
+    )
+    .bind(now_millis())
+    .bind(order_id)
+    .execute(&mut *conn)
+    .await?;
     let current = reservation(conn, order_id).await?.ok_or_else(|| Error::NoReservation(order_id.to_owned()))?;
     match current.state {
         ReservationState::Released => Err(Error::Released(order_id.to_owned())),
@@ -226,11 +234,13 @@ pub async fn commit_in(conn: &mut AnyConnection, order_id: &str) -> Result<Reser
 /// tombstone so that a reservation arriving late for it is refused.
 pub async fn release_in(conn: &mut AnyConnection, order_id: &str) -> Result<Reservation, Error> {
     let now = now_millis();
-    let released = sqlx::query("UPDATE reservations SET state = 'released', updated_at = $1 WHERE order_id = $2 AND state = 'reserved'")
-        .bind(now)
-        .bind(order_id)
-        .execute(&mut *conn)
-        .await?;
+    let released = sqlx::query(
+        "UPDATE reservations SET state = 'released', updated_at = $1 WHERE order_id = $2 AND state = 'reserved'",
+    )
+    .bind(now)
+    .bind(order_id)
+    .execute(&mut *conn)
+    .await?;
     if released.rows_affected() == 1 {
         let current = reservation(conn, order_id).await?.ok_or_else(|| Error::NoReservation(order_id.to_owned()))?;
         for line in &current.lines {
@@ -274,7 +284,8 @@ async fn reservation(conn: &mut AnyConnection, order_id: &str) -> Result<Option<
         return Ok(None);
     };
     let state: String = row.try_get("state")?;
-    let state = ReservationState::parse(&state).ok_or_else(|| anyhow::anyhow!("unknown reservation state {state:?}"))?;
+    let state =
+        ReservationState::parse(&state).ok_or_else(|| anyhow::anyhow!("unknown reservation state {state:?}"))?;
     let lines = sqlx::query(
         "SELECT product_id, quantity, unit_price_currency, unit_price_minor FROM reservation_items WHERE order_id = $1 ORDER BY product_id",
     )

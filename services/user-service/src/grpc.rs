@@ -69,8 +69,8 @@ impl UserService for UserApi {
 
     async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<pb::User>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
-        let id = agora_kit::id::parse_id("id", &request.get_ref().id)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let id =
+            agora_kit::id::parse_id("id", &request.get_ref().id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         if !caller.may_access(&id) {
             return Err(Error::PermissionDenied.into());
         }

@@ -68,10 +68,11 @@ impl Store {
 
     /// The account and its password hash.
     pub async fn find_by_email(&self, email: &str) -> Result<Option<(User, String)>, Error> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS}, password_hash FROM users WHERE email = $1")))
-            .bind(email)
-            .fetch_optional(&self.db.pool)
-            .await?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS}, password_hash FROM users WHERE email = $1")))
+                .bind(email)
+                .fetch_optional(&self.db.pool)
+                .await?;
         row.map(|r| Ok((user_from_row(&r)?, r.try_get("password_hash")?))).transpose()
     }
 

@@ -11,8 +11,8 @@ use agora_kit::testing::channel;
 use tokio_stream::StreamExt;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use tonic_reflection::pb::v1::{
-    ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-    server_reflection_response::MessageResponse,
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
 /// A loopback port that was free a moment ago.
@@ -61,7 +61,10 @@ async fn serving(url: &str, service: &str) -> ServingStatus {
 
 async fn listed_services(url: &str) -> Vec<String> {
     let mut reflection = ServerReflectionClient::new(channel(url).await);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut responses = reflection.server_reflection_info(tokio_stream::once(request)).await.unwrap().into_inner();
     match responses.next().await.unwrap().unwrap().message_response {
         Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
@@ -118,7 +121,9 @@ async fn payment_service_role() {
 fn help_documents_every_flag_with_its_environment_twin() {
     let out = Command::new(env!("CARGO_BIN_EXE_agora")).args(["order-service", "--help"]).output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for twin in ["AGORA_LISTEN", "AGORA_DATABASE_URL", "AGORA_USER_ADDR", "AGORA_PRODUCT_ADDR", "AGORA_EVENTS", "AGORA_CONFIG"] {
+    for twin in
+        ["AGORA_LISTEN", "AGORA_DATABASE_URL", "AGORA_USER_ADDR", "AGORA_PRODUCT_ADDR", "AGORA_EVENTS", "AGORA_CONFIG"]
+    {
         assert!(help.contains(twin), "--help lacks {twin}:\n{help}");
     }
 }

@@ -118,7 +118,8 @@ impl Platform {
     }
 
     pub async fn product(&mut self, name: &str, price_minor: i64, stock: i64) -> String {
-        let request = CreateProductRequest { name: name.into(), description: String::new(), price: usd(price_minor), stock };
+        let request =
+            CreateProductRequest { name: name.into(), description: String::new(), price: usd(price_minor), stock };
         self.products.create_product(self.admin.request(request)).await.unwrap().into_inner().id
     }
 
@@ -128,7 +129,14 @@ impl Platform {
 
     pub async fn balance(&mut self, who: &Caller) -> i64 {
         let payments = self.payments.as_mut().expect("payment-service runs");
-        payments.get_wallet(who.request(GetWalletRequest::default())).await.unwrap().into_inner().balance.unwrap().amount_minor
+        payments
+            .get_wallet(who.request(GetWalletRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .balance
+            .unwrap()
+            .amount_minor
     }
 
     /// Waits until the order reaches `status` and returns it.

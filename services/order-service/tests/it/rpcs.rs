@@ -1,9 +1,7 @@
 //! Each order-service RPC's error codes.
 
 use agora_kit::{identity::Caller, testing::TestDatabase};
-use agora_proto::order::{
-    CancelOrderRequest, CreateOrderItem, CreateOrderRequest, GetOrderRequest, ListOrdersRequest,
-};
+use agora_proto::order::{CancelOrderRequest, CreateOrderItem, CreateOrderRequest, GetOrderRequest, ListOrdersRequest};
 use tonic::Code;
 
 use crate::platform::{Options, start};
@@ -16,7 +14,8 @@ async fn create_order_errors(db: TestDatabase) {
     let mut p = start(db, Options { payments: false, ..Default::default() }).await;
     let buyer = p.user("buyer@agora.test").await;
     let mug = p.product("Mug", 12_50, 5).await;
-    let create = |lines: &[(&str, i64)], key: &str| CreateOrderRequest { items: items(lines), idempotency_key: key.into() };
+    let create =
+        |lines: &[(&str, i64)], key: &str| CreateOrderRequest { items: items(lines), idempotency_key: key.into() };
 
     let cases = [
         (create(&[], ""), Code::InvalidArgument, "an order needs"),
@@ -65,7 +64,12 @@ async fn reading_and_listing_orders(db: TestDatabase) {
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
-        let page = p.orders.list_orders(buyer.request(ListOrdersRequest { page_size: 2, page_token: token })).await.unwrap().into_inner();
+        let page = p
+            .orders
+            .list_orders(buyer.request(ListOrdersRequest { page_size: 2, page_token: token }))
+            .await
+            .unwrap()
+            .into_inner();
         seen.extend(page.orders.into_iter().map(|o| o.id));
         if page.next_page_token.is_empty() {
             break;
@@ -79,8 +83,15 @@ async fn reading_and_listing_orders(db: TestDatabase) {
     assert!(theirs.orders.is_empty(), "lists only the caller's orders");
     let get = |id: &str| GetOrderRequest { id: id.into() };
     assert_eq!(p.orders.get_order(stranger.request(get(&ids[0]))).await.unwrap_err().code(), Code::PermissionDenied);
-    assert_eq!(p.orders.get_order(p.admin.request(get(&ids[0]))).await.unwrap().into_inner().id, ids[0], "admins may read any order");
-    assert_eq!(p.orders.get_order(buyer.request(get(&agora_kit::id::new_id()))).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        p.orders.get_order(p.admin.request(get(&ids[0]))).await.unwrap().into_inner().id,
+        ids[0],
+        "admins may read any order"
+    );
+    assert_eq!(
+        p.orders.get_order(buyer.request(get(&agora_kit::id::new_id()))).await.unwrap_err().code(),
+        Code::NotFound
+    );
     assert_eq!(p.orders.get_order(buyer.request(get("42"))).await.unwrap_err().code(), Code::InvalidArgument);
     let bad_page = ListOrdersRequest { page_size: -1, ..Default::default() };
     assert_eq!(p.orders.list_orders(buyer.request(bad_page)).await.unwrap_err().code(), Code::InvalidArgument);
@@ -107,7 +118,8 @@ async fn dependencies_down_means_unavailable_not_a_crash() {
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(order_service::run(config, bus, listener, stop.clone()));
-    let mut orders = agora_proto::order::order_service_client::OrderServiceClient::new(agora_kit::testing::channel(&url).await);
+    let mut orders =
+        agora_proto::order::order_service_client::OrderServiceClient::new(agora_kit::testing::channel(&url).await);
     let request = CreateOrderRequest { items: items(&[(&agora_kit::id::new_id(), 1)]), idempotency_key: String::new() };
     let err = orders.create_order(Caller::user(agora_kit::id::new_id()).request(request)).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");

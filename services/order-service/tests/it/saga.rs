@@ -12,7 +12,10 @@ use tonic::Code;
 use crate::platform::{Options, start};
 
 fn order(product_id: &str, quantity: i64, key: &str) -> CreateOrderRequest {
-    CreateOrderRequest { items: vec![CreateOrderItem { product_id: product_id.into(), quantity }], idempotency_key: key.into() }
+    CreateOrderRequest {
+        items: vec![CreateOrderItem { product_id: product_id.into(), quantity }],
+        idempotency_key: key.into(),
+    }
 }
 
 async fn paid_declined_and_idempotent(db: TestDatabase) {
@@ -68,11 +71,16 @@ async fn cancelling_a_pending_order_releases_its_stock(db: TestDatabase) {
     assert_eq!(p.stock(&mug).await, 1);
 
     let stranger = p.user("stranger@agora.test").await;
-    let denied = p.orders.cancel_order(stranger.request(CancelOrderRequest { id: pending.id.clone() })).await.unwrap_err();
+    let denied =
+        p.orders.cancel_order(stranger.request(CancelOrderRequest { id: pending.id.clone() })).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
 
-    let cancelled = p.orders.cancel_order(buyer.request(CancelOrderRequest { id: pending.id.clone() })).await.unwrap().into_inner();
-    assert_eq!((cancelled.status(), cancelled.cancel_reason.as_str()), (OrderStatus::Cancelled, "cancelled by customer"));
+    let cancelled =
+        p.orders.cancel_order(buyer.request(CancelOrderRequest { id: pending.id.clone() })).await.unwrap().into_inner();
+    assert_eq!(
+        (cancelled.status(), cancelled.cancel_reason.as_str()),
+        (OrderStatus::Cancelled, "cancelled by customer")
+    );
     p.stock_becomes(&mug, 5).await;
     let again = p.orders.cancel_order(buyer.request(CancelOrderRequest { id: pending.id })).await.unwrap().into_inner();
     assert_eq!(again.status(), OrderStatus::Cancelled, "cancelling twice is a no-op");

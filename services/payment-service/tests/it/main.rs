@@ -11,7 +11,8 @@ use agora_proto::{
     Money,
     events::{EventEnvelope, OrderCancelled, OrderPlaced, PaymentFailed, PaymentSucceeded, UserRegistered},
     payment::{
-        GetWalletRequest, ListPaymentsRequest, Payment, PaymentStatus, TopUpWalletRequest, payment_service_client::PaymentServiceClient,
+        GetWalletRequest, ListPaymentsRequest, Payment, PaymentStatus, TopUpWalletRequest,
+        payment_service_client::PaymentServiceClient,
     },
 };
 use prost::Message;
@@ -43,7 +44,12 @@ impl Running {
     }
 
     async fn send(&self, topic: &str, env: &EventEnvelope) {
-        let message = OutgoingMessage { topic: topic.into(), key: env.aggregate_id.clone(), payload: env.encode_to_vec(), headers: Default::default() };
+        let message = OutgoingMessage {
+            topic: topic.into(),
+            key: env.aggregate_id.clone(),
+            payload: env.encode_to_vec(),
+            headers: Default::default(),
+        };
         self.bus.publish(&message).await.unwrap();
     }
 
@@ -70,7 +76,11 @@ async fn wallets(db: TestDatabase) {
     let mut app = start(db).await;
     let ada = agora_kit::id::new_id();
     let bob = agora_kit::id::new_id();
-    app.send(topics::USERS, &envelope(&ada, &UserRegistered { user_id: ada.clone(), email: "a@x.io".into(), name: "A".into() })).await;
+    app.send(
+        topics::USERS,
+        &envelope(&ada, &UserRegistered { user_id: ada.clone(), email: "a@x.io".into(), name: "A".into() }),
+    )
+    .await;
     assert_eq!(app.balance(&ada).await, 100_00, "the opening balance");
 
     let top_up = |amount| TopUpWalletRequest { amount, user_id: String::new() };
@@ -104,11 +114,17 @@ async fn wallets(db: TestDatabase) {
     }
 
     let others = GetWalletRequest { user_id: bob.clone() };
-    assert_eq!(app.client.get_wallet(Caller::user(&ada).request(others.clone())).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        app.client.get_wallet(Caller::user(&ada).request(others.clone())).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
     let as_admin = app.client.get_wallet(Caller::admin(&ada).request(others)).await.unwrap().into_inner();
     assert_eq!(as_admin.user_id, bob);
     let foreign_top_up = TopUpWalletRequest { amount: usd(1), user_id: bob };
-    assert_eq!(app.client.top_up_wallet(Caller::user(&ada).request(foreign_top_up)).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        app.client.top_up_wallet(Caller::user(&ada).request(foreign_top_up)).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
     assert_eq!(app.client.get_wallet(GetWalletRequest::default()).await.unwrap_err().code(), Code::Unauthenticated);
     app.stop().await;
 }
@@ -130,7 +146,8 @@ async fn orders_are_charged_once_declined_or_refunded(db: TestDatabase) {
         let (mut client, ada, cancelled) = (app.client.clone(), ada.clone(), cancelled.clone());
         async move {
             let request = ListPaymentsRequest { order_id: cancelled, ..Default::default() };
-            let mut list = client.list_payments(Caller::user(&ada).request(request)).await.unwrap().into_inner().payments;
+            let mut list =
+                client.list_payments(Caller::user(&ada).request(request)).await.unwrap().into_inner().payments;
             list.pop().filter(|p| p.status() == PaymentStatus::Refunded)
         }
     })
@@ -143,22 +160,34 @@ async fn orders_are_charged_once_declined_or_refunded(db: TestDatabase) {
     assert_eq!((declined.status(), declined.decline_reason.as_str()), (PaymentStatus::Declined, "insufficient funds"));
     assert_eq!(app.balance(&ada).await, 70_00, "100 - 30 once; the decline and the refund left it alone");
 
-    let all = app.client.list_payments(Caller::user(&ada).request(ListPaymentsRequest::default())).await.unwrap().into_inner();
+    let all = app
+        .client
+        .list_payments(Caller::user(&ada).request(ListPaymentsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(all.payments.len(), 3, "one payment per order");
     assert_eq!(all.payments[0].order_id, cancelled, "newest first");
 
     // The outcomes went out as events, one per order.
     let published = app.bus.messages(topics::PAYMENTS).await.unwrap();
-    let types: Vec<String> = published.iter().map(|m| EventEnvelope::decode(m.payload.as_slice()).unwrap().event_type).collect();
+    let types: Vec<String> =
+        published.iter().map(|m| EventEnvelope::decode(m.payload.as_slice()).unwrap().event_type).collect();
     let succeeded = types.iter().filter(|t| *t == PaymentSucceeded::TYPE).count();
     let failed = types.iter().filter(|t| *t == PaymentFailed::TYPE).count();
     assert_eq!((succeeded, failed), (2, 1), "{types:?}");
 
     let bob = agora_kit::id::new_id();
     let snoop = ListPaymentsRequest { order_id: paid, ..Default::default() };
-    assert_eq!(app.client.list_payments(Caller::user(&bob).request(snoop)).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        app.client.list_payments(Caller::user(&bob).request(snoop)).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
     let bad = ListPaymentsRequest { page_size: 500, ..Default::default() };
-    assert_eq!(app.client.list_payments(Caller::user(&bob).request(bad)).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(
+        app.client.list_payments(Caller::user(&bob).request(bad)).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
     app.stop().await;
 }
 

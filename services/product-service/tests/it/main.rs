@@ -82,7 +82,8 @@ async fn catalog_crud(db: TestDatabase) {
     assert_eq!((updated.stock, updated.name.as_str(), updated.price), (9, "Mug", mug.price), "only stock changed");
 
     let by_user = CreateProductRequest { name: "X".into(), price: usd(1), ..Default::default() };
-    let denied = app.client.create_product(Caller::user(agora_kit::id::new_id()).request(by_user.clone())).await.unwrap_err();
+    let denied =
+        app.client.create_product(Caller::user(agora_kit::id::new_id()).request(by_user.clone())).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert_eq!(app.client.create_product(by_user).await.unwrap_err().code(), Code::Unauthenticated);
 
@@ -90,7 +91,11 @@ async fn catalog_crud(db: TestDatabase) {
         CreateProductRequest { name: "".into(), price: usd(1), ..Default::default() },
         CreateProductRequest { name: "X".into(), price: usd(1), stock: -1, ..Default::default() },
         CreateProductRequest { name: "X".into(), price: None, ..Default::default() },
-        CreateProductRequest { name: "X".into(), price: Some(Money { currency_code: "usd".into(), amount_minor: 1 }), ..Default::default() },
+        CreateProductRequest {
+            name: "X".into(),
+            price: Some(Money { currency_code: "usd".into(), amount_minor: 1 }),
+            ..Default::default()
+        },
         CreateProductRequest { name: "X".into(), price: usd(-5), ..Default::default() },
     ] {
         let err = app.client.create_product(admin().request(bad.clone())).await.unwrap_err();
@@ -98,12 +103,21 @@ async fn catalog_crud(db: TestDatabase) {
     }
 
     let missing = agora_kit::id::new_id();
-    assert_eq!(app.client.get_product(GetProductRequest { id: missing.clone() }).await.unwrap_err().code(), Code::NotFound);
-    assert_eq!(app.client.get_product(GetProductRequest { id: "nope".into() }).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(
+        app.client.get_product(GetProductRequest { id: missing.clone() }).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        app.client.get_product(GetProductRequest { id: "nope".into() }).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
     let patch_missing = UpdateProductRequest { id: missing, name: Some("Y".into()), ..Default::default() };
     assert_eq!(app.client.update_product(admin().request(patch_missing)).await.unwrap_err().code(), Code::NotFound);
     let empty_patch = UpdateProductRequest { id: mug.id.clone(), ..Default::default() };
-    assert_eq!(app.client.update_product(admin().request(empty_patch)).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(
+        app.client.update_product(admin().request(empty_patch)).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
     let user_patch = UpdateProductRequest { id: mug.id, stock: Some(1), ..Default::default() };
     let denied = app.client.update_product(Caller::user("u").request(user_patch)).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
@@ -119,7 +133,12 @@ async fn listing_pages(db: TestDatabase) {
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
-        let page = app.client.list_products(ListProductsRequest { page_size: 2, page_token: token }).await.unwrap().into_inner();
+        let page = app
+            .client
+            .list_products(ListProductsRequest { page_size: 2, page_token: token })
+            .await
+            .unwrap()
+            .into_inner();
         assert!(page.products.len() <= 2);
         seen.extend(page.products.into_iter().map(|p| p.id));
         if page.next_page_token.is_empty() {
@@ -129,9 +148,14 @@ async fn listing_pages(db: TestDatabase) {
     }
     assert_eq!(seen, created, "every product once, in creation order");
 
-    let too_big = app.client.list_products(ListProductsRequest { page_size: 101, ..Default::default() }).await.unwrap_err();
+    let too_big =
+        app.client.list_products(ListProductsRequest { page_size: 101, ..Default::default() }).await.unwrap_err();
     assert_eq!(too_big.code(), Code::InvalidArgument);
-    let forged = app.client.list_products(ListProductsRequest { page_token: "garbage".into(), ..Default::default() }).await.unwrap_err();
+    let forged = app
+        .client
+        .list_products(ListProductsRequest { page_token: "garbage".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(forged.code(), Code::InvalidArgument);
     app.stop().await;
 }
@@ -152,7 +176,11 @@ async fn reservations(db: TestDatabase) {
     assert_eq!(too_many.code(), Code::FailedPrecondition);
     assert!(too_many.message().contains("3 available"), "{}", too_many.message());
     assert_eq!(stock(&mut app.client, &mug).await, 3, "a failed reservation takes nothing");
-    let unknown = app.client.reserve_stock(reserve(&agora_kit::id::new_id(), &[(&agora_kit::id::new_id(), 1)])).await.unwrap_err();
+    let unknown = app
+        .client
+        .reserve_stock(reserve(&agora_kit::id::new_id(), &[(&agora_kit::id::new_id(), 1)]))
+        .await
+        .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
     let zero = app.client.reserve_stock(reserve(&agora_kit::id::new_id(), &[(&mug, 0)])).await.unwrap_err();
     assert_eq!(zero.code(), Code::InvalidArgument);
@@ -162,8 +190,14 @@ async fn reservations(db: TestDatabase) {
 
     // Commit is idempotent; a committed reservation cannot be released.
     let commit = || Caller::service().request(CommitReservationRequest { order_id: order.clone() });
-    assert_eq!(app.client.commit_reservation(commit()).await.unwrap().into_inner().state(), ReservationState::Committed);
-    assert_eq!(app.client.commit_reservation(commit()).await.unwrap().into_inner().state(), ReservationState::Committed);
+    assert_eq!(
+        app.client.commit_reservation(commit()).await.unwrap().into_inner().state(),
+        ReservationState::Committed
+    );
+    assert_eq!(
+        app.client.commit_reservation(commit()).await.unwrap().into_inner().state(),
+        ReservationState::Committed
+    );
     let release = |id: &str| Caller::service().request(ReleaseReservationRequest { order_id: id.into() });
     assert_eq!(app.client.release_reservation(release(&order)).await.unwrap_err().code(), Code::FailedPrecondition);
     assert_eq!(stock(&mut app.client, &mug).await, 3);
@@ -182,7 +216,10 @@ async fn reservations(db: TestDatabase) {
     let late = agora_kit::id::new_id();
     let tomb = app.client.release_reservation(release(&late)).await.unwrap().into_inner();
     assert_eq!(tomb.state(), ReservationState::Released);
-    assert_eq!(app.client.reserve_stock(reserve(&late, &[(&mug, 1)])).await.unwrap_err().code(), Code::FailedPrecondition);
+    assert_eq!(
+        app.client.reserve_stock(reserve(&late, &[(&mug, 1)])).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
 
     let no_such = Caller::service().request(CommitReservationRequest { order_id: agora_kit::id::new_id() });
     assert_eq!(app.client.commit_reservation(no_such).await.unwrap_err().code(), Code::NotFound);
@@ -195,7 +232,9 @@ async fn concurrent_reservations_never_oversell(db: TestDatabase) {
     let attempts = (0..12).map(|_| {
         let mut client = app.client.clone();
         let mug = mug.clone();
-        tokio::spawn(async move { client.reserve_stock(reserve(&agora_kit::id::new_id(), &[(&mug, 1)])).await.map(|_| ()) })
+        tokio::spawn(
+            async move { client.reserve_stock(reserve(&agora_kit::id::new_id(), &[(&mug, 1)])).await.map(|_| ()) },
+        )
     });
     let mut ok = 0;
     for attempt in attempts.collect::<Vec<_>>() {
@@ -218,7 +257,8 @@ async fn cancelled_order_events_release_stock_once(db: TestDatabase) {
     // The handler runs on its own store over the same database, as the consumer does.
     let store = product_service::store::Store::new(product_service::store::connect(&app.db_url).await.unwrap());
     let handler = product_service::events::OrderEvents::new(store);
-    let event = envelope(&order, &OrderCancelled { order_id: order.clone(), user_id: "u".into(), reason: "test".into() });
+    let event =
+        envelope(&order, &OrderCancelled { order_id: order.clone(), user_id: "u".into(), reason: "test".into() });
     handler.handle(&event).await.unwrap();
     handler.handle(&event).await.unwrap();
     assert_eq!(stock(&mut app.client, &mug).await, 5, "the same event twice releases once");
