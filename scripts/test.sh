@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make test` runs it: a private PostgreSQL (installed and started
+# here if needed), then formatting, lints and every test on SQLite and PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/agora/target}"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "PostgreSQL"
+started_here=false
+if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
+  bash scripts/postgres.sh start
+  started_here=true
+fi
+# Stop it again only if this run started it: a developer's running instance stays up, and CI
+# leaves no process behind.
+cleanup() { if $started_here; then bash scripts/postgres.sh stop || true; fi; }
+trap cleanup EXIT
+bash scripts/postgres.sh reset-test-dbs
+AGORA_TEST_POSTGRES_URL="$(bash scripts/postgres.sh url)"
+export AGORA_TEST_POSTGRES_URL
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --workspace --all-targets
