@@ -65,12 +65,13 @@ require_bin_dir() {
 }
 
 # Run a command as the OS user that owns the cluster. From "/" so the server
-# never trips over a current directory it cannot read.
+# never trips over a current directory it cannot read, and with the lock fd
+# closed so a long-lived postmaster never inherits (and holds) the start lock.
 as_pg() {
   if is_root; then
-    (cd / && runuser -u "$PG_OS_USER" -- "$@")
+    (cd / && runuser -u "$PG_OS_USER" -- "$@" 9>&-)
   else
-    (cd / && "$@")
+    (cd / && "$@" 9>&-)
   fi
 }
 
@@ -91,13 +92,16 @@ is_running() {
 
 # True if something (anything) accepts PostgreSQL connections on our port.
 port_answers() {
-  "$PG_BIN/pg_isready" -q -h "$PG_HOST" -p "$PG_PORT" -t 1 >/dev/null 2>&1
+  "$PG_BIN/pg_isready" -q -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d postgres -t 1 \
+    >/dev/null 2>&1
 }
 
-# Serialise start/stop so concurrent test runs do not race each other.
-take_lock() {
+# Serialise concurrent starts (two test runs must not both initdb/start).
+# Bounded wait, so a stuck holder gives an error instead of a hang.
+take_start_lock() {
   exec 9>>"$PG_LOCK"
-  flock 9
+  flock -w "$START_TIMEOUT_SECS" 9 \
+    || die "another 'start' still holds $PG_LOCK after ${START_TIMEOUT_SECS}s"
 }
 
 # As root: make sure the system account exists and can reach $PG_ROOT.
@@ -109,6 +113,8 @@ prepare_os_user() {
     useradd --system --user-group --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_OS_USER"
   fi
+
+  mkdir -p "$PG_ROOT"
 
   # The server must be able to traverse every ancestor of its data dir (e.g.
   # /root is usually 0700). Grant search-only access where it is missing:
@@ -129,7 +135,6 @@ prepare_os_user() {
     fi
   done
 
-  mkdir -p "$PG_ROOT"
   chown "$PG_OS_USER:$PG_OS_USER" "$PG_ROOT"
 }
 
@@ -154,7 +159,7 @@ cmd_start() {
 
   prepare_os_user
   mkdir -p "$PG_ROOT"
-  take_lock
+  take_start_lock
 
   if is_running; then
     log "already running on $PG_HOST:$PG_PORT ($PG_DATA)"
@@ -186,6 +191,8 @@ cmd_start() {
   opts+=" -c max_connections=300"
 
   log "starting on $PG_HOST:$PG_PORT (log: $PG_LOG)"
+  # One log per server run, so a failure's log tail is about this run only.
+  if [[ -f "$PG_LOG" ]]; then mv -f "$PG_LOG" "$PG_LOG.prev"; fi
   if ! pg_ctl_ start -w -t "$START_TIMEOUT_SECS" -l "$PG_LOG" -o "$opts" >/dev/null; then
     tail -n 30 "$PG_LOG" >&2 || true
     die "pg_ctl start failed (log: $PG_LOG)"
@@ -208,7 +215,6 @@ cmd_stop() {
     log "not running"
     return 0
   fi
-  take_lock
   if ! is_running; then
     log "not running"
     return 0
@@ -241,7 +247,7 @@ cmd_reset_test_dbs() {
     log "no agora_test_* databases to drop"
     return 0
   fi
-  log "dropping $(wc -l <<<"$dbs") test database(s): $(tr '\n' ' ' <<<"$dbs")"
+  log "dropping $(wc -l <<<"$dbs") leftover test database(s)"
   # WITH (FORCE) also kicks out connections left over from crashed tests.
   psql_ <<'SQL'
 SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname)

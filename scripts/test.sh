@@ -7,16 +7,22 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/agora/target}"
 step() { printf '\n==> %s\n' "$*"; }
 
+step "toolchain"
+# A minimal rustup profile lacks these; installing them is a no-op when present.
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
+
 step "PostgreSQL"
-started_here=false
-if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
-  bash scripts/postgres.sh start
-  started_here=true
-fi
 # Stop it again only if this run started it: a developer's running instance stays up, and CI
-# leaves no process behind.
+# leaves no process behind (the trap is set first, so a start that fails half-way is undone).
+started_here=false
 cleanup() { if $started_here; then bash scripts/postgres.sh stop || true; fi; }
 trap cleanup EXIT
+if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
+  started_here=true
+  bash scripts/postgres.sh start
+fi
 bash scripts/postgres.sh reset-test-dbs
 AGORA_TEST_POSTGRES_URL="$(bash scripts/postgres.sh url)"
 export AGORA_TEST_POSTGRES_URL

@@ -66,3 +66,25 @@ pub use agora::user::v1 as user;
 /// The encoded `FileDescriptorSet` of every Agora proto and its imports, with custom method
 /// options (`google.api.http`, `agora.api.v1.policy`) kept as extension bytes.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agora_descriptor.bin"));
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn the_descriptor_set_keeps_custom_method_options() {
+        // The REST path lives only in the `google.api.http` extension of CancelOrder's options.
+        assert!(contains(super::FILE_DESCRIPTOR_SET, b"/v1/orders/{id}:cancel"));
+        // Decoding into prost-types drops extensions: exactly what the encoded set avoids.
+        let decoded = prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET).unwrap();
+        assert!(!contains(&decoded.encode_to_vec(), b"/v1/orders/{id}:cancel"));
+        let files: Vec<_> = decoded.file.iter().filter_map(|f| f.name.as_deref()).collect();
+        for expected in ["agora/order/v1/order.proto", "agora/events/v1/events.proto", "google/api/http.proto"] {
+            assert!(files.contains(&expected), "{expected} missing from {files:?}");
+        }
+    }
+}
