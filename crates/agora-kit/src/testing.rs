@@ -127,6 +127,30 @@ impl TestDatabase {
     }
 }
 
+/// A service running in-process on its own task.
+#[derive(Debug)]
+pub struct Served {
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Served {
+    /// Spawns `run(shutdown)` (a service's `run` with everything but the token applied).
+    pub fn spawn<F>(run: impl FnOnce(tokio_util::sync::CancellationToken) -> F) -> Self
+    where
+        F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        Self { task: tokio::spawn(run(shutdown.clone())), shutdown }
+    }
+
+    /// Asks the service to shut down and checks that it stopped cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("service task panicked").expect("graceful shutdown returns Ok");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use agora_events::{DomainEvent, EventBus, LocalBus, OutgoingMessage, event::envelope, topics};
 use agora_kit::{
     identity::Caller,
-    testing::{TestDatabase, channel, eventually, loopback},
+    testing::{Served, TestDatabase, channel, eventually, loopback},
 };
 use agora_proto::{
     Money,
@@ -16,7 +16,6 @@ use agora_proto::{
     },
 };
 use prost::Message;
-use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
 
 type Client = PaymentServiceClient<Channel>;
@@ -24,23 +23,21 @@ type Client = PaymentServiceClient<Channel>;
 struct Running {
     client: Client,
     bus: LocalBus,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: Served,
 }
 
 async fn start(db: TestDatabase) -> Running {
     let bus = LocalBus::in_memory().await.unwrap();
     let (listener, url) = loopback().await;
-    let shutdown = CancellationToken::new();
     let config = payment_service::Config { database_url: db.url, ..Default::default() };
-    let server = tokio::spawn(payment_service::run(config, Arc::new(bus.clone()), listener, shutdown.clone()));
-    Running { client: Client::new(channel(&url).await), bus, shutdown, server }
+    let shared: Arc<LocalBus> = Arc::new(bus.clone());
+    let server = Served::spawn(|stop| payment_service::run(config, shared, listener, stop));
+    Running { client: Client::new(channel(&url).await), bus, server }
 }
 
 impl Running {
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.unwrap().expect("graceful shutdown returns Ok");
+        self.server.stop().await;
     }
 
     async fn send(&self, topic: &str, env: &EventEnvelope) {

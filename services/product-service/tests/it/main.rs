@@ -5,7 +5,7 @@ use std::sync::Arc;
 use agora_events::{Handler, LocalBus, event::envelope};
 use agora_kit::{
     identity::Caller,
-    testing::{TestDatabase, channel, loopback},
+    testing::{Served, TestDatabase, channel, loopback},
 };
 use agora_proto::{
     Money,
@@ -16,7 +16,6 @@ use agora_proto::{
         product_service_client::ProductServiceClient,
     },
 };
-use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
 
 type Client = ProductServiceClient<Channel>;
@@ -24,24 +23,21 @@ type Client = ProductServiceClient<Channel>;
 struct Running {
     client: Client,
     db_url: String,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: Served,
 }
 
 impl Running {
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.unwrap().expect("graceful shutdown returns Ok");
+        self.server.stop().await;
     }
 }
 
 async fn start(db: TestDatabase) -> Running {
     let bus = Arc::new(LocalBus::in_memory().await.unwrap());
     let (listener, url) = loopback().await;
-    let shutdown = CancellationToken::new();
     let config = product_service::Config { database_url: db.url.clone() };
-    let server = tokio::spawn(product_service::run(config, bus, listener, shutdown.clone()));
-    Running { client: Client::new(channel(&url).await), db_url: db.url, shutdown, server }
+    let server = Served::spawn(|stop| product_service::run(config, bus, listener, stop));
+    Running { client: Client::new(channel(&url).await), db_url: db.url, server }
 }
 
 fn usd(minor: i64) -> Option<Money> {

@@ -6,7 +6,7 @@ use agora_events::{DomainEvent, LocalBus, topics};
 use agora_kit::{
     auth::JwtKeys,
     identity::Caller,
-    testing::{TestDatabase, channel, eventually, loopback},
+    testing::{Served, TestDatabase, channel, eventually, loopback},
 };
 use agora_proto::{
     events::{EventEnvelope, UserRegistered},
@@ -22,14 +22,12 @@ const SECRET: &str = "test-secret-test-secret-test-secret!";
 struct Running {
     client: UserServiceClient<Channel>,
     bus: LocalBus,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: Served,
 }
 
 impl Running {
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.unwrap().expect("graceful shutdown returns Ok");
+        self.server.stop().await;
     }
 }
 
@@ -43,9 +41,9 @@ async fn start(db: TestDatabase) -> Running {
         ..Default::default()
     };
     let (listener, url) = loopback().await;
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(user_service::run(config, Arc::new(bus.clone()), listener, shutdown.clone()));
-    Running { client: UserServiceClient::new(channel(&url).await), bus, shutdown, server }
+    let shared: Arc<LocalBus> = Arc::new(bus.clone());
+    let server = Served::spawn(|stop| user_service::run(config, shared, listener, stop));
+    Running { client: UserServiceClient::new(channel(&url).await), bus, server }
 }
 
 fn register(email: &str) -> RegisterRequest {
