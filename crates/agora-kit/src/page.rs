@@ -32,6 +32,15 @@ pub fn encode_token(last_id: &str) -> String {
     out
 }
 
+/// The token for the page after one that ended at `last_id`; empty when `more` is false
+/// (the last page).
+pub fn next_token(more: bool, last_id: Option<&str>) -> String {
+    match (more, last_id) {
+        (true, Some(last)) => encode_token(last),
+        _ => String::new(),
+    }
+}
+
 /// `None` for an empty token (the first page).
 pub fn decode_token(token: &str) -> Result<Option<String>, PageError> {
     if token.is_empty() {
@@ -65,6 +74,8 @@ mod tests {
         let id = "0190b2c4-aaaa-7bbb-8ccc-123456789abc";
         assert_eq!(decode_token(&encode_token(id)), Ok(Some(id.to_owned())));
         assert_eq!(decode_token(""), Ok(None));
+        assert_eq!(decode_token(&next_token(true, Some(id))), Ok(Some(id.to_owned())));
+        assert_eq!(next_token(false, Some(id)), "");
         assert_eq!(decode_token("xyz"), Err(PageError::Token));
         assert_eq!(decode_token("vzz"), Err(PageError::Token));
     }

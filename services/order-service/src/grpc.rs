@@ -64,10 +64,7 @@ impl OrderService for OrderApi {
         let size = page::page_size(req.page_size).map_err(|e| Error::from(ParseError::Field(e.to_string())))?;
         let before = page::decode_token(&req.page_token).map_err(|e| Error::from(ParseError::Field(e.to_string())))?;
         let (orders, more) = self.store.list_for_user(&user_id, before.as_deref(), size).await?;
-        let next_page_token = match (more, orders.last()) {
-            (true, Some(last)) => page::encode_token(&last.id),
-            _ => String::new(),
-        };
+        let next_page_token = page::next_token(more, orders.last().map(|last| last.id.as_str()));
         Ok(Response::new(ListOrdersResponse { orders: orders.into_iter().map(to_proto).collect(), next_page_token }))
     }
 

@@ -74,10 +74,7 @@ impl PaymentService for PaymentApi {
         let size = page::page_size(req.page_size).map_err(field_error)?;
         let before = page::decode_token(&req.page_token).map_err(field_error)?;
         let (payments, more) = self.store.list(&user_id, before.as_deref(), size).await?;
-        let next_page_token = match (more, payments.last()) {
-            (true, Some(last)) => page::encode_token(&last.id),
-            _ => String::new(),
-        };
+        let next_page_token = page::next_token(more, payments.last().map(|last| last.id.as_str()));
         Ok(Response::new(ListPaymentsResponse {
             payments: payments.into_iter().map(to_proto).collect(),
             next_page_token,

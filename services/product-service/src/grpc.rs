@@ -89,10 +89,7 @@ impl ProductService for ProductApi {
         let after =
             page::decode_token(&req.page_token).map_err(|e| ParseError::Field(e.to_string())).map_err(Error::from)?;
         let (products, more) = self.store.list(after.as_deref(), size).await?;
-        let next_page_token = match (more, products.last()) {
-            (true, Some(last)) => page::encode_token(&last.id),
-            _ => String::new(),
-        };
+        let next_page_token = page::next_token(more, products.last().map(|last| last.id.as_str()));
         Ok(Response::new(ListProductsResponse {
             products: products.into_iter().map(to_proto).collect(),
             next_page_token,
