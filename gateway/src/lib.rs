@@ -1,0 +1,189 @@
+//! The gateway: Agora's REST/JSON front door, built at start-up from the proto annotations.
+//!
+//! Every route comes from a `google.api.http` rule in the descriptor set and its access
+//! level from `agora.api.v1.policy`; there is no per-endpoint code, so an annotated RPC is
+//! a REST route as soon as the gateway is rebuilt with the new descriptors.
+//!
+//! # Layout
+//! - [`api`]: bindings read from the descriptors; [`template`]: path templates.
+//! - [`route`], [`auth`]: the layers that pick a binding and check its policy.
+//! - [`transcode`], [`fields`]: JSON ⇄ protobuf; [`client`]: the generic gRPC client;
+//!   [`proxy`]: the one service that ties them together.
+//! - [`deadline`], [`rate_limit`], [`access_log`]: cross-cutting layers, assembled in [`app`].
+//! - [`error`]: the error body and grpc-gateway's status table; [`health`], [`openapi`].
+
+pub mod access_log;
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod deadline;
+pub mod error;
+pub mod fields;
+pub mod health;
+pub mod openapi;
+pub mod proxy;
+pub mod rate_limit;
+pub mod route;
+pub mod template;
+pub mod transcode;
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use agora_kit::auth::JwtKeys;
+use axum::{Json, Router, routing::get};
+use http::{HeaderName, HeaderValue, Method};
+use secrecy::SecretString;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::{ServiceBuilder, util::option_layer};
+use tower_http::{
+    compression::CompressionLayer,
+    cors::{AllowOrigin, CorsLayer},
+    decompression::RequestDecompressionLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+};
+
+use crate::{
+    access_log::AccessLogLayer,
+    api::Api,
+    auth::AuthLayer,
+    client::Backends,
+    deadline::DeadlineLayer,
+    proxy::Proxy,
+    rate_limit::{RateLimit, RateLimitLayer},
+    route::{RouteLayer, Routes},
+};
+
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Gateway settings (flags and `AGORA_*` variables are mapped onto these by `agora`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Backend address (`HOST:PORT` or URL) by fully qualified gRPC service name.
+    pub backends: BTreeMap<String, String>,
+    /// HS256 secret shared with user-service, which signs the tokens this verifies.
+    pub jwt_secret: SecretString,
+    /// Larger request bodies are refused with 413 before they are read.
+    pub body_limit_bytes: usize,
+    /// Every request's deadline; the backend gets what is left as `grpc-timeout`.
+    pub request_timeout_ms: u64,
+    /// Sustained requests per second per client IP; 0 turns rate limiting off.
+    pub rate_limit_per_second: f64,
+    /// Requests a client may send at once.
+    pub rate_limit_burst: u32,
+    /// Origins browsers may call from (`*` for any); empty sends no CORS headers at all.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            backends: BTreeMap::new(),
+            jwt_secret: SecretString::from(String::new()),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_ms: 15_000,
+            rate_limit_per_second: 100.0,
+            rate_limit_burst: 200,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// The gateway's router with every layer in place.
+pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
+    let keys = JwtKeys::new(&config.jwt_secret, Duration::ZERO)
+        .map_err(|e| anyhow::anyhow!("gateway: {e} (set AGORA_JWT_SECRET to user-service's secret)"))?;
+    for binding in &api.bindings {
+        anyhow::ensure!(
+            config.backends.contains_key(binding.service()),
+            "gateway: no backend address for {}, which serves {} {}",
+            binding.service(),
+            binding.verb,
+            binding.template
+        );
+    }
+    let backends = Backends::connect_lazy(&config.backends)?;
+    let document = Arc::new(openapi::document(api));
+
+    let transcoded = ServiceBuilder::new()
+        // Routing first: the auth layer needs the matched route's policy.
+        .layer(RouteLayer::new(Routes::new(api.bindings.clone())))
+        .layer(AuthLayer::new(keys))
+        .service(Proxy::new(backends.clone(), config.body_limit_bytes));
+
+    let rate_limit = (config.rate_limit_per_second > 0.0).then(|| {
+        RateLimitLayer::new(RateLimit { per_second: config.rate_limit_per_second, burst: config.rate_limit_burst })
+    });
+    // Layers are listed innermost first; each `.layer` wraps everything above it.
+    Ok(Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(move || std::future::ready(Json(document.as_ref().clone()))))
+        .with_state(backends)
+        .fallback_service(transcoded)
+        .layer(DeadlineLayer::new(Duration::from_millis(config.request_timeout_ms)))
+        // Decompressed bytes still count against the body limit the proxy enforces.
+        .layer(
+            ServiceBuilder::new()
+                .layer(RequestDecompressionLayer::new().gzip(true))
+                .map_request(|request: http::Request<_>| request.map(axum::body::Body::new)),
+        )
+        // Early, so a client over its limit costs no body reading or backend call.
+        .layer(option_layer(rate_limit))
+        .layer(CompressionLayer::new().gzip(true))
+        // Outside rate limiting, so a browser can read a 429 too; preflights end here.
+        .layer(option_layer(cors(&config.cors_origins)?))
+        // Logs each request once, including the ones refused by the layers inside.
+        .layer(AccessLogLayer)
+        // Outermost, so every log line and every response carries the request id.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)))
+}
+
+/// Serves the gateway on `listener` until `shutdown`, then drains in-flight requests.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let api = Api::agora()?;
+    let app = app(&config, &api)?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, routes = api.bindings.len(), "gateway listening");
+    let drained = shutdown.clone();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { drained.cancelled().await });
+    tokio::select! {
+        result = server => result?,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } => tracing::warn!(%addr, timeout = ?DRAIN_TIMEOUT, "drain timed out; closing the remaining connections"),
+    }
+    tracing::info!(%addr, "gateway stopped");
+    Ok(())
+}
+
+fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let parsed: Result<Vec<HeaderValue>, _> = origins.iter().map(|o| HeaderValue::from_str(o)).collect();
+        AllowOrigin::list(parsed.map_err(|e| anyhow::anyhow!("gateway: bad CORS origin: {e}"))?)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                http::header::AUTHORIZATION,
+                http::header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([HeaderName::from_static("x-request-id"), http::header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    ))
+}
