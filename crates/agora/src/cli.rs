@@ -20,8 +20,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Every service in one process on embedded defaults (SQLite, in-process events) [default].
+    /// The gateway and every service in one process on embedded defaults (SQLite,
+    /// in-process events, fixed local addresses) [default].
     All(AllArgs),
+    /// The REST gateway in front of the four services.
+    Gateway(GatewayArgs),
     /// Accounts, sign-in and access tokens.
     UserService(UserArgs),
     /// The catalog and stock reservations.
@@ -156,8 +159,63 @@ pub struct PaymentArgs {
     pub opening_balance_minor: Option<i64>,
 }
 
+#[derive(Debug, Args, Serialize)]
+pub struct GatewayArgs {
+    /// Address to serve REST on.
+    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:8080")]
+    #[serde(skip)]
+    pub listen: SocketAddr,
+    /// A TOML file with the gateway's settings (below defaults' precedence: flags and env win).
+    #[arg(long, env = "AGORA_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// user-service address (HOST:PORT) [default: 127.0.0.1:50051].
+    #[arg(long, env = "AGORA_USER_ADDR")]
+    #[serde(skip)]
+    pub user_addr: Option<String>,
+    /// product-service address [default: 127.0.0.1:50052].
+    #[arg(long, env = "AGORA_PRODUCT_ADDR")]
+    #[serde(skip)]
+    pub product_addr: Option<String>,
+    /// order-service address [default: 127.0.0.1:50053].
+    #[arg(long, env = "AGORA_ORDER_ADDR")]
+    #[serde(skip)]
+    pub order_addr: Option<String>,
+    /// payment-service address [default: 127.0.0.1:50054].
+    #[arg(long, env = "AGORA_PAYMENT_ADDR")]
+    #[serde(skip)]
+    pub payment_addr: Option<String>,
+    /// HS256 secret that user-service signs access tokens with (32 bytes or more).
+    #[arg(long, env = "AGORA_JWT_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// Largest accepted request body, in bytes [default: 1048576].
+    #[arg(long, env = "AGORA_BODY_LIMIT_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_limit_bytes: Option<usize>,
+    /// Deadline of every request, in milliseconds [default: 15000].
+    #[arg(long, env = "AGORA_REQUEST_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
+    /// Sustained requests per second per client IP; 0 turns the limit off [default: 100].
+    #[arg(long, env = "AGORA_RATE_LIMIT_PER_SECOND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_second: Option<f64>,
+    /// Requests a client may send at once [default: 200].
+    #[arg(long, env = "AGORA_RATE_LIMIT_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_burst: Option<u32>,
+    /// Origins browsers may call from, comma-separated, or `*`; none sends no CORS headers.
+    #[arg(long, env = "AGORA_CORS_ORIGINS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cors_origins: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct AllArgs {
+    /// Address the REST gateway serves on.
+    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
     /// Directory for the SQLite databases, the event log and generated secrets.
     #[arg(long, env = "AGORA_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -176,10 +234,19 @@ pub struct AllArgs {
     /// Access-token secret; generated once and kept in the data directory when unset.
     #[arg(long, env = "AGORA_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
-    /// Admin account created at start when missing (with --admin-password).
-    #[arg(long, env = "AGORA_ADMIN_EMAIL")]
-    pub admin_email: Option<String>,
-    /// Password of the admin account.
+    /// Admin account created at start when missing.
+    #[arg(long, env = "AGORA_ADMIN_EMAIL", default_value = "admin@agora.local")]
+    pub admin_email: String,
+    /// Password of the admin account; generated once and kept in the data directory when unset.
     #[arg(long, env = "AGORA_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// Cancel orders still unpaid after this many seconds [default: 900].
+    #[arg(long, env = "AGORA_PAYMENT_TIMEOUT_SECS")]
+    pub payment_timeout_secs: Option<u64>,
+    /// Sustained gateway requests per second per client IP; 0 turns the limit off [default: 100].
+    #[arg(long, env = "AGORA_RATE_LIMIT_PER_SECOND")]
+    pub rate_limit_per_second: Option<f64>,
+    /// Add a demo catalog when the catalog is empty.
+    #[arg(long, env = "AGORA_SEED_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub seed_demo: bool,
 }

@@ -1,20 +1,8 @@
-//! `agora`: every Agora component in one binary, like Loki's or Mimir's `-target`.
-//!
-//! `agora` (or `agora all`) runs every service in one process on embedded defaults;
-//! `agora <role>` runs one role. Every flag has an `AGORA_*` environment twin; see
-//! `agora <role> --help`.
-//!
-//! # Layout
-//! - `cli`: the flags of each role.
-//! - `roles`: turning flags into a service config and running it.
-//! - `all`: the all-in-one process.
-
-mod all;
-mod cli;
-mod roles;
+//! The `agora` binary; see the library's docs for the roles.
 
 use std::process::ExitCode;
 
+use agora::{all, cli, roles};
 use clap::Parser;
 
 #[tokio::main]
@@ -24,6 +12,7 @@ async fn main() -> ExitCode {
     let shutdown = agora_kit::shutdown::on_signal();
     let result = match cli.command.unwrap_or_else(cli::Command::all_from_env) {
         cli::Command::All(args) => all::run(args, shutdown).await,
+        cli::Command::Gateway(args) => roles::gateway(args, shutdown).await,
         cli::Command::UserService(args) => roles::user(args, shutdown).await,
         cli::Command::ProductService(args) => roles::product(args, shutdown).await,
         cli::Command::OrderService(args) => roles::order(args, shutdown).await,

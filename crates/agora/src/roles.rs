@@ -6,7 +6,7 @@ use agora_events::{EventBus, LocalBus};
 use agora_kit::config;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Common, Events, OrderArgs, PaymentArgs, ProductArgs, UserArgs};
+use crate::cli::{Common, Events, GatewayArgs, OrderArgs, PaymentArgs, ProductArgs, UserArgs};
 
 /// The event bus the flags ask for.
 pub async fn bus(common: &Common) -> anyhow::Result<Arc<dyn EventBus>> {
@@ -41,4 +41,27 @@ pub async fn payment(args: PaymentArgs, shutdown: CancellationToken) -> anyhow::
     let bus = bus(&args.common).await?;
     let listener = agora_kit::grpc::bind(args.listen).await?;
     payment_service::run(cfg, bus, listener, shutdown).await
+}
+
+pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut cfg: gateway::Config = config::load(args.config.as_deref(), &args)?;
+    // A flag or variable names a backend; otherwise the file's address, otherwise the default.
+    let addresses = [
+        (user_service::SERVICE_NAME, args.user_addr, "127.0.0.1:50051"),
+        (product_service::SERVICE_NAME, args.product_addr, "127.0.0.1:50052"),
+        (order_service::SERVICE_NAME, args.order_addr, "127.0.0.1:50053"),
+        (payment_service::SERVICE_NAME, args.payment_addr, "127.0.0.1:50054"),
+    ];
+    for (service, flag, default) in addresses {
+        match flag {
+            Some(addr) => {
+                cfg.backends.insert(service.to_owned(), addr);
+            }
+            None => {
+                cfg.backends.entry(service.to_owned()).or_insert_with(|| default.to_owned());
+            }
+        }
+    }
+    let listener = agora_kit::grpc::bind(args.listen).await?;
+    gateway::run(cfg, listener, shutdown).await
 }

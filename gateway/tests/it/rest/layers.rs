@@ -1,0 +1,125 @@
+//! The cross-cutting layers: request ids, compression, CORS, rate limits, deadlines,
+//! health and readiness, the OpenAPI route.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use agora_kit::testing::loopback;
+use http::{Method, StatusCode, header};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use super::platform::{Options, SECRET, start, start_with};
+
+/// A gateway alone, every backend at `backend`.
+async fn gateway_only(backend: &str, tune: impl FnOnce(&mut gateway::Config)) -> (String, CancellationToken) {
+    let api = gateway::api::Api::agora().unwrap();
+    let backends: BTreeMap<_, _> = api.bindings.iter().map(|b| (b.service().to_owned(), backend.to_owned())).collect();
+    let mut config = gateway::Config { backends, jwt_secret: SecretString::from(SECRET), ..Default::default() };
+    tune(&mut config);
+    let (listener, url) = loopback().await;
+    let stop = CancellationToken::new();
+    tokio::spawn(gateway::run(config, listener, stop.clone()));
+    (url, stop)
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made_up() {
+    let p = start().await;
+    let given = p.send(p.request(Method::GET, "/v1/products", None).header("x-request-id", "trace-me-42")).await;
+    assert_eq!(given.headers["x-request-id"], "trace-me-42");
+    let made = p.get("/v1/nowhere", None).await;
+    let id = made.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_openapi_and_gzip() {
+    let p = start().await;
+    let health = p.http.get(format!("{}/healthz", p.url)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = p.get("/readyz", None).await.expect(200);
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["backends"]["agora.order.v1.OrderService"], "SERVING");
+
+    let document = p.get("/openapi.json", None).await.expect(200);
+    assert_eq!(document["openapi"], "3.1.0");
+    assert!(document["paths"]["/v1/orders/{id}:cancel"]["post"].is_object());
+
+    let zipped = p.send(p.request(Method::GET, "/openapi.json", None).header(header::ACCEPT_ENCODING, "gzip")).await;
+    assert_eq!(zipped.headers[header::CONTENT_ENCODING], "gzip");
+    p.stop().await;
+
+    let down = start_with(Options { payments: false, ..Default::default() }).await;
+    let not_ready = down.get("/readyz", None).await.expect(503);
+    assert_eq!(not_ready["status"], "not ready");
+    assert_ne!(not_ready["backends"]["agora.payment.v1.PaymentService"], "SERVING");
+    assert_eq!(not_ready["backends"]["agora.user.v1.UserService"], "SERVING");
+    down.stop().await;
+}
+
+#[tokio::test]
+async fn clients_over_their_rate_are_told_when_to_come_back() {
+    let (url, stop) = gateway_only("127.0.0.1:9", |c| {
+        c.rate_limit_per_second = 0.2;
+        c.rate_limit_burst = 2;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        assert_eq!(http.get(format!("{url}/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    }
+    let limited = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.headers()[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = limited.json().await.unwrap();
+    assert_eq!(body["code"], 8);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_backend_that_never_answers_is_a_504_at_the_deadline() {
+    // Accepts connections and never speaks: the call can only end by the deadline.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let (url, stop) = gateway_only(&addr, |c| c.request_timeout_ms = 300).await;
+    let started = std::time::Instant::now();
+    let response = reqwest::get(format!("{url}/v1/products")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(5), "answered at the deadline, not later");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], 4);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_answers_preflights_when_configured() {
+    let (url, stop) = gateway_only("127.0.0.1:9", |c| c.cors_origins = vec!["https://shop.example".into()]).await;
+    let http = reqwest::Client::new();
+    let preflight = http
+        .request(Method::OPTIONS, format!("{url}/v1/orders"))
+        .header(header::ORIGIN, "https://shop.example")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization,content-type,idempotency-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::OK);
+    assert_eq!(preflight.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://shop.example");
+    let foreign =
+        http.get(format!("{url}/healthz")).header(header::ORIGIN, "https://evil.example").send().await.unwrap();
+    assert!(foreign.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    stop.cancel();
+
+    let (url, stop) = gateway_only("127.0.0.1:9", |_| {}).await;
+    let plain = http.get(format!("{url}/healthz")).header(header::ORIGIN, "https://shop.example").send().await.unwrap();
+    assert!(plain.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    stop.cancel();
+}
