@@ -5,7 +5,7 @@
 //! limps on half-alive. Everything it generates (the JWT secret, the admin password) is kept
 //! in the data directory, so a restart on the same directory keeps accounts and tokens valid.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, io::Write as _, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use agora_events::{EventBus, LocalBus};
 use secrecy::{ExposeSecret, SecretString};
@@ -32,7 +32,11 @@ pub struct Running {
 /// Runs the platform until `shutdown`, after telling the user how to reach it.
 pub async fn run(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let running = start(args, shutdown).await?;
-    println!("{}", banner(&running));
+    // A closed stdout (a detached terminal, a reader that went away) must not stop the
+    // platform, so a failed write is ignored rather than allowed to panic like `println!`.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(banner(&running).as_bytes()).and_then(|()| stdout.flush());
+    drop(stdout);
     running.wait().await
 }
 

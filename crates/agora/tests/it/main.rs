@@ -2,6 +2,8 @@
 //! with SERVING, lists its services over reflection (even while the roles it calls are
 //! down), and exits 0 on SIGTERM.
 
+mod all;
+
 use std::{
     process::{Child, Command, Stdio},
     time::Duration,
@@ -115,6 +117,50 @@ async fn order_service_role_starts_while_its_dependencies_are_down() {
 #[tokio::test]
 async fn payment_service_role() {
     check_role("payment-service", "agora.payment.v1.PaymentService").await;
+}
+
+#[tokio::test]
+async fn gateway_role_is_live_before_its_backends_and_ready_only_with_them() {
+    let port = free_port();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let mut gateway = Role {
+        child: Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["gateway", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--user-addr", &dead, "--product-addr", &dead, "--order-addr", &dead, "--payment-addr", &dead])
+            .env("AGORA_JWT_SECRET", "role-test-secret-role-test-secret!")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let http = reqwest::Client::new();
+    let live = agora_kit::testing::eventually(10, "the gateway to listen", || async {
+        http.get(format!("{}/healthz", gateway.url)).send().await.ok()
+    })
+    .await;
+    assert_eq!(live.status(), 200);
+    let ready = http.get(format!("{}/readyz", gateway.url)).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "no backend is up");
+    let products = http.get(format!("{}/v1/products", gateway.url)).send().await.unwrap();
+    assert_eq!(products.status(), 503, "a call to a backend that is down is Unavailable");
+    let status = terminate(&mut gateway).await;
+    assert!(status.success(), "the gateway exited with {status} on SIGTERM");
+}
+
+#[test]
+fn gateway_refuses_to_start_without_a_usable_secret() {
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["gateway", "--listen", "127.0.0.1:0", "--jwt-secret", "short"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 32 bytes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
