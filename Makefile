@@ -10,13 +10,13 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/agora/target
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-run: ## Run every service in one process on embedded defaults (SQLite under ./data)
+run: ## Run the gateway and every service in one process (SQLite under ./data) on :8080
 	cargo run --release
 
 build: ## Build every crate and test
 	cargo build --workspace --all-targets
 
-test: ## Run the whole suite: fmt, clippy, unit, gRPC and saga tests on SQLite and PostgreSQL
+test: ## Run the whole suite: fmt, clippy, unit, gRPC, saga and REST tests on SQLite and PostgreSQL
 	bash scripts/test.sh
 
 lint: ## Check formatting and clippy

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as `make test` runs it: a private PostgreSQL (installed and started
-# here if needed), then formatting, lints and every test on SQLite and PostgreSQL.
+# The whole test suite, as `make test` runs it: the tools the tests call (curl, the OpenAPI
+# validator), a private PostgreSQL (installed and started here if needed), then formatting,
+# lints and every test on SQLite and PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,14 @@ step "toolchain"
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
+
+step "test tools"
+# The one-command test runs the README's curl commands as printed.
+if ! command -v curl >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+fi
+# openapi-spec-validator checks the gateway's /openapi.json (a private virtualenv).
+bash scripts/python-tools.sh install
 
 step "PostgreSQL"
 # Stop it again only if this run started it: a developer's running instance stays up, and CI
