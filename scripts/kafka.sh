@@ -1,0 +1,492 @@
+#!/usr/bin/env bash
+# Throwaway local Apache Kafka broker for Agora's development and tests.
+#
+# Usage: scripts/kafka.sh {install|start|stop|status|url|brokers|reset|topics ARGS...}
+#
+#   install         fetch Kafka and a log4j2 backend with mvn (once per version)
+#   start           install and format storage (once) and start the broker; no-op if running
+#   stop            SIGTERM the broker (SIGKILL after 30s); no-op if not running
+#   status          report whether the broker runs and answers (0 = yes, 3 = not running,
+#                   1 = its process runs but it does not answer)
+#   url, brokers    print the bootstrap address (host:port)
+#   reset           stop the broker and delete its data (keeps the installed jars)
+#   topics ARGS...  run Kafka's topic tool against the broker, e.g.
+#                   topics --list | topics --create --topic T --partitions 3
+#
+# The broker is private to Agora: a single KRaft node (broker and controller in one
+# process) whose jars, config and data live under the cache directory, listening only on
+# 127.0.0.1. Topics are never auto-created, so tests must create the ones they use. Its
+# settings (replication factor 1) make it fit for disposable test data only.
+#
+# Kafka's version is pinned in scripts/versions.env. Needs Java 17+ and Maven (`install`
+# as root puts the distro packages in if they are missing).
+#
+# Environment:
+#   AGORA_CACHE                  cache root                 (default: $HOME/.cache/agora)
+#   AGORA_KAFKA_PORT             client (PLAINTEXT) port    (default: 9092)
+#   AGORA_KAFKA_CONTROLLER_PORT  KRaft controller port      (default: 9093)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/versions.env"
+
+# --- Configuration ----------------------------------------------------------
+
+KAFKA_VERSION="${KAFKA_VERSION:?missing in versions.env}"
+KAFKA_LOG4J_VERSION="${KAFKA_LOG4J_VERSION:?missing in versions.env}"
+
+KAFKA_HOST="127.0.0.1"
+KAFKA_PORT="${AGORA_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${AGORA_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_NODE_ID=1
+
+# Absolute path (need not exist yet): the broker runs from another directory.
+CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
+KAFKA_ROOT="$CACHE_DIR/kafka"
+# Installed jars, per version, so bumping the pin installs beside the old one.
+KAFKA_HOME="$KAFKA_ROOT/$KAFKA_VERSION"
+KAFKA_LIBS="$KAFKA_HOME/libs"
+KAFKA_INSTALLED="$KAFKA_HOME/.installed"  # written only after a complete install
+# Config, rewritten on every start so port overrides always take effect.
+KAFKA_CONF="$KAFKA_ROOT/config"
+KAFKA_PROPS="$KAFKA_CONF/server.properties"
+KAFKA_LOG4J="$KAFKA_CONF/log4j2.properties"
+KAFKA_TOOLS_LOG4J="$KAFKA_CONF/tools-log4j2.properties"
+KAFKA_CLIENT_PROPS="$KAFKA_CONF/tools-client.properties"
+# Everything `reset` deletes.
+KAFKA_DATA="$KAFKA_ROOT/data"
+KAFKA_LOG_DIRS="$KAFKA_DATA/logs"  # partitions and metadata log (Kafka's "log.dirs")
+KAFKA_CLUSTER_ID_FILE="$KAFKA_DATA/cluster-id"
+KAFKA_LOG="$KAFKA_DATA/server.log"  # the broker's log4j2 output
+KAFKA_OUT="$KAFKA_DATA/kafka.out"   # the JVM's own stdout/stderr (crashes, JVM errors)
+KAFKA_PID="$KAFKA_ROOT/kafka.pid"
+KAFKA_LOCK="$KAFKA_ROOT/.lock"
+
+START_TIMEOUT_SECS=60
+STOP_TIMEOUT_SECS=30
+TOOL_TIMEOUT_SECS=120  # any one command-line tool run (a hung JVM must not hang tests)
+# A cold install downloads ~55 MB with mvn, so a second caller may wait that long.
+LOCK_TIMEOUT_SECS=900
+
+# --- Helpers ----------------------------------------------------------------
+
+log() { printf '[kafka] %s\n' "$*" >&2; }
+die() { printf '[kafka] error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [[ "$(id -u)" -eq 0 ]]; }
+
+# Major version of the java on PATH (e.g. 17), or nothing.
+java_major() {
+  local v
+  v="$(java -version 2>&1 | awk -F'"' '/version/ { print $2; exit }')" || return 1
+  v="${v#1.}"
+  printf '%s\n' "${v%%[.-]*}"
+}
+
+have_tools() {
+  command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1 \
+    && (($(java_major || echo 0) >= 17))
+}
+
+# A short-lived JVM running one of Kafka's command-line tools: small heap, fast
+# start-up, errors only on stderr, bounded in time. java expands the classpath wildcard.
+kafka_tool() {
+  (cd / && timeout "$TOOL_TIMEOUT_SECS" java -Xms32m -Xmx256m -XX:TieredStopAtLevel=1 \
+    -XX:+UseSerialGC -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" \
+    -cp "$KAFKA_LIBS/*" "$@" 9>&-)
+}
+
+# Serialise install/start/stop/reset (two test runs must not both run mvn, format or
+# start). Bounded wait, so a stuck holder gives an error instead of a hang. Taken at
+# most once per run; the broker itself never inherits the descriptor.
+LOCK_HELD=0
+take_lock() {
+  ((LOCK_HELD)) && return 0
+  mkdir -p "$KAFKA_ROOT"
+  exec 9>>"$KAFKA_LOCK"
+  flock -w "$LOCK_TIMEOUT_SECS" 9 \
+    || die "another run still holds $KAFKA_LOCK after ${LOCK_TIMEOUT_SECS}s"
+  LOCK_HELD=1
+}
+
+# Pid of our broker if it runs (pid file names a live JVM started with our config).
+running_pid() {
+  local pid
+  [[ -f "$KAFKA_PID" ]] || return 1
+  pid="$(<"$KAFKA_PID")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  # Guard against pid reuse: the process must be kafka.Kafka on our server.properties.
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $KAFKA_PROPS" \
+    || return 1
+  printf '%s\n' "$pid"
+}
+
+# True if anything at all accepts TCP connections on 127.0.0.1:$1.
+port_open() {
+  # shellcheck disable=SC2016  # expanded by the inner shell
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$KAFKA_HOST" "$1" 2>/dev/null
+}
+
+# True if a broker answers API-versions requests on our port and it is our node
+# (the tool first fetches metadata, then asks every broker listed there).
+broker_answers() {
+  [[ -f "$KAFKA_INSTALLED" && -f "$KAFKA_CLIENT_PROPS" ]] || return 1
+  local out
+  out="$(kafka_tool org.apache.kafka.tools.BrokerApiVersionsCommand \
+    --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" --command-config "$KAFKA_CLIENT_PROPS" \
+    2>/dev/null)" || return 1
+  grep -qF "$KAFKA_HOST:$KAFKA_PORT (id: $KAFKA_NODE_ID " <<<"$out"
+}
+
+# The generated Maven project whose only job is to copy Kafka's runtime jars.
+write_pom() {
+  cat >"$KAFKA_HOME/pom.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Generated by scripts/kafka.sh: only used to fetch Kafka's jars. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>agora.local</groupId>
+  <artifactId>agora-kafka</artifactId>
+  <version>${KAFKA_VERSION}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <!-- The broker (kafka.Kafka) and the storage tool (kafka.tools.StorageTool). -->
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>${KAFKA_VERSION}</version>
+    </dependency>
+    <!-- Command-line tools: BrokerApiVersionsCommand (readiness), TopicCommand. -->
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-tools</artifactId>
+      <version>${KAFKA_VERSION}</version>
+    </dependency>
+    <!-- Logging backend. Kafka 4 logs through slf4j-api 1.7 into log4j2, so the binding
+         is log4j-slf4j-impl (slf4j 1.x), not log4j-slf4j2-impl; as in Kafka's own
+         distribution. Version = the log4j-core kafka-server depends on. -->
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>${KAFKA_LOG4J_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-core</artifactId>
+      <version>${KAFKA_LOG4J_VERSION}</version>
+    </dependency>
+  </dependencies>
+  <build>
+    <pluginManagement>
+      <plugins>
+        <!-- Pinned: Maven 3.8's default (2.8) is ancient. -->
+        <plugin>
+          <groupId>org.apache.maven.plugins</groupId>
+          <artifactId>maven-dependency-plugin</artifactId>
+          <version>3.8.1</version>
+        </plugin>
+      </plugins>
+    </pluginManagement>
+  </build>
+</project>
+EOF
+}
+
+# The broker's listeners line, from the current environment.
+listeners() {
+  printf 'PLAINTEXT://%s:%s,CONTROLLER://%s:%s' \
+    "$KAFKA_HOST" "$KAFKA_PORT" "$KAFKA_HOST" "$KAFKA_CONTROLLER_PORT"
+}
+
+# Broker config. Regenerated on every start (while stopped) from the current environment.
+write_config() {
+  mkdir -p "$KAFKA_CONF"
+  cat >"$KAFKA_PROPS" <<EOF
+# Generated by scripts/kafka.sh on each start; edits are overwritten.
+
+# One KRaft node that is both broker and controller (no ZooKeeper in Kafka 4).
+process.roles=broker,controller
+node.id=$KAFKA_NODE_ID
+# Static single-voter quorum. (With a dynamic quorum, format --standalone records the
+# controller's host:port in the metadata log, which would go stale when
+# AGORA_KAFKA_CONTROLLER_PORT changes; a static voter list is config only.)
+controller.quorum.voters=$KAFKA_NODE_ID@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+
+# Loopback only, for clients and for the controller alike.
+listeners=$(listeners)
+# What clients are told to connect to after bootstrap; must be reachable by them.
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+
+log.dirs=$KAFKA_LOG_DIRS
+# Default partition count for topics created without one.
+num.partitions=3
+
+# Internal topics default to replication factor 3, which one broker cannot satisfy:
+# consumer groups, transactions and share groups would fail until they are lowered.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# The offsets topic defaults to 50 partitions; a few make the first consumer group
+# (i.e. the first test that consumes) start faster.
+offsets.topic.num.partitions=3
+
+# Consumers join a group at once instead of waiting 3s for more members (tests).
+group.initial.rebalance.delay.ms=0
+# Tests create their topics explicitly; a typo must fail rather than silently create
+# a new topic with default settings.
+auto.create.topics.enable=false
+EOF
+
+  # The broker logs to a file in the data dir (one per run; see cmd_start).
+  cat >"$KAFKA_LOG4J" <<EOF
+# Generated by scripts/kafka.sh: the broker's log4j2 configuration.
+status = warn
+name = agora-kafka
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = $KAFKA_LOG
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+# Per-request and per-partition state changes are noise for tests.
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+EOF
+
+  # Command-line tools: errors only, on stderr.
+  cat >"$KAFKA_TOOLS_LOG4J" <<'EOF'
+# Generated by scripts/kafka.sh: log4j2 configuration of the command-line tools.
+status = warn
+name = agora-kafka-tools
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = ERROR
+rootLogger.appenderRef.err.ref = STDERR
+EOF
+
+  # Tools give up quickly instead of retrying for a minute against a broker that is
+  # not up yet (the readiness loop retries instead).
+  cat >"$KAFKA_CLIENT_PROPS" <<'EOF'
+request.timeout.ms=5000
+default.api.timeout.ms=10000
+EOF
+}
+
+# Create the storage (metadata log) once, with a cluster id kept beside it.
+format_storage() {
+  [[ -f "$KAFKA_LOG_DIRS/meta.properties" ]] && return 0
+
+  rm -rf "$KAFKA_LOG_DIRS"  # leftovers of an interrupted format
+  mkdir -p "$KAFKA_DATA"
+  if [[ ! -s "$KAFKA_CLUSTER_ID_FILE" ]]; then
+    kafka_tool kafka.tools.StorageTool random-uuid >"$KAFKA_CLUSTER_ID_FILE.tmp" \
+      || die "could not generate a cluster id"
+    mv -f "$KAFKA_CLUSTER_ID_FILE.tmp" "$KAFKA_CLUSTER_ID_FILE"
+  fi
+  local cluster_id
+  cluster_id="$(<"$KAFKA_CLUSTER_ID_FILE")"
+  log "formatting storage in $KAFKA_LOG_DIRS (cluster id $cluster_id)"
+  kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" \
+    >"$KAFKA_DATA/format.log" 2>&1 \
+    || { tail -n 20 "$KAFKA_DATA/format.log" >&2; die "storage format failed (log: $KAFKA_DATA/format.log)"; }
+}
+
+# Wait until pid $1 answers as our broker, or fail with the log tail.
+wait_ready() {
+  local pid="$1" deadline=$((SECONDS + START_TIMEOUT_SECS))
+  until port_open "$KAFKA_PORT" && broker_answers; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 30 "$KAFKA_LOG" "$KAFKA_OUT" >&2 2>/dev/null || true
+      rm -f "$KAFKA_PID"
+      die "broker exited during start-up (log: $KAFKA_LOG, $KAFKA_OUT)"
+    fi
+    if ((SECONDS >= deadline)); then
+      tail -n 30 "$KAFKA_LOG" "$KAFKA_OUT" >&2 2>/dev/null || true
+      die "broker (pid $pid) did not answer on $KAFKA_HOST:$KAFKA_PORT within ${START_TIMEOUT_SECS}s; try: $0 stop (log: $KAFKA_LOG)"
+    fi
+    sleep 0.5
+  done
+}
+
+# --- Subcommands ------------------------------------------------------------
+
+cmd_install() {
+  take_lock
+  if [[ -f "$KAFKA_INSTALLED" ]]; then
+    log "Kafka $KAFKA_VERSION already installed ($KAFKA_LIBS)"
+    return 0
+  fi
+
+  if ! have_tools; then
+    is_root || die "Java 17+ and Maven are needed and installing them needs root; run: sudo $0 install"
+    log "Java 17+ or Maven not found; installing the distro packages"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      openjdk-17-jdk-headless maven
+    have_tools || die "installed openjdk-17-jdk-headless and maven but still no java 17+ and mvn on PATH"
+  fi
+
+  log "installing Kafka $KAFKA_VERSION with mvn (first time: downloads ~55 MB)"
+  mkdir -p "$KAFKA_HOME"
+  write_pom
+  rm -rf "$KAFKA_LIBS" "$KAFKA_LIBS.tmp"  # leftovers of an interrupted install
+  if ! (cd "$KAFKA_HOME" && mvn -B -q -f pom.xml dependency:copy-dependencies \
+    -DoutputDirectory="$KAFKA_LIBS.tmp" -DincludeScope=runtime \
+    >"$KAFKA_HOME/install.log" 2>&1 9>&-); then
+    tail -n 30 "$KAFKA_HOME/install.log" >&2 || true
+    die "mvn could not fetch Kafka $KAFKA_VERSION (log: $KAFKA_HOME/install.log)"
+  fi
+  mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
+  [[ -n "$(compgen -G "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar")" ]] \
+    || die "mvn succeeded but $KAFKA_LIBS has no kafka_2.13-$KAFKA_VERSION.jar"
+  touch "$KAFKA_INSTALLED"
+  log "installed Kafka $KAFKA_VERSION ($(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars in $KAFKA_LIBS)"
+}
+
+cmd_start() {
+  take_lock
+  cmd_install
+
+  local pid
+  if pid="$(running_pid)"; then
+    # Ours already runs (perhaps still starting): its config must be the one asked for
+    # (not rewritten under it), and it must answer.
+    grep -qxF "listeners=$(listeners)" "$KAFKA_PROPS" \
+      || die "already running (pid $pid) with other ports than $KAFKA_PORT/$KAFKA_CONTROLLER_PORT ($KAFKA_PROPS); run: $0 stop"
+    wait_ready "$pid"
+    log "already running on $(cmd_url) (pid $pid)"
+    return 0
+  fi
+  rm -f "$KAFKA_PID"
+  write_config
+
+  # Refuse to start if something else owns a port: our broker would fail to bind,
+  # and tests would silently talk to the wrong server.
+  local port
+  for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+    if port_open "$port"; then
+      die "something else already listens on $KAFKA_HOST:$port; stop it or set AGORA_KAFKA_PORT / AGORA_KAFKA_CONTROLLER_PORT"
+    fi
+  done
+
+  format_storage
+
+  log "starting Kafka $KAFKA_VERSION on $(cmd_url) (log: $KAFKA_LOG)"
+  # One log per broker run, so a failure's log tail is about this run only.
+  local f
+  for f in "$KAFKA_LOG" "$KAFKA_OUT"; do
+    if [[ -f "$f" ]]; then mv -f "$f" "$f.prev"; fi
+  done
+  # Own session (no terminal, survives this script), detached from stdin, without the
+  # lock fd. The shell writes its pid and then becomes java, so the pid is the broker's.
+  (
+    cd /
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    setsid nohup bash -c 'echo "$$" >"$1"; shift; exec "$@"' _ "$KAFKA_PID" \
+      java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+      -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
+      -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" \
+      </dev/null >"$KAFKA_OUT" 2>&1 9>&- &
+  )
+  # Wait for the pid file the launcher writes.
+  local i
+  for ((i = 0; i < 50; i++)); do
+    [[ -s "$KAFKA_PID" ]] && break
+    sleep 0.1
+  done
+  [[ -s "$KAFKA_PID" ]] || die "broker launcher did not write $KAFKA_PID"
+  pid="$(<"$KAFKA_PID")"
+
+  wait_ready "$pid"
+  log "ready: $(cmd_url) (pid $pid)"
+}
+
+cmd_stop() {
+  [[ -d "$KAFKA_ROOT" ]] || { log "not running"; return 0; }
+  take_lock
+  local pid
+  if ! pid="$(running_pid)"; then
+    rm -f "$KAFKA_PID"
+    log "not running"
+    return 0
+  fi
+  log "stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + STOP_TIMEOUT_SECS))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "still running after ${STOP_TIMEOUT_SECS}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+      break
+    fi
+    sleep 0.2
+  done
+  rm -f "$KAFKA_PID"
+  log "stopped"
+}
+
+cmd_status() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    log "not running"
+    return 3
+  fi
+  if broker_answers; then
+    log "running on $(cmd_url) (pid $pid, data: $KAFKA_DATA)"
+    return 0
+  fi
+  log "process $pid runs but does not answer on $(cmd_url) (log: $KAFKA_LOG)"
+  return 1
+}
+
+cmd_url() {
+  printf '%s:%s\n' "$KAFKA_HOST" "$KAFKA_PORT"
+}
+
+cmd_reset() {
+  take_lock
+  cmd_stop
+  log "deleting $KAFKA_DATA"
+  rm -rf "$KAFKA_DATA"
+}
+
+cmd_topics() {
+  [[ -f "$KAFKA_INSTALLED" ]] || die "Kafka not installed; run: $0 start"
+  [[ -f "$KAFKA_CLIENT_PROPS" ]] || write_config
+  kafka_tool org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" --command-config "$KAFKA_CLIENT_PROPS" "$@"
+}
+
+usage() {
+  # Print the header comment (everything after the shebang up to the code).
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
+  exit 2
+}
+
+main() {
+  case "${1:-}" in
+    install) cmd_install ;;
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    url | brokers) cmd_url ;;
+    reset) cmd_reset ;;
+    topics) shift; cmd_topics "$@" ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"
