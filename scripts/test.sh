@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` runs it: the tools the tests call (curl, the OpenAPI
-# validator), a private PostgreSQL (installed and started here if needed), then formatting,
-# lints and every test on SQLite and PostgreSQL.
+# validator), a private PostgreSQL and a private Kafka broker (installed and started here if
+# needed), then formatting, lints and every test on SQLite, PostgreSQL and Kafka.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,16 +25,28 @@ bash scripts/python-tools.sh install
 step "PostgreSQL"
 # Stop it again only if this run started it: a developer's running instance stays up, and CI
 # leaves no process behind (the trap is set first, so a start that fails half-way is undone).
-started_here=false
-cleanup() { if $started_here; then bash scripts/postgres.sh stop || true; fi; }
+pg_started_here=false
+kafka_started_here=false
+cleanup() {
+  if $kafka_started_here; then bash scripts/kafka.sh stop || true; fi
+  if $pg_started_here; then bash scripts/postgres.sh stop || true; fi
+}
 trap cleanup EXIT
 if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
-  started_here=true
+  pg_started_here=true
   bash scripts/postgres.sh start
 fi
 bash scripts/postgres.sh reset-test-dbs
 AGORA_TEST_POSTGRES_URL="$(bash scripts/postgres.sh url)"
 export AGORA_TEST_POSTGRES_URL
+
+step "Kafka"
+if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
+  kafka_started_here=true
+  bash scripts/kafka.sh start
+fi
+AGORA_TEST_KAFKA_BROKERS="$(bash scripts/kafka.sh url)"
+export AGORA_TEST_KAFKA_BROKERS
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

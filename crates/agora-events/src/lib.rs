@@ -1,5 +1,6 @@
 //! Agora's asynchronous backbone: the event envelope, the transactional outbox and its relay,
-//! the [`EventBus`] trait with its in-process implementation, and idempotent consumers.
+//! the [`EventBus`] trait with its in-process and Kafka implementations, and idempotent
+//! consumers.
 //!
 //! The guarantee the saga relies on: a state change and the event announcing it commit in
 //! one database transaction (the outbox); the relay publishes each row at least once and marks
@@ -13,11 +14,13 @@
 //! - [`relay`]: publish unpublished outbox rows in order.
 //! - [`bus`]: the [`EventBus`] / [`Subscription`] traits.
 //! - [`local`]: [`LocalBus`], the in-process bus over a SQLite log.
+//! - [`kafka`]: [`KafkaBus`], Apache Kafka through rdkafka.
 //! - [`consumer`]: run a [`Handler`] with retries, backoff and a dead-letter topic.
 
 pub mod bus;
 pub mod consumer;
 pub mod event;
+pub mod kafka;
 pub mod local;
 pub mod outbox;
 pub mod relay;
@@ -26,5 +29,6 @@ pub mod schema;
 pub use bus::{BusError, Delivery, EventBus, OutgoingMessage, Subscription};
 pub use consumer::{ConsumerOptions, Handler, HandlerError, claim, run_consumer};
 pub use event::{DomainEvent, decode, topics};
+pub use kafka::{KafkaBus, KafkaOptions};
 pub use local::LocalBus;
 pub use relay::Relay;

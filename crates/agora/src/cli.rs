@@ -48,6 +48,8 @@ impl Command {
 pub enum Events {
     /// The in-process bus: a log in SQLite at `--bus-url`.
     Memory,
+    /// Apache Kafka at `--kafka-brokers`.
+    Kafka,
 }
 
 /// Flags every single role has.
@@ -73,6 +75,16 @@ pub struct Common {
     #[arg(long, env = "AGORA_BUS_URL", default_value = "sqlite::memory:")]
     #[serde(skip)]
     pub bus_url: String,
+
+    /// Kafka bootstrap servers (`HOST:PORT[,HOST:PORT…]`), with `--events kafka`.
+    #[arg(long, env = "AGORA_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    #[serde(skip)]
+    pub kafka_brokers: String,
+
+    /// Partitions of each topic created on Kafka; more let more consumers share the work.
+    #[arg(long, env = "AGORA_KAFKA_PARTITIONS", default_value_t = 3)]
+    #[serde(skip)]
+    pub kafka_partitions: i32,
 }
 
 #[derive(Debug, Args, Serialize)]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agora_events::{EventBus, LocalBus};
+use agora_events::{EventBus, KafkaBus, KafkaOptions, LocalBus};
 use agora_kit::config;
 use tokio_util::sync::CancellationToken;
 
@@ -12,6 +12,11 @@ use crate::cli::{Common, Events, GatewayArgs, OrderArgs, PaymentArgs, ProductArg
 pub async fn bus(common: &Common) -> anyhow::Result<Arc<dyn EventBus>> {
     match common.events {
         Events::Memory => Ok(Arc::new(LocalBus::open(&common.bus_url).await?)),
+        Events::Kafka => {
+            let options =
+                KafkaOptions { partitions: common.kafka_partitions, ..KafkaOptions::new(&common.kafka_brokers) };
+            Ok(Arc::new(KafkaBus::new(options)?))
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The outbox, relay and consumer against real databases (SQLite and PostgreSQL) and the
 //! in-process bus.
 
+mod kafka;
+
 use std::{
     sync::{
         Arc,

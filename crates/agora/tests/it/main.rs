@@ -88,7 +88,11 @@ async fn terminate(role: &mut Role) -> std::process::ExitStatus {
 }
 
 async fn check_role(role: &str, service: &str) {
-    let mut running = spawn(role, &[]);
+    check_role_with(role, service, &[]).await;
+}
+
+async fn check_role_with(role: &str, service: &str, extra: &[&str]) {
+    let mut running = spawn(role, extra);
     assert_eq!(serving(&running.url, "").await, ServingStatus::Serving, "{role} overall health");
     assert_eq!(serving(&running.url, service).await, ServingStatus::Serving, "{role} {service} health");
     let services = listed_services(&running.url).await;
@@ -117,6 +121,17 @@ async fn order_service_role_starts_while_its_dependencies_are_down() {
 #[tokio::test]
 async fn payment_service_role() {
     check_role("payment-service", "agora.payment.v1.PaymentService").await;
+}
+
+#[tokio::test]
+async fn payment_service_role_on_kafka() {
+    let brokers = match std::env::var("AGORA_TEST_KAFKA_BROKERS") {
+        Ok(brokers) => brokers,
+        Err(_) if std::env::var_os("CI").is_some() => panic!("CI needs AGORA_TEST_KAFKA_BROKERS"),
+        Err(_) => return eprintln!("skipped: set AGORA_TEST_KAFKA_BROKERS (make test starts Kafka)"),
+    };
+    let extra = ["--events", "kafka", "--kafka-brokers", brokers.as_str()];
+    check_role_with("payment-service", "agora.payment.v1.PaymentService", &extra).await;
 }
 
 #[tokio::test]

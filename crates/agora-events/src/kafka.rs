@@ -1,0 +1,181 @@
+//! Apache Kafka behind [`EventBus`]: an idempotent producer with `acks=all`, consumer groups
+//! that commit an offset only when the consumer acknowledges, and topics created on first use
+//! with a fixed partition count (the broker never auto-creates them).
+//!
+//! Keys pick the partition, so one aggregate's events keep their order however many
+//! partitions a topic has. Headers travel as Kafka record headers.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Mutex,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    error::KafkaError,
+    message::{Header, Headers, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+    types::RDKafkaErrorCode,
+};
+
+use crate::bus::{BusError, Delivery, EventBus, OutgoingMessage, Subscription};
+
+/// How long a publish may wait for the broker's acknowledgement before it is reported as
+/// failed; the relay then retries the row, and idempotence keeps the retry single.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Kafka settings.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Partitions of each topic Agora creates.
+    pub partitions: i32,
+    /// Replicas of each topic Agora creates (1 on a single broker).
+    pub replication: i32,
+}
+
+impl KafkaOptions {
+    pub fn new(brokers: &str) -> Self {
+        Self { brokers: brokers.to_owned(), partitions: 3, replication: 1 }
+    }
+}
+
+pub struct KafkaBus {
+    options: KafkaOptions,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// Topics known to exist, so each is created (or found) once per process.
+    topics: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl KafkaBus {
+    /// A bus on `options.brokers`. Connections are made lazily; the first call that needs
+    /// the broker fails with `Unavailable` while it is down.
+    pub fn new(options: KafkaOptions) -> Result<Self, BusError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &options.brokers)
+            // Retries after a lost acknowledgement must not write the record twice.
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+            .set("linger.ms", "5")
+            .create()
+            .map_err(unavailable)?;
+        let admin = ClientConfig::new().set("bootstrap.servers", &options.brokers).create().map_err(unavailable)?;
+        Ok(Self { options, producer, admin, topics: Mutex::default() })
+    }
+
+    /// Creates `topic` if it does not exist yet.
+    pub async fn ensure_topic(&self, topic: &str) -> Result<(), BusError> {
+        if self.topics.lock().expect("the topic set lock is never poisoned").contains(topic) {
+            return Ok(());
+        }
+        let new = NewTopic::new(topic, self.options.partitions, TopicReplication::Fixed(self.options.replication));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = self.admin.create_topics([&new], &options).await.map_err(unavailable)?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => return Err(BusError::Unavailable(format!("cannot create topic {name}: {code}"))),
+            }
+        }
+        self.topics.lock().expect("the topic set lock is never poisoned").insert(topic.to_owned());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventBus for KafkaBus {
+    async fn publish(&self, message: &OutgoingMessage) -> Result<(), BusError> {
+        self.ensure_topic(&message.topic).await?;
+        let headers = message
+            .headers
+            .iter()
+            .fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(value) }));
+        let record = FutureRecord::to(&message.topic).key(&message.key).payload(&message.payload).headers(headers);
+        self.producer.send(record, DELIVERY_TIMEOUT).await.map(|_| ()).map_err(|(e, _)| match e {
+            KafkaError::MessageProduction(code) if is_permanent(code) => BusError::Rejected(code.to_string()),
+            other => unavailable(other),
+        })
+    }
+
+    async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
+        self.ensure_topic(topic).await?;
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.options.brokers)
+            .set("group.id", group)
+            // Offsets move only when the consumer acknowledges, after its effect committed.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // A new group starts at the beginning: events published before it existed count.
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(unavailable)?;
+        consumer.subscribe(&[topic]).map_err(unavailable)?;
+        Ok(Box::new(KafkaSubscription { consumer }))
+    }
+}
+
+pub struct KafkaSubscription {
+    consumer: StreamConsumer,
+}
+
+impl std::fmt::Debug for KafkaSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSubscription").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Subscription for KafkaSubscription {
+    async fn next(&mut self) -> Result<Delivery, BusError> {
+        let message = self.consumer.recv().await.map_err(unavailable)?;
+        let mut headers = BTreeMap::new();
+        if let Some(kafka_headers) = message.headers() {
+            for header in kafka_headers.iter() {
+                let value = header.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+                headers.insert(header.key.to_owned(), value);
+            }
+        }
+        Ok(Delivery {
+            topic: message.topic().to_owned(),
+            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers,
+            offset: message.offset(),
+            partition: message.partition(),
+        })
+    }
+
+    async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {
+        let mut position = TopicPartitionList::new();
+        position
+            .add_partition_offset(&delivery.topic, delivery.partition, Offset::Offset(delivery.offset + 1))
+            .map_err(unavailable)?;
+        self.consumer.commit(&position, CommitMode::Sync).map_err(unavailable)
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+/// Errors a retry cannot fix: the record itself is unacceptable.
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessage | RDKafkaErrorCode::InvalidRecord
+    )
+}

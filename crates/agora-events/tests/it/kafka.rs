@@ -1,0 +1,174 @@
+//! The Kafka bus against a real broker (`scripts/kafka.sh`, which `make test` starts).
+//! Every test uses its own topics and groups, so runs and tests never see each other's data.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use agora_events::{
+    ConsumerOptions, EventBus, KafkaBus, KafkaOptions, OutgoingMessage, Relay, Subscription,
+    consumer::{ATTEMPTS_HEADER, ERROR_HEADER},
+    outbox, run_consumer, topics,
+};
+use agora_kit::testing::TestDatabase;
+use agora_proto::events::{EventEnvelope, OrderPlaced};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::{AlwaysFails, database};
+
+/// The broker from `AGORA_TEST_KAFKA_BROKERS`. Without it the test is skipped, except under
+/// CI, where a missing broker is a failure.
+fn brokers() -> Option<String> {
+    match std::env::var("AGORA_TEST_KAFKA_BROKERS") {
+        Ok(brokers) if !brokers.is_empty() => Some(brokers),
+        _ if std::env::var_os("CI").is_some() => panic!("CI needs AGORA_TEST_KAFKA_BROKERS (make test starts Kafka)"),
+        _ => {
+            eprintln!("skipped: set AGORA_TEST_KAFKA_BROKERS (make test starts Kafka)");
+            None
+        }
+    }
+}
+
+fn bus(brokers: &str) -> KafkaBus {
+    KafkaBus::new(KafkaOptions::new(brokers)).unwrap()
+}
+
+fn unique(name: &str) -> String {
+    format!("test.{name}.{}", uuid::Uuid::new_v4().simple())
+}
+
+fn message(topic: &str, key: &str, body: &str) -> OutgoingMessage {
+    let headers = BTreeMap::from([("traceparent".to_owned(), format!("00-{body}"))]);
+    OutgoingMessage { topic: topic.to_owned(), key: key.to_owned(), payload: body.as_bytes().to_vec(), headers }
+}
+
+/// The next delivery, or a failure after `secs` (a rebalance can take a few seconds).
+async fn next(sub: &mut Box<dyn Subscription>, secs: u64) -> agora_events::Delivery {
+    tokio::time::timeout(Duration::from_secs(secs), sub.next()).await.expect("a message in time").unwrap()
+}
+
+#[tokio::test]
+async fn messages_keep_their_key_payload_and_headers() {
+    let Some(brokers) = brokers() else { return };
+    let bus = bus(&brokers);
+    let topic = unique("roundtrip");
+    bus.publish(&message(&topic, "k1", "hello")).await.unwrap();
+    let mut sub = bus.subscribe(&unique("group"), &topic).await.unwrap();
+    let got = next(&mut sub, 30).await;
+    assert_eq!((got.key.as_str(), got.payload.as_slice()), ("k1", b"hello".as_slice()));
+    assert_eq!(got.headers["traceparent"], "00-hello");
+}
+
+#[tokio::test]
+async fn an_unacknowledged_message_is_delivered_again_to_the_next_member() {
+    let Some(brokers) = brokers() else { return };
+    let bus = bus(&brokers);
+    let (topic, group) = (unique("redeliver"), unique("group"));
+    for body in ["m0", "m1"] {
+        bus.publish(&message(&topic, "one-key", body)).await.unwrap();
+    }
+
+    // A consumer that dies between its effect and its commit.
+    let mut first = bus.subscribe(&group, &topic).await.unwrap();
+    assert_eq!(next(&mut first, 30).await.payload, b"m0");
+    drop(first);
+
+    let mut second = bus.subscribe(&group, &topic).await.unwrap();
+    let again = next(&mut second, 30).await;
+    assert_eq!(again.payload, b"m0", "the uncommitted message comes back");
+    second.ack(&again).await.unwrap();
+    drop(second);
+
+    let mut third = bus.subscribe(&group, &topic).await.unwrap();
+    assert_eq!(next(&mut third, 30).await.payload, b"m1", "the committed one does not");
+}
+
+#[tokio::test]
+async fn one_keys_messages_keep_their_order_across_partitions() {
+    let Some(brokers) = brokers() else { return };
+    let bus = bus(&brokers);
+    let topic = unique("order");
+    let keys = ["order-a", "order-b", "order-c", "order-d"];
+    for seq in 0..15 {
+        for key in keys {
+            bus.publish(&message(&topic, key, &seq.to_string())).await.unwrap();
+        }
+    }
+    let mut sub = bus.subscribe(&unique("group"), &topic).await.unwrap();
+    let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let mut partitions = std::collections::BTreeSet::new();
+    for _ in 0..keys.len() * 15 {
+        let got = next(&mut sub, 30).await;
+        partitions.insert(got.partition);
+        seen.entry(got.key).or_default().push(String::from_utf8(got.payload).unwrap().parse().unwrap());
+    }
+    assert!(partitions.len() > 1, "the keys spread over several partitions: {partitions:?}");
+    for key in keys {
+        assert_eq!(seen[key], (0..15).collect::<Vec<_>>(), "{key} in order");
+    }
+}
+
+#[tokio::test]
+async fn the_relay_publishes_every_outbox_row_exactly_once() {
+    let Some(brokers) = brokers() else { return };
+    let db = database(&TestDatabase::sqlite()).await;
+    // The relay writes to the real ORDERS topic; this run's orders carry their own prefix.
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    for i in 0..20 {
+        let mut tx = db.pool.begin().await.unwrap();
+        let event = OrderPlaced { order_id: format!("{run}-{i}"), ..Default::default() };
+        outbox::enqueue(&mut tx, &event.order_id, &event).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let bus = Arc::new(bus(&brokers));
+    let relay = Relay::new(db.clone(), bus.clone());
+    assert_eq!(relay.publish_batch().await.unwrap(), 20);
+    assert_eq!(relay.publish_batch().await.unwrap(), 0, "marked rows are not published again");
+    assert_eq!(outbox::backlog(&db.pool).await.unwrap(), 0);
+
+    let mut sub = bus.subscribe(&unique("group"), topics::ORDERS).await.unwrap();
+    let mut ours = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while ours.len() < 20 && tokio::time::Instant::now() < deadline {
+        let got = next(&mut sub, 60).await;
+        let envelope = EventEnvelope::decode(got.payload.as_slice()).unwrap();
+        let order_id = OrderPlaced::decode(envelope.payload.as_slice()).unwrap().order_id;
+        if order_id.starts_with(&run) {
+            ours.push(order_id);
+        }
+    }
+    ours.sort_by_key(|id| id.rsplit('-').next().unwrap().parse::<u32>().unwrap());
+    assert_eq!(ours, (0..20).map(|i| format!("{run}-{i}")).collect::<Vec<_>>(), "each row exactly once");
+}
+
+#[tokio::test]
+async fn a_poison_message_reaches_the_dead_letter_topic_with_its_error() {
+    let Some(brokers) = brokers() else { return };
+    let bus = Arc::new(bus(&brokers));
+    let topic = unique("poison");
+    let envelope =
+        |id: &str| agora_events::event::envelope(id, &OrderPlaced { order_id: id.into(), ..Default::default() });
+    for key in ["poison", "fine"] {
+        let body = OutgoingMessage {
+            topic: topic.clone(),
+            key: key.into(),
+            payload: envelope(key).encode_to_vec(),
+            headers: Default::default(),
+        };
+        bus.publish(&body).await.unwrap();
+    }
+    let options = ConsumerOptions {
+        max_attempts: 3,
+        backoff: Duration::from_millis(5),
+        ..ConsumerOptions::new(&unique("group"), &topic)
+    };
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(run_consumer(bus.clone(), options, Arc::new(AlwaysFails), stop.clone()));
+
+    let mut dead = bus.subscribe(&unique("group"), &topics::dlq(&topic)).await.unwrap();
+    let letter = next(&mut dead, 60).await;
+    stop.cancel();
+    consumer.await.unwrap();
+    assert_eq!(letter.key, "poison");
+    assert_eq!(letter.headers[ERROR_HEADER], "downstream says no");
+    assert_eq!(letter.headers[ATTEMPTS_HEADER], "3");
+}
