@@ -43,8 +43,10 @@ impl ApiError {
 
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
-        let error = Self::new(status.code(), status.message());
-        if status.code() == Code::Unauthenticated { Self::unauthenticated(status.message()) } else { error }
+        match status.code() {
+            Code::Unauthenticated => Self::unauthenticated(status.message()),
+            code => Self::new(code, status.message()),
+        }
     }
 }
 

@@ -27,10 +27,10 @@ pub mod route;
 pub mod template;
 pub mod transcode;
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use agora_kit::auth::JwtKeys;
-use axum::{Json, Router, routing::get};
+use axum::{Router, routing::get};
 use http::{HeaderName, HeaderValue, Method};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -106,7 +106,8 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
         );
     }
     let backends = Backends::connect_lazy(&config.backends)?;
-    let document = Arc::new(openapi::document(api));
+    // Written once: the document only changes with the binary.
+    let document = bytes::Bytes::from(serde_json::to_vec(&openapi::document(api))?);
 
     let transcoded = ServiceBuilder::new()
         // Routing first: the auth layer needs the matched route's policy.
@@ -121,7 +122,10 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
     Ok(Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/openapi.json", get(move || std::future::ready(Json(document.as_ref().clone()))))
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(([(http::header::CONTENT_TYPE, "application/json")], document.clone()))),
+        )
         .with_state(backends)
         .fallback_service(transcoded)
         .layer(DeadlineLayer::new(Duration::from_millis(config.request_timeout_ms)))

@@ -40,6 +40,21 @@ impl TestDatabase {
     }
 }
 
+/// The test Kafka broker, or `None` when there is none (outside CI), like
+/// [`TestDatabase::postgres`].
+pub fn kafka_brokers() -> Option<String> {
+    let Ok(brokers) = std::env::var("AGORA_TEST_KAFKA_BROKERS") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but AGORA_TEST_KAFKA_BROKERS is not set: run the suite with `make test`, \
+             which installs and starts Kafka"
+        );
+        eprintln!("skipping a Kafka test: AGORA_TEST_KAFKA_BROKERS is not set (use `make test`)");
+        return None;
+    };
+    Some(brokers)
+}
+
 /// `admin_url` with its database name replaced.
 fn with_database(admin_url: &str, name: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {

@@ -1,9 +1,5 @@
 //! The document for the real API and for a test API with every rule kind.
 
-use std::path::PathBuf;
-
-use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver};
-
 use super::*;
 
 fn agora() -> Value {
@@ -169,116 +165,12 @@ fn the_order_schema_follows_the_json_mapping() {
     assert!(doc["components"]["schemas"].get("google.protobuf.Timestamp").is_none());
 }
 
-const SHELF_PROTO: &str = r#"
-syntax = "proto3";
-
-package test.v1;
-
-import "agora/api/v1/options.proto";
-import "google/api/annotations.proto";
-import "google/protobuf/field_mask.proto";
-import "google/protobuf/struct.proto";
-import "google/protobuf/timestamp.proto";
-import "google/protobuf/wrappers.proto";
-
-service ShelfService {
-  rpc GetShelf(GetShelfRequest) returns (Shelf) {
-option (google.api.http) = {
-  get: "/v1/shelves/{shelf.id}"
-  additional_bindings {get: "/v1/{name=shelves/*}"}
-};
-option (agora.api.v1.policy) = {access: ACCESS_PUBLIC};
-  }
-
-  rpc UpdateShelf(UpdateShelfRequest) returns (Shelf) {
-option (google.api.http) = {
-  patch: "/v1/shelves/{shelf.id}"
-  body: "shelf"
-  response_body: "head"
-};
-option (agora.api.v1.policy) = {access: ACCESS_ADMIN};
-  }
-}
-
-enum Color {
-  COLOR_UNSPECIFIED = 0;
-  COLOR_RED = 1;
-}
-
-message Ref {
-  string id = 1;
-  Ref parent = 2;
-}
-
-message Deeper {
-  string x = 1;
-}
-
-message Price {
-  int64 amount_minor = 1;
-  string currency = 2;
-  Deeper deeper = 3;
-}
-
-message Filter {
-  Price min_price = 1;
-}
-
-message GetShelfRequest {
-  Ref shelf = 1;
-  string name = 2;
-  Filter filter = 3;
-  // Any of these.
-  repeated string tags = 4;
-  repeated Color colors = 5;
-  map<string, string> labels = 6;
-  google.protobuf.Timestamp since = 7;
-  google.protobuf.Int64Value min_count = 8;
-  google.protobuf.FieldMask read_mask = 9;
-  repeated Ref others = 10;
-  bytes token = 11;
-  google.protobuf.Struct extra = 12;
-}
-
-message UpdateShelfRequest {
-  Ref shelf = 1;
-  google.protobuf.FieldMask update_mask = 2;
-  string etag = 3;
-}
-
-message Shelf {
-  Ref head = 1;
-  // The shelf's labels.
-  map<string, int64> labels = 2;
-  google.protobuf.Int64Value min_count = 3;
-  google.protobuf.Value extra = 4;
-  Color color = 5;
-  bytes blob = 6;
-  uint64 big = 7;
-  repeated google.protobuf.StringValue aliases = 8;
-}
-"#;
-
-struct Memory;
-
-impl FileResolver for Memory {
-    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
-        if name == "test/v1/shelf.proto" {
-            File::from_source(name, SHELF_PROTO)
-        } else {
-            Err(protox::Error::file_not_found(name))
-        }
-    }
-}
-
+/// `testdata/shelves.proto`, with its comments (the summaries come from them).
 fn shelves() -> Value {
-    let mut resolver = ChainFileResolver::new();
-    resolver.add(Memory);
-    resolver.add(IncludeFileResolver::new(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../proto"))));
-    resolver.add(GoogleFileResolver::new());
-    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut compiler = protox::Compiler::new([root.join("testdata"), root.join("../proto")]).unwrap();
     compiler.include_imports(true).include_source_info(true);
-    compiler.open_file("test/v1/shelf.proto").unwrap();
+    compiler.open_file("shelves.proto").unwrap();
     document(&Api::from_bytes(&compiler.encode_file_descriptor_set()).unwrap())
 }
 

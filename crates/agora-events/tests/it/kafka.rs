@@ -8,25 +8,12 @@ use agora_events::{
     consumer::{ATTEMPTS_HEADER, ERROR_HEADER},
     outbox, run_consumer, topics,
 };
-use agora_kit::testing::TestDatabase;
+use agora_kit::testing::{TestDatabase, kafka_brokers};
 use agora_proto::events::{EventEnvelope, OrderPlaced};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::{AlwaysFails, database};
-
-/// The broker from `AGORA_TEST_KAFKA_BROKERS`. Without it the test is skipped, except under
-/// CI, where a missing broker is a failure.
-fn brokers() -> Option<String> {
-    match std::env::var("AGORA_TEST_KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => Some(brokers),
-        _ if std::env::var_os("CI").is_some() => panic!("CI needs AGORA_TEST_KAFKA_BROKERS (make test starts Kafka)"),
-        _ => {
-            eprintln!("skipped: set AGORA_TEST_KAFKA_BROKERS (make test starts Kafka)");
-            None
-        }
-    }
-}
 
 fn bus(brokers: &str) -> KafkaBus {
     KafkaBus::new(KafkaOptions::new(brokers)).unwrap()
@@ -48,7 +35,7 @@ async fn next(sub: &mut Box<dyn Subscription>, secs: u64) -> agora_events::Deliv
 
 #[tokio::test]
 async fn messages_keep_their_key_payload_and_headers() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_brokers() else { return };
     let bus = bus(&brokers);
     let topic = unique("roundtrip");
     bus.publish(&message(&topic, "k1", "hello")).await.unwrap();
@@ -60,7 +47,7 @@ async fn messages_keep_their_key_payload_and_headers() {
 
 #[tokio::test]
 async fn an_unacknowledged_message_is_delivered_again_to_the_next_member() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_brokers() else { return };
     let bus = bus(&brokers);
     let (topic, group) = (unique("redeliver"), unique("group"));
     for body in ["m0", "m1"] {
@@ -84,7 +71,7 @@ async fn an_unacknowledged_message_is_delivered_again_to_the_next_member() {
 
 #[tokio::test]
 async fn one_keys_messages_keep_their_order_across_partitions() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_brokers() else { return };
     let bus = bus(&brokers);
     let topic = unique("order");
     let keys = ["order-a", "order-b", "order-c", "order-d"];
@@ -109,7 +96,7 @@ async fn one_keys_messages_keep_their_order_across_partitions() {
 
 #[tokio::test]
 async fn the_relay_publishes_every_outbox_row_exactly_once() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_brokers() else { return };
     let db = database(&TestDatabase::sqlite()).await;
     // The relay writes to the real ORDERS topic; this run's orders carry their own prefix.
     let run = uuid::Uuid::new_v4().simple().to_string();
@@ -142,7 +129,7 @@ async fn the_relay_publishes_every_outbox_row_exactly_once() {
 
 #[tokio::test]
 async fn a_poison_message_reaches_the_dead_letter_topic_with_its_error() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_brokers() else { return };
     let bus = Arc::new(bus(&brokers));
     let topic = unique("poison");
     let envelope =

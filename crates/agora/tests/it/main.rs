@@ -125,11 +125,7 @@ async fn payment_service_role() {
 
 #[tokio::test]
 async fn payment_service_role_on_kafka() {
-    let brokers = match std::env::var("AGORA_TEST_KAFKA_BROKERS") {
-        Ok(brokers) => brokers,
-        Err(_) if std::env::var_os("CI").is_some() => panic!("CI needs AGORA_TEST_KAFKA_BROKERS"),
-        Err(_) => return eprintln!("skipped: set AGORA_TEST_KAFKA_BROKERS (make test starts Kafka)"),
-    };
+    let Some(brokers) = agora_kit::testing::kafka_brokers() else { return };
     let extra = ["--events", "kafka", "--kafka-brokers", brokers.as_str()];
     check_role_with("payment-service", "agora.payment.v1.PaymentService", &extra).await;
 }
