@@ -8,14 +8,16 @@
 #   stop            SIGTERM the broker (SIGKILL after 30s); no-op if not running
 #   status          report whether the broker runs and answers (0 = yes, 3 = not running,
 #                   1 = its process runs but it does not answer)
-#   url, brokers    print the bootstrap address (host:port)
+#   url, brokers    print the bootstrap address (host:port; the running broker's own when
+#                   it was started on a free port)
 #   reset           stop the broker and delete its data (keeps the installed jars)
 #   topics ARGS...  run Kafka's topic tool against the broker, e.g.
 #                   topics --list | topics --create --topic T --partitions 3
 #
 # The broker is private to Agora: a single KRaft node (broker and controller in one
 # process) whose jars, config and data live under the cache directory, listening only on
-# 127.0.0.1. Topics are never auto-created, so tests must create the ones they use. Its
+# 127.0.0.1. Named instances run side by side (`make up` uses `up`, `make test` uses
+# `test`, a test may start its own); they share the installed jars. Topics are never auto-created, so tests must create the ones they use. Its
 # settings (replication factor 1) make it fit for disposable test data only.
 #
 # Kafka's version is pinned in scripts/versions.env. Needs Java 17+ and Maven (`install`
@@ -23,8 +25,10 @@
 #
 # Environment:
 #   AGORA_CACHE                  cache root                 (default: $HOME/.cache/agora)
-#   AGORA_KAFKA_PORT             client (PLAINTEXT) port    (default: 9092)
-#   AGORA_KAFKA_CONTROLLER_PORT  KRaft controller port      (default: 9093)
+#   AGORA_KAFKA_INSTANCE         instance name: its config, data and pid live in
+#                                $AGORA_CACHE/kafka/instances/NAME  (default: dev)
+#   AGORA_KAFKA_PORT             client (PLAINTEXT) port, 0 = any free one   (default: 9092)
+#   AGORA_KAFKA_CONTROLLER_PORT  KRaft controller port, 0 = any free one     (default: 9093)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,6 +44,9 @@ KAFKA_HOST="127.0.0.1"
 KAFKA_PORT="${AGORA_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${AGORA_KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_NODE_ID=1
+KAFKA_INSTANCE="${AGORA_KAFKA_INSTANCE:-dev}"
+[[ "$KAFKA_INSTANCE" =~ ^[a-zA-Z0-9_-]+$ ]] \
+  || { echo "[kafka] error: AGORA_KAFKA_INSTANCE must be letters, digits, - or _" >&2; exit 2; }
 
 # Absolute path (need not exist yet): the broker runs from another directory.
 CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
@@ -48,20 +55,23 @@ KAFKA_ROOT="$CACHE_DIR/kafka"
 KAFKA_HOME="$KAFKA_ROOT/$KAFKA_VERSION"
 KAFKA_LIBS="$KAFKA_HOME/libs"
 KAFKA_INSTALLED="$KAFKA_HOME/.installed"  # written only after a complete install
+KAFKA_INSTALL_LOCK="$KAFKA_ROOT/.install.lock"
+# One instance: config, data, pid.
+KAFKA_RUN="$KAFKA_ROOT/instances/$KAFKA_INSTANCE"
 # Config, rewritten on every start so port overrides always take effect.
-KAFKA_CONF="$KAFKA_ROOT/config"
+KAFKA_CONF="$KAFKA_RUN/config"
 KAFKA_PROPS="$KAFKA_CONF/server.properties"
 KAFKA_LOG4J="$KAFKA_CONF/log4j2.properties"
 KAFKA_TOOLS_LOG4J="$KAFKA_CONF/tools-log4j2.properties"
 KAFKA_CLIENT_PROPS="$KAFKA_CONF/tools-client.properties"
 # Everything `reset` deletes.
-KAFKA_DATA="$KAFKA_ROOT/data"
+KAFKA_DATA="$KAFKA_RUN/data"
 KAFKA_LOG_DIRS="$KAFKA_DATA/logs"  # partitions and metadata log (Kafka's "log.dirs")
 KAFKA_CLUSTER_ID_FILE="$KAFKA_DATA/cluster-id"
 KAFKA_LOG="$KAFKA_DATA/server.log"  # the broker's log4j2 output
 KAFKA_OUT="$KAFKA_DATA/kafka.out"   # the JVM's own stdout/stderr (crashes, JVM errors)
-KAFKA_PID="$KAFKA_ROOT/kafka.pid"
-KAFKA_LOCK="$KAFKA_ROOT/.lock"
+KAFKA_PID="$KAFKA_RUN/kafka.pid"
+KAFKA_LOCK="$KAFKA_RUN/.lock"
 
 START_TIMEOUT_SECS=60
 STOP_TIMEOUT_SECS=30
@@ -94,20 +104,41 @@ have_tools() {
 kafka_tool() {
   (cd / && timeout "$TOOL_TIMEOUT_SECS" java -Xms32m -Xmx256m -XX:TieredStopAtLevel=1 \
     -XX:+UseSerialGC -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" \
-    -cp "$KAFKA_LIBS/*" "$@" 9>&-)
+    -cp "$KAFKA_LIBS/*" "$@" 8>&- 9>&-)
 }
 
-# Serialise install/start/stop/reset (two test runs must not both run mvn, format or
-# start). Bounded wait, so a stuck holder gives an error instead of a hang. Taken at
-# most once per run; the broker itself never inherits the descriptor.
+# Serialise start/stop/reset of one instance (two test runs must not both format or
+# start it) on fd 9, and installs (all instances share the jars) on fd 8. Bounded waits,
+# so a stuck holder gives an error instead of a hang. Each is taken at most once per run;
+# the broker itself never inherits the descriptors.
 LOCK_HELD=0
 take_lock() {
   ((LOCK_HELD)) && return 0
-  mkdir -p "$KAFKA_ROOT"
+  mkdir -p "$KAFKA_RUN"
   exec 9>>"$KAFKA_LOCK"
   flock -w "$LOCK_TIMEOUT_SECS" 9 \
     || die "another run still holds $KAFKA_LOCK after ${LOCK_TIMEOUT_SECS}s"
   LOCK_HELD=1
+}
+INSTALL_LOCK_HELD=0
+take_install_lock() {
+  ((INSTALL_LOCK_HELD)) && return 0
+  mkdir -p "$KAFKA_ROOT"
+  exec 8>>"$KAFKA_INSTALL_LOCK"
+  flock -w "$LOCK_TIMEOUT_SECS" 8 \
+    || die "another install still holds $KAFKA_INSTALL_LOCK after ${LOCK_TIMEOUT_SECS}s"
+  INSTALL_LOCK_HELD=1
+}
+
+# A loopback TCP port nobody listens on right now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The client port in the written config (that of the running or last-run broker).
+configured_port() {
+  [[ -f "$KAFKA_PROPS" ]] || return 1
+  sed -n 's|^advertised.listeners=PLAINTEXT://[^:]*:\([0-9]*\)$|\1|p' "$KAFKA_PROPS"
 }
 
 # Pid of our broker if it runs (pid file names a live JVM started with our config).
@@ -323,7 +354,7 @@ wait_ready() {
 # --- Subcommands ------------------------------------------------------------
 
 cmd_install() {
-  take_lock
+  take_install_lock
   if [[ -f "$KAFKA_INSTALLED" ]]; then
     log "Kafka $KAFKA_VERSION already installed ($KAFKA_LIBS)"
     return 0
@@ -344,7 +375,7 @@ cmd_install() {
   rm -rf "$KAFKA_LIBS" "$KAFKA_LIBS.tmp"  # leftovers of an interrupted install
   if ! (cd "$KAFKA_HOME" && mvn -B -q -f pom.xml dependency:copy-dependencies \
     -DoutputDirectory="$KAFKA_LIBS.tmp" -DincludeScope=runtime \
-    >"$KAFKA_HOME/install.log" 2>&1 9>&-); then
+    >"$KAFKA_HOME/install.log" 2>&1 8>&- 9>&-); then
     tail -n 30 "$KAFKA_HOME/install.log" >&2 || true
     die "mvn could not fetch Kafka $KAFKA_VERSION (log: $KAFKA_HOME/install.log)"
   fi
@@ -361,15 +392,23 @@ cmd_start() {
 
   local pid
   if pid="$(running_pid)"; then
-    # Ours already runs (perhaps still starting): its config must be the one asked for
-    # (not rewritten under it), and it must answer.
-    grep -qxF "listeners=$(listeners)" "$KAFKA_PROPS" \
-      || die "already running (pid $pid) with other ports than $KAFKA_PORT/$KAFKA_CONTROLLER_PORT ($KAFKA_PROPS); run: $0 stop"
+    # Ours already runs (perhaps still starting): its ports must be the ones asked for
+    # (any, for 0), and it must answer.
+    KAFKA_PORT="$(configured_port)"
+    if [[ "${AGORA_KAFKA_PORT:-9092}" != 0 && "$KAFKA_PORT" != "${AGORA_KAFKA_PORT:-9092}" ]]; then
+      die "instance $KAFKA_INSTANCE already runs (pid $pid) on port $KAFKA_PORT, not ${AGORA_KAFKA_PORT:-9092}; run: AGORA_KAFKA_INSTANCE=$KAFKA_INSTANCE $0 stop"
+    fi
     wait_ready "$pid"
     log "already running on $(cmd_url) (pid $pid)"
     return 0
   fi
   rm -f "$KAFKA_PID"
+  # 0 asks for any free port (tests, and several instances on one machine).
+  if [[ "$KAFKA_PORT" == 0 ]]; then KAFKA_PORT="$(free_port)"; fi
+  if [[ "$KAFKA_CONTROLLER_PORT" == 0 ]]; then
+    KAFKA_CONTROLLER_PORT="$(free_port)"
+    while [[ "$KAFKA_CONTROLLER_PORT" == "$KAFKA_PORT" ]]; do KAFKA_CONTROLLER_PORT="$(free_port)"; done
+  fi
   write_config
 
   # Refuse to start if something else owns a port: our broker would fail to bind,
@@ -383,7 +422,7 @@ cmd_start() {
 
   format_storage
 
-  log "starting Kafka $KAFKA_VERSION on $(cmd_url) (log: $KAFKA_LOG)"
+  log "starting Kafka $KAFKA_VERSION instance $KAFKA_INSTANCE on $(cmd_url) (log: $KAFKA_LOG)"
   # One log per broker run, so a failure's log tail is about this run only.
   local f
   for f in "$KAFKA_LOG" "$KAFKA_OUT"; do
@@ -398,7 +437,7 @@ cmd_start() {
       java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
       -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
       -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" \
-      </dev/null >"$KAFKA_OUT" 2>&1 9>&- &
+      </dev/null >"$KAFKA_OUT" 2>&1 8>&- 9>&- &
   )
   # Wait for the pid file the launcher writes.
   local i
@@ -414,7 +453,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-  [[ -d "$KAFKA_ROOT" ]] || { log "not running"; return 0; }
+  [[ -d "$KAFKA_RUN" ]] || { log "not running"; return 0; }
   take_lock
   local pid
   if ! pid="$(running_pid)"; then
@@ -444,6 +483,7 @@ cmd_status() {
     log "not running"
     return 3
   fi
+  KAFKA_PORT="$(configured_port)"
   if broker_answers; then
     log "running on $(cmd_url) (pid $pid, data: $KAFKA_DATA)"
     return 0
@@ -453,7 +493,12 @@ cmd_status() {
 }
 
 cmd_url() {
-  printf '%s:%s\n' "$KAFKA_HOST" "$KAFKA_PORT"
+  local port="$KAFKA_PORT"
+  # The running broker's port wins: with 0 it was chosen at start.
+  if running_pid >/dev/null || [[ "$port" == 0 ]]; then
+    port="$(configured_port)" || die "instance $KAFKA_INSTANCE has no port yet; run: $0 start"
+  fi
+  printf '%s:%s\n' "$KAFKA_HOST" "$port"
 }
 
 cmd_reset() {
@@ -467,7 +512,7 @@ cmd_topics() {
   [[ -f "$KAFKA_INSTALLED" ]] || die "Kafka not installed; run: $0 start"
   [[ -f "$KAFKA_CLIENT_PROPS" ]] || write_config
   kafka_tool org.apache.kafka.tools.TopicCommand \
-    --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" --command-config "$KAFKA_CLIENT_PROPS" "$@"
+    --bootstrap-server "$(cmd_url)" --command-config "$KAFKA_CLIENT_PROPS" "$@"
 }
 
 usage() {

@@ -4,6 +4,7 @@
 use std::{convert::Infallible, task::Poll, time::Duration};
 
 use agora_kit::identity::Caller;
+use agora_kit::trace_context::{self, TRACEPARENT};
 use axum::{
     body::Body,
     response::{IntoResponse, Response},
@@ -59,6 +60,11 @@ impl Proxy {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             caller.apply(call.metadata_mut());
         }
+        // The client's trace continues into the backend; a request without one (or with a
+        // malformed one) starts a new trace here.
+        let incoming = parts.headers.get(TRACEPARENT).and_then(|v| v.to_str().ok());
+        let context = trace_context::continue_from(incoming).to_string();
+        call.metadata_mut().insert(TRACEPARENT, MetadataValue::try_from(context).expect("traceparent is ASCII"));
         let deadline = parts.extensions.get::<Deadline>().map(|d| d.0);
         if let Some(deadline) = deadline {
             let left = client::remaining(deadline).ok_or_else(|| deadline_exceeded(Duration::ZERO))?;

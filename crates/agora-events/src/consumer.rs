@@ -4,6 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use agora_kit::trace_context::{self, TRACEPARENT};
 use agora_proto::events::EventEnvelope;
 use async_trait::async_trait;
 use prost::Message;
@@ -140,10 +141,13 @@ async fn process(
             return Some(());
         }
     };
+    // The handler (and every event it emits) continues the trace the message carried.
+    let trace = delivery.headers.get(TRACEPARENT).or_else(|| envelope.headers.get(TRACEPARENT));
+    let context = trace_context::continue_from(trace.map(String::as_str));
     let mut delay = options.backoff;
     let mut attempt = 1;
     loop {
-        match handler.handle(&envelope).await {
+        match trace_context::scope(context, handler.handle(&envelope)).await {
             Ok(()) => return Some(()),
             Err(HandlerError::Permanent(reason)) => {
                 return dead_letter(bus, options, delivery, &reason, attempt, shutdown).await;

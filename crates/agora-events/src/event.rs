@@ -51,8 +51,17 @@ pub fn envelope<E: DomainEvent>(aggregate_id: &str, payload: &E) -> EventEnvelop
         occurred_at: Some(agora_kit::time::to_timestamp(agora_kit::time::now_millis())),
         aggregate_id: aggregate_id.to_owned(),
         payload: payload.encode_to_vec(),
-        headers: Default::default(),
+        headers: trace_headers(),
     }
+}
+
+/// The propagation headers of the request or event being handled: its `traceparent`, so the
+/// event's consumers continue the same trace.
+fn trace_headers() -> std::collections::HashMap<String, String> {
+    agora_kit::trace_context::current()
+        .map(|context| (agora_kit::trace_context::TRACEPARENT.to_owned(), context.to_string()))
+        .into_iter()
+        .collect()
 }
 
 /// Decodes the payload of an envelope known to carry `E`; a corrupt payload is permanent
@@ -74,6 +83,14 @@ mod tests {
         assert_eq!(env.aggregate_id, "o1");
         assert_eq!(decode::<OrderPlaced>(&env).unwrap(), placed);
         assert_ne!(envelope("o1", &placed).event_id, env.event_id);
+        assert!(env.headers.is_empty(), "no trace outside a request");
+    }
+
+    #[tokio::test]
+    async fn envelopes_carry_the_current_trace() {
+        let context = agora_kit::trace_context::TraceParent::root();
+        let env = agora_kit::trace_context::scope(context, async { envelope("o1", &OrderPlaced::default()) }).await;
+        assert_eq!(env.headers["traceparent"], context.to_string());
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //!
 //! Keys pick the partition, so one aggregate's events keep their order however many
 //! partitions a topic has. Headers travel as Kafka record headers.
+//!
+//! An optional prefix goes in front of every topic and consumer-group name on the broker, so
+//! several deployments (or test runs) can share one cluster without seeing each other's
+//! events. Callers never see it: they publish to and read from the unprefixed names.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -38,11 +42,13 @@ pub struct KafkaOptions {
     pub partitions: i32,
     /// Replicas of each topic Agora creates (1 on a single broker).
     pub replication: i32,
+    /// Put in front of every topic and consumer-group name on the broker (e.g. `staging.`).
+    pub prefix: String,
 }
 
 impl KafkaOptions {
     pub fn new(brokers: &str) -> Self {
-        Self { brokers: brokers.to_owned(), partitions: 3, replication: 1 }
+        Self { brokers: brokers.to_owned(), partitions: 3, replication: 1, prefix: String::new() }
     }
 }
 
@@ -77,8 +83,14 @@ impl KafkaBus {
         Ok(Self { options, producer, admin, topics: Mutex::default() })
     }
 
-    /// Creates `topic` if it does not exist yet.
+    /// The broker-side name of `name` (a topic or a group).
+    fn scoped(&self, name: &str) -> String {
+        format!("{}{name}", self.options.prefix)
+    }
+
+    /// Creates `topic` (an unprefixed name) if it does not exist yet.
     pub async fn ensure_topic(&self, topic: &str) -> Result<(), BusError> {
+        let topic = &self.scoped(topic);
         if self.topics.lock().expect("the topic set lock is never poisoned").contains(topic) {
             return Ok(());
         }
@@ -104,7 +116,8 @@ impl EventBus for KafkaBus {
             .headers
             .iter()
             .fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(value) }));
-        let record = FutureRecord::to(&message.topic).key(&message.key).payload(&message.payload).headers(headers);
+        let topic = self.scoped(&message.topic);
+        let record = FutureRecord::to(&topic).key(&message.key).payload(&message.payload).headers(headers);
         self.producer.send(record, DELIVERY_TIMEOUT).await.map(|_| ()).map_err(|(e, _)| match e {
             KafkaError::MessageProduction(code) if is_permanent(code) => BusError::Rejected(code.to_string()),
             other => unavailable(other),
@@ -115,7 +128,7 @@ impl EventBus for KafkaBus {
         self.ensure_topic(topic).await?;
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.options.brokers)
-            .set("group.id", group)
+            .set("group.id", self.scoped(group))
             // Offsets move only when the consumer acknowledges, after its effect committed.
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -123,13 +136,15 @@ impl EventBus for KafkaBus {
             .set("auto.offset.reset", "earliest")
             .create()
             .map_err(unavailable)?;
-        consumer.subscribe(&[topic]).map_err(unavailable)?;
-        Ok(Box::new(KafkaSubscription { consumer }))
+        consumer.subscribe(&[&self.scoped(topic)]).map_err(unavailable)?;
+        Ok(Box::new(KafkaSubscription { consumer, prefix: self.options.prefix.clone() }))
     }
 }
 
 pub struct KafkaSubscription {
     consumer: StreamConsumer,
+    /// The bus's prefix, taken off topic names on the way in and put back for commits.
+    prefix: String,
 }
 
 impl std::fmt::Debug for KafkaSubscription {
@@ -150,7 +165,7 @@ impl Subscription for KafkaSubscription {
             }
         }
         Ok(Delivery {
-            topic: message.topic().to_owned(),
+            topic: message.topic().strip_prefix(self.prefix.as_str()).unwrap_or(message.topic()).to_owned(),
             key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
             payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             headers,
@@ -162,7 +177,11 @@ impl Subscription for KafkaSubscription {
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {
         let mut position = TopicPartitionList::new();
         position
-            .add_partition_offset(&delivery.topic, delivery.partition, Offset::Offset(delivery.offset + 1))
+            .add_partition_offset(
+                &format!("{}{}", self.prefix, delivery.topic),
+                delivery.partition,
+                Offset::Offset(delivery.offset + 1),
+            )
             .map_err(unavailable)?;
         self.consumer.commit(&position, CommitMode::Sync).map_err(unavailable)
     }

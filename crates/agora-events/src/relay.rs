@@ -9,6 +9,8 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use agora_kit::db::Db;
+use agora_proto::events::EventEnvelope;
+use prost::Message;
 use sqlx::Row;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +38,12 @@ pub enum RelayError {
     Bus(#[from] BusError),
     #[error("outbox query failed: {0}")]
     Db(#[from] sqlx::Error),
+}
+
+/// The envelope's propagation headers (the W3C `traceparent`), repeated as transport headers
+/// so that tools reading the topic see the trace without decoding the payload.
+fn transport_headers(payload: &[u8]) -> BTreeMap<String, String> {
+    EventEnvelope::decode(payload).map(|envelope| envelope.headers.into_iter().collect()).unwrap_or_default()
 }
 
 impl Relay {
@@ -85,11 +93,12 @@ impl Relay {
         let mut published = 0;
         for row in rows {
             let id: i64 = row.try_get("id")?;
+            let payload: Vec<u8> = row.try_get("payload")?;
             let message = OutgoingMessage {
                 topic: row.try_get("topic")?,
                 key: row.try_get("partition_key")?,
-                payload: row.try_get("payload")?,
-                headers: BTreeMap::new(),
+                headers: transport_headers(&payload),
+                payload,
             };
             self.bus.publish(&message).await?;
             sqlx::query("UPDATE outbox SET published_at = $1 WHERE id = $2")

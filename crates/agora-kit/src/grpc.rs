@@ -58,6 +58,8 @@ pub async fn serve(
 
     tracing::info!(%addr, services = ?service_names, "gRPC server listening");
     let server = tonic::transport::Server::builder()
+        // Each call runs under its caller's trace context (or a new one).
+        .layer(crate::trace_context::TraceContextLayer)
         .add_routes(routes.add_service(health).add_service(reflection).add_service(reflection_alpha))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained);
     tokio::select! {

@@ -10,6 +10,7 @@
 //! - [`db`]: an `AnyPool` chosen by URL (`sqlite:` or `postgres:`), migrations per backend.
 //! - [`auth`]: access tokens (HS256 JWT).
 //! - [`identity`]: the verified caller, carried as gRPC metadata.
+//! - [`trace_context`]: the W3C `traceparent` of the request or event being handled.
 //! - [`money`], [`quantity`], [`id`], [`page`], [`time`]: parsed wire values.
 //! - `testing` (feature): a fresh database per test on both backends.
 
@@ -27,3 +28,4 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+pub mod trace_context;

@@ -85,6 +85,12 @@ pub struct Common {
     #[arg(long, env = "AGORA_KAFKA_PARTITIONS", default_value_t = 3)]
     #[serde(skip)]
     pub kafka_partitions: i32,
+
+    /// Put in front of every Kafka topic and consumer-group name (e.g. `staging.`), so
+    /// several deployments can share one cluster.
+    #[arg(long, env = "AGORA_KAFKA_PREFIX", default_value = "")]
+    #[serde(skip)]
+    pub kafka_prefix: String,
 }
 
 #[derive(Debug, Args, Serialize)]

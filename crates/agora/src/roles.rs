@@ -13,8 +13,11 @@ pub async fn bus(common: &Common) -> anyhow::Result<Arc<dyn EventBus>> {
     match common.events {
         Events::Memory => Ok(Arc::new(LocalBus::open(&common.bus_url).await?)),
         Events::Kafka => {
-            let options =
-                KafkaOptions { partitions: common.kafka_partitions, ..KafkaOptions::new(&common.kafka_brokers) };
+            let options = KafkaOptions {
+                partitions: common.kafka_partitions,
+                prefix: common.kafka_prefix.clone(),
+                ..KafkaOptions::new(&common.kafka_brokers)
+            };
             Ok(Arc::new(KafkaBus::new(options)?))
         }
     }

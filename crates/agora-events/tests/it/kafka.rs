@@ -46,6 +46,34 @@ async fn messages_keep_their_key_payload_and_headers() {
 }
 
 #[tokio::test]
+async fn prefixed_buses_share_a_broker_without_seeing_each_other() {
+    let Some(brokers) = kafka_brokers() else { return };
+    let prefixed = |prefix: &str| {
+        KafkaBus::new(KafkaOptions { prefix: prefix.to_owned(), ..KafkaOptions::new(&brokers) }).unwrap()
+    };
+    let (blue_prefix, green_prefix) = (unique("blue") + ".", unique("green") + ".");
+    let (blue, green) = (prefixed(&blue_prefix), prefixed(&green_prefix));
+    // The same topic name on both: each bus only sees its own message.
+    blue.publish(&message("orders", "k", "blue")).await.unwrap();
+    green.publish(&message("orders", "k", "green")).await.unwrap();
+    let mut blue_sub = blue.subscribe("group", "orders").await.unwrap();
+    let got = next(&mut blue_sub, 30).await;
+    assert_eq!((got.topic.as_str(), got.payload.as_slice()), ("orders", b"blue".as_slice()));
+    blue_sub.ack(&got).await.unwrap();
+    let mut green_sub = green.subscribe("group", "orders").await.unwrap();
+    assert_eq!(next(&mut green_sub, 30).await.payload, b"green");
+
+    // On the broker the topic carries the prefix, and the prefixed group's commit holds.
+    let plain = bus(&brokers);
+    let mut raw = plain.subscribe(&unique("group"), &format!("{blue_prefix}orders")).await.unwrap();
+    assert_eq!(next(&mut raw, 30).await.payload, b"blue");
+    blue.publish(&message("orders", "k", "blue-2")).await.unwrap();
+    drop(blue_sub);
+    let mut resumed = blue.subscribe("group", "orders").await.unwrap();
+    assert_eq!(next(&mut resumed, 30).await.payload, b"blue-2", "the group resumes after its commit");
+}
+
+#[tokio::test]
 async fn an_unacknowledged_message_is_delivered_again_to_the_next_member() {
     let Some(brokers) = kafka_brokers() else { return };
     let bus = bus(&brokers);

@@ -20,6 +20,7 @@ use agora_events::{
 use agora_kit::{
     db::{self, Db, Migrations},
     testing::{TestDatabase, eventually},
+    trace_context::{self, TraceParent},
 };
 use agora_proto::events::{EventEnvelope, OrderPlaced};
 use async_trait::async_trait;
@@ -250,4 +251,45 @@ async fn poison_messages_reach_the_dead_letter_topic_and_the_rest_flows() {
     bus.publish(&publish("later", env("later").encode_to_vec())).await.unwrap();
     assert_eq!(sub.next().await.unwrap().key, "later");
     assert_eq!(OrderPlaced::TYPE, "agora.events.v1.OrderPlaced");
+}
+
+/// Records the trace context each handled event ran under.
+#[derive(Default)]
+struct TraceRecorder(std::sync::Mutex<Vec<Option<TraceParent>>>);
+
+#[async_trait]
+impl Handler for TraceRecorder {
+    async fn handle(&self, _: &EventEnvelope) -> Result<(), HandlerError> {
+        self.0.lock().unwrap().push(trace_context::current());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_trace_context_travels_from_the_outbox_through_the_bus_to_the_handler() {
+    let db = database(&TestDatabase::sqlite()).await;
+    let bus = Arc::new(LocalBus::in_memory().await.unwrap());
+    let request = TraceParent::root();
+    trace_context::scope(request, enqueue(&db, 1)).await;
+    enqueue(&db, 1).await; // outside any request: no trace to carry
+    Relay::new(db.clone(), bus.clone()).publish_batch().await.unwrap();
+
+    let published = bus.messages(topics::ORDERS).await.unwrap();
+    assert_eq!(published[0].headers[trace_context::TRACEPARENT], request.to_string(), "a transport header");
+    assert!(!published[1].headers.contains_key(trace_context::TRACEPARENT));
+
+    let recorder = Arc::new(TraceRecorder::default());
+    let stop = CancellationToken::new();
+    let options = ConsumerOptions::new("trace-consumer", topics::ORDERS);
+    let consumer = tokio::spawn(run_consumer(bus.clone(), options, recorder.clone(), stop.clone()));
+    eventually(5, "both events handled", || async { (recorder.0.lock().unwrap().len() == 2).then_some(()) }).await;
+    stop.cancel();
+    consumer.await.unwrap();
+
+    let seen = recorder.0.lock().unwrap().clone();
+    let continued = seen[0].expect("the handler runs in a trace");
+    assert_eq!(continued.trace_id, request.trace_id, "the same trace");
+    assert_ne!(continued.span_id, request.span_id, "a new hop of it");
+    let fresh = seen[1].expect("an untraced event starts a trace");
+    assert_ne!(fresh.trace_id, request.trace_id);
 }

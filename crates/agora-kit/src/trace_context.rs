@@ -1,0 +1,200 @@
+//! W3C Trace Context: the `traceparent` that ties one client request to everything it causes,
+//! across the gateway, the gRPC servers and the events on the bus.
+//!
+//! A request's context lives in a task-local while its handler runs: [`TraceContextLayer`]
+//! puts it there on every gRPC server (a child of the caller's `traceparent`, or a new trace),
+//! the event envelope copies [`current`] into its headers, and the event consumer runs each
+//! handler under the context the message carried. So an order's `OrderPlaced`, the payment's
+//! `PaymentSucceeded` and the final `OrderPaid` all carry the trace id of the REST call that
+//! placed it.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+/// The header (HTTP, gRPC metadata and Kafka) that carries the context.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// One position in a trace: the trace, the span that is the parent of the next hop, and
+/// whether the trace is sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: u128,
+    pub span_id: u64,
+    pub sampled: bool,
+}
+
+impl TraceParent {
+    /// The start of a new, sampled trace.
+    pub fn root() -> Self {
+        Self { trace_id: nonzero_u128(), span_id: nonzero_u64(), sampled: true }
+    }
+
+    /// The next hop of the same trace: same trace id, a new span id.
+    pub fn child(&self) -> Self {
+        Self { span_id: nonzero_u64(), ..*self }
+    }
+
+    /// Parses a `traceparent` value. Per the W3C spec, version `ff` and all-zero ids are
+    /// invalid, and a later version is read by its first four fields.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut fields = value.trim().split('-');
+        let (version, trace_id, span_id, flags) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !hex(version, 2) || version == "ff" || !hex(trace_id, 32) || !hex(span_id, 16) || !hex(flags, 2) {
+            return None;
+        }
+        if version == "00" && fields.next().is_some() {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace_id, 16).ok()?;
+        let span_id = u64::from_str_radix(span_id, 16).ok()?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        (trace_id != 0 && span_id != 0).then_some(Self { trace_id, span_id, sampled: flags & 1 == 1 })
+    }
+
+    /// The trace id as 32 lowercase hex digits (what trace UIs search by).
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, u8::from(self.sampled))
+    }
+}
+
+fn nonzero_u128() -> u128 {
+    // A v4 UUID is 122 random bits and never zero.
+    uuid::Uuid::new_v4().as_u128()
+}
+
+fn nonzero_u64() -> u64 {
+    let bits = uuid::Uuid::new_v4().as_u128();
+    (bits as u64) | 1
+}
+
+tokio::task_local! {
+    static CURRENT: TraceParent;
+}
+
+/// The context of the request or event being handled, if any.
+pub fn current() -> Option<TraceParent> {
+    CURRENT.try_with(|c| *c).ok()
+}
+
+/// Runs `future` with `context` as the current context.
+pub async fn scope<F: Future>(context: TraceParent, future: F) -> F::Output {
+    CURRENT.scope(context, future).await
+}
+
+/// The context for work caused by a message that carried `header`: a child of it, or a new
+/// trace when it is missing or malformed.
+pub fn continue_from(header: Option<&str>) -> TraceParent {
+    header.and_then(TraceParent::parse).map_or_else(TraceParent::root, |parent| parent.child())
+}
+
+/// A tower layer for gRPC (and any HTTP) servers: each request's handler runs under a child of
+/// the caller's `traceparent`, or a new trace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceContextLayer;
+
+impl<S> tower::Layer<S> for TraceContextLayer {
+    type Service = TraceContextService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TraceContextService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TraceContextService<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for TraceContextService<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let header = request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
+        let context = continue_from(header);
+        let response = self.inner.call(request);
+        Box::pin(CURRENT.scope(context, response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::{Service, ServiceExt};
+
+    use super::*;
+
+    const SAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_and_prints_the_w3c_format() {
+        let parsed = TraceParent::parse(SAMPLE).unwrap();
+        assert_eq!(parsed.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parsed.span_id, 0x00f0_67aa_0ba9_02b7);
+        assert!(parsed.sampled);
+        assert_eq!(parsed.to_string(), SAMPLE);
+        let unsampled = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
+        assert!(!unsampled.sampled);
+        // A later version: its first four fields count, the rest is ignored.
+        assert!(TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_some());
+    }
+
+    #[test]
+    fn rejects_what_the_spec_calls_invalid() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn children_keep_the_trace_and_roots_start_new_ones() {
+        let parent = TraceParent::parse(SAMPLE).unwrap();
+        let child = continue_from(Some(SAMPLE));
+        assert_eq!((child.trace_id, child.sampled), (parent.trace_id, true));
+        assert_ne!(child.span_id, parent.span_id);
+        let fresh = continue_from(Some("garbage"));
+        assert_ne!(fresh.trace_id, parent.trace_id);
+        assert_ne!(TraceParent::root().trace_id, TraceParent::root().trace_id);
+        assert_eq!(TraceParent::parse(&fresh.to_string()), Some(fresh));
+    }
+
+    #[tokio::test]
+    async fn the_layer_runs_the_handler_under_the_callers_trace() {
+        let handler = tower::service_fn(|_: http::Request<()>| async { Ok::<_, std::convert::Infallible>(current()) });
+        let mut service = tower::Layer::layer(&TraceContextLayer, handler);
+        let request = http::Request::builder().header(TRACEPARENT, SAMPLE).body(()).unwrap();
+        let seen = service.ready().await.unwrap().call(request).await.unwrap().unwrap();
+        assert_eq!(seen.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let untraced = service.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+        assert!(untraced.is_some(), "a request without a traceparent starts a trace");
+        assert_eq!(current(), None, "nothing leaks outside the request");
+    }
+}
