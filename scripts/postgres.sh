@@ -1,29 +1,37 @@
 #!/usr/bin/env bash
 # Throwaway local PostgreSQL for Agora's development and tests.
 #
-# Usage: scripts/postgres.sh {install|start|stop|status|url|reset-test-dbs}
+# Usage: scripts/postgres.sh {install|start|stop|status|url|create-db NAME...|reset-test-dbs}
 #
 #   install         install the distro PostgreSQL server if no initdb is found
 #   start           init (once) and start a private cluster; no-op if running
 #   stop            fast-stop the cluster; no-op if not running
 #   status          report whether the cluster runs (exit 0 = running, 3 = not)
 #   url             print the admin connection URL
+#   create-db NAME  create each named database that does not exist yet
 #   reset-test-dbs  drop every database named agora_test_*
 #
 # The cluster is private to Agora: it lives under the cache directory, listens
-# only on 127.0.0.1 on a non-default port, keeps its unix socket in the cache
-# directory, and uses trust auth with the superuser "agora". It is tuned for
-# speed (no fsync), so it must only ever hold disposable test data.
+# only on 127.0.0.1, keeps its unix socket in the cache directory, and uses trust
+# auth with the superuser "agora". Named instances run side by side: `make test`
+# uses `test` (the default), `make up` uses `up`. Unless AGORA_PG_DURABLE=1 it is
+# tuned for speed (no fsync), fit only for disposable test data.
 #
 # Environment:
-#   AGORA_CACHE    cache root          (default: $HOME/.cache/agora)
-#   AGORA_PG_PORT  TCP port to listen  (default: 55432)
+#   AGORA_CACHE        cache root                                (default: $HOME/.cache/agora)
+#   AGORA_PG_INSTANCE  instance name; lives in $AGORA_CACHE/postgres/NAME  (default: test)
+#   AGORA_PG_PORT      TCP port to listen on, 0 = any free one   (default: 55432)
+#   AGORA_PG_DURABLE   1 = fsync and synchronous commits on      (default: 0)
 set -euo pipefail
 
 # --- Configuration ----------------------------------------------------------
 
 PG_PORT="${AGORA_PG_PORT:-55432}"
 PG_HOST="127.0.0.1"
+PG_INSTANCE="${AGORA_PG_INSTANCE:-test}"
+[[ "$PG_INSTANCE" =~ ^[a-zA-Z0-9_-]+$ ]] \
+  || { echo "[postgres] error: AGORA_PG_INSTANCE must be letters, digits, - or _" >&2; exit 2; }
+PG_DURABLE="${AGORA_PG_DURABLE:-0}"
 PG_SUPERUSER="agora"
 # PostgreSQL refuses to run as root; when we are root we run the server as
 # this dedicated system account instead.
@@ -31,11 +39,12 @@ PG_OS_USER="agora-pg"
 
 # Absolute path (need not exist yet): the server runs from another directory.
 CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
-PG_ROOT="$CACHE_DIR/postgres"
+PG_ROOT="$CACHE_DIR/postgres/$PG_INSTANCE"
 PG_DATA="$PG_ROOT/data"
 PG_SOCKET_DIR="$PG_ROOT/run"  # keep it short: unix socket paths max ~107 bytes
 PG_LOG="$PG_ROOT/postgres.log"
 PG_LOCK="$PG_ROOT/.lock"
+PG_PORT_FILE="$PG_ROOT/port"  # the running server's port (chosen at start when 0)
 
 START_TIMEOUT_SECS=30
 
@@ -82,6 +91,16 @@ pg_ctl_() { as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" "$@"; }
 psql_() {
   "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 \
     -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d postgres "$@"
+}
+
+# A loopback TCP port nobody listens on right now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# When our server runs, its port is the one it was started on (see cmd_start).
+use_running_port() {
+  if is_running && [[ -s "$PG_PORT_FILE" ]]; then PG_PORT="$(<"$PG_PORT_FILE")"; fi
 }
 
 # True if our cluster's postmaster is running.
@@ -162,9 +181,15 @@ cmd_start() {
   take_start_lock
 
   if is_running; then
+    local asked="$PG_PORT"
+    use_running_port
+    if [[ "$asked" != 0 && "$asked" != "$PG_PORT" ]]; then
+      die "instance $PG_INSTANCE already runs on port $PG_PORT, not $asked; run: AGORA_PG_INSTANCE=$PG_INSTANCE $0 stop"
+    fi
     log "already running on $PG_HOST:$PG_PORT ($PG_DATA)"
     return 0
   fi
+  if [[ "$PG_PORT" == 0 ]]; then PG_PORT="$(free_port)"; fi
 
   # Refuse to start if some other server already owns the port: our pg_ctl
   # would fail, and tests would silently talk to the wrong database.
@@ -183,14 +208,17 @@ cmd_start() {
 
   as_pg mkdir -p "$PG_SOCKET_DIR"
 
-  # Server options: loopback only, private socket dir, and throughput over
-  # durability (fine for disposable test data).
+  # Server options: loopback only, private socket dir, and (unless durable)
+  # throughput over durability (fine for disposable test data).
   local opts
   opts="-c listen_addresses=$PG_HOST -p $PG_PORT -k '$PG_SOCKET_DIR'"
-  opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  if [[ "$PG_DURABLE" != 1 ]]; then
+    opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  fi
   opts+=" -c max_connections=300"
 
-  log "starting on $PG_HOST:$PG_PORT (log: $PG_LOG)"
+  log "starting instance $PG_INSTANCE on $PG_HOST:$PG_PORT (log: $PG_LOG)"
+  printf '%s\n' "$PG_PORT" >"$PG_PORT_FILE"
   # One log per server run, so a failure's log tail is about this run only.
   if [[ -f "$PG_LOG" ]]; then mv -f "$PG_LOG" "$PG_LOG.prev"; fi
   if ! pg_ctl_ start -w -t "$START_TIMEOUT_SECS" -l "$PG_LOG" -o "$opts" >/dev/null; then
@@ -226,6 +254,7 @@ cmd_stop() {
 
 cmd_status() {
   if PG_BIN="$(find_bin_dir)" && is_running; then
+    use_running_port
     log "running on $PG_HOST:$PG_PORT (data: $PG_DATA)"
     return 0
   fi
@@ -234,11 +263,28 @@ cmd_status() {
 }
 
 cmd_url() {
+  if PG_BIN="$(find_bin_dir)"; then use_running_port; fi
+  [[ "$PG_PORT" != 0 ]] || die "instance $PG_INSTANCE is not running, so it has no port yet; run: $0 start"
   printf 'postgres://%s@%s:%s/postgres\n' "$PG_SUPERUSER" "$PG_HOST" "$PG_PORT"
+}
+
+cmd_create_db() {
+  require_bin_dir
+  use_running_port
+  port_answers || die "not running on $PG_HOST:$PG_PORT; run: $0 start"
+  local name
+  for name in "$@"; do
+    [[ "$name" =~ ^[a-z_][a-z0-9_]*$ ]] || die "database name '$name' must be lowercase letters, digits and _"
+    if [[ -z "$(psql_ -At -c "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]]; then
+      psql_ -c "CREATE DATABASE $name"
+      log "created database $name"
+    fi
+  done
 }
 
 cmd_reset_test_dbs() {
   require_bin_dir
+  use_running_port
   port_answers || die "not running on $PG_HOST:$PG_PORT; run: $0 start"
 
   local dbs
@@ -270,6 +316,7 @@ main() {
     stop) cmd_stop ;;
     status) cmd_status ;;
     url) cmd_url ;;
+    create-db) shift; cmd_create_db "$@" ;;
     reset-test-dbs) cmd_reset_test_dbs ;;
     *) usage ;;
   esac

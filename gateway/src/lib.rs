@@ -25,6 +25,8 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod route;
 pub mod template;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transcode;
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};

@@ -3,6 +3,7 @@
 //! down), and exits 0 on SIGTERM.
 
 mod all;
+mod distributed;
 
 use std::{
     process::{Child, Command, Stdio},

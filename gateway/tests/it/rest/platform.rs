@@ -1,19 +1,17 @@
-//! The in-process platform behind a real gateway, and a small REST client for it.
+//! The in-process platform behind a real gateway, used through `gateway::testing`'s client.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use agora_events::LocalBus;
 use agora_kit::testing::{TestDatabase, eventually, loopback};
-use http::{HeaderMap, Method, StatusCode};
+pub use gateway::testing::{PASSWORD, RestClient, usd};
 use secrecy::SecretString;
-use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "rest-test-secret-rest-test-secret!";
 pub const ADMIN_EMAIL: &str = "admin@agora.test";
 const ADMIN_PASSWORD: &str = "admin-password";
-pub const PASSWORD: &str = "correct horse battery";
 
 pub struct Options {
     /// Leave payment-service out, so orders stay PENDING_PAYMENT.
@@ -27,37 +25,11 @@ impl Default for Options {
     }
 }
 
+/// The platform, used through its REST client (`Deref`).
 pub struct Platform {
-    pub url: String,
-    pub http: reqwest::Client,
+    pub rest: RestClient,
     stop: CancellationToken,
     servers: Vec<JoinHandle<anyhow::Result<()>>>,
-}
-
-/// An answer: status, headers and the JSON body (`Null` when the body is not JSON).
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Value,
-}
-
-impl Reply {
-    /// Asserts the status, showing the body when it differs.
-    #[track_caller]
-    pub fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
-        self.body
-    }
-
-    /// Asserts an error status and the `google.rpc.Status` shape; returns the message.
-    #[track_caller]
-    pub fn error(self, status: u16, code: i64) -> String {
-        let body = self.expect(status);
-        assert_eq!(body["code"], code, "gRPC code in {body}");
-        assert!(body["details"].is_array(), "details in {body}");
-        body["message"].as_str().expect("a message").to_owned()
-    }
 }
 
 pub async fn start() -> Platform {
@@ -111,13 +83,15 @@ pub async fn start_with(options: Options) -> Platform {
     let gateway_cfg = gateway::Config { backends, jwt_secret: SecretString::from(SECRET), ..options.gateway };
     servers.push(tokio::spawn(gateway::run(gateway_cfg, listener, stop.clone())));
 
-    let platform = Platform { url, http: reqwest::Client::new(), stop, servers };
-    eventually(10, "the gateway to be ready", || async {
-        let ready = platform.http.get(format!("{}/readyz", platform.url)).send().await.ok()?;
-        (ready.status() == StatusCode::OK || !options.payments).then_some(())
-    })
-    .await;
-    platform
+    let rest = RestClient::new(&url, ADMIN_EMAIL, ADMIN_PASSWORD);
+    if options.payments {
+        rest.ready(10).await;
+    } else {
+        // Never ready without payment-service; live is enough.
+        eventually(10, "the gateway to listen", || async { rest.http.get(format!("{url}/healthz")).send().await.ok() })
+            .await;
+    }
+    Platform { rest, stop, servers }
 }
 
 impl Platform {
@@ -128,85 +102,14 @@ impl Platform {
             server.await.unwrap().expect("graceful shutdown returns Ok");
         }
     }
-
-    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.url));
-        match token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
-    }
-
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.expect("the gateway answers");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, body }
-    }
-
-    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
-        self.send(self.request(Method::GET, path, token)).await
-    }
-
-    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
-        self.send(self.request(Method::POST, path, token).json(&body)).await
-    }
-
-    /// Registers `email` and logs in; returns the user id and an access token.
-    pub async fn signup(&self, email: &str) -> (String, String) {
-        let user = self.post("/v1/users", None, json!({"email": email, "password": PASSWORD, "name": "Ada"})).await;
-        let id = user.expect(201)["id"].as_str().unwrap().to_owned();
-        (id, self.login(email, PASSWORD).await)
-    }
-
-    pub async fn login(&self, email: &str, password: &str) -> String {
-        let login = self.post("/v1/auth/login", None, json!({"email": email, "password": password})).await;
-        login.expect(200)["accessToken"].as_str().unwrap().to_owned()
-    }
-
-    pub async fn admin(&self) -> String {
-        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
-    }
-
-    /// Adds a product as the admin; returns its id.
-    pub async fn product(&self, name: &str, cents: i64, stock: i64) -> String {
-        let body = json!({"name": name, "description": "", "price": usd(cents), "stock": stock});
-        let created = self.post("/v1/products", Some(&self.admin().await), body).await.expect(201);
-        created["id"].as_str().unwrap().to_owned()
-    }
-
-    pub async fn stock(&self, product_id: &str) -> i64 {
-        let product = self.get(&format!("/v1/products/{product_id}"), None).await.expect(200);
-        product["stock"].as_str().unwrap().parse().unwrap()
-    }
-
-    /// Waits until the order reaches `status` and returns it.
-    pub async fn settled(&self, token: &str, order_id: &str, status: &str) -> Value {
-        eventually(10, &format!("order {order_id} to become {status}"), || async {
-            let order = self.get(&format!("/v1/orders/{order_id}"), Some(token)).await.expect(200);
-            (order["status"] == status).then_some(order)
-        })
-        .await
-    }
-
-    /// Waits until the product's stock is `expected` (released stock comes back by event).
-    pub async fn stock_becomes(&self, product_id: &str, expected: i64) {
-        eventually(10, &format!("stock of {product_id} to become {expected}"), || async {
-            (self.stock(product_id).await == expected).then_some(())
-        })
-        .await;
-    }
-
-    pub async fn order(&self, token: &str, key: &str, items: Value) -> Reply {
-        let request = self.request(Method::POST, "/v1/orders", Some(token)).header("idempotency-key", key);
-        self.send(request.json(&json!({ "items": items }))).await
-    }
 }
 
-pub fn usd(cents: i64) -> Value {
-    json!({"currencyCode": "USD", "amountMinor": cents.to_string()})
+impl std::ops::Deref for Platform {
+    type Target = RestClient;
+
+    fn deref(&self) -> &RestClient {
+        &self.rest
+    }
 }
 
 /// A token for `user_id` that expired a minute ago, signed with the platform's secret.

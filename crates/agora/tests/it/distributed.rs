@@ -1,0 +1,320 @@
+//! The platform as it is deployed: every role a separate `agora` process, each service on its
+//! own PostgreSQL database, events on Apache Kafka, driven through the gateway's REST API.
+//!
+//! Needs `make test`'s PostgreSQL and Kafka (skipped without them, except under `CI=true`).
+//! Each stack uses its own databases and a topic prefix, so stacks share the servers safely;
+//! the broker-outage test runs a private broker, because it stops it.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use agora_events::{DomainEvent, EventBus, KafkaBus, KafkaOptions, topics};
+use agora_kit::{
+    testing::{TestDatabase, eventually, kafka_brokers},
+    trace_context::{TRACEPARENT, TraceParent},
+};
+use agora_proto::events::{EventEnvelope, OrderPaid, OrderPlaced, PaymentSucceeded};
+use gateway::testing::{RestClient, usd};
+use prost::Message;
+use serde_json::{Value, json};
+
+use crate::free_port;
+
+const SECRET: &str = "distributed-test-secret-distributed!";
+const ADMIN_EMAIL: &str = "admin@agora.test";
+const ADMIN_PASSWORD: &str = "admin-password";
+
+/// The four services and the gateway, one process each.
+struct Stack {
+    rest: RestClient,
+    /// Topic and group prefix of this stack on the shared broker.
+    prefix: String,
+    brokers: String,
+    processes: Vec<(&'static str, Child)>,
+    logs: tempfile::TempDir,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Stack {
+    /// Starts every role against `brokers`; `None` when there is no test PostgreSQL (outside CI).
+    async fn start(brokers: &str) -> Option<Self> {
+        let logs = tempfile::tempdir().unwrap();
+        let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
+        let port = |_| free_port();
+        let [user, product, order, payment, gateway]: [u16; 5] = std::array::from_fn(port);
+        let addr = |port: u16| format!("127.0.0.1:{port}");
+        let mut stack = Stack {
+            rest: RestClient::new(&format!("http://{}", addr(gateway)), ADMIN_EMAIL, ADMIN_PASSWORD),
+            prefix,
+            brokers: brokers.to_owned(),
+            processes: Vec::new(),
+            logs,
+        };
+        let services = [
+            ("user-service", user, vec![]),
+            ("product-service", product, vec![]),
+            ("order-service", order, vec!["--user-addr".into(), addr(user), "--product-addr".into(), addr(product)]),
+            ("payment-service", payment, vec![]),
+        ];
+        for (role, port, extra) in services {
+            let db = TestDatabase::postgres().await?;
+            let mut args = vec!["--listen".into(), addr(port), "--database-url".into(), db.url];
+            args.extend(["--events", "kafka", "--kafka-brokers", brokers, "--kafka-prefix"].map(String::from));
+            args.push(stack.prefix.clone());
+            args.extend(extra);
+            stack.spawn(role, &args);
+        }
+        let backends =
+            [("--user-addr", user), ("--product-addr", product), ("--order-addr", order), ("--payment-addr", payment)];
+        let mut args = vec!["--listen".to_owned(), addr(gateway)];
+        for (flag, port) in backends {
+            args.extend([flag.to_owned(), addr(port)]);
+        }
+        stack.spawn("gateway", &args);
+        stack.rest.patience_secs = 60;
+        stack.rest.ready(60).await;
+        Some(stack)
+    }
+
+    fn spawn(&mut self, role: &'static str, args: &[String]) {
+        let log = std::fs::File::create(self.log_path(role)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .arg(role)
+            .args(args)
+            .env("AGORA_JWT_SECRET", SECRET)
+            .env("AGORA_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("AGORA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("AGORA_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the agora binary starts");
+        self.processes.push((role, child));
+    }
+
+    fn log_path(&self, role: &str) -> PathBuf {
+        self.logs.path().join(format!("{role}.log"))
+    }
+
+    /// SIGTERM to every process, gateway first; each must exit 0.
+    fn stop(mut self) {
+        for (role, child) in self.processes.iter_mut().rev() {
+            assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+            let status = child.wait().unwrap();
+            assert!(
+                status.success(),
+                "{role} exited with {status}; log:\n{}",
+                tail(&self.logs.path().join(format!("{role}.log")))
+            );
+        }
+        self.processes.clear();
+    }
+
+    /// Every event this stack published on `topic`, read from the broker by a new group.
+    async fn events(&self, topic: &str, until: impl Fn(&[EventEnvelope]) -> bool) -> Vec<EventEnvelope> {
+        let options = KafkaOptions { prefix: self.prefix.clone(), ..KafkaOptions::new(&self.brokers) };
+        let bus = KafkaBus::new(options).unwrap();
+        let mut subscription =
+            bus.subscribe(&format!("reader-{}", uuid::Uuid::new_v4().simple()), topic).await.unwrap();
+        let mut seen = Vec::new();
+        while !until(&seen) {
+            let delivery = tokio::time::timeout(Duration::from_secs(30), subscription.next())
+                .await
+                .unwrap_or_else(|_| panic!("no more events on {topic} after {} read", seen.len()))
+                .unwrap();
+            let mut envelope = EventEnvelope::decode(delivery.payload.as_slice()).unwrap();
+            // The transport header is the one checked: it is what tools reading the topic see.
+            envelope.headers = delivery.headers.into_iter().collect();
+            seen.push(envelope);
+        }
+        seen
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// The payments of `order_id`, as its customer sees them.
+async fn payments(rest: &RestClient, token: &str, order_id: &str) -> Vec<Value> {
+    let listed = rest.get(&format!("/v1/payments?order_id={order_id}"), Some(token)).await.expect(200);
+    listed["payments"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_saga_runs_across_processes_on_postgres_and_kafka_and_keeps_one_trace() {
+    let Some(brokers) = kafka_brokers() else { return };
+    let Some(stack) = Stack::start(&brokers).await else { return };
+    let rest = &stack.rest;
+    let mug = rest.product("Ceramic mug", 12_00, 10).await;
+    let grinder = rest.product("Burr grinder", 149_00, 3).await;
+    let (_, token) = rest.signup("ada@example.com").await;
+
+    // Paid, under a trace the client started.
+    let trace = TraceParent::root();
+    let request = rest
+        .request(http::Method::POST, "/v1/orders", Some(&token))
+        .header("idempotency-key", "first")
+        .header(TRACEPARENT, trace.to_string())
+        .json(&json!({"items": [{"productId": mug, "quantity": 2}]}));
+    let placed = rest.send(request).await.expect(201);
+    let paid_id = placed["id"].as_str().unwrap().to_owned();
+    rest.settled(&token, &paid_id, "ORDER_STATUS_PAID").await;
+    assert_eq!(rest.get("/v1/wallet", Some(&token)).await.expect(200)["balance"], usd(76_00));
+    let paid = payments(rest, &token, &paid_id).await;
+    assert_eq!(paid.len(), 1, "{paid:?}");
+    assert_eq!(paid[0]["status"], "PAYMENT_STATUS_SUCCEEDED");
+    assert_eq!(rest.stock(&mug).await, 8);
+
+    // Declined: the order is cancelled and product-service gets the stock back by event.
+    let dear = rest.order(&token, "second", json!([{"productId": grinder, "quantity": 1}])).await.expect(201);
+    let dear_id = dear["id"].as_str().unwrap();
+    let cancelled = rest.settled(&token, dear_id, "ORDER_STATUS_CANCELLED").await;
+    assert_eq!(cancelled["cancelReason"], "payment declined: insufficient funds");
+    rest.stock_becomes(&grinder, 3).await;
+    let declined = payments(rest, &token, dear_id).await;
+    assert_eq!((declined.len(), &declined[0]["status"]), (1, &json!("PAYMENT_STATUS_DECLINED")));
+
+    // The paid order's events crossed Kafka in the client's trace: placed (order-service,
+    // under the gateway's call), paid for (payment-service, under the OrderPlaced it
+    // consumed) and marked paid (order-service, under the PaymentSucceeded it consumed).
+    let is_paid_order = |e: &EventEnvelope| e.aggregate_id == paid_id;
+    let orders = stack
+        .events(topics::ORDERS, |seen| seen.iter().any(|e| is_paid_order(e) && e.event_type == OrderPaid::TYPE))
+        .await;
+    let payments_topic = stack.events(topics::PAYMENTS, |seen| seen.iter().any(is_paid_order)).await;
+    let traced: BTreeMap<&str, &str> = orders
+        .iter()
+        .chain(&payments_topic)
+        .filter(|e| is_paid_order(e))
+        .map(|e| (e.event_type.as_str(), e.headers.get(TRACEPARENT).map_or("", String::as_str)))
+        .collect();
+    for event_type in [OrderPlaced::TYPE, PaymentSucceeded::TYPE, OrderPaid::TYPE] {
+        let header = traced.get(event_type).unwrap_or_else(|| panic!("no {event_type} in {traced:?}"));
+        let context = TraceParent::parse(header).unwrap_or_else(|| panic!("{event_type} carries no traceparent"));
+        assert_eq!(context.trace_id, trace.trace_id, "{event_type} is in the client's trace");
+        assert_ne!(context.span_id, trace.span_id, "{event_type} comes from a later hop");
+    }
+    stack.stop();
+}
+
+/// A private broker (its own instance of `scripts/kafka.sh` on fixed free ports, so that a
+/// restart comes back where the clients expect it), reset when dropped.
+struct PrivateBroker {
+    env: [(&'static str, String); 3],
+}
+
+impl PrivateBroker {
+    fn start() -> Self {
+        let env = [
+            ("AGORA_KAFKA_INSTANCE", format!("outage-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])),
+            ("AGORA_KAFKA_PORT", free_port().to_string()),
+            ("AGORA_KAFKA_CONTROLLER_PORT", free_port().to_string()),
+        ];
+        let broker = Self { env };
+        broker.script("start");
+        broker
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.env[1].1)
+    }
+
+    fn script(&self, command: &str) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh");
+        let status = Command::new("bash").arg(script).arg(command).envs(self.env.clone()).status().unwrap();
+        assert!(status.success(), "kafka.sh {command} failed");
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.script("reset");
+    }
+}
+
+#[tokio::test]
+async fn orders_placed_while_the_broker_is_down_settle_once_it_is_back() {
+    // This test's broker is its own, but it runs only where the suite has Kafka.
+    let Some(_) = kafka_brokers() else { return };
+    let broker = PrivateBroker::start();
+    let Some(stack) = Stack::start(&broker.brokers()).await else { return };
+    let rest = &stack.rest;
+    let mug = rest.product("Mug", 10_00, 1_000).await;
+    let mut customers = Vec::new();
+    for name in ["ada", "bob", "cy"] {
+        customers.push(rest.signup(&format!("{name}@example.com")).await.1);
+    }
+    // Warm: topics exist and every consumer has joined its group.
+    let first = rest.order(&customers[0], "warm", json!([{"productId": mug, "quantity": 1}])).await.expect(201);
+    rest.settled(&customers[0], first["id"].as_str().unwrap(), "ORDER_STATUS_PAID").await;
+
+    // ~10 s without a broker. Orders are still accepted: placing one touches only
+    // order-service's database (the outbox) and product-service's reservation.
+    broker.script("stop");
+    let mut placed = vec![(0, first["id"].as_str().unwrap().to_owned())];
+    for round in 0..10 {
+        for (who, token) in customers.iter().enumerate() {
+            // 1 to 4 mugs of 10.00: every customer's 100.00 runs out, so some are declined.
+            let items = json!([{"productId": mug, "quantity": 1 + (round + who) % 4}]);
+            let order = rest.order(token, &format!("r{round}"), items).await.expect(201);
+            placed.push((who, order["id"].as_str().unwrap().to_owned()));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    broker.script("start");
+
+    // Every accepted order settles, with exactly one payment that agrees with it.
+    let mut spent: HashMap<usize, i64> = HashMap::new();
+    let mut sold = 1;
+    let (mut paid, mut declined) = (0, 0);
+    for (who, id) in &placed {
+        let token = &customers[*who];
+        let order = eventually(120, &format!("order {id} to settle"), || async {
+            let order = rest.get(&format!("/v1/orders/{id}"), Some(token)).await.expect(200);
+            (order["status"] != "ORDER_STATUS_PENDING_PAYMENT").then_some(order)
+        })
+        .await;
+        let recorded = payments(rest, token, id).await;
+        assert_eq!(recorded.len(), 1, "order {id}: {recorded:?}");
+        let total: i64 = order["total"]["amountMinor"].as_str().unwrap().parse().unwrap();
+        match order["status"].as_str().unwrap() {
+            "ORDER_STATUS_PAID" => {
+                assert_eq!(recorded[0]["status"], "PAYMENT_STATUS_SUCCEEDED");
+                *spent.entry(*who).or_default() += total;
+                paid += 1;
+                if id != &placed[0].1 {
+                    sold += total / 10_00;
+                }
+            }
+            "ORDER_STATUS_CANCELLED" => {
+                assert_eq!(recorded[0]["status"], "PAYMENT_STATUS_DECLINED");
+                assert_eq!(order["cancelReason"], "payment declined: insufficient funds");
+                declined += 1;
+            }
+            other => panic!("order {id} ended {other}"),
+        }
+    }
+    assert!(paid > 3 && declined > 0, "{paid} paid and {declined} declined: both outcomes were exercised");
+    for (who, token) in customers.iter().enumerate() {
+        let balance = 100_00 - spent.get(&who).copied().unwrap_or_default();
+        assert_eq!(rest.get("/v1/wallet", Some(token)).await.expect(200)["balance"], usd(balance));
+    }
+    rest.stock_becomes(&mug, 1_000 - sold).await;
+    stack.stop();
+}
