@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# Throwaway local Jaeger v2 (all-in-one, in-memory storage) for Agora's development and tests.
+#
+# Usage: scripts/jaeger.sh {install|start|stop|status|url|api|otlp-grpc|otlp-http|query-grpc|health|ports|reset}
+#
+#   install     build the pinned jaeger binary (scripts/go-tools.sh install jaeger)
+#   start       install and start Jaeger; no-op if it runs already; returns once its health
+#               check reports OK and its query API answers
+#   stop        SIGTERM Jaeger (SIGKILL after 20s); no-op if not running
+#   status      report whether Jaeger runs and answers (0 = yes, 3 = not running,
+#               1 = its process runs but it does not answer)
+#   url         print the UI URL (http://127.0.0.1:PORT)
+#   api         print the query HTTP API's base URL (http://127.0.0.1:PORT/api), e.g.
+#               "$(scripts/jaeger.sh api)/services"
+#   otlp-grpc   print the OTLP/gRPC endpoint (http://127.0.0.1:PORT), e.g. for
+#               OTEL_EXPORTER_OTLP_ENDPOINT
+#   otlp-http   print the OTLP/HTTP endpoint (http://127.0.0.1:PORT; traces go to /v1/traces)
+#   query-grpc  print the query gRPC address (127.0.0.1:PORT; api_v2 and api_v3)
+#   health      print the health check URL (http://127.0.0.1:PORT/status)
+#   ports       print every listener's port, as key=port lines
+#   reset       stop Jaeger and delete the instance's files (config, logs); traces are only
+#               ever in memory, so every start begins empty anyway
+#
+# Jaeger is private to Agora: the `jaeger` binary (Jaeger v2, an OpenTelemetry Collector
+# distribution) run with a config generated into $AGORA_CACHE/jaeger/INSTANCE/, in which
+# every listener is explicit and bound to 127.0.0.1: OTLP receivers (gRPC and HTTP; no
+# Jaeger-thrift or Zipkin receivers), query (UI, HTTP API, gRPC API) and health check. The
+# collector's own metrics endpoint and the query service's self-tracing are off. Every port
+# is configurable, so instances (e.g. `make up`'s and a test run's) can run side by side. A
+# port of 0 means any free port, chosen at start; the printers then report the chosen one
+# while Jaeger runs. Built from source, the binary has no UI assets: the UI port serves a
+# placeholder page, but the HTTP API under /api works.
+#
+# Jaeger's version is pinned in scripts/versions.env.
+#
+# Environment:
+#   AGORA_CACHE                   cache root                (default: $HOME/.cache/agora)
+#   AGORA_JAEGER_INSTANCE         instance name             (default: dev)
+#   AGORA_JAEGER_OTLP_GRPC_PORT   OTLP/gRPC receiver        (default: 4317)
+#   AGORA_JAEGER_OTLP_HTTP_PORT   OTLP/HTTP receiver        (default: 4318)
+#   AGORA_JAEGER_UI_PORT          UI and query HTTP API     (default: 16686)
+#   AGORA_JAEGER_QUERY_GRPC_PORT  query gRPC API            (default: 16685)
+#   AGORA_JAEGER_HEALTH_PORT      health check (HTTP)       (default: 13133)
+#   AGORA_JAEGER_MAX_TRACES       traces kept in memory     (default: 100000)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/daemon.sh"
+
+# --- Configuration ----------------------------------------------------------
+
+JAEGER_HOST="$DAEMON_HOST"
+JAEGER_INSTANCE="${AGORA_JAEGER_INSTANCE:-dev}"
+JAEGER_MAX_TRACES="${AGORA_JAEGER_MAX_TRACES:-100000}"
+
+PORT_KEYS=(otlp_grpc otlp_http ui query_grpc health)
+PORT_ENV=(
+  [otlp_grpc]=AGORA_JAEGER_OTLP_GRPC_PORT [otlp_http]=AGORA_JAEGER_OTLP_HTTP_PORT
+  [ui]=AGORA_JAEGER_UI_PORT [query_grpc]=AGORA_JAEGER_QUERY_GRPC_PORT
+  [health]=AGORA_JAEGER_HEALTH_PORT
+)
+PORT_REQ=(
+  [otlp_grpc]="${AGORA_JAEGER_OTLP_GRPC_PORT:-4317}" [otlp_http]="${AGORA_JAEGER_OTLP_HTTP_PORT:-4318}"
+  [ui]="${AGORA_JAEGER_UI_PORT:-16686}" [query_grpc]="${AGORA_JAEGER_QUERY_GRPC_PORT:-16685}"
+  [health]="${AGORA_JAEGER_HEALTH_PORT:-13133}"
+)
+
+# Absolute path (need not exist yet): Jaeger runs from another directory.
+CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
+JAEGER_ROOT="$CACHE_DIR/jaeger/$JAEGER_INSTANCE"
+JAEGER_CONF="$JAEGER_ROOT/config.yaml"  # rewritten on every start (while stopped)
+JAEGER_LOG="$JAEGER_ROOT/jaeger.log"    # one per run; the previous one is jaeger.log.prev
+JAEGER_PID="$JAEGER_ROOT/jaeger.pid"
+JAEGER_STATE="$JAEGER_ROOT/ports"       # the ports in use, written at start
+JAEGER_LOCK="$JAEGER_ROOT/.lock"
+# What our Jaeger's command line contains (the config path is per instance).
+JAEGER_CMD_PATTERN="--config=file:$JAEGER_CONF"
+
+START_TIMEOUT_SECS=60
+STOP_TIMEOUT_SECS=20
+CURL_TIMEOUT_SECS=2
+# A cold install builds jaeger from source (minutes), so a second caller may wait that long.
+LOCK_TIMEOUT_SECS=900
+
+# --- Helpers ----------------------------------------------------------------
+
+log() { printf '[jaeger] %s\n' "$*" >&2; }
+die() { printf '[jaeger] error: %s\n' "$*" >&2; exit 1; }
+
+[[ "$JAEGER_INSTANCE" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] \
+  || die "AGORA_JAEGER_INSTANCE='$JAEGER_INSTANCE': use letters, digits, '_', '.', '-'"
+[[ "$JAEGER_MAX_TRACES" =~ ^[1-9][0-9]*$ ]] \
+  || die "AGORA_JAEGER_MAX_TRACES='$JAEGER_MAX_TRACES' is not a positive number"
+
+take_lock() { daemon_lock "$JAEGER_LOCK" "$LOCK_TIMEOUT_SECS"; }
+
+running_pid() { daemon_pid "$JAEGER_PID" "$JAEGER_CMD_PATTERN"; }
+
+# PORTS of the running Jaeger (from its state file), else as requested (0 = unknown).
+load_ports() {
+  if running_pid >/dev/null && ports_load "$JAEGER_STATE"; then return 0; fi
+  ports_requested
+}
+
+# The UI URL from PORTS as they are (no lookup).
+ui_url() { printf 'http://%s:%s\n' "$JAEGER_HOST" "${PORTS[ui]}"; }
+
+# True if the health check reports every component OK (200; 503 while starting or after
+# a component failed) and the query API answers.
+jaeger_ready() {
+  curl -fsS --max-time "$CURL_TIMEOUT_SECS" -o /dev/null \
+    "http://$JAEGER_HOST:${PORTS[health]}/status" 2>/dev/null \
+    && curl -fsS --max-time "$CURL_TIMEOUT_SECS" -o /dev/null \
+      "http://$JAEGER_HOST:${PORTS[ui]}/api/services" 2>/dev/null
+}
+
+# The complete collector config (PORTS resolved); replaces the binary's built-in
+# all-in-one config, whose listeners default to localhost or all interfaces.
+write_config() {
+  mkdir -p "$JAEGER_ROOT"
+  cat >"$JAEGER_CONF.tmp" <<EOF
+# Generated by scripts/jaeger.sh on each start; edits are overwritten.
+# Every listener is explicit and on $JAEGER_HOST.
+service:
+  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    resource:
+      service.name: jaeger
+    # The collector's own metrics (a Prometheus endpoint, :8888 by default): off.
+    metrics:
+      level: none
+    logs:
+      level: info
+
+extensions:
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: $JAEGER_MAX_TRACES
+
+  jaeger_query:
+    storage:
+      traces: memstore
+    # Self-tracing would export to the OTLP default localhost:4317, i.e. possibly to
+    # another instance; off.
+    enable_tracing: false
+    http:
+      endpoint: $JAEGER_HOST:${PORTS[ui]}
+    grpc:
+      endpoint: $JAEGER_HOST:${PORTS[query_grpc]}
+
+  healthcheckv2:
+    use_v2: true
+    # HTTP only (status at /status); no "grpc" key, so no gRPC health server.
+    http:
+      endpoint: $JAEGER_HOST:${PORTS[health]}
+
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: $JAEGER_HOST:${PORTS[otlp_grpc]}
+      http:
+        endpoint: $JAEGER_HOST:${PORTS[otlp_http]}
+
+processors:
+  batch:
+
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+EOF
+  mv -f "$JAEGER_CONF.tmp" "$JAEGER_CONF"
+}
+
+# --- Subcommands ------------------------------------------------------------
+
+cmd_install() {
+  bash "$SCRIPT_DIR/go-tools.sh" install jaeger 9>&-
+}
+
+cmd_start() {
+  take_lock
+  local bin
+  bin="$(bash "$SCRIPT_DIR/go-tools.sh" path jaeger 9>&-)"
+
+  local pid
+  if pid="$(running_pid)"; then
+    # Ours already runs (perhaps still starting): it must have the ports asked for.
+    ports_load "$JAEGER_STATE" || die "running (pid $pid) but $JAEGER_STATE is missing; run: $0 stop"
+    ports_match_request \
+      || die "already running (pid $pid) with other ports than asked for ($JAEGER_STATE); run: $0 stop"
+    daemon_wait_ready "$pid" "$JAEGER_PID" "$JAEGER_LOG" "$START_TIMEOUT_SECS" jaeger_ready
+    log "already running on $(ui_url) (pid $pid)"
+    return 0
+  fi
+
+  # Fixed ports must be free (else Jaeger would fail to bind, or tests would talk to
+  # somebody else's); 0 becomes a free port.
+  resolve_ports
+  write_config
+  ports_save "$JAEGER_STATE"
+
+  log "starting jaeger (instance $JAEGER_INSTANCE) on $(ui_url), OTLP gRPC :${PORTS[otlp_grpc]}, OTLP HTTP :${PORTS[otlp_http]} (log: $JAEGER_LOG)"
+  daemon_launch "$JAEGER_PID" "$JAEGER_LOG" "$bin" --config="file:$JAEGER_CONF"
+  pid="$DAEMON_LAUNCHED_PID"
+  daemon_wait_ready "$pid" "$JAEGER_PID" "$JAEGER_LOG" "$START_TIMEOUT_SECS" jaeger_ready
+  log "ready: $(ui_url) (pid $pid)"
+}
+
+cmd_stop() {
+  [[ -d "$JAEGER_ROOT" ]] || { log "not running"; return 0; }
+  take_lock
+  daemon_stop "$JAEGER_PID" "$JAEGER_CMD_PATTERN" "$STOP_TIMEOUT_SECS"
+}
+
+cmd_status() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    log "not running (instance $JAEGER_INSTANCE)"
+    return 3
+  fi
+  if ports_load "$JAEGER_STATE" && jaeger_ready; then
+    log "running on $(ui_url) (instance $JAEGER_INSTANCE, pid $pid)"
+    return 0
+  fi
+  log "process $pid runs but its health check or query API does not answer (log: $JAEGER_LOG)"
+  return 1
+}
+
+# Print PREFIX, the port of listener $1, SUFFIX.
+print_endpoint() {
+  load_ports
+  local port
+  port="$(port_of "$1")"
+  printf '%s%s:%s%s\n' "$2" "$JAEGER_HOST" "$port" "$3"
+}
+
+cmd_ports() {
+  load_ports
+  local k
+  for k in "${PORT_KEYS[@]}"; do printf '%s=%s\n' "$k" "${PORTS[$k]}"; done
+}
+
+cmd_reset() {
+  take_lock
+  daemon_stop "$JAEGER_PID" "$JAEGER_CMD_PATTERN" "$STOP_TIMEOUT_SECS"
+  log "deleting the files of instance $JAEGER_INSTANCE in $JAEGER_ROOT"
+  # Everything but the lock file, which other runs may be waiting on.
+  find "$JAEGER_ROOT" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
+}
+
+usage() {
+  # Print the header comment (everything after the shebang up to the code).
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
+  exit 2
+}
+
+main() {
+  case "${1:-}" in
+    install) cmd_install ;;
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    url) print_endpoint ui http:// "" ;;
+    api) print_endpoint ui http:// /api ;;
+    otlp-grpc) print_endpoint otlp_grpc http:// "" ;;
+    otlp-http) print_endpoint otlp_http http:// "" ;;
+    query-grpc) print_endpoint query_grpc "" "" ;;
+    health) print_endpoint health http:// /status ;;
+    ports) cmd_ports ;;
+    reset) cmd_reset ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,268 @@
+# shellcheck shell=bash
+# Shared helpers for the scripts that run Agora's private local daemons (consul.sh,
+# jaeger.sh, ...): loopback ports, a pid file guarded against pid reuse, detached launch,
+# readiness wait, stop, and an instance lock.
+#
+# Source it from a script that runs under `set -euo pipefail` and defines its own
+#   log MSG...   progress/info line on stderr, prefixed with the script's name
+#   die MSG...   error line on stderr, then exit 1
+# with:  source "$SCRIPT_DIR/lib/daemon.sh"
+#
+# Everything here is about 127.0.0.1 only. File descriptor 9 is the lock (see daemon_lock);
+# daemons and helper commands never inherit it.
+
+DAEMON_HOST="127.0.0.1"
+
+# --- Ports ------------------------------------------------------------------
+
+# True if anything accepts TCP connections on 127.0.0.1:$1.
+port_open() {
+  # shellcheck disable=SC2016  # expanded by the inner shell
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$DAEMON_HOST" "$1" 2>/dev/null
+}
+
+# True if port $1 is in use: something accepts TCP connections on 127.0.0.1:$1, or (when
+# `ss` is available) any TCP listener or UDP socket on any address is bound to it.
+port_busy() {
+  port_open "$1" && return 0
+  command -v ss >/dev/null 2>&1 || return 1
+  [[ -n "$(ss -Htuln "sport = :$1" 2>/dev/null)" ]]
+}
+
+# Ports given out by this run (fixed and chosen), so no two listeners get the same one.
+DAEMON_TAKEN_PORTS=" "
+
+# Print a port that is free on 127.0.0.1 right now and not yet given out by this run.
+# (Another process could still take it before the daemon binds it; start then fails
+# with the daemon's bind error, and a retry picks another.)
+free_port() {
+  local port i
+  for ((i = 0; i < 50; i++)); do
+    # The kernel's choice of an ephemeral port; without python3, a random one in that range.
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null)" \
+      || port=$((49152 + RANDOM % 16384))
+    [[ "$port" =~ ^[0-9]+$ ]] || continue
+    [[ "$DAEMON_TAKEN_PORTS" == *" $port "* ]] && continue
+    port_busy "$port" && continue
+    printf '%s\n' "$port"
+    return 0
+  done
+  return 1
+}
+
+# The port table. The sourcing script fills, before calling resolve_ports / ports_load:
+#   PORT_KEYS=(k...)   the listeners, in order; also the keys of the state file
+#   PORT_ENV[k]        the environment variable that sets k (named in error messages)
+#   PORT_REQ[k]        the requested value: N = that port, 0 = any free port chosen at
+#                      start, -1 = disabled (only where PORT_OFF_OK[k] is 1)
+#   PORT_OFF_OK[k]     1 if k may be disabled
+# PORTS[k] is the port in use (-1 = disabled): filled by resolve_ports at start, or by
+# ports_load from the state file of a running instance.
+declare -a PORT_KEYS=()
+declare -A PORT_ENV=() PORT_REQ=() PORT_OFF_OK=() PORTS=()
+
+# Die unless every PORT_REQ value is a valid port, 0, or (where allowed) -1.
+ports_validate() {
+  local k v
+  for k in "${PORT_KEYS[@]}"; do
+    v="${PORT_REQ[$k]}"
+    if [[ "$v" == -1 ]]; then
+      [[ "${PORT_OFF_OK[$k]:-0}" == 1 ]] || die "${PORT_ENV[$k]}=-1: this listener cannot be disabled"
+    elif ! [[ "$v" =~ ^[0-9]+$ ]] || ((10#$v > 65535)); then
+      die "${PORT_ENV[$k]}='$v' is not a port (1-65535, or 0 for any free port)"
+    fi
+  done
+}
+
+# Fill PORTS from PORT_REQ: fixed ports must be free (else die naming the variable to
+# change), then every 0 gets a free port.
+resolve_ports() {
+  ports_validate
+  PORTS=()
+  DAEMON_TAKEN_PORTS=" "
+  local k v
+  for k in "${PORT_KEYS[@]}"; do
+    v="${PORT_REQ[$k]}"
+    [[ "$v" == -1 ]] && { PORTS[$k]=-1; continue; }
+    ((10#$v)) || continue
+    v=$((10#$v))
+    [[ "$DAEMON_TAKEN_PORTS" == *" $v "* ]] \
+      && die "${PORT_ENV[$k]}=$v: port $v is also asked for another listener; set ${PORT_ENV[$k]} to another port (0 = any free port)"
+    port_busy "$v" \
+      && die "port $v is already in use by something else; stop it or set ${PORT_ENV[$k]} to another port (0 = any free port)"
+    PORTS[$k]="$v"
+    DAEMON_TAKEN_PORTS+="$v "
+  done
+  for k in "${PORT_KEYS[@]}"; do
+    [[ -n "${PORTS[$k]:-}" ]] && continue
+    v="$(free_port)" || die "found no free port on $DAEMON_HOST for ${PORT_ENV[$k]}"
+    PORTS[$k]="$v"
+    DAEMON_TAKEN_PORTS+="$v "
+  done
+}
+
+# True if the running instance's PORTS agree with every non-zero PORT_REQ value.
+ports_match_request() {
+  ports_validate
+  local k req
+  for k in "${PORT_KEYS[@]}"; do
+    req="${PORT_REQ[$k]}"
+    [[ "$req" == 0 ]] && continue
+    [[ "$req" == -1 ]] || req=$((10#$req))
+    [[ "${PORTS[$k]:-}" == "$req" ]] || return 1
+  done
+}
+
+# Fill PORTS from PORT_REQ as they are (0 stays 0: not known before start).
+ports_requested() {
+  ports_validate
+  PORTS=()
+  local k v
+  for k in "${PORT_KEYS[@]}"; do
+    v="${PORT_REQ[$k]}"
+    [[ "$v" == -1 ]] || v=$((10#$v))
+    PORTS[$k]="$v"
+  done
+}
+
+# Write PORTS to state file $1 (key=port lines), atomically.
+ports_save() {
+  local k
+  for k in "${PORT_KEYS[@]}"; do printf '%s=%s\n' "$k" "${PORTS[$k]}"; done >"$1.tmp"
+  mv -f "$1.tmp" "$1"
+}
+
+# Fill PORTS from state file $1; fail if it is missing or lacks a key.
+ports_load() {
+  [[ -f "$1" ]] || return 1
+  local k v
+  PORTS=()
+  while IFS='=' read -r k v; do
+    [[ "$v" =~ ^-?[0-9]+$ ]] && PORTS[$k]="$v"
+  done <"$1"
+  for k in "${PORT_KEYS[@]}"; do [[ -n "${PORTS[$k]:-}" ]] || return 1; done
+}
+
+# Print PORTS[$1] or die: disabled, or chosen at start while the daemon is not running.
+port_of() {
+  local v="${PORTS[$1]:-}"
+  case "$v" in
+    -1) die "${PORT_ENV[$1]}=-1: that listener is disabled" ;;
+    0 | "") die "not running, and ${PORT_ENV[$1]}=0 means the port is chosen at start; run: $0 start" ;;
+  esac
+  printf '%s\n' "$v"
+}
+
+# --- Processes --------------------------------------------------------------
+
+# True if pid $1 is a live process. An exited process not yet reaped by its parent (a
+# zombie, which `kill -0` still accepts) counts as gone.
+pid_alive() {
+  local stat
+  { stat="$(<"/proc/$1/stat")"; } 2>/dev/null || return 1
+  stat="${stat##*) }"  # fields after "(comm)"; the first is the state
+  [[ "${stat%% *}" != Z ]]
+}
+
+# Print the pid in pid file $1 if that process runs and its command line (arguments
+# joined by spaces) contains the fixed string $2: guards against a stale pid file whose
+# pid now belongs to another process.
+daemon_pid() {
+  local pidfile="$1" pattern="$2" pid
+  [[ -f "$pidfile" ]] || return 1
+  pid="$(<"$pidfile")"
+  [[ "$pid" =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern" || return 1
+  printf '%s\n' "$pid"
+}
+
+# daemon_launch PIDFILE LOG CMD...: start CMD in the background, detached: own session
+# (no terminal; survives the caller; its pid is its process group), cwd /, stdin from
+# /dev/null, stdout and stderr to LOG (the previous run's log is kept as LOG.prev), fd 9
+# closed. The launcher shell writes its pid and then becomes CMD, so the pid file holds the
+# daemon's pid. Sets DAEMON_LAUNCHED_PID.
+daemon_launch() {
+  local pidfile="$1" logfile="$2"
+  shift 2
+  rm -f "$pidfile"
+  if [[ -f "$logfile" ]]; then mv -f "$logfile" "$logfile.prev"; fi
+  (
+    cd /
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    setsid nohup bash -c 'echo "$$" >"$1"; shift; exec "$@"' _ "$pidfile" "$@" \
+      </dev/null >"$logfile" 2>&1 9>&- &
+  )
+  local i
+  for ((i = 0; i < 50; i++)); do
+    [[ -s "$pidfile" ]] && break
+    sleep 0.1
+  done
+  [[ -s "$pidfile" ]] || die "the launcher did not write $pidfile (log: $logfile)"
+  # shellcheck disable=SC2034  # read by the sourcing script
+  DAEMON_LAUNCHED_PID="$(<"$pidfile")"
+}
+
+# daemon_wait_ready PID PIDFILE LOG TIMEOUT CHECK...: poll until the command CHECK...
+# succeeds. If the daemon exits first, or TIMEOUT seconds pass, show the log's tail and die.
+daemon_wait_ready() {
+  local pid="$1" pidfile="$2" logfile="$3" timeout="$4"
+  shift 4
+  local deadline=$((SECONDS + timeout))
+  until "$@"; do
+    if ! pid_alive "$pid"; then
+      tail -n 30 "$logfile" >&2 2>/dev/null || true
+      rm -f "$pidfile"
+      die "exited during start-up (log: $logfile)"
+    fi
+    if ((SECONDS >= deadline)); then
+      tail -n 30 "$logfile" >&2 2>/dev/null || true
+      die "pid $pid not ready within ${timeout}s; try: $0 stop (log: $logfile)"
+    fi
+    sleep 0.2
+  done
+}
+
+# daemon_stop PIDFILE PATTERN TIMEOUT: SIGTERM the daemon's process group, SIGKILL it after
+# TIMEOUT seconds, wait until the daemon is gone, remove the pid file. No-op (logs "not
+# running") if daemon_pid finds no daemon.
+daemon_stop() {
+  local pidfile="$1" pattern="$2" timeout="$3" pid
+  if ! pid="$(daemon_pid "$pidfile" "$pattern")"; then
+    rm -f "$pidfile"
+    log "not running"
+    return 0
+  fi
+  log "stopping (pid $pid)"
+  # The daemon leads its own process group (setsid), so this also reaches any children.
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + timeout))
+  while pid_alive "$pid"; do
+    if ((SECONDS >= deadline)); then
+      log "still running after ${timeout}s; sending SIGKILL"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+      deadline=$((SECONDS + 10))
+      while pid_alive "$pid"; do
+        ((SECONDS < deadline)) || die "pid $pid survives SIGKILL"
+        sleep 0.1
+      done
+      break
+    fi
+    sleep 0.1
+  done
+  rm -f "$pidfile"
+  log "stopped"
+}
+
+# --- Lock -------------------------------------------------------------------
+
+# daemon_lock LOCKFILE TIMEOUT: take an exclusive lock on fd 9 (serialises start, stop and
+# reset of one instance), waiting at most TIMEOUT seconds. Taken at most once per run; it
+# is released when the script exits.
+DAEMON_LOCK_HELD=0
+daemon_lock() {
+  ((DAEMON_LOCK_HELD)) && return 0
+  mkdir -p "$(dirname "$1")"
+  exec 9>>"$1"
+  flock -w "$2" 9 || die "another run still holds $1 after ${2}s"
+  DAEMON_LOCK_HELD=1
+}
