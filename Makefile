@@ -5,13 +5,25 @@ SHELL := bash
 # A persistent build cache outside the repo, so a fresh clone does not rebuild the world.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/agora/target
 
-.PHONY: help run build test lint fmt pg-start pg-stop clean
+.PHONY: help run up down logs status build test lint fmt pg-start pg-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 run: ## Run the gateway and every service in one process (SQLite under ./data) on :8080
 	cargo run --release
+
+up: ## Run the distributed stack: gateway + 4 services as processes on PostgreSQL, Kafka, Consul, Jaeger
+	bash scripts/up.sh up
+
+down: ## Stop everything `make up` started (its data stays; `scripts/up.sh purge` deletes it)
+	bash scripts/up.sh down
+
+logs: ## Follow the logs of `make up`'s processes and infrastructure
+	bash scripts/up.sh logs
+
+status: ## Show what `make up` runs, and where
+	bash scripts/up.sh status
 
 build: ## Build every crate and test
 	cargo build --workspace --all-targets

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` runs it: the tools the tests call (curl, the OpenAPI
 # validator), a private PostgreSQL and a private Kafka broker (installed and started here if
-# needed), then formatting, lints and every test on SQLite, PostgreSQL and Kafka.
+# needed), then formatting, lints, every test on SQLite, PostgreSQL and Kafka, and a
+# `make up` / `make down` cycle (which also installs and runs Consul and Jaeger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,8 @@ AGORA_TEST_POSTGRES_URL="$(bash scripts/postgres.sh url)"
 export AGORA_TEST_POSTGRES_URL
 
 step "Kafka"
+# The suite's own broker instance on free ports, beside a developer's `dev` or `make up` one.
+export AGORA_KAFKA_INSTANCE=test AGORA_KAFKA_PORT=0 AGORA_KAFKA_CONTROLLER_PORT=0
 if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
   kafka_started_here=true
   bash scripts/kafka.sh start
@@ -56,3 +59,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --workspace --all-targets
+
+step "make up / make down"
+# A private stack (own instances, free ports) run by the debug binary cargo test built.
+bash tests/up.sh

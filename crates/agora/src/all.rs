@@ -5,7 +5,7 @@
 //! limps on half-alive. Everything it generates (the JWT secret, the admin password) is kept
 //! in the data directory, so a restart on the same directory keeps accounts and tokens valid.
 
-use std::{collections::BTreeMap, io::Write as _, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, io::Write as _, net::SocketAddr, path::Path, sync::Arc};
 
 use agora_events::{EventBus, LocalBus};
 use secrecy::{ExposeSecret, SecretString};
@@ -114,7 +114,7 @@ pub async fn start(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result
     components.spawn(named("payment-service", payment_service::run(payment, bus, payment_listener, stop.clone())));
     components.spawn(named("gateway", gateway::run(gateway, gateway_listener, stop.clone())));
 
-    let seeded = if args.seed_demo { seed(&product_addr).await } else { 0 };
+    let seeded = if args.seed_demo { crate::seed::demo_catalog_when_up(&product_addr).await } else { 0 };
     tracing::info!(data_dir = %data.display(), gateway = %gateway_addr, "agora is running; Ctrl-C to stop");
     Ok(Running {
         gateway: gateway_addr,
@@ -164,31 +164,6 @@ pub fn banner(running: &Running) -> String {
         email = running.admin_email,
         password = running.admin_password.expose_secret(),
     )
-}
-
-/// Seeds the demo catalog, retrying while product-service is still starting. A failure
-/// is logged, not fatal: the platform works without demo data.
-async fn seed(product_addr: &str) -> usize {
-    let mut attempt = 0;
-    loop {
-        match crate::seed::demo_catalog(product_addr).await {
-            Ok(added) => {
-                if added > 0 {
-                    tracing::info!(products = added, "demo catalog added");
-                }
-                return added;
-            }
-            Err(e) if attempt < 20 => {
-                attempt += 1;
-                tracing::debug!("demo catalog not added yet: {e:#}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => {
-                tracing::warn!("could not add the demo catalog: {e:#}");
-                return 0;
-            }
-        }
-    }
 }
 
 async fn named(name: &'static str, component: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

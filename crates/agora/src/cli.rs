@@ -129,6 +129,10 @@ pub struct ProductArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub common: Common,
+    /// Add a demo catalog when the catalog is empty.
+    #[arg(long, env = "AGORA_SEED_DEMO")]
+    #[serde(skip)]
+    pub seed_demo: bool,
 }
 
 #[derive(Debug, Args, Serialize)]

@@ -34,6 +34,10 @@ pub async fn product(args: ProductArgs, shutdown: CancellationToken) -> anyhow::
     let cfg: product_service::Config = config::load(args.common.config.as_deref(), &args)?;
     let bus = bus(&args.common).await?;
     let listener = agora_kit::grpc::bind(args.listen).await?;
+    if args.seed_demo {
+        let addr = listener.local_addr()?.to_string();
+        tokio::spawn(async move { crate::seed::demo_catalog_when_up(&addr).await });
+    }
     product_service::run(cfg, bus, listener, shutdown).await
 }
 

@@ -1,5 +1,8 @@
-//! The demo catalog `agora all` adds to an empty catalog, so a first `curl` finds something
+//! The demo catalog `agora all` (and `agora product-service --seed-demo`) adds to an empty
+//! catalog, so a first `curl` finds something
 //! to order. Prices fit the opening wallet balance, except one that shows a declined payment.
+
+use std::time::Duration;
 
 use agora_kit::identity::Caller;
 use agora_proto::{
@@ -15,6 +18,32 @@ const DEMO: &[(&str, &str, i64, i64)] = &[
     ("Pour-over kettle", "Gooseneck, 1 litre.", 39_00, 25),
     ("Burr grinder", "More than a new wallet holds: try it to see a payment declined.", 149_00, 10),
 ];
+
+/// Seeds the demo catalog, retrying while product-service is still starting; returns how
+/// many products it added. A failure is logged, not fatal: the platform works without demo
+/// data.
+pub async fn demo_catalog_when_up(product_addr: &str) -> usize {
+    let mut attempt = 0;
+    loop {
+        match demo_catalog(product_addr).await {
+            Ok(added) => {
+                if added > 0 {
+                    tracing::info!(products = added, "demo catalog added");
+                }
+                return added;
+            }
+            Err(e) if attempt < 20 => {
+                attempt += 1;
+                tracing::debug!("demo catalog not added yet: {e:#}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                tracing::warn!("could not add the demo catalog: {e:#}");
+                return 0;
+            }
+        }
+    }
+}
 
 /// Adds the demo products when the catalog is empty; returns how many it added.
 pub async fn demo_catalog(product_addr: &str) -> anyhow::Result<usize> {

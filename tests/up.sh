@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# `make up` and `make down` as a user runs them, on a private stack (its own PostgreSQL,
+# Kafka, Consul and Jaeger instances, free ports, the debug binary cargo test built):
+#   - up prints the gateway's and Jaeger's URLs, and the gateway serves the seeded catalog;
+#   - an order placed through the gateway is paid across the processes;
+#   - Consul has a leader and Jaeger's query API answers;
+#   - a second up restarts nothing;
+#   - down leaves no process behind, and the next up still has the order (durable data);
+#   - purge deletes the stack.
+# Run by scripts/test.sh after `cargo test`; needs curl and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/agora/target}"
+export AGORA_UP_INSTANCE="uptest-$$" AGORA_UP_FREE_PORTS=1
+export AGORA_UP_BIN="$CARGO_TARGET_DIR/debug/agora"
+CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
+STATE="$CACHE_DIR/up/$AGORA_UP_INSTANCE"
+
+fail() { printf '[up test] FAILED: %s\n' "$*" >&2; exit 1; }
+pass() { printf '[up test] ok: %s\n' "$*" >&2; }
+trap 'bash scripts/up.sh purge >/dev/null 2>&1 || true' EXIT
+
+[[ -x "$AGORA_UP_BIN" ]] || fail "no debug agora binary at $AGORA_UP_BIN (run cargo build first)"
+
+# JSON field from stdin: json PATH (e.g. products.0.id); prints "" when missing.
+json() {
+  python3 -c '
+import json, sys
+value = json.load(sys.stdin)
+for key in sys.argv[1].split("."):
+    value = value[int(key)] if isinstance(value, list) else value.get(key, "")
+print(len(value) if isinstance(value, list) else value)' "$1"
+}
+
+# Processes of this stack: the agora roles, and the component instances by their paths.
+stack_processes() {
+  pgrep -af "$AGORA_UP_BIN |/$AGORA_UP_INSTANCE/|instances/$AGORA_UP_INSTANCE/" | grep -v pgrep || true
+}
+
+banner="$(bash scripts/up.sh up)"
+printf '%s\n' "$banner"
+gateway="$(sed -n 's/^ *Gateway *\(http:[^ ]*\).*/\1/p' <<<"$banner")"
+jaeger="$(sed -n 's/^ *Jaeger UI *\(http:[^ ]*\).*/\1/p' <<<"$banner")"
+consul="$(sed -n 's/^ *Consul UI *\(http:[^ ]*\)\/ui.*/\1/p' <<<"$banner")"
+[[ -n "$gateway" && -n "$jaeger" && -n "$consul" ]] || fail "the banner lacks the gateway, Jaeger or Consul URL"
+pass "up printed gateway $gateway, Jaeger $jaeger, Consul $consul"
+
+products="$(curl -fsS "$gateway/v1/products")"
+[[ "$(json products <<<"$products")" == 5 ]] || fail "expected the 5 demo products, got: $products"
+mug="$(python3 -c 'import json,sys; print(next(p["id"] for p in json.load(sys.stdin)["products"] if p["name"] == "Ceramic mug"))' <<<"$products")"
+pass "the gateway serves the seeded catalog"
+
+post() { curl -sS -H 'content-type: application/json' "$@"; }
+post -o /dev/null -f "$gateway/v1/users" -d '{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}'
+token="$(post -f "$gateway/v1/auth/login" -d '{"email":"ada@example.com","password":"correct horse battery"}' | json accessToken)"
+order="$(post -f "$gateway/v1/orders" -H "authorization: Bearer $token" -H 'idempotency-key: up-1' \
+  -d "{\"items\":[{\"productId\":\"$mug\",\"quantity\":2}]}")"
+order_id="$(json id <<<"$order")"
+status=""
+for _ in $(seq 1 120); do
+  status="$(curl -fsS -H "authorization: Bearer $token" "$gateway/v1/orders/$order_id" | json status)"
+  [[ "$status" == ORDER_STATUS_PENDING_PAYMENT ]] || break
+  sleep 0.5
+done
+[[ "$status" == ORDER_STATUS_PAID ]] || fail "order $order_id ended $status, not PAID"
+pass "an order through the gateway is paid across the processes"
+
+[[ "$(curl -fsS "$consul/v1/status/leader")" == \"127.0.0.1:* ]] || fail "Consul has no leader"
+curl -fsS -o /dev/null "$jaeger/api/services" || fail "Jaeger's query API does not answer"
+pass "Consul has a leader and Jaeger answers"
+
+pids_before="$(cat "$STATE"/pids/*.pid | sort)"
+bash scripts/up.sh up >/dev/null
+[[ "$(cat "$STATE"/pids/*.pid | sort)" == "$pids_before" ]] || fail "a second up restarted processes"
+pass "a second up restarts nothing"
+
+bash scripts/up.sh down
+left="$(stack_processes)"
+[[ -z "$left" ]] || fail "down left processes behind:"$'\n'"$left"
+pass "down leaves no process behind"
+
+banner="$(bash scripts/up.sh up)"
+gateway="$(sed -n 's/^ *Gateway *\(http:[^ ]*\).*/\1/p' <<<"$banner")"
+token="$(post -f "$gateway/v1/auth/login" -d '{"email":"ada@example.com","password":"correct horse battery"}' | json accessToken)"
+status="$(curl -fsS -H "authorization: Bearer $token" "$gateway/v1/orders/$order_id" | json status)"
+[[ "$status" == ORDER_STATUS_PAID ]] || fail "after down and up, order $order_id is '$status'"
+pass "down and up keep the data"
+
+bash scripts/up.sh purge
+[[ -z "$(stack_processes)" && ! -d "$STATE" ]] || fail "purge left processes or $STATE"
+trap - EXIT
+pass "purge removes the stack"
