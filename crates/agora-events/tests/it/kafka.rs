@@ -1,10 +1,17 @@
 //! The Kafka bus against a real broker (`scripts/kafka.sh`, which `make test` starts).
 //! Every test uses its own topics and groups, so runs and tests never see each other's data.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use agora_events::{
-    ConsumerOptions, EventBus, KafkaBus, KafkaOptions, OutgoingMessage, Relay, Subscription,
+    ConsumerOptions, EventBus, Handler, KafkaBus, KafkaOptions, OutgoingMessage, Relay, Subscription,
     consumer::{ATTEMPTS_HEADER, ERROR_HEADER},
     outbox, run_consumer, topics,
 };
@@ -13,7 +20,7 @@ use agora_proto::events::{EventEnvelope, OrderPlaced};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::{AlwaysFails, database};
+use crate::{AlwaysFails, RecordEffect, database, effects, enqueue};
 
 fn bus(brokers: &str) -> KafkaBus {
     KafkaBus::new(KafkaOptions::new(brokers)).unwrap()
@@ -186,4 +193,31 @@ async fn a_poison_message_reaches_the_dead_letter_topic_with_its_error() {
     assert_eq!(letter.key, "poison");
     assert_eq!(letter.headers[ERROR_HEADER], "downstream says no");
     assert_eq!(letter.headers[ATTEMPTS_HEADER], "3");
+}
+
+#[tokio::test]
+async fn a_consumer_killed_between_its_effect_and_its_commit_applies_nothing_twice() {
+    let Some(brokers) = kafka_brokers() else { return };
+    let db = database(&TestDatabase::sqlite()).await;
+    // The outbox writes to the real topic names; a prefix keeps this test's copy apart.
+    let options = KafkaOptions { prefix: unique("killed") + ".", ..KafkaOptions::new(&brokers) };
+    let bus = Arc::new(KafkaBus::new(options).unwrap());
+    enqueue(&db, 1).await;
+    Relay::new(db.clone(), bus.clone()).publish_batch().await.unwrap();
+    let handler = RecordEffect { db: db.clone(), calls: AtomicUsize::new(0) };
+    let decode = |d: &agora_events::Delivery| EventEnvelope::decode(d.payload.as_slice()).unwrap();
+
+    // The effect commits, then the consumer dies before committing its offset.
+    let mut first = bus.subscribe("effects", topics::ORDERS).await.unwrap();
+    let delivery = next(&mut first, 30).await;
+    handler.handle(&decode(&delivery)).await.unwrap();
+    drop(first);
+
+    let mut second = bus.subscribe("effects", topics::ORDERS).await.unwrap();
+    let again = next(&mut second, 30).await;
+    assert_eq!((again.partition, again.offset), (delivery.partition, delivery.offset), "the same message again");
+    handler.handle(&decode(&again)).await.unwrap();
+    second.ack(&again).await.unwrap();
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 2, "handled twice");
+    assert_eq!(effects(&db).await, 1, "applied once");
 }
