@@ -3,7 +3,8 @@
 //!
 //! A request's context lives in a task-local while its handler runs: [`TraceContextLayer`]
 //! puts it there on every gRPC server (a child of the caller's `traceparent`, or a new trace),
-//! the event envelope copies [`current`] into its headers, and the event consumer runs each
+//! calls to other services carry it on ([`inject`], through `Caller::request`), the event
+//! envelope copies [`current`] into its headers, and the event consumer runs each
 //! handler under the context the message carried. So an order's `OrderPlaced`, the payment's
 //! `PaymentSucceeded` and the final `OrderPaid` all carry the trace id of the REST call that
 //! placed it.
@@ -98,6 +99,13 @@ pub fn continue_from(header: Option<&str>) -> TraceParent {
     header.and_then(TraceParent::parse).map_or_else(TraceParent::root, |parent| parent.child())
 }
 
+/// Adds the current context, if any, to an outgoing call's metadata.
+pub fn inject(metadata: &mut tonic::metadata::MetadataMap) {
+    if let Some(context) = current() {
+        metadata.insert(TRACEPARENT, context.to_string().parse().expect("a traceparent is ASCII"));
+    }
+}
+
 /// A tower layer for gRPC (and any HTTP) servers: each request's handler runs under a child of
 /// the caller's `traceparent`, or a new trace.
 #[derive(Debug, Clone, Copy, Default)]
@@ -184,6 +192,15 @@ mod tests {
         assert_ne!(fresh.trace_id, parent.trace_id);
         assert_ne!(TraceParent::root().trace_id, TraceParent::root().trace_id);
         assert_eq!(TraceParent::parse(&fresh.to_string()), Some(fresh));
+    }
+
+    #[tokio::test]
+    async fn outgoing_calls_carry_the_current_context() {
+        let context = TraceParent::root();
+        let request = scope(context, async { crate::identity::Caller::service().request(()) }).await;
+        assert_eq!(request.metadata().get(TRACEPARENT).unwrap().to_str().unwrap(), context.to_string());
+        let outside = crate::identity::Caller::service().request(());
+        assert!(outside.metadata().get(TRACEPARENT).is_none());
     }
 
     #[tokio::test]
