@@ -34,6 +34,8 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/versions.env"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/daemon.sh"  # free_port
 
 # --- Configuration ----------------------------------------------------------
 
@@ -130,10 +132,6 @@ take_install_lock() {
   INSTALL_LOCK_HELD=1
 }
 
-# A loopback TCP port nobody listens on right now.
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # The client port in the written config (that of the running or last-run broker).
 configured_port() {
@@ -405,10 +403,8 @@ cmd_start() {
   rm -f "$KAFKA_PID"
   # 0 asks for any free port (tests, and several instances on one machine).
   if [[ "$KAFKA_PORT" == 0 ]]; then KAFKA_PORT="$(free_port)"; fi
-  if [[ "$KAFKA_CONTROLLER_PORT" == 0 ]]; then
-    KAFKA_CONTROLLER_PORT="$(free_port)"
-    while [[ "$KAFKA_CONTROLLER_PORT" == "$KAFKA_PORT" ]]; do KAFKA_CONTROLLER_PORT="$(free_port)"; done
-  fi
+  DAEMON_TAKEN_PORTS+="$KAFKA_PORT "  # so the controller gets another one
+  if [[ "$KAFKA_CONTROLLER_PORT" == 0 ]]; then KAFKA_CONTROLLER_PORT="$(free_port)"; fi
   write_config
 
   # Refuse to start if something else owns a port: our broker would fail to bind,
@@ -513,12 +509,6 @@ cmd_topics() {
   [[ -f "$KAFKA_CLIENT_PROPS" ]] || write_config
   kafka_tool org.apache.kafka.tools.TopicCommand \
     --bootstrap-server "$(cmd_url)" --command-config "$KAFKA_CLIENT_PROPS" "$@"
-}
-
-usage() {
-  # Print the header comment (everything after the shebang up to the code).
-  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
-  exit 2
 }
 
 main() {

@@ -24,6 +24,10 @@
 #   AGORA_PG_DURABLE   1 = fsync and synchronous commits on      (default: 0)
 set -euo pipefail
 
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/daemon.sh"  # free_port
+
 # --- Configuration ----------------------------------------------------------
 
 PG_PORT="${AGORA_PG_PORT:-55432}"
@@ -93,10 +97,6 @@ psql_() {
     -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d postgres "$@"
 }
 
-# A loopback TCP port nobody listens on right now.
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # When our server runs, its port is the one it was started on (see cmd_start).
 use_running_port() {
@@ -301,12 +301,6 @@ FROM pg_database
 WHERE datname LIKE 'agora\_test\_%'
 \gexec
 SQL
-}
-
-usage() {
-  # Print the header comment (everything after the shebang up to the code).
-  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
-  exit 2
 }
 
 main() {

@@ -274,11 +274,6 @@ cmd_status() {
   return "$down"
 }
 
-usage() {
-  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
-  exit 2
-}
-
 main() {
   case "${1:-}" in
     up) cmd_up ;;

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Shared helpers for the scripts that run Agora's private local daemons (consul.sh,
-# jaeger.sh, ...): loopback ports, a pid file guarded against pid reuse, detached launch,
-# readiness wait, stop, and an instance lock.
+# Shared helpers for the scripts that run Agora's private local daemons: loopback ports
+# (all of them), a pid file guarded against pid reuse, detached launch, readiness wait, stop,
+# an instance lock, and the whole start/stop/status/reset life cycle of one instance of a
+# Go-built tool (consul.sh, jaeger.sh).
 #
 # Source it from a script that runs under `set -euo pipefail` and defines its own
 #   log MSG...   progress/info line on stderr, prefixed with the script's name
@@ -265,4 +266,109 @@ daemon_lock() {
   exec 9>>"$1"
   flock -w "$2" 9 || die "another run still holds $1 after ${2}s"
   DAEMON_LOCK_HELD=1
+}
+
+# --- One instance of a Go-built tool (consul.sh, jaeger.sh) ------------------
+#
+# The subcommands every such script has, written once. The sourcing script sets
+#   INSTANCE_TOOL     the go-tools.sh tool name (also in messages), e.g. consul
+#   INSTANCE_NAME     the instance's name
+#   INSTANCE_ROOT     its directory; INSTANCE_PID, _LOG, _STATE (ports), _LOCK in it
+#   INSTANCE_PATTERN  what the daemon's command line contains (daemon_pid's guard)
+# fills the port table, and defines
+#   instance_ready        true once the daemon answers (PORTS set)
+#   instance_config       writes the config for PORTS (called while stopped)
+#   instance_launch BIN   daemon_launch "$INSTANCE_PID" "$INSTANCE_LOG" BIN ARGS...
+#   instance_where        one line saying where it listens (PORTS set), for messages
+#   INSTANCE_NOT_READY    what `status` says when the process runs but does not answer
+
+INSTANCE_START_TIMEOUT_SECS=60
+INSTANCE_STOP_TIMEOUT_SECS=20
+# A cold install builds the tool from source (minutes), so a second caller may wait that long.
+INSTANCE_LOCK_TIMEOUT_SECS=900
+
+instance_running_pid() { daemon_pid "$INSTANCE_PID" "$INSTANCE_PATTERN"; }
+
+# PORTS of the running instance (from its state file), else as requested (0 = unknown).
+instance_load_ports() {
+  if instance_running_pid >/dev/null && ports_load "$INSTANCE_STATE"; then return 0; fi
+  ports_requested
+}
+
+instance_install() {
+  bash "$SCRIPT_DIR/go-tools.sh" install "$INSTANCE_TOOL" 9>&-
+}
+
+instance_start() {
+  daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
+  local bin pid
+  bin="$(bash "$SCRIPT_DIR/go-tools.sh" path "$INSTANCE_TOOL" 9>&-)"
+  if pid="$(instance_running_pid)"; then
+    # Ours already runs (perhaps still starting): it must have the ports asked for.
+    ports_load "$INSTANCE_STATE" || die "running (pid $pid) but $INSTANCE_STATE is missing; run: $0 stop"
+    ports_match_request \
+      || die "already running (pid $pid) with other ports than asked for ($INSTANCE_STATE); run: $0 stop"
+    daemon_wait_ready "$pid" "$INSTANCE_PID" "$INSTANCE_LOG" "$INSTANCE_START_TIMEOUT_SECS" instance_ready
+    log "already running on $(instance_where) (pid $pid)"
+    return 0
+  fi
+  # Fixed ports must be free (else the daemon would fail to bind, or tests would talk to
+  # somebody else's); 0 becomes a free port.
+  resolve_ports
+  instance_config
+  ports_save "$INSTANCE_STATE"
+  log "starting $INSTANCE_TOOL (instance $INSTANCE_NAME) on $(instance_where) (log: $INSTANCE_LOG)"
+  instance_launch "$bin"
+  pid="$DAEMON_LAUNCHED_PID"
+  daemon_wait_ready "$pid" "$INSTANCE_PID" "$INSTANCE_LOG" "$INSTANCE_START_TIMEOUT_SECS" instance_ready
+  log "ready: $(instance_where) (pid $pid)"
+}
+
+instance_stop() {
+  [[ -d "$INSTANCE_ROOT" ]] || { log "not running"; return 0; }
+  daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
+  daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" "$INSTANCE_STOP_TIMEOUT_SECS"
+}
+
+# 0 = running and answering, 3 = not running, 1 = running but not answering.
+instance_status() {
+  local pid
+  if ! pid="$(instance_running_pid)"; then
+    log "not running (instance $INSTANCE_NAME)"
+    return 3
+  fi
+  if ports_load "$INSTANCE_STATE" && instance_ready; then
+    log "running on $(instance_where) (instance $INSTANCE_NAME, pid $pid)"
+    return 0
+  fi
+  log "process $pid runs but $INSTANCE_NOT_READY (log: $INSTANCE_LOG)"
+  return 1
+}
+
+# instance_endpoint KEY PREFIX SUFFIX: print PREFIX, 127.0.0.1:port of listener KEY, SUFFIX.
+instance_endpoint() {
+  instance_load_ports
+  local port
+  port="$(port_of "$1")"
+  printf '%s%s:%s%s\n' "$2" "$DAEMON_HOST" "$port" "$3"
+}
+
+instance_ports() {
+  instance_load_ports
+  local k
+  for k in "${PORT_KEYS[@]}"; do printf '%s=%s\n' "$k" "${PORTS[$k]}"; done
+}
+
+instance_reset() {
+  daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
+  daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" "$INSTANCE_STOP_TIMEOUT_SECS"
+  log "deleting the files of instance $INSTANCE_NAME in $INSTANCE_ROOT"
+  # Everything but the lock file, which other runs may be waiting on.
+  find "$INSTANCE_ROOT" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
+}
+
+# Print the sourcing script's header comment (after the shebang, up to the code); exit 2.
+usage() {
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
+  exit 2
 }
