@@ -9,34 +9,37 @@ use prost_reflect::{DynamicMessage, MessageDescriptor};
 use tonic::{
     Status,
     codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
-    transport::Channel,
 };
+
+use agora_discovery::{Balanced, Resolver};
 
 use crate::api::Binding;
 
-/// A channel per backend service, by the service's full protobuf name.
+/// A balanced channel per backend service, by the service's full protobuf name.
 #[derive(Debug, Clone, Default)]
 pub struct Backends {
-    channels: BTreeMap<String, (String, Channel)>,
+    channels: BTreeMap<String, (String, Balanced)>,
 }
 
 impl Backends {
-    /// Channels to `addresses` (service full name → `HOST:PORT` or URL). They connect on
-    /// first use, so the gateway starts before its backends and recovers when they return.
-    pub fn connect_lazy(addresses: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+    /// Channels to `targets` (service full name → target, see [`Resolver::channel`]). They
+    /// connect on first use, so the gateway starts before its backends and recovers when
+    /// they return.
+    pub fn connect(targets: &BTreeMap<String, String>, resolver: &Resolver) -> anyhow::Result<Self> {
         let mut channels = BTreeMap::new();
-        for (service, address) in addresses {
-            channels.insert(service.clone(), (address.clone(), agora_kit::grpc::lazy_channel(address)?));
+        for (service, target) in targets {
+            let channel = resolver.channel(target).map_err(|e| anyhow::anyhow!("backend {service}: {e}"))?;
+            channels.insert(service.clone(), (target.clone(), channel));
         }
         Ok(Self { channels })
     }
 
-    pub fn channel(&self, service: &str) -> Option<&Channel> {
+    pub fn channel(&self, service: &str) -> Option<&Balanced> {
         self.channels.get(service).map(|(_, channel)| channel)
     }
 
-    /// Service name, address and channel of every backend.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Channel)> {
+    /// Service name, target and channel of every backend.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Balanced)> {
         self.channels.iter().map(|(service, (address, channel))| (service.as_str(), address.as_str(), channel))
     }
 

@@ -64,7 +64,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
-    /// Backend address (`HOST:PORT` or URL) by fully qualified gRPC service name.
+    /// Backend by fully qualified gRPC service name: `HOST:PORT[,HOST:PORT…]` (or URLs), or
+    /// `consul://NAME` to follow NAME's passing instances in Consul.
     pub backends: BTreeMap<String, String>,
     /// HS256 secret shared with user-service, which signs the tokens this verifies.
     pub jwt_secret: SecretString,
@@ -78,6 +79,9 @@ pub struct Config {
     pub rate_limit_burst: u32,
     /// Origins browsers may call from (`*` for any); empty sends no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// Turns `backends` into balanced channels (and watches Consul for them).
+    #[serde(skip)]
+    pub resolver: agora_discovery::Resolver,
 }
 
 impl Default for Config {
@@ -90,6 +94,7 @@ impl Default for Config {
             rate_limit_per_second: 100.0,
             rate_limit_burst: 200,
             cors_origins: Vec::new(),
+            resolver: agora_discovery::Resolver::fixed(),
         }
     }
 }
@@ -107,7 +112,7 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
             binding.template
         );
     }
-    let backends = Backends::connect_lazy(&config.backends)?;
+    let backends = Backends::connect(&config.backends, &config.resolver)?;
     // Written once: the document only changes with the binary.
     let document = bytes::Bytes::from(serde_json::to_vec(&openapi::document(api))?);
 

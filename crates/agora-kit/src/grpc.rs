@@ -2,22 +2,111 @@
 //! `grpc.health.v1` (what Kubernetes probes, Consul checks and the gateway's `/readyz` ask)
 //! and server reflection (what grpcurl and the gateway's debugging rely on).
 //!
-//! Shutdown order matters: on cancellation every service is first reported NOT_SERVING so
-//! that load balancers stop sending new calls, then tonic stops accepting and waits for the
-//! in-flight calls to finish, then `serve` returns.
+//! A [`Listener`] is the socket plus who must hear about the server: an [`Announcer`] (the
+//! Consul registration) is told once the server is SERVING and again when it stops.
+//!
+//! Shutdown order matters: on cancellation every service is first reported NOT_SERVING,
+//! then the announcer withdraws the instance (deregisters it) so callers stop choosing it,
+//! then tonic stops accepting and waits for the in-flight calls to finish, then `serve`
+//! returns.
 
-use std::net::SocketAddr;
+use std::{fmt, net::SocketAddr, sync::Arc};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic_health::ServingStatus;
+use tonic_health::{
+    ServingStatus,
+    server::{HealthReporter, HealthService},
+};
 
 /// How long in-flight calls may take to finish after shutdown starts. Kubernetes allows 30 s
 /// by default before SIGKILL; 10 s leaves room for deregistration and the rest of shutdown,
 /// and stops one client that never closes its connection from holding the process open.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Tells the outside world (a service registry) that this server is up, and later that it
+/// is going away.
+#[async_trait::async_trait]
+pub trait Announcer: Send + Sync + fmt::Debug {
+    /// The server listens at `addr` and reports SERVING. Returns once the announcement is
+    /// under way; keeping it true (e.g. registering again after the registry restarts) is the
+    /// announcer's own job until [`Announcer::withdraw`].
+    async fn announce(&self, addr: SocketAddr);
+    /// The server is NOT_SERVING and about to drain: stop sending callers here.
+    async fn withdraw(&self);
+}
+
+/// The health a server reports, by service name (the empty name is the whole server). A
+/// clone shares the state: whoever holds one can turn the server NOT_SERVING (a lost
+/// dependency, a test) and back.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+}
+
+impl fmt::Debug for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Health").finish_non_exhaustive()
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self { reporter: HealthReporter::new() }
+    }
+}
+
+impl Health {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the whole server and each of `services` to `status`.
+    pub async fn set(&self, services: &[&str], status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        for name in services {
+            self.reporter.set_service_status(*name, status).await;
+        }
+    }
+
+    fn server(&self) -> tonic_health::pb::health_server::HealthServer<HealthService> {
+        tonic_health::pb::health_server::HealthServer::new(HealthService::from_health_reporter(self.reporter.clone()))
+    }
+}
+
+/// Where a gRPC server listens, and who hears about it.
+#[derive(Debug)]
+pub struct Listener {
+    tcp: TcpListener,
+    announcer: Option<Arc<dyn Announcer>>,
+    health: Health,
+}
+
+impl From<TcpListener> for Listener {
+    fn from(tcp: TcpListener) -> Self {
+        Self { tcp, announcer: None, health: Health::new() }
+    }
+}
+
+impl Listener {
+    /// The server will be announced by `announcer` once it serves.
+    pub fn announced(mut self, announcer: Arc<dyn Announcer>) -> Self {
+        self.announcer = Some(announcer);
+        self
+    }
+
+    /// The server reports `health` (keep a clone to change it later).
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
 
 /// Runs `routes` (plus health and reflection) on `listener` until `shutdown` is cancelled and
 /// the in-flight calls have drained.
@@ -27,14 +116,12 @@ pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 pub async fn serve(
     routes: Routes,
     service_names: &[&'static str],
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Listener { tcp: listener, announcer, health } = listener.into();
     let addr = listener.local_addr()?;
-    let (reporter, health) = tonic_health::server::health_reporter();
-    for name in service_names {
-        reporter.set_service_status(*name, ServingStatus::Serving).await;
-    }
+    health.set(service_names, ServingStatus::Serving).await;
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(agora_proto::FILE_DESCRIPTOR_SET)
@@ -47,20 +134,26 @@ pub async fn serve(
 
     let names: Vec<&'static str> = service_names.to_vec();
     let deadline = shutdown.clone();
+    let health_server = health.server();
+    let withdrawing = announcer.clone();
     let drained = async move {
         shutdown.cancelled().await;
-        reporter.set_service_status("", ServingStatus::NotServing).await;
-        for name in names {
-            reporter.set_service_status(name, ServingStatus::NotServing).await;
+        health.set(&names, ServingStatus::NotServing).await;
+        tracing::info!(%addr, "health set to NOT_SERVING");
+        if let Some(announcer) = withdrawing {
+            announcer.withdraw().await;
         }
-        tracing::info!(%addr, "health set to NOT_SERVING; draining in-flight calls");
+        tracing::info!(%addr, "draining in-flight calls");
     };
 
     tracing::info!(%addr, services = ?service_names, "gRPC server listening");
+    if let Some(announcer) = &announcer {
+        announcer.announce(addr).await;
+    }
     let server = tonic::transport::Server::builder()
         // Each call runs under its caller's trace context (or a new one).
         .layer(crate::trace_context::TraceContextLayer)
-        .add_routes(routes.add_service(health).add_service(reflection).add_service(reflection_alpha))
+        .add_routes(routes.add_service(health_server).add_service(reflection).add_service(reflection_alpha))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained);
     tokio::select! {
         result = server => result?,

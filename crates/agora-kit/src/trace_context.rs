@@ -140,8 +140,15 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let header = request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
         let context = continue_from(header);
+        let method = request.uri().path().to_owned();
         let response = self.inner.call(request);
-        Box::pin(CURRENT.scope(context, response))
+        Box::pin(CURRENT.scope(context, async move {
+            let started = std::time::Instant::now();
+            let response = response.await;
+            // One line per call at debug level: which instance served what, and how fast.
+            tracing::debug!(target: "agora::grpc", %method, elapsed_us = started.elapsed().as_micros() as u64, "call served");
+            response
+        }))
     }
 }
 

@@ -52,6 +52,46 @@ pub enum Events {
     Kafka,
 }
 
+/// How a process finds the services it calls, and makes itself known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiscoveryMode {
+    /// Fixed addresses (`--*-addr`, comma-separated for several instances); nothing is
+    /// registered. The embedded default, and what Kubernetes Service DNS names want.
+    Static,
+    /// Register this instance with the local Consul agent and find the others there
+    /// (`--*-addr` flags still override, as fixed addresses).
+    Consul,
+}
+
+/// Service discovery flags, shared by every role.
+#[derive(Debug, Clone, Args)]
+pub struct DiscoveryArgs {
+    /// How this process finds the services it calls and makes itself known.
+    #[arg(long, env = "AGORA_DISCOVERY", value_enum, default_value_t = DiscoveryMode::Static)]
+    pub discovery: DiscoveryMode,
+
+    /// HTTP address of the local Consul agent, with `--discovery consul`.
+    #[arg(long, env = "AGORA_CONSUL_ADDR", default_value = "127.0.0.1:8500")]
+    pub consul_addr: String,
+
+    /// Consul ACL token, when the agent enforces ACLs.
+    #[arg(long, env = "AGORA_CONSUL_TOKEN", hide_env_values = true)]
+    pub consul_token: Option<String>,
+
+    /// Address registered in Consul for callers to use [default: the listen address; required
+    /// when listening on 0.0.0.0]. A port of 0 means the listening port.
+    #[arg(long, env = "AGORA_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<SocketAddr>,
+
+    /// Seconds between the agent's health checks of this instance.
+    #[arg(long, env = "AGORA_CONSUL_CHECK_INTERVAL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub consul_check_interval_secs: u64,
+
+    /// Seconds an instance may stay critical before the agent removes it (Consul's minimum is 60).
+    #[arg(long, env = "AGORA_CONSUL_DEREGISTER_AFTER_SECS", default_value_t = 60)]
+    pub consul_deregister_after_secs: u64,
+}
+
 /// Flags every single role has.
 #[derive(Debug, Args, Serialize)]
 pub struct Common {
@@ -91,6 +131,10 @@ pub struct Common {
     #[arg(long, env = "AGORA_KAFKA_PREFIX", default_value = "")]
     #[serde(skip)]
     pub kafka_prefix: String,
+
+    #[command(flatten)]
+    #[serde(skip)]
+    pub discovery: DiscoveryArgs,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -144,11 +188,13 @@ pub struct OrderArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub common: Common,
-    /// user-service address (HOST:PORT).
+    /// user-service: `HOST:PORT[,HOST:PORT…]` or `consul://NAME` [default: 127.0.0.1:50051,
+    /// or consul://user-service with `--discovery consul`].
     #[arg(long, env = "AGORA_USER_ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_addr: Option<String>,
-    /// product-service address (HOST:PORT).
+    /// product-service, as for --user-addr [default: 127.0.0.1:50052, or
+    /// consul://product-service].
     #[arg(long, env = "AGORA_PRODUCT_ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product_addr: Option<String>,
@@ -191,22 +237,26 @@ pub struct GatewayArgs {
     #[arg(long, env = "AGORA_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// user-service address (HOST:PORT) [default: 127.0.0.1:50051].
+    /// user-service: `HOST:PORT[,HOST:PORT…]` or `consul://NAME` [default: 127.0.0.1:50051,
+    /// or consul://user-service with `--discovery consul`].
     #[arg(long, env = "AGORA_USER_ADDR")]
     #[serde(skip)]
     pub user_addr: Option<String>,
-    /// product-service address [default: 127.0.0.1:50052].
+    /// product-service, as for --user-addr [default: 127.0.0.1:50052].
     #[arg(long, env = "AGORA_PRODUCT_ADDR")]
     #[serde(skip)]
     pub product_addr: Option<String>,
-    /// order-service address [default: 127.0.0.1:50053].
+    /// order-service, as for --user-addr [default: 127.0.0.1:50053].
     #[arg(long, env = "AGORA_ORDER_ADDR")]
     #[serde(skip)]
     pub order_addr: Option<String>,
-    /// payment-service address [default: 127.0.0.1:50054].
+    /// payment-service, as for --user-addr [default: 127.0.0.1:50054].
     #[arg(long, env = "AGORA_PAYMENT_ADDR")]
     #[serde(skip)]
     pub payment_addr: Option<String>,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub discovery: DiscoveryArgs,
     /// HS256 secret that user-service signs access tokens with (32 bytes or more).
     #[arg(long, env = "AGORA_JWT_SECRET", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,12 +1,24 @@
 //! Running one role: config = defaults < `--config` file < flags / `AGORA_*` environment.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use agora_discovery::{CheckTiming, Consul, Probe, Registration, Resolver};
 use agora_events::{EventBus, KafkaBus, KafkaOptions, LocalBus};
-use agora_kit::config;
+use agora_kit::{config, grpc::Listener};
+use secrecy::SecretString;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Common, Events, GatewayArgs, OrderArgs, PaymentArgs, ProductArgs, UserArgs};
+use crate::cli::{
+    Common, DiscoveryArgs, DiscoveryMode, Events, GatewayArgs, OrderArgs, PaymentArgs, ProductArgs, UserArgs,
+};
+
+/// Each role's name in Consul (and on the command line).
+pub const USER: &str = "user-service";
+pub const PRODUCT: &str = "product-service";
+pub const ORDER: &str = "order-service";
+pub const PAYMENT: &str = "payment-service";
+pub const GATEWAY: &str = "gateway";
 
 /// The event bus the flags ask for.
 pub async fn bus(common: &Common) -> anyhow::Result<Arc<dyn EventBus>> {
@@ -26,14 +38,14 @@ pub async fn bus(common: &Common) -> anyhow::Result<Arc<dyn EventBus>> {
 pub async fn user(args: UserArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: user_service::Config = config::load(args.common.config.as_deref(), &args)?;
     let bus = bus(&args.common).await?;
-    let listener = agora_kit::grpc::bind(args.listen).await?;
+    let listener = listen(args.listen, &args.common.discovery, USER, user_service::SERVICE_NAME).await?;
     user_service::run(cfg, bus, listener, shutdown).await
 }
 
 pub async fn product(args: ProductArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: product_service::Config = config::load(args.common.config.as_deref(), &args)?;
     let bus = bus(&args.common).await?;
-    let listener = agora_kit::grpc::bind(args.listen).await?;
+    let listener = listen(args.listen, &args.common.discovery, PRODUCT, product_service::SERVICE_NAME).await?;
     if args.seed_demo {
         let addr = listener.local_addr()?.to_string();
         tokio::spawn(async move { crate::seed::demo_catalog_when_up(&addr).await });
@@ -41,39 +53,141 @@ pub async fn product(args: ProductArgs, shutdown: CancellationToken) -> anyhow::
     product_service::run(cfg, bus, listener, shutdown).await
 }
 
-pub async fn order(args: OrderArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let cfg: order_service::Config = config::load(args.common.config.as_deref(), &args)?;
+pub async fn order(mut args: OrderArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let discovery = args.common.discovery.clone();
+    if discovery.discovery == DiscoveryMode::Consul {
+        args.user_addr.get_or_insert_with(|| consul_target(USER));
+        args.product_addr.get_or_insert_with(|| consul_target(PRODUCT));
+    }
+    let mut cfg: order_service::Config = config::load(args.common.config.as_deref(), &args)?;
+    cfg.resolver = resolver(&discovery)?;
     let bus = bus(&args.common).await?;
-    let listener = agora_kit::grpc::bind(args.listen).await?;
+    let listener = listen(args.listen, &discovery, ORDER, order_service::SERVICE_NAME).await?;
     order_service::run(cfg, bus, listener, shutdown).await
 }
 
 pub async fn payment(args: PaymentArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: payment_service::Config = config::load(args.common.config.as_deref(), &args)?;
     let bus = bus(&args.common).await?;
-    let listener = agora_kit::grpc::bind(args.listen).await?;
+    let listener = listen(args.listen, &args.common.discovery, PAYMENT, payment_service::SERVICE_NAME).await?;
     payment_service::run(cfg, bus, listener, shutdown).await
 }
 
 pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut cfg: gateway::Config = config::load(args.config.as_deref(), &args)?;
-    // A flag or variable names a backend; otherwise the file's address, otherwise the default.
+    let consul = args.discovery.discovery == DiscoveryMode::Consul;
+    // A flag or variable names a backend; otherwise the file's address, otherwise the
+    // default: the role's name in Consul, or its usual local address.
     let addresses = [
-        (user_service::SERVICE_NAME, args.user_addr, "127.0.0.1:50051"),
-        (product_service::SERVICE_NAME, args.product_addr, "127.0.0.1:50052"),
-        (order_service::SERVICE_NAME, args.order_addr, "127.0.0.1:50053"),
-        (payment_service::SERVICE_NAME, args.payment_addr, "127.0.0.1:50054"),
+        (user_service::SERVICE_NAME, args.user_addr, USER, "127.0.0.1:50051"),
+        (product_service::SERVICE_NAME, args.product_addr, PRODUCT, "127.0.0.1:50052"),
+        (order_service::SERVICE_NAME, args.order_addr, ORDER, "127.0.0.1:50053"),
+        (payment_service::SERVICE_NAME, args.payment_addr, PAYMENT, "127.0.0.1:50054"),
     ];
-    for (service, flag, default) in addresses {
+    for (service, flag, role, local) in addresses {
+        let default = if consul { consul_target(role) } else { local.to_owned() };
         match flag {
             Some(addr) => {
                 cfg.backends.insert(service.to_owned(), addr);
             }
+            None if consul => {
+                cfg.backends.insert(service.to_owned(), default);
+            }
             None => {
-                cfg.backends.entry(service.to_owned()).or_insert_with(|| default.to_owned());
+                cfg.backends.entry(service.to_owned()).or_insert(default);
             }
         }
     }
+    cfg.resolver = resolver(&args.discovery)?;
     let listener = agora_kit::grpc::bind(args.listen).await?;
-    gateway::run(cfg, listener, shutdown).await
+    if !consul {
+        return gateway::run(cfg, listener, shutdown).await;
+    }
+    // The gateway serves HTTP, so the agent checks `/healthz`. On shutdown it leaves Consul
+    // first, then stops serving.
+    let advertise = advertise(&args.discovery, listener.local_addr()?)?;
+    let registration = Registration::new(
+        consul_client(&args.discovery)?,
+        GATEWAY,
+        advertise,
+        Probe::Http("/healthz".to_owned()),
+        timing(&args.discovery),
+        env!("CARGO_PKG_VERSION"),
+    );
+    registration.start().await;
+    let serving = CancellationToken::new();
+    let stop = serving.clone();
+    let withdraw = async move {
+        shutdown.cancelled().await;
+        registration.stop().await;
+        stop.cancel();
+    };
+    let (result, ()) = tokio::join!(gateway::run(cfg, listener, serving.clone()), async {
+        tokio::select! {
+            () = withdraw => {}
+            // The gateway stopped on its own (an error): nothing to withdraw from.
+            () = serving.cancelled() => {}
+        }
+    });
+    result
+}
+
+fn consul_target(role: &str) -> String {
+    format!("{}{role}", agora_discovery::CONSUL_SCHEME)
+}
+
+fn consul_client(args: &DiscoveryArgs) -> anyhow::Result<Consul> {
+    Consul::new(&args.consul_addr, args.consul_token.clone().map(SecretString::from))
+}
+
+/// Channels for `--*-addr` targets; `consul://` ones need `--discovery consul`.
+fn resolver(args: &DiscoveryArgs) -> anyhow::Result<Resolver> {
+    Ok(match args.discovery {
+        DiscoveryMode::Static => Resolver::fixed(),
+        DiscoveryMode::Consul => Resolver::with_consul(consul_client(args)?),
+    })
+}
+
+fn timing(args: &DiscoveryArgs) -> CheckTiming {
+    CheckTiming {
+        interval: Duration::from_secs(args.consul_check_interval_secs),
+        deregister_after: Duration::from_secs(args.consul_deregister_after_secs),
+    }
+}
+
+/// What callers are told to dial: `--advertise-addr`, else the listening address.
+fn advertise(args: &DiscoveryArgs, local: SocketAddr) -> anyhow::Result<SocketAddr> {
+    match args.advertise_addr {
+        Some(mut addr) => {
+            if addr.port() == 0 {
+                addr.set_port(local.port());
+            }
+            Ok(addr)
+        }
+        None if local.ip().is_unspecified() => anyhow::bail!(
+            "listening on {local} (every interface): set --advertise-addr (AGORA_ADVERTISE_ADDR) to the \
+             address other processes should dial, e.g. the pod IP"
+        ),
+        None => Ok(local),
+    }
+}
+
+/// Binds `addr`; with `--discovery consul` the server also registers as `role` once it
+/// serves, checked through grpc.health.v1 for `grpc_service`.
+async fn listen(addr: SocketAddr, args: &DiscoveryArgs, role: &str, grpc_service: &str) -> anyhow::Result<Listener> {
+    let tcp: TcpListener = agora_kit::grpc::bind(addr).await?;
+    let listener = Listener::from(tcp);
+    if args.discovery == DiscoveryMode::Static {
+        return Ok(listener);
+    }
+    let advertise = advertise(args, listener.local_addr()?)?;
+    let registration = Registration::new(
+        consul_client(args)?,
+        role,
+        advertise,
+        Probe::Grpc(grpc_service.to_owned()),
+        timing(args),
+        env!("CARGO_PKG_VERSION"),
+    );
+    Ok(listener.announced(Arc::new(registration)))
 }

@@ -26,7 +26,6 @@ use std::{sync::Arc, time::Duration};
 use agora_events::{ConsumerOptions, EventBus, Relay, run_consumer, topics};
 use agora_proto::order::order_service_server::OrderServiceServer;
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::server::NamedService;
 
@@ -37,14 +36,18 @@ pub use error::Error;
 pub struct Config {
     /// `sqlite:PATH` or `postgres://…`; this service's own database.
     pub database_url: String,
-    /// user-service, to check that the buyer exists.
+    /// user-service, to check that the buyer exists: `HOST:PORT[,HOST:PORT…]` or
+    /// `consul://NAME` (see [`agora_discovery::Resolver`]).
     pub user_addr: String,
-    /// product-service, to reserve and price stock.
+    /// product-service, to reserve and price stock; same forms as `user_addr`.
     pub product_addr: String,
     /// An order still waiting for payment after this long is cancelled.
     pub payment_timeout_secs: u64,
     /// How often the sweeper looks for such orders.
     pub sweep_interval_secs: u64,
+    /// Turns the two addresses into balanced channels (and watches Consul for them).
+    #[serde(skip)]
+    pub resolver: agora_discovery::Resolver,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             product_addr: "127.0.0.1:50052".to_owned(),
             payment_timeout_secs: 900,
             sweep_interval_secs: 30,
+            resolver: agora_discovery::Resolver::fixed(),
         }
     }
 }
@@ -67,7 +71,7 @@ pub const CONSUMER: &str = "order-service";
 pub async fn run(
     config: Config,
     bus: Arc<dyn EventBus>,
-    listener: TcpListener,
+    listener: impl Into<agora_kit::grpc::Listener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let db = store::connect(&config.database_url).await?;
@@ -75,8 +79,8 @@ pub async fn run(
     let store = store::Store::new(db, relay.waker());
     let placer = placing::Placer::new(
         store.clone(),
-        agora_kit::grpc::lazy_channel(&config.user_addr)?,
-        agora_kit::grpc::lazy_channel(&config.product_addr)?,
+        config.resolver.channel(&config.user_addr)?,
+        config.resolver.channel(&config.product_addr)?,
     );
 
     let tasks = TaskTracker::new();

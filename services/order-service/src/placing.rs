@@ -6,12 +6,13 @@
 //! With an idempotency key the order id is derived from (user, key), so a retry after a
 //! failure at any step reuses the same reservation and finds the same order.
 
+use agora_discovery::Balanced;
 use agora_kit::{id, identity::Caller, time::now_millis};
 use agora_proto::{
     product::{ReservationItem, ReserveStockRequest, product_service_client::ProductServiceClient},
     user::{GetUserRequest, user_service_client::UserServiceClient},
 };
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 use crate::{
     Error,
@@ -22,12 +23,12 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Placer {
     store: Store,
-    users: UserServiceClient<Channel>,
-    products: ProductServiceClient<Channel>,
+    users: UserServiceClient<Balanced>,
+    products: ProductServiceClient<Balanced>,
 }
 
 impl Placer {
-    pub fn new(store: Store, users: Channel, products: Channel) -> Self {
+    pub fn new(store: Store, users: Balanced, products: Balanced) -> Self {
         Self { store, users: UserServiceClient::new(users), products: ProductServiceClient::new(products) }
     }
 

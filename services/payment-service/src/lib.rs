@@ -24,7 +24,6 @@ use agora_events::{ConsumerOptions, EventBus, Relay, run_consumer, topics};
 use agora_kit::money::Money;
 use agora_proto::payment::payment_service_server::PaymentServiceServer;
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::server::NamedService;
 
@@ -59,7 +58,7 @@ pub const CONSUMER: &str = "payment-service";
 pub async fn run(
     config: Config,
     bus: Arc<dyn EventBus>,
-    listener: TcpListener,
+    listener: impl Into<agora_kit::grpc::Listener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let opening = Money::new(&config.currency, config.opening_balance_minor)

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use agora_events::{ConsumerOptions, EventBus, run_consumer, topics};
 use agora_proto::product::product_service_server::ProductServiceServer;
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::server::NamedService;
 
@@ -50,7 +49,7 @@ pub const CONSUMER: &str = "product-service";
 pub async fn run(
     config: Config,
     bus: Arc<dyn EventBus>,
-    listener: TcpListener,
+    listener: impl Into<agora_kit::grpc::Listener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let db = store::connect(&config.database_url).await?;

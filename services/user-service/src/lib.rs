@@ -23,7 +23,6 @@ use agora_kit::auth::JwtKeys;
 use agora_proto::user::user_service_server::UserServiceServer;
 use secrecy::SecretString;
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::server::NamedService;
 
@@ -64,7 +63,7 @@ pub const SERVICE_NAME: &str = <UserServiceServer<grpc::UserApi> as NamedService
 pub async fn run(
     config: Config,
     bus: Arc<dyn EventBus>,
-    listener: TcpListener,
+    listener: impl Into<agora_kit::grpc::Listener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let keys = JwtKeys::new(&config.jwt_secret, Duration::from_secs(config.token_ttl_secs))

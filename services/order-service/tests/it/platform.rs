@@ -69,6 +69,7 @@ pub async fn start(db: TestDatabase, options: Options) -> Platform {
         product_addr: product_url.clone(),
         payment_timeout_secs: options.payment_timeout.as_secs(),
         sweep_interval_secs: 1,
+        ..Default::default()
     };
     servers.push(tokio::spawn(order_service::run(order_cfg, Arc::new(bus.clone()), listener, stop.clone())));
 
