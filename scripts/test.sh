@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` runs it: the tools the tests call (curl, the OpenAPI
-# validator), a private PostgreSQL and a private Kafka broker (installed and started here if
-# needed), then formatting, lints, every test on SQLite, PostgreSQL and Kafka, and a
-# `make up` / `make down` cycle (which also installs and runs Consul and Jaeger).
+# validator), a private PostgreSQL, Kafka broker and Consul agent (installed and started here
+# if needed), then formatting, lints, every test on SQLite, PostgreSQL, Kafka and Consul, and
+# a `make up` / `make down` cycle (which also installs and runs Jaeger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +28,9 @@ step "PostgreSQL"
 # leaves no process behind (the trap is set first, so a start that fails half-way is undone).
 pg_started_here=false
 kafka_started_here=false
+consul_started_here=false
 cleanup() {
+  if $consul_started_here; then AGORA_CONSUL_INSTANCE=test bash scripts/consul.sh stop || true; fi
   if $kafka_started_here; then bash scripts/kafka.sh stop || true; fi
   if $pg_started_here; then bash scripts/postgres.sh stop || true; fi
 }
@@ -50,6 +52,17 @@ if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
 fi
 AGORA_TEST_KAFKA_BROKERS="$(bash scripts/kafka.sh url)"
 export AGORA_TEST_KAFKA_BROKERS
+
+step "Consul"
+# The suite's own agent on free ports (DNS and gRPC off: the tests use its HTTP API only).
+consul_env=(AGORA_CONSUL_INSTANCE=test AGORA_CONSUL_HTTP_PORT=0 AGORA_CONSUL_SERVER_PORT=0
+  AGORA_CONSUL_SERF_LAN_PORT=0 AGORA_CONSUL_SERF_WAN_PORT=0 AGORA_CONSUL_DNS_PORT=-1 AGORA_CONSUL_GRPC_PORT=-1)
+if ! env "${consul_env[@]}" bash scripts/consul.sh status >/dev/null 2>&1; then
+  consul_started_here=true
+  env "${consul_env[@]}" bash scripts/consul.sh start
+fi
+AGORA_TEST_CONSUL_ADDR="$(env "${consul_env[@]}" bash scripts/consul.sh addr)"
+export AGORA_TEST_CONSUL_ADDR
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

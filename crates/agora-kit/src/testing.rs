@@ -55,6 +55,21 @@ pub fn kafka_brokers() -> Option<String> {
     Some(brokers)
 }
 
+/// The test Consul agent's HTTP address, or `None` when there is none (outside CI), like
+/// [`TestDatabase::postgres`].
+pub fn consul_addr() -> Option<String> {
+    let Ok(addr) = std::env::var("AGORA_TEST_CONSUL_ADDR") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but AGORA_TEST_CONSUL_ADDR is not set: run the suite with `make test`, \
+             which installs and starts Consul"
+        );
+        eprintln!("skipping a Consul test: AGORA_TEST_CONSUL_ADDR is not set (use `make test`)");
+        return None;
+    };
+    Some(addr)
+}
+
 /// `admin_url` with its database name replaced.
 fn with_database(admin_url: &str, name: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {
