@@ -157,6 +157,83 @@ impl TestDatabase {
     }
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()
+}
+
+/// A test's own instance of a component from `scripts/` (Kafka, Consul) on fixed free ports,
+/// so that a restart brings it back where its clients expect it. Started on creation; reset
+/// (stopped, files deleted) when dropped.
+#[derive(Debug)]
+pub struct PrivateInstance {
+    script: &'static str,
+    env: Vec<(&'static str, String)>,
+}
+
+impl PrivateInstance {
+    /// A Kafka broker (`scripts/kafka.sh`) named `NAME-…`.
+    pub fn kafka(name: &str) -> Self {
+        Self::start(
+            "kafka.sh",
+            vec![
+                ("AGORA_KAFKA_INSTANCE", unique(name)),
+                ("AGORA_KAFKA_PORT", free_port().to_string()),
+                ("AGORA_KAFKA_CONTROLLER_PORT", free_port().to_string()),
+            ],
+        )
+    }
+
+    /// A Consul agent (`scripts/consul.sh`) named `NAME-…`, HTTP API only.
+    pub fn consul(name: &str) -> Self {
+        Self::start(
+            "consul.sh",
+            vec![
+                ("AGORA_CONSUL_INSTANCE", unique(name)),
+                ("AGORA_CONSUL_HTTP_PORT", free_port().to_string()),
+                ("AGORA_CONSUL_SERVER_PORT", free_port().to_string()),
+                ("AGORA_CONSUL_SERF_LAN_PORT", free_port().to_string()),
+                ("AGORA_CONSUL_SERF_WAN_PORT", free_port().to_string()),
+                ("AGORA_CONSUL_DNS_PORT", "-1".to_owned()),
+                ("AGORA_CONSUL_GRPC_PORT", "-1".to_owned()),
+            ],
+        )
+    }
+
+    fn start(script: &'static str, env: Vec<(&'static str, String)>) -> Self {
+        let instance = Self { script, env };
+        instance.script("start");
+        instance
+    }
+
+    /// `127.0.0.1:PORT` of its main listener (Kafka's broker, Consul's HTTP API).
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.env[1].1)
+    }
+
+    /// Runs `scripts/SCRIPT COMMAND` for this instance (`stop`, `start`…); panics on failure.
+    pub fn script(&self, command: &str) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(self.script);
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .arg(command)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .status()
+            .expect("bash runs");
+        assert!(status.success(), "{} {command} failed", self.script);
+    }
+}
+
+impl Drop for PrivateInstance {
+    fn drop(&mut self) {
+        self.script("reset");
+    }
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
 /// A service running in-process on its own task.
 #[derive(Debug)]
 pub struct Served {

@@ -1,9 +1,8 @@
 //! A Consul agent restart under load: calls keep flowing on the last known instances, and the
-//! instances register again with the new agent (a `-dev` agent forgets everything).
+//! instances register again with the new agent (a `-dev` agent forgets everything). The
+//! agent is the test's own, on fixed ports, so it comes back where the instances expect it.
 
 use std::{
-    path::Path,
-    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -12,58 +11,15 @@ use std::{
 };
 
 use agora_discovery::{Consul, Resolver};
-use agora_kit::testing::{consul_addr, eventually};
+use agora_kit::testing::{PrivateInstance, consul_addr, eventually};
 
 use crate::{ProductInstance, unique_service, until_instances, until_status, who_answers};
-
-/// A Consul agent of this test's own on fixed free ports, so that it comes back where the
-/// instances and the watch expect it.
-struct PrivateAgent {
-    env: Vec<(&'static str, String)>,
-}
-
-impl PrivateAgent {
-    fn start() -> Self {
-        let env = vec![
-            ("AGORA_CONSUL_INSTANCE", format!("restart-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])),
-            ("AGORA_CONSUL_HTTP_PORT", free_port().to_string()),
-            ("AGORA_CONSUL_SERVER_PORT", free_port().to_string()),
-            ("AGORA_CONSUL_SERF_LAN_PORT", free_port().to_string()),
-            ("AGORA_CONSUL_SERF_WAN_PORT", free_port().to_string()),
-            ("AGORA_CONSUL_DNS_PORT", "-1".to_owned()),
-            ("AGORA_CONSUL_GRPC_PORT", "-1".to_owned()),
-        ];
-        let agent = Self { env };
-        agent.script("start");
-        agent
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.env[1].1)
-    }
-
-    fn script(&self, command: &str) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/consul.sh");
-        let status = Command::new("bash").arg(script).arg(command).envs(self.env.clone()).status().unwrap();
-        assert!(status.success(), "consul.sh {command} failed");
-    }
-}
-
-impl Drop for PrivateAgent {
-    fn drop(&mut self) {
-        self.script("reset");
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 #[tokio::test]
 async fn an_agent_restart_keeps_calls_flowing_and_the_instances_register_again() {
     // The agent is private, but it runs only where the suite has Consul.
     let Some(_) = consul_addr() else { return };
-    let agent = PrivateAgent::start();
+    let agent = PrivateInstance::consul("restart");
     let consul = Consul::new(&agent.addr(), None).unwrap();
     let service = unique_service();
     let a = ProductInstance::start(&consul, &service, "A").await;

@@ -9,12 +9,18 @@ use std::{
     collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
+use agora_discovery::Consul;
+
 use agora_events::{DomainEvent, EventBus, KafkaBus, KafkaOptions, topics};
 use agora_kit::{
-    testing::{TestDatabase, eventually, kafka_brokers},
+    testing::{PrivateInstance, TestDatabase, consul_addr, eventually, free_port, kafka_brokers},
     trace_context::{TRACEPARENT, TraceParent},
 };
 use agora_proto::events::{EventEnvelope, OrderPaid, OrderPlaced, PaymentSucceeded};
@@ -22,20 +28,36 @@ use gateway::testing::{RestClient, usd};
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::free_port;
-
 const SECRET: &str = "distributed-test-secret-distributed!";
 const ADMIN_EMAIL: &str = "admin@agora.test";
 const ADMIN_PASSWORD: &str = "admin-password";
 
-/// The four services and the gateway, one process each.
+/// The four services and the gateway, one process each (product-service possibly several).
 struct Stack {
     rest: RestClient,
     /// Topic and group prefix of this stack on the shared broker.
     prefix: String,
     brokers: String,
-    processes: Vec<(&'static str, Child)>,
+    /// By name (`gateway`, `product-service-2`…).
+    processes: Vec<(String, Child)>,
     logs: tempfile::TempDir,
+    /// What another product-service instance is started with (but `--listen`).
+    product_args: Vec<String>,
+}
+
+/// How a stack's processes find each other.
+#[derive(Debug, Clone)]
+struct Topology {
+    /// The Consul agent every process registers with and resolves through; fixed addresses
+    /// without one.
+    consul: Option<String>,
+    product_replicas: usize,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self { consul: None, product_replicas: 1 }
+    }
 }
 
 impl Drop for Stack {
@@ -50,6 +72,10 @@ impl Drop for Stack {
 impl Stack {
     /// Starts every role against `brokers`; `None` when there is no test PostgreSQL (outside CI).
     async fn start(brokers: &str) -> Option<Self> {
+        Self::start_with(brokers, Topology::default()).await
+    }
+
+    async fn start_with(brokers: &str, topology: Topology) -> Option<Self> {
         let logs = tempfile::tempdir().unwrap();
         let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
         let port = |_| free_port();
@@ -61,35 +87,74 @@ impl Stack {
             brokers: brokers.to_owned(),
             processes: Vec::new(),
             logs,
+            product_args: Vec::new(),
+        };
+        let discovery = match &topology.consul {
+            Some(consul) => ["--discovery", "consul", "--consul-addr", consul, "--consul-check-interval-secs", "1"]
+                .map(String::from)
+                .to_vec(),
+            None => Vec::new(),
+        };
+        let order_calls = match topology.consul {
+            Some(_) => vec![],
+            None => vec!["--user-addr".into(), addr(user), "--product-addr".into(), addr(product)],
         };
         let services = [
             ("user-service", user, vec![]),
             ("product-service", product, vec![]),
-            ("order-service", order, vec!["--user-addr".into(), addr(user), "--product-addr".into(), addr(product)]),
+            ("order-service", order, order_calls),
             ("payment-service", payment, vec![]),
         ];
         for (role, port, extra) in services {
             let db = TestDatabase::postgres().await?;
-            let mut args = vec!["--listen".into(), addr(port), "--database-url".into(), db.url];
+            let mut args = vec!["--database-url".into(), db.url];
             args.extend(["--events", "kafka", "--kafka-brokers", brokers, "--kafka-prefix"].map(String::from));
             args.push(stack.prefix.clone());
+            args.extend(discovery.iter().cloned());
             args.extend(extra);
-            stack.spawn(role, &args);
+            if role == "product-service" {
+                // Replicas share the one database, as they would in production.
+                stack.product_args = args.clone();
+                for replica in 1..=topology.product_replicas {
+                    let port = if replica == 1 { port } else { free_port() };
+                    stack.spawn_product(&format!("product-service-{replica}"), port);
+                }
+                continue;
+            }
+            args.extend(["--listen".into(), addr(port)]);
+            stack.spawn(role, role, &args);
         }
-        let backends =
-            [("--user-addr", user), ("--product-addr", product), ("--order-addr", order), ("--payment-addr", payment)];
         let mut args = vec!["--listen".to_owned(), addr(gateway)];
-        for (flag, port) in backends {
-            args.extend([flag.to_owned(), addr(port)]);
+        if topology.consul.is_some() {
+            args.extend(discovery.iter().cloned());
+            // The load tests send more than one client's fair share.
+            args.extend(["--rate-limit-per-second", "0"].map(String::from));
+        } else {
+            let backends = [
+                ("--user-addr", user),
+                ("--product-addr", product),
+                ("--order-addr", order),
+                ("--payment-addr", payment),
+            ];
+            for (flag, port) in backends {
+                args.extend([flag.to_owned(), addr(port)]);
+            }
         }
-        stack.spawn("gateway", &args);
+        stack.spawn("gateway", "gateway", &args);
         stack.rest.patience_secs = 60;
         stack.rest.ready(60).await;
         Some(stack)
     }
 
-    fn spawn(&mut self, role: &'static str, args: &[String]) {
-        let log = std::fs::File::create(self.log_path(role)).unwrap();
+    /// Another product-service instance, named `name`, on `port`.
+    fn spawn_product(&mut self, name: &str, port: u16) {
+        let mut args = self.product_args.clone();
+        args.extend(["--listen".to_owned(), format!("127.0.0.1:{port}")]);
+        self.spawn(name, "product-service", &args);
+    }
+
+    fn spawn(&mut self, name: &str, role: &str, args: &[String]) {
+        let log = std::fs::File::create(self.log_path(name)).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_agora"))
             .arg(role)
             .args(args)
@@ -97,12 +162,27 @@ impl Stack {
             .env("AGORA_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("AGORA_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("AGORA_LOG_FORMAT", "json")
-            .env("RUST_LOG", "info,rdkafka=warn")
+            // One debug line per gRPC call served: which instance handled what.
+            .env("RUST_LOG", "info,rdkafka=warn,agora::grpc=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("the agora binary starts");
-        self.processes.push((role, child));
+        self.processes.push((name.to_owned(), child));
+    }
+
+    /// SIGKILL: the process dies mid-call, without deregistering or draining.
+    fn kill(&mut self, name: &str) {
+        let index = self.processes.iter().position(|(n, _)| n == name).unwrap_or_else(|| panic!("no process {name}"));
+        let (_, mut child) = self.processes.remove(index);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// How many `method` calls the process `name` has served so far (its debug log).
+    fn served(&self, name: &str, method: &str) -> usize {
+        let log = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
+        log.lines().filter(|line| line.contains("call served") && line.contains(method)).count()
     }
 
     fn log_path(&self, role: &str) -> PathBuf {
@@ -213,47 +293,12 @@ async fn the_saga_runs_across_processes_on_postgres_and_kafka_and_keeps_one_trac
     stack.stop();
 }
 
-/// A private broker (its own instance of `scripts/kafka.sh` on fixed free ports, so that a
-/// restart comes back where the clients expect it), reset when dropped.
-struct PrivateBroker {
-    env: [(&'static str, String); 3],
-}
-
-impl PrivateBroker {
-    fn start() -> Self {
-        let env = [
-            ("AGORA_KAFKA_INSTANCE", format!("outage-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])),
-            ("AGORA_KAFKA_PORT", free_port().to_string()),
-            ("AGORA_KAFKA_CONTROLLER_PORT", free_port().to_string()),
-        ];
-        let broker = Self { env };
-        broker.script("start");
-        broker
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.env[1].1)
-    }
-
-    fn script(&self, command: &str) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh");
-        let status = Command::new("bash").arg(script).arg(command).envs(self.env.clone()).status().unwrap();
-        assert!(status.success(), "kafka.sh {command} failed");
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        self.script("reset");
-    }
-}
-
 #[tokio::test]
 async fn orders_placed_while_the_broker_is_down_settle_once_it_is_back() {
     // This test's broker is its own, but it runs only where the suite has Kafka.
     let Some(_) = kafka_brokers() else { return };
-    let broker = PrivateBroker::start();
-    let Some(stack) = Stack::start(&broker.brokers()).await else { return };
+    let broker = PrivateInstance::kafka("outage");
+    let Some(stack) = Stack::start(&broker.addr()).await else { return };
     let rest = &stack.rest;
     let mug = rest.product("Mug", 10_00, 1_000).await;
     let mut customers = Vec::new();
@@ -316,5 +361,114 @@ async fn orders_placed_while_the_broker_is_down_settle_once_it_is_back() {
         assert_eq!(rest.get("/v1/wallet", Some(token)).await.expect(200)["balance"], usd(balance));
     }
     rest.stock_becomes(&mug, 1_000 - sold).await;
+    stack.stop();
+}
+
+/// Every product name in the catalog, page by page.
+async fn product_names(rest: &RestClient) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = rest.get(&format!("/v1/products?page_size=100&page_token={token}"), None).await.expect(200);
+        let products = page["products"].as_array().cloned().unwrap_or_default();
+        names.extend(products.iter().map(|p| p["name"].as_str().unwrap().to_owned()));
+        token = page["nextPageToken"].as_str().unwrap_or_default().to_owned();
+        if token.is_empty() {
+            return names;
+        }
+    }
+}
+
+#[tokio::test]
+async fn product_instances_share_the_load_and_a_killed_one_fails_no_get() {
+    let Some(brokers) = kafka_brokers() else { return };
+    let Some(_) = consul_addr() else { return };
+    // Instances register under their role's name: a private agent keeps this stack's apart.
+    let agent = PrivateInstance::consul("failover");
+    let topology = Topology { consul: Some(agent.addr()), product_replicas: 2 };
+    let Some(mut stack) = Stack::start_with(&brokers, topology).await else { return };
+    let consul = Consul::new(&agent.addr(), None).unwrap();
+    let passing = || async { consul.passing("product-service", 0, Duration::ZERO).await.unwrap().0 };
+    eventually(30, "two passing product-service instances", || async { (passing().await.len() == 2).then_some(()) })
+        .await;
+    let rest = stack.rest.clone();
+    let admin = rest.admin().await;
+    let mug = rest.product("Mug", 10_00, 5).await;
+
+    // Steady load: three clients reading the product, one admin creating products.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (rest, stop, path) = (rest.clone(), stop.clone(), format!("/v1/products/{mug}"));
+        readers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let reply = rest.get(&path, None).await;
+                if reply.status == 200 { ok += 1 } else { failed.push(format!("{}: {}", reply.status, reply.body)) }
+            }
+            (ok, failed)
+        }));
+    }
+    let writer = tokio::spawn({
+        let (rest, stop, admin) = (rest.clone(), stop.clone(), admin.clone());
+        async move {
+            let mut replies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("load-{}", replies.len());
+                let body = json!({"name": name, "description": "created under load", "price": usd(1_00), "stock": 1});
+                let reply = rest.post("/v1/products", Some(&admin), body).await;
+                replies.push((name, reply.status.as_u16(), reply.body));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            replies
+        }
+    });
+
+    // Both instances serve reads.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = ["product-service-1", "product-service-2"].map(|name| stack.served(name, "ProductService/GetProduct"));
+    eprintln!("GetProduct calls served before the kill: {before:?}");
+    assert!(before.iter().all(|n| *n > 10), "the two instances do not share the load: {before:?}");
+
+    // One dies mid-load; Consul marks it critical within a check interval.
+    stack.kill("product-service-1");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A new instance gets calls within 5 s of passing.
+    let port = free_port();
+    stack.spawn_product("product-service-3", port);
+    let id = format!("product-service-127.0.0.1-{port}");
+    eventually(30, "the new instance to pass", || async { passing().await.iter().any(|i| i.id == id).then_some(()) })
+        .await;
+    let passed = std::time::Instant::now();
+    eventually(5, "a call to reach the new instance", || async {
+        (stack.served("product-service-3", "ProductService/GetProduct") > 0).then_some(())
+    })
+    .await;
+    eprintln!("the new instance served its first call {} ms after passing", passed.elapsed().as_millis());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    stop.store(true, Ordering::Relaxed);
+    let mut reads = 0;
+    for reader in readers {
+        let (ok, failed) = reader.await.unwrap();
+        assert!(failed.is_empty(), "GETs failed: {failed:?}");
+        reads += ok;
+    }
+    let writes = writer.await.unwrap();
+    let failed: Vec<&(String, u16, Value)> = writes.iter().filter(|(_, status, _)| *status != 201).collect();
+    // A create in flight on the killed instance fails, and says so; it is not sent again
+    // (that could create the product twice), so no name appears twice.
+    for (name, status, body) in &failed {
+        assert_eq!(*status, 503, "{name}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}: {body}");
+    }
+    let names = product_names(&rest).await;
+    let mut seen = std::collections::HashSet::new();
+    let twice: Vec<&String> = names.iter().filter(|n| !seen.insert(n.as_str())).collect();
+    assert!(twice.is_empty(), "created twice: {twice:?}");
+    let created = writes.len() - failed.len();
+    assert!(names.iter().filter(|n| n.starts_with("load-")).count() >= created);
+    eprintln!("{reads} GETs, none failed; {} POSTs, {} failed with 503", writes.len(), failed.len());
     stack.stop();
 }
