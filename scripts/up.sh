@@ -12,13 +12,16 @@
 #   down    stop the gateway, the services and the infrastructure; no process is left
 #           behind. The data (databases, topics, secrets) stays for the next `up`.
 #   logs    follow the logs: all of them, or the named ones (gateway, user-service,
-#           product-service, order-service, payment-service, postgres, kafka, consul, jaeger)
+#           product-service, product-service-2…, order-service, payment-service, postgres,
+#           kafka, consul, jaeger)
 #   status  what runs, and where
 #   purge   `down`, then delete the stack's data: databases, topics, secrets and logs
 #
-# The services find each other at the addresses given at start (static discovery); every
-# service gets its own database in the stack's PostgreSQL (agora_user, agora_product, ...)
-# and the events go through the stack's Kafka. The admin password and the token secret are
+# Every process registers with the stack's Consul agent (a gRPC health check per service, an
+# HTTP one for the gateway) and finds the others there, so several product-service instances
+# share the load (PRODUCT_REPLICAS). Every service gets its own database in the stack's
+# PostgreSQL (agora_user, agora_product, ...; product-service's instances share theirs) and
+# the events go through the stack's Kafka. The admin password and the token secret are
 # generated once into $AGORA_CACHE/up/secrets.
 #
 # Environment:
@@ -30,6 +33,8 @@
 #   AGORA_UP_BIN         run this agora binary instead of building the release one
 #   CARGO_TARGET_DIR     where cargo builds (default: $AGORA_CACHE/target)
 #   AGORA_ADMIN_EMAIL    the admin account (default: admin@agora.local)
+#   PRODUCT_REPLICAS     product-service instances, 1 to 9 (default: 1); `up` with more
+#                        starts the missing ones, `down` stops them all
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -54,13 +59,18 @@ TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-$CACHE_DIR/target}")"
 AGORA_BIN="$(realpath -m "${AGORA_UP_BIN:-$TARGET_DIR/release/agora}")"
 FREE_PORTS="${AGORA_UP_FREE_PORTS:-0}"
 ADMIN_EMAIL="${AGORA_ADMIN_EMAIL:-admin@agora.local}"
+PRODUCT_REPLICAS="${PRODUCT_REPLICAS:-1}"
+[[ "$PRODUCT_REPLICAS" =~ ^[1-9]$ ]] || die "PRODUCT_REPLICAS must be a number from 1 to 9, not '$PRODUCT_REPLICAS'"
 
 # Every component script runs the stack's instance, beside any `dev` or `test` one.
 export AGORA_PG_INSTANCE="$INSTANCE" AGORA_PG_DURABLE=1
 export AGORA_KAFKA_INSTANCE="$INSTANCE" AGORA_CONSUL_INSTANCE="$INSTANCE" AGORA_JAEGER_INSTANCE="$INSTANCE"
 
-# Services in start order (the gateway goes last), with their usual ports and databases.
-SERVICES=(user-service product-service order-service payment-service)
+# The services' processes in start order (the gateway goes last); product-service's extra
+# instances are product-service-2, -3, ... Their usual ports and databases follow.
+PROCESSES=(user-service product-service)
+for ((replica = 2; replica <= PRODUCT_REPLICAS; replica++)); do PROCESSES+=("product-service-$replica"); done
+PROCESSES+=(order-service payment-service)
 declare -A USUAL_PORT=(
   [user-service]=50051 [product-service]=50052 [order-service]=50053 [payment-service]=50054
   [gateway]=8080
@@ -82,14 +92,38 @@ usual() {
   if [[ "$FREE_PORTS" == 1 ]] || port_busy "$1"; then printf '0\n'; else printf '%s\n' "$1"; fi
 }
 
-# The port recorded for a running role.
+# The role a process runs: product-service-2 runs product-service.
+role_of() {
+  printf '%s\n' "${1%-[0-9]*}"
+}
+
+# The port recorded for a running process.
 role_port() {
   [[ -f "$PORTS_FILE" ]] || return 1
   sed -n "s/^$1=//p" "$PORTS_FILE" | tail -n 1
 }
 
 role_pid() {
-  daemon_pid "$PID_DIR/$1.pid" "$AGORA_BIN $1"
+  daemon_pid "$PID_DIR/$1.pid" "$AGORA_BIN $(role_of "$1")"
+}
+
+# Every process of the stack: the expected ones, and any other with a pid file (instances
+# of an earlier, larger PRODUCT_REPLICAS).
+all_processes() {
+  local -A seen=()
+  local name file
+  for name in gateway "${PROCESSES[@]}"; do seen[$name]=1; printf '%s\n' "$name"; done
+  for file in "$PID_DIR"/*.pid; do
+    [[ -e "$file" ]] || continue
+    name="$(basename "$file" .pid)"
+    [[ -n "${seen[$name]:-}" ]] || printf '%s\n' "$name"
+  done
+}
+
+# Passing instances of a service in the stack's Consul.
+passing_instances() {
+  curl -fsS --max-time 2 "$(bash "$SCRIPT_DIR/consul.sh" url)/v1/health/service/$1?passing=true" 2>/dev/null \
+    | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))' 2>/dev/null || printf '0\n'
 }
 
 # A secret generated once (mode 0600), printed.
@@ -103,24 +137,26 @@ secret() {
   cat "$file"
 }
 
-# Starts `agora ROLE` with VAR=VALUE... in its environment, unless it runs already.
+# Starts process NAME (`agora ROLE`) with VAR=VALUE... in its environment, unless it runs
+# already.
 start_role() {
-  local role="$1"
+  local name="$1" role
+  role="$(role_of "$1")"
   shift
-  if role_pid "$role" >/dev/null; then
-    log "$role already runs on 127.0.0.1:$(role_port "$role")"
+  if role_pid "$name" >/dev/null; then
+    log "$name already runs on 127.0.0.1:$(role_port "$name")"
     return 0
   fi
-  local port
-  port="$(usual "${USUAL_PORT[$role]}")"
+  local port=0
+  if [[ -n "${USUAL_PORT[$name]:-}" ]]; then port="$(usual "${USUAL_PORT[$name]}")"; fi
   if [[ "$port" == 0 ]]; then port="$(free_port)"; fi
   DAEMON_TAKEN_PORTS+="$port "
   mkdir -p "$LOG_DIR" "$PID_DIR"
   # Secrets go through the environment, never the command line (which `ps` shows).
-  daemon_launch "$PID_DIR/$role.pid" "$LOG_DIR/$role.log" \
+  daemon_launch "$PID_DIR/$name.pid" "$LOG_DIR/$name.log" \
     env AGORA_LISTEN="127.0.0.1:$port" AGORA_LOG_FORMAT=pretty "$@" "$AGORA_BIN" "$role"
-  printf '%s=%s\n' "$role" "$port" >>"$PORTS_FILE"
-  log "$role starting on 127.0.0.1:$port (pid $DAEMON_LAUNCHED_PID, log: $LOG_DIR/$role.log)"
+  printf '%s=%s\n' "$name" "$port" >>"$PORTS_FILE"
+  log "$name starting on 127.0.0.1:$port (pid $DAEMON_LAUNCHED_PID, log: $LOG_DIR/$name.log)"
 }
 
 gateway_url() {
@@ -150,53 +186,59 @@ cmd_up() {
     AGORA_JAEGER_OTLP_HTTP_PORT="$(usual 4318)" AGORA_JAEGER_QUERY_GRPC_PORT=0 AGORA_JAEGER_HEALTH_PORT=0 \
     bash "$SCRIPT_DIR/jaeger.sh" start
 
-  local pg_base brokers otlp jwt_secret admin_password
+  local pg_base brokers otlp consul jwt_secret admin_password
   pg_base="$(bash "$SCRIPT_DIR/postgres.sh" url)"
   pg_base="${pg_base%/postgres}"
   brokers="$(bash "$SCRIPT_DIR/kafka.sh" url)"
   otlp="$(bash "$SCRIPT_DIR/jaeger.sh" otlp-grpc)"
+  consul="$(bash "$SCRIPT_DIR/consul.sh" addr)"
   jwt_secret="$(secret jwt-secret)"
   admin_password="$(secret admin-password)"
 
   # Forget the ports of processes that no longer run.
   if [[ -f "$PORTS_FILE" ]]; then
-    local kept="" role
-    for role in "${SERVICES[@]}" gateway; do
-      if role_pid "$role" >/dev/null; then kept+="$role=$(role_port "$role")"$'\n'; fi
-    done
+    local kept="" name
+    while read -r name; do
+      if role_pid "$name" >/dev/null; then kept+="$name=$(role_port "$name")"$'\n'; fi
+    done < <(all_processes)
     printf '%s' "$kept" >"$PORTS_FILE"
   fi
 
-  local -a common=(AGORA_EVENTS=kafka AGORA_KAFKA_BROKERS="$brokers" OTEL_EXPORTER_OTLP_ENDPOINT="$otlp")
+  # Everyone registers with Consul and finds the others there: no addresses to pass.
+  local -a common=(AGORA_EVENTS=kafka AGORA_KAFKA_BROKERS="$brokers" OTEL_EXPORTER_OTLP_ENDPOINT="$otlp"
+    AGORA_DISCOVERY=consul AGORA_CONSUL_ADDR="$consul")
+  local name
   start_role user-service "${common[@]}" AGORA_DATABASE_URL="$pg_base/${DATABASE[user-service]}" \
     AGORA_JWT_SECRET="$jwt_secret" AGORA_ADMIN_EMAIL="$ADMIN_EMAIL" AGORA_ADMIN_PASSWORD="$admin_password"
-  start_role product-service "${common[@]}" AGORA_DATABASE_URL="$pg_base/${DATABASE[product-service]}" \
-    AGORA_SEED_DEMO=true
-  start_role order-service "${common[@]}" AGORA_DATABASE_URL="$pg_base/${DATABASE[order-service]}" \
-    AGORA_USER_ADDR="127.0.0.1:$(role_port user-service)" AGORA_PRODUCT_ADDR="127.0.0.1:$(role_port product-service)"
+  # The instances share one database; the first one seeds the demo catalog.
+  for name in "${PROCESSES[@]}"; do
+    [[ "$(role_of "$name")" == product-service ]] || continue
+    start_role "$name" "${common[@]}" AGORA_DATABASE_URL="$pg_base/${DATABASE[product-service]}" \
+      AGORA_SEED_DEMO="$([[ "$name" == product-service ]] && echo true || echo false)"
+  done
+  start_role order-service "${common[@]}" AGORA_DATABASE_URL="$pg_base/${DATABASE[order-service]}"
   start_role payment-service "${common[@]}" AGORA_DATABASE_URL="$pg_base/${DATABASE[payment-service]}"
-  start_role gateway OTEL_EXPORTER_OTLP_ENDPOINT="$otlp" AGORA_JWT_SECRET="$jwt_secret" \
-    AGORA_USER_ADDR="127.0.0.1:$(role_port user-service)" \
-    AGORA_PRODUCT_ADDR="127.0.0.1:$(role_port product-service)" \
-    AGORA_ORDER_ADDR="127.0.0.1:$(role_port order-service)" \
-    AGORA_PAYMENT_ADDR="127.0.0.1:$(role_port payment-service)"
+  start_role gateway "${common[@]}" AGORA_JWT_SECRET="$jwt_secret"
 
-  local url deadline=$((SECONDS + START_TIMEOUT_SECS))
+  # Ready: the gateway reaches every service, and Consul lists every instance as passing.
+  local url deadline=$((SECONDS + START_TIMEOUT_SECS)) products=0
   url="$(gateway_url)"
-  until curl -fsS --max-time 2 -o /dev/null "$url/readyz" 2>/dev/null; do
-    for role in "${SERVICES[@]}" gateway; do
-      role_pid "$role" >/dev/null || { tail -n 30 "$LOG_DIR/$role.log" >&2 || true; die "$role exited (log: $LOG_DIR/$role.log); see above, then: $0 down"; }
+  until curl -fsS --max-time 2 -o /dev/null "$url/readyz" 2>/dev/null \
+    && products="$(passing_instances product-service)" && ((products >= PRODUCT_REPLICAS)); do
+    for name in "${PROCESSES[@]}" gateway; do
+      role_pid "$name" >/dev/null || { tail -n 30 "$LOG_DIR/$name.log" >&2 || true; die "$name exited (log: $LOG_DIR/$name.log); see above, then: $0 down"; }
     done
     if ((SECONDS >= deadline)); then
       curl -sS --max-time 2 "$url/readyz" >&2 || true
-      die "the gateway is not ready after ${START_TIMEOUT_SECS}s (logs: $LOG_DIR); run: $0 down"
+      die "not ready after ${START_TIMEOUT_SECS}s: gateway /readyz above, $products of $PRODUCT_REPLICAS product-service instances passing in Consul (logs: $LOG_DIR); run: $0 down"
     fi
     sleep 0.5
   done
 
   cat <<EOF
 
-Agora is up: the gateway and four services as separate processes on PostgreSQL and Kafka.
+Agora is up: the gateway and four services as separate processes on PostgreSQL and Kafka,
+found through Consul ($products product-service instance(s) passing).
 
   Gateway     $url          (OpenAPI: $url/openapi.json)
   Jaeger UI   $(bash "$SCRIPT_DIR/jaeger.sh" url)
@@ -212,11 +254,11 @@ EOF
 
 cmd_down() {
   daemon_lock "$UP_DIR/.lock" 900
-  local role
-  for role in gateway "${SERVICES[@]}"; do
-    log "$role:"
-    daemon_stop "$PID_DIR/$role.pid" "$AGORA_BIN $role" "$STOP_TIMEOUT_SECS"
-  done
+  local name
+  while read -r name; do
+    log "$name:"
+    daemon_stop "$PID_DIR/$name.pid" "$AGORA_BIN $(role_of "$name")" "$STOP_TIMEOUT_SECS"
+  done < <(all_processes)
   rm -f "$PORTS_FILE"
   bash "$SCRIPT_DIR/jaeger.sh" stop
   bash "$SCRIPT_DIR/consul.sh" stop
@@ -239,15 +281,15 @@ log_file() {
     kafka) printf '%s\n' "$CACHE_DIR/kafka/instances/$INSTANCE/data/server.log" ;;
     consul) printf '%s\n' "$CACHE_DIR/consul/$INSTANCE/consul.log" ;;
     jaeger) printf '%s\n' "$CACHE_DIR/jaeger/$INSTANCE/jaeger.log" ;;
-    gateway | user-service | product-service | order-service | payment-service)
+    gateway | user-service | product-service | product-service-[0-9] | order-service | payment-service)
       printf '%s\n' "$LOG_DIR/$1.log" ;;
-    *) die "no log named '$1'; names: gateway ${SERVICES[*]} ${INFRA[*]}" ;;
+    *) die "no log named '$1'; names: gateway ${PROCESSES[*]} ${INFRA[*]}" ;;
   esac
 }
 
 cmd_logs() {
   local -a names=("$@") files=()
-  ((${#names[@]})) || names=(gateway "${SERVICES[@]}" "${INFRA[@]}")
+  ((${#names[@]})) || mapfile -t names < <(all_processes; printf '%s\n' "${INFRA[@]}")
   local name file
   for name in "${names[@]}"; do
     file="$(log_file "$name")"
@@ -258,15 +300,15 @@ cmd_logs() {
 }
 
 cmd_status() {
-  local role pid down=0
-  for role in "${SERVICES[@]}" gateway; do
-    if pid="$(role_pid "$role")"; then
-      log "$role: running on 127.0.0.1:$(role_port "$role") (pid $pid)"
+  local name pid down=0
+  while read -r name; do
+    if pid="$(role_pid "$name")"; then
+      log "$name: running on 127.0.0.1:$(role_port "$name") (pid $pid)"
     else
-      log "$role: not running"
+      log "$name: not running"
       down=1
     fi
-  done
+  done < <(all_processes)
   local component
   for component in "${INFRA[@]}"; do
     bash "$SCRIPT_DIR/$component.sh" status || down=1

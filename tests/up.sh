@@ -3,7 +3,8 @@
 # Kafka, Consul and Jaeger instances, free ports, the debug binary cargo test built):
 #   - up prints the gateway's and Jaeger's URLs, and the gateway serves the seeded catalog;
 #   - an order placed through the gateway is paid across the processes;
-#   - Consul has a leader and Jaeger's query API answers;
+#   - every process is registered and passing in Consul, with two product-service instances
+#     (PRODUCT_REPLICAS=2), and Jaeger's query API answers;
 #   - a second up restarts nothing;
 #   - down leaves no process behind, and the next up still has the order (durable data);
 #   - purge deletes the stack.
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/agora/target}"
-export AGORA_UP_INSTANCE="uptest-$$" AGORA_UP_FREE_PORTS=1
+export AGORA_UP_INSTANCE="uptest-$$" AGORA_UP_FREE_PORTS=1 PRODUCT_REPLICAS=2
 export AGORA_UP_BIN="$CARGO_TARGET_DIR/debug/agora"
 CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 STATE="$CACHE_DIR/up/$AGORA_UP_INSTANCE"
@@ -67,8 +68,20 @@ done
 pass "an order through the gateway is paid across the processes"
 
 [[ "$(curl -fsS "$consul/v1/status/leader")" == \"127.0.0.1:* ]] || fail "Consul has no leader"
+count() { python3 -c 'import json, sys; print(len(json.load(sys.stdin)))'; }
+for service in gateway user-service product-service order-service payment-service; do
+  want=1
+  [[ "$service" == product-service ]] && want=2
+  # Each check's first run comes within one interval (5 s) of registering.
+  for _ in $(seq 1 40); do
+    passing="$(curl -fsS "$consul/v1/health/service/$service?passing=true" | count)"
+    [[ "$passing" == "$want" ]] && break
+    sleep 0.25
+  done
+  [[ "$passing" == "$want" ]] || fail "Consul lists $passing passing $service instance(s), not $want"
+done
 curl -fsS -o /dev/null "$jaeger/api/services" || fail "Jaeger's query API does not answer"
-pass "Consul has a leader and Jaeger answers"
+pass "every process is passing in Consul (two product-service instances) and Jaeger answers"
 
 pids_before="$(cat "$STATE"/pids/*.pid | sort)"
 bash scripts/up.sh up >/dev/null
