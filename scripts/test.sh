@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` runs it: the tools the tests call (curl, the OpenAPI
-# validator), a private PostgreSQL, Kafka broker and Consul agent (installed and started here
-# if needed), then formatting, lints, every test on SQLite, PostgreSQL, Kafka and Consul, and
-# a `make up` / `make down` cycle (which also installs and runs Jaeger).
+# validator), a private PostgreSQL, Kafka broker, Consul agent and Jaeger (installed and
+# started here if needed), then formatting, lints, every test on SQLite, PostgreSQL, Kafka,
+# Consul and Jaeger, and a `make up` / `make down` cycle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +29,9 @@ step "PostgreSQL"
 pg_started_here=false
 kafka_started_here=false
 consul_started_here=false
+jaeger_started_here=false
 cleanup() {
+  if $jaeger_started_here; then AGORA_JAEGER_INSTANCE=test bash scripts/jaeger.sh stop || true; fi
   if $consul_started_here; then AGORA_CONSUL_INSTANCE=test bash scripts/consul.sh stop || true; fi
   if $kafka_started_here; then bash scripts/kafka.sh stop || true; fi
   if $pg_started_here; then bash scripts/postgres.sh stop || true; fi
@@ -63,6 +65,18 @@ if ! env "${consul_env[@]}" bash scripts/consul.sh status >/dev/null 2>&1; then
 fi
 AGORA_TEST_CONSUL_ADDR="$(env "${consul_env[@]}" bash scripts/consul.sh addr)"
 export AGORA_TEST_CONSUL_ADDR
+
+step "Jaeger"
+# The suite's own collector and query API on free ports, for the trace tests.
+jaeger_env=(AGORA_JAEGER_INSTANCE=test AGORA_JAEGER_UI_PORT=0 AGORA_JAEGER_OTLP_GRPC_PORT=0
+  AGORA_JAEGER_OTLP_HTTP_PORT=0 AGORA_JAEGER_QUERY_GRPC_PORT=0 AGORA_JAEGER_HEALTH_PORT=0)
+if ! env "${jaeger_env[@]}" bash scripts/jaeger.sh status >/dev/null 2>&1; then
+  jaeger_started_here=true
+  env "${jaeger_env[@]}" bash scripts/jaeger.sh start
+fi
+AGORA_TEST_JAEGER_URL="$(env "${jaeger_env[@]}" bash scripts/jaeger.sh url)"
+AGORA_TEST_OTLP_ENDPOINT="$(env "${jaeger_env[@]}" bash scripts/jaeger.sh otlp-grpc)"
+export AGORA_TEST_JAEGER_URL AGORA_TEST_OTLP_ENDPOINT
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

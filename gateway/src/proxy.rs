@@ -4,7 +4,7 @@
 use std::{convert::Infallible, task::Poll, time::Duration};
 
 use agora_kit::identity::Caller;
-use agora_kit::trace_context::{self, TRACEPARENT};
+use agora_kit::trace_context::{self, TRACEPARENT, TraceParent};
 use axum::{
     body::Body,
     response::{IntoResponse, Response},
@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tonic::{Code, metadata::MetadataValue};
 use tower::Service;
+use tracing::Instrument;
 
 use crate::{
     api::Body as BodyRule,
@@ -60,11 +61,8 @@ impl Proxy {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             caller.apply(call.metadata_mut());
         }
-        // The client's trace continues into the backend; a request without one (or with a
-        // malformed one) starts a new trace here.
-        let incoming = parts.headers.get(TRACEPARENT).and_then(|v| v.to_str().ok());
-        let context = trace_context::continue_from(incoming).to_string();
-        call.metadata_mut().insert(TRACEPARENT, MetadataValue::try_from(context).expect("traceparent is ASCII"));
+        // The trace goes on to the backend: the channel's client span (a child of this
+        // request's span) sends its own `traceparent`.
         let deadline = parts.extensions.get::<Deadline>().map(|d| d.0);
         if let Some(deadline) = deadline {
             let left = client::remaining(deadline).ok_or_else(|| deadline_exceeded(Duration::ZERO))?;
@@ -134,7 +132,34 @@ impl Service<Request<Body>> for Proxy {
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let proxy = self.clone();
-        Box::pin(async move { Ok(proxy.handle(request).await.unwrap_or_else(IntoResponse::into_response)) })
+        // The request's server span continues the client's trace, or starts one here.
+        let route = request.extensions().get::<Matched>().map(|m| m.binding.template.to_string()).unwrap_or_default();
+        let method = request.method().as_str().to_owned();
+        let span = tracing::info_span!(
+            "http",
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = %route,
+            url.path = %request.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        let parent = request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceParent::parse);
+        let context = trace_context::hop(&span, parent);
+        let handled = async move {
+            let response = proxy.handle(request).await.unwrap_or_else(IntoResponse::into_response);
+            let span = tracing::Span::current();
+            span.record("http.response.status_code", response.status().as_u16());
+            if response.status().is_server_error() {
+                trace_context::fail(&span, response.status().canonical_reason().unwrap_or("server error"));
+            }
+            Ok(response)
+        };
+        Box::pin(trace_context::scope(context, handled.instrument(span)))
     }
 }
 

@@ -32,6 +32,7 @@ use std::{
     time::Duration,
 };
 
+use agora_kit::trace_context::{self, Side};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::{sync::Notify, time::Instant};
@@ -41,6 +42,7 @@ use tower::{
     discover::Change,
     retry::budget::{Budget, TpsBudget},
 };
+use tracing::Instrument;
 
 use crate::methods::Methods;
 
@@ -238,9 +240,32 @@ impl Service<http::Request<Body>> for Balanced {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
-        Box::pin(async move { inner.call(request).await.map_err(|status| Box::new(status) as tower::BoxError) })
+        let path = request.uri().path();
+        if trace_context::untraced(path) {
+            return Box::pin(
+                async move { inner.call(request).await.map_err(|status| Box::new(status) as tower::BoxError) },
+            );
+        }
+        // A client span for the call (all its attempts); the server continues from it.
+        let span = trace_context::rpc_span(path, "client");
+        let context = trace_context::hop(&span, trace_context::current());
+        let value = http::HeaderValue::from_str(&context.to_string()).expect("a traceparent is ASCII");
+        request.headers_mut().insert(trace_context::TRACEPARENT, value);
+        let call = async move {
+            let answer = inner.call(request).await;
+            let span = tracing::Span::current();
+            match &answer {
+                Ok(response) => trace_context::record_grpc_status(&span, response.headers(), Side::Client),
+                Err(status) => {
+                    span.record("rpc.grpc.status_code", status.code() as i32);
+                    trace_context::fail(&span, &format!("{:?}: {}", status.code(), status.message()));
+                }
+            }
+            answer.map_err(|status| Box::new(status) as tower::BoxError)
+        };
+        Box::pin(call.instrument(span))
     }
 }
 
@@ -319,6 +344,7 @@ impl Inner {
     }
 
     async fn attempt(self: &Arc<Self>, instance: &Arc<Instance>, request: http::Request<Body>) -> Outcome {
+        tracing::Span::current().record("server.address", instance.address.as_str());
         instance.outstanding.fetch_add(1, Ordering::Relaxed);
         let mut channel = instance.channel.clone();
         let result = match tower::ServiceExt::ready(&mut channel).await {

@@ -43,6 +43,11 @@ impl From<sqlx::Error> for BusError {
 
 #[async_trait]
 pub trait EventBus: Send + Sync + std::fmt::Debug {
+    /// What carries the messages, as OpenTelemetry's `messaging.system` names it.
+    fn system(&self) -> &'static str {
+        "agora_local"
+    }
+
     /// Returns once the bus has durably accepted the message.
     async fn publish(&self, message: &OutgoingMessage) -> Result<(), BusError>;
 

@@ -4,12 +4,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agora_kit::trace_context::{self, TRACEPARENT};
+use agora_kit::trace_context::{self, TRACEPARENT, TraceParent};
 use agora_proto::events::EventEnvelope;
 use async_trait::async_trait;
 use prost::Message;
 use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{Delivery, EventBus, OutgoingMessage, topics};
 
@@ -141,18 +142,41 @@ async fn process(
             return Some(());
         }
     };
-    // The handler (and every event it emits) continues the trace the message carried.
+    // The handler (and every event it emits) runs in a consumer span that is a child of the
+    // publish (and links to it), so the trace goes on across the bus.
     let trace = delivery.headers.get(TRACEPARENT).or_else(|| envelope.headers.get(TRACEPARENT));
-    let context = trace_context::continue_from(trace.map(String::as_str));
+    let parent = trace.and_then(|t| TraceParent::parse(t));
+    let span = tracing::info_span!(
+        "process",
+        otel.name = %format!("process {}", delivery.topic),
+        otel.kind = "consumer",
+        messaging.system = bus.system(),
+        messaging.destination.name = %delivery.topic,
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.consumer.group.name = %options.group,
+        messaging.message.id = %envelope.event_id,
+        event_type = %envelope.event_type,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    if let Some(parent) = parent {
+        trace_context::link(&span, parent);
+    }
+    let context = trace_context::hop(&span, parent);
     let mut delay = options.backoff;
     let mut attempt = 1;
     loop {
-        match trace_context::scope(context, handler.handle(&envelope)).await {
+        match trace_context::scope(context, handler.handle(&envelope)).instrument(span.clone()).await {
             Ok(()) => return Some(()),
             Err(HandlerError::Permanent(reason)) => {
+                trace_context::fail(&span, &reason);
                 return dead_letter(bus, options, delivery, &reason, attempt, shutdown).await;
             }
             Err(HandlerError::Retryable(reason)) if attempt >= options.max_attempts => {
+                trace_context::fail(&span, &reason);
                 return dead_letter(bus, options, delivery, &reason, attempt, shutdown).await;
             }
             Err(HandlerError::Retryable(reason)) => {

@@ -110,6 +110,10 @@ impl KafkaBus {
 
 #[async_trait]
 impl EventBus for KafkaBus {
+    fn system(&self) -> &'static str {
+        "kafka"
+    }
+
     async fn publish(&self, message: &OutgoingMessage) -> Result<(), BusError> {
         self.ensure_topic(&message.topic).await?;
         let headers = message

@@ -8,12 +8,16 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use agora_kit::db::Db;
+use agora_kit::{
+    db::Db,
+    trace_context::{self, TRACEPARENT, TraceParent},
+};
 use agora_proto::events::EventEnvelope;
 use prost::Message;
 use sqlx::Row;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{BusError, EventBus, OutgoingMessage};
 
@@ -94,13 +98,32 @@ impl Relay {
         for row in rows {
             let id: i64 = row.try_get("id")?;
             let payload: Vec<u8> = row.try_get("payload")?;
-            let message = OutgoingMessage {
-                topic: row.try_get("topic")?,
-                key: row.try_get("partition_key")?,
-                headers: transport_headers(&payload),
-                payload,
-            };
-            self.bus.publish(&message).await?;
+            let topic: String = row.try_get("topic")?;
+            let mut headers = transport_headers(&payload);
+            // The publish is a producer span in the trace of the request that wrote the row;
+            // the message carries that span's context, which its consumers continue.
+            let span = tracing::info_span!(
+                "publish",
+                otel.name = %format!("send {topic}"),
+                otel.kind = "producer",
+                messaging.system = self.bus.system(),
+                messaging.destination.name = %topic,
+                messaging.operation.type = "send",
+                messaging.operation.name = "send",
+                otel.status_code = tracing::field::Empty,
+                otel.status_description = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            );
+            let parent = headers.get(TRACEPARENT).and_then(|v| TraceParent::parse(v));
+            let context = trace_context::hop(&span, parent);
+            headers.insert(TRACEPARENT.to_owned(), context.to_string());
+            let message = OutgoingMessage { topic, key: row.try_get("partition_key")?, headers, payload };
+            let sent = self.bus.publish(&message).instrument(span.clone()).await;
+            if let Err(e) = &sent {
+                trace_context::fail(&span, &e.to_string());
+            }
+            sent?;
             sqlx::query("UPDATE outbox SET published_at = $1 WHERE id = $2")
                 .bind(agora_kit::time::now_millis())
                 .bind(id)

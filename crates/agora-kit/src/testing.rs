@@ -70,6 +70,23 @@ pub fn consul_addr() -> Option<String> {
     Some(addr)
 }
 
+/// The test Jaeger: (query API URL, OTLP gRPC endpoint), or `None` when there is none
+/// (outside CI), like [`TestDatabase::postgres`].
+pub fn jaeger() -> Option<(String, String)> {
+    match (std::env::var("AGORA_TEST_JAEGER_URL"), std::env::var("AGORA_TEST_OTLP_ENDPOINT")) {
+        (Ok(query), Ok(otlp)) => Some((query, otlp)),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but AGORA_TEST_JAEGER_URL / AGORA_TEST_OTLP_ENDPOINT are not set: run the \
+                 suite with `make test`, which installs and starts Jaeger"
+            );
+            eprintln!("skipping a Jaeger test: AGORA_TEST_JAEGER_URL is not set (use `make test`)");
+            None
+        }
+    }
+}
+
 /// `admin_url` with its database name replaced.
 fn with_database(admin_url: &str, name: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {

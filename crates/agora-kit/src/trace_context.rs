@@ -8,6 +8,12 @@
 //! handler under the context the message carried. So an order's `OrderPlaced`, the payment's
 //! `PaymentSucceeded` and the final `OrderPaid` all carry the trace id of the REST call that
 //! placed it.
+//!
+//! Each hop (a REST request, a gRPC call served or made, an event published or consumed) is
+//! also a `tracing` span started with [`hop`]. When traces are exported
+//! ([`crate::telemetry`]) that span is an OpenTelemetry span whose parent is the context the
+//! hop received, and the context passed on names that span, so the exported spans form one
+//! tree per trace. Without export the ids are made up here and the spans are log context only.
 
 use std::{
     fmt,
@@ -15,6 +21,10 @@ use std::{
     pin::Pin,
     task::{Context, Poll},
 };
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The header (HTTP, gRPC metadata and Kafka) that carries the context.
 pub const TRACEPARENT: &str = "traceparent";
@@ -99,6 +109,54 @@ pub fn continue_from(header: Option<&str>) -> TraceParent {
     header.and_then(TraceParent::parse).map_or_else(TraceParent::root, |parent| parent.child())
 }
 
+/// Starts `span` as a hop after `parent` (the context the hop received; none starts a trace)
+/// and returns the context the hop passes on. `span` must declare the empty fields `trace_id`
+/// and `span_id`, which get the hop's ids, so every log line inside it carries them.
+pub fn hop(span: &tracing::Span, parent: Option<TraceParent>) -> TraceParent {
+    if let Some(parent) = parent {
+        // Fails only when spans are not exported (no OpenTelemetry layer): nothing to parent.
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(span_context(parent)));
+    }
+    let context = exported(span).unwrap_or_else(|| parent.map_or_else(TraceParent::root, |p| p.child()));
+    span.record("trace_id", context.trace_id_hex());
+    span.record("span_id", format!("{:016x}", context.span_id));
+    context
+}
+
+/// Links `span` to `context` (a consumer to the publish it handles). Call before [`hop`].
+pub fn link(span: &tracing::Span, context: TraceParent) {
+    span.add_link(span_context(context));
+}
+
+/// The OpenTelemetry form of `context`, as a remote parent or a span link.
+pub fn span_context(context: TraceParent) -> SpanContext {
+    let flags = if context.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+    SpanContext::new(
+        TraceId::from_bytes(context.trace_id.to_be_bytes()),
+        SpanId::from_bytes(context.span_id.to_be_bytes()),
+        flags,
+        true,
+        TraceState::default(),
+    )
+}
+
+/// The ids of `span` when it is an exported OpenTelemetry span.
+fn exported(span: &tracing::Span) -> Option<TraceParent> {
+    let cx = span.context();
+    let own = cx.span().span_context().clone();
+    own.is_valid().then(|| TraceParent {
+        trace_id: u128::from_be_bytes(own.trace_id().to_bytes()),
+        span_id: u64::from_be_bytes(own.span_id().to_bytes()),
+        sampled: own.is_sampled(),
+    })
+}
+
+/// Marks `span` failed (OpenTelemetry status ERROR) with `message`.
+pub fn fail(span: &tracing::Span, message: &str) {
+    span.record("otel.status_code", "ERROR");
+    span.record("otel.status_description", message);
+}
+
 /// Adds the current context, if any, to an outgoing call's metadata.
 pub fn inject(metadata: &mut tonic::metadata::MetadataMap) {
     if let Some(context) = current() {
@@ -106,8 +164,8 @@ pub fn inject(metadata: &mut tonic::metadata::MetadataMap) {
     }
 }
 
-/// A tower layer for gRPC (and any HTTP) servers: each request's handler runs under a child of
-/// the caller's `traceparent`, or a new trace.
+/// A tower layer for gRPC servers: each call runs in a server span (`rpc.*` attributes) that
+/// continues the caller's `traceparent`, or starts a trace.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceContextLayer;
 
@@ -124,10 +182,12 @@ pub struct TraceContextService<S> {
     inner: S,
 }
 
-impl<S, B> tower::Service<http::Request<B>> for TraceContextService<S>
+impl<S, B, R> tower::Service<http::Request<B>> for TraceContextService<S>
 where
-    S: tower::Service<http::Request<B>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
+    R: Send + 'static,
+    S::Error: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -138,17 +198,71 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let header = request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
-        let context = continue_from(header);
         let method = request.uri().path().to_owned();
+        if untraced(&method) {
+            return Box::pin(self.inner.call(request));
+        }
+        let parent = request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceParent::parse);
+        let span = rpc_span(&method, "server");
+        let context = hop(&span, parent);
         let response = self.inner.call(request);
-        Box::pin(CURRENT.scope(context, async move {
+        let call = async move {
             let started = std::time::Instant::now();
             let response = response.await;
+            if let Ok(response) = &response {
+                record_grpc_status(&tracing::Span::current(), response.headers(), Side::Server);
+            }
             // One line per call at debug level: which instance served what, and how fast.
             tracing::debug!(target: "agora::grpc", %method, elapsed_us = started.elapsed().as_micros() as u64, "call served");
             response
-        }))
+        };
+        Box::pin(CURRENT.scope(context, call.instrument(span)))
+    }
+}
+
+/// Health checks and reflection: asked every few seconds by probes, they would bury the
+/// traces people look for, so they get no span.
+pub fn untraced(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
+}
+
+/// A span for one gRPC call (`/pkg.Service/Method`), `kind` `server` or `client`, following
+/// OpenTelemetry's RPC conventions.
+pub fn rpc_span(path: &str, kind: &'static str) -> tracing::Span {
+    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
+    tracing::info_span!(
+        "rpc",
+        otel.name = %format!("{service}/{method}"),
+        otel.kind = kind,
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        server.address = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    )
+}
+
+/// Which end of a call a span is; they count different codes as errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Server,
+    Client,
+}
+
+/// Records the `grpc-status` of a trailers-only answer (how errors come; an answer without
+/// one is OK) on `span`, and marks the span failed when the conventions say so: every
+/// non-OK code for a client; for a server only the codes that mean the server failed.
+pub fn record_grpc_status(span: &tracing::Span, headers: &http::HeaderMap, side: Side) {
+    let code = headers.get("grpc-status").and_then(|v| v.to_str().ok()?.parse::<i32>().ok()).unwrap_or(0);
+    span.record("rpc.grpc.status_code", code);
+    let server_fault = matches!(code, 2 | 4 | 12 | 13 | 14 | 15);
+    if code != 0 && (side == Side::Client || server_fault) {
+        let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        fail(span, &format!("{:?}: {message}", tonic::Code::from(code)));
     }
 }
 
@@ -212,12 +326,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_layer_runs_the_handler_under_the_callers_trace() {
-        let handler = tower::service_fn(|_: http::Request<()>| async { Ok::<_, std::convert::Infallible>(current()) });
+        let handler = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(current()))
+        });
         let mut service = tower::Layer::layer(&TraceContextLayer, handler);
         let request = http::Request::builder().header(TRACEPARENT, SAMPLE).body(()).unwrap();
-        let seen = service.ready().await.unwrap().call(request).await.unwrap().unwrap();
+        let seen = service.ready().await.unwrap().call(request).await.unwrap().into_body().unwrap();
         assert_eq!(seen.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        let untraced = service.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+        let untraced = service.ready().await.unwrap().call(http::Request::new(())).await.unwrap().into_body();
         assert!(untraced.is_some(), "a request without a traceparent starts a trace");
         assert_eq!(current(), None, "nothing leaks outside the request");
     }

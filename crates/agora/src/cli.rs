@@ -36,6 +36,18 @@ pub enum Command {
 }
 
 impl Command {
+    /// The name this process reports in traces (unless `OTEL_SERVICE_NAME` says otherwise).
+    pub fn service_name(&self) -> &'static str {
+        match self {
+            Command::All(_) => "agora",
+            Command::Gateway(_) => crate::roles::GATEWAY,
+            Command::UserService(_) => crate::roles::USER,
+            Command::ProductService(_) => crate::roles::PRODUCT,
+            Command::OrderService(_) => crate::roles::ORDER,
+            Command::PaymentService(_) => crate::roles::PAYMENT,
+        }
+    }
+
     /// `agora` with no command means `agora all`; parsing it that way applies the `AGORA_*`
     /// variables exactly as for an explicit `agora all`.
     pub fn all_from_env() -> Self {

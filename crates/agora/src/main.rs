@@ -8,9 +8,16 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    agora_kit::telemetry::init_logging();
+    let command = cli.command.unwrap_or_else(cli::Command::all_from_env);
+    let telemetry = match agora_kit::telemetry::init(command.service_name()) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("agora: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let shutdown = agora_kit::shutdown::on_signal();
-    let result = match cli.command.unwrap_or_else(cli::Command::all_from_env) {
+    let result = match command {
         cli::Command::All(args) => all::run(args, shutdown).await,
         cli::Command::Gateway(args) => roles::gateway(args, shutdown).await,
         cli::Command::UserService(args) => roles::user(args, shutdown).await,
@@ -18,6 +25,8 @@ async fn main() -> ExitCode {
         cli::Command::OrderService(args) => roles::order(args, shutdown).await,
         cli::Command::PaymentService(args) => roles::payment(args, shutdown).await,
     };
+    // Spans still in the batch go out before the process ends.
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

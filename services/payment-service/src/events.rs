@@ -47,6 +47,11 @@ impl Handler for PaymentHandler {
                 let placed = decode::<OrderPlaced>(envelope)?;
                 let payment = self.store.charge_in(&mut tx, &placed).await.map_err(retryable_or_permanent)?;
                 tracing::info!(order_id = %payment.order_id, status = ?payment.status, amount = %payment.amount, "payment processed");
+                if !payment.decline_reason.is_empty() {
+                    // The saga's failure: the span that handled OrderPlaced says why.
+                    let reason = format!("payment declined: {}", payment.decline_reason);
+                    agora_kit::trace_context::fail(&tracing::Span::current(), &reason);
+                }
                 wrote_outbox = true;
             }
             _ => {

@@ -20,7 +20,7 @@ use agora_discovery::Consul;
 
 use agora_events::{DomainEvent, EventBus, KafkaBus, KafkaOptions, topics};
 use agora_kit::{
-    testing::{PrivateInstance, TestDatabase, consul_addr, eventually, free_port, kafka_brokers},
+    testing::{PrivateInstance, TestDatabase, consul_addr, eventually, free_port, jaeger, kafka_brokers},
     trace_context::{TRACEPARENT, TraceParent},
 };
 use agora_proto::events::{EventEnvelope, OrderPaid, OrderPlaced, PaymentSucceeded};
@@ -43,6 +43,8 @@ struct Stack {
     logs: tempfile::TempDir,
     /// What another product-service instance is started with (but `--listen`).
     product_args: Vec<String>,
+    /// Where every process exports its spans, if anywhere.
+    otlp: Option<String>,
 }
 
 /// How a stack's processes find each other.
@@ -52,11 +54,13 @@ struct Topology {
     /// without one.
     consul: Option<String>,
     product_replicas: usize,
+    /// An OTLP endpoint (Jaeger's) for every process's spans.
+    otlp: Option<String>,
 }
 
 impl Default for Topology {
     fn default() -> Self {
-        Self { consul: None, product_replicas: 1 }
+        Self { consul: None, product_replicas: 1, otlp: None }
     }
 }
 
@@ -88,6 +92,7 @@ impl Stack {
             processes: Vec::new(),
             logs,
             product_args: Vec::new(),
+            otlp: topology.otlp.clone(),
         };
         let discovery = match &topology.consul {
             Some(consul) => ["--discovery", "consul", "--consul-addr", consul, "--consul-check-interval-secs", "1"]
@@ -155,7 +160,14 @@ impl Stack {
 
     fn spawn(&mut self, name: &str, role: &str, args: &[String]) {
         let log = std::fs::File::create(self.log_path(name)).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_agora"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
+        if let Some(otlp) = &self.otlp {
+            // Spans leave in small, quick batches, so the test need not wait long for them.
+            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp).env("OTEL_BSP_SCHEDULE_DELAY", "200");
+        } else {
+            command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        }
+        let child = command
             .arg(role)
             .args(args)
             .env("AGORA_JWT_SECRET", SECRET)
@@ -385,7 +397,7 @@ async fn product_instances_share_the_load_and_a_killed_one_fails_no_get() {
     let Some(_) = consul_addr() else { return };
     // Instances register under their role's name: a private agent keeps this stack's apart.
     let agent = PrivateInstance::consul("failover");
-    let topology = Topology { consul: Some(agent.addr()), product_replicas: 2 };
+    let topology = Topology { consul: Some(agent.addr()), product_replicas: 2, ..Topology::default() };
     let Some(mut stack) = Stack::start_with(&brokers, topology).await else { return };
     let consul = Consul::new(&agent.addr(), None).unwrap();
     let passing = || async { consul.passing("product-service", 0, Duration::ZERO).await.unwrap().0 };
@@ -470,5 +482,147 @@ async fn product_instances_share_the_load_and_a_killed_one_fails_no_get() {
     let created = writes.len() - failed.len();
     assert!(names.iter().filter(|n| n.starts_with("load-")).count() >= created);
     eprintln!("{reads} GETs, none failed; {} POSTs, {} failed with 503", writes.len(), failed.len());
+    stack.stop();
+}
+
+/// One span of a trace as Jaeger's API v3 (OTLP JSON) returns it.
+#[derive(Debug, Clone)]
+struct Span {
+    service: String,
+    name: String,
+    /// OTLP's span kind: 2 server, 3 client, 4 producer, 5 consumer.
+    kind: i64,
+    id: String,
+    parent: String,
+    links: Vec<String>,
+    /// OTLP's status code: 0 unset, 1 ok, 2 error.
+    status: i64,
+    status_message: String,
+}
+
+/// Every span of `trace_id` that Jaeger has, once it has at least `at_least`.
+async fn trace_spans(jaeger: &str, trace_id: &str, at_least: usize) -> Vec<Span> {
+    let http = reqwest::Client::new();
+    eventually(30, &format!("{at_least} spans of trace {trace_id} in Jaeger"), || async {
+        let reply = http.get(format!("{jaeger}/api/v3/traces/{trace_id}")).send().await.ok()?;
+        let body: Value = reply.json().await.ok()?;
+        let mut spans = Vec::new();
+        for resource in body["result"]["resourceSpans"].as_array()? {
+            let service = resource["resource"]["attributes"]
+                .as_array()?
+                .iter()
+                .find(|a| a["key"] == "service.name")?["value"]["stringValue"]
+                .as_str()?
+                .to_owned();
+            for scope in resource["scopeSpans"].as_array()? {
+                for span in scope["spans"].as_array()? {
+                    spans.push(Span {
+                        service: service.clone(),
+                        name: span["name"].as_str()?.to_owned(),
+                        kind: span["kind"].as_i64().unwrap_or(0),
+                        id: span["spanId"].as_str()?.to_owned(),
+                        parent: span["parentSpanId"].as_str().unwrap_or_default().to_owned(),
+                        links: span["links"]
+                            .as_array()
+                            .map(|l| l.iter().filter_map(|l| l["spanId"].as_str().map(String::from)).collect())
+                            .unwrap_or_default(),
+                        status: span["status"]["code"].as_i64().unwrap_or(0),
+                        status_message: span["status"]["message"].as_str().unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+        }
+        (spans.len() >= at_least).then_some(spans)
+    })
+    .await
+}
+
+/// The one span of `service` named `name` of kind `kind` under `parent` (any parent if `None`).
+#[track_caller]
+fn span<'a>(spans: &'a [Span], service: &str, name: &str, kind: i64, parent: Option<&Span>) -> &'a Span {
+    let found: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.service == service && s.name == name && s.kind == kind)
+        .filter(|s| parent.is_none_or(|p| s.parent == p.id))
+        .collect();
+    let tree: Vec<String> =
+        spans.iter().map(|s| format!("{} {} {} {} <- {}", s.service, s.name, s.kind, s.id, s.parent)).collect();
+    assert_eq!(found.len(), 1, "{service} {name} (kind {kind}) under {parent:?}; spans:\n{}", tree.join("\n"));
+    found[0]
+}
+
+const SERVER: i64 = 2;
+const CLIENT: i64 = 3;
+const PRODUCER: i64 = 4;
+const CONSUMER: i64 = 5;
+
+#[tokio::test]
+async fn one_order_is_one_trace_in_jaeger_across_every_service_and_the_kafka_hops() {
+    let Some(brokers) = kafka_brokers() else { return };
+    let Some((jaeger, otlp)) = jaeger() else { return };
+    let topology = Topology { otlp: Some(otlp), ..Topology::default() };
+    let Some(stack) = Stack::start_with(&brokers, topology).await else { return };
+    let rest = &stack.rest;
+    let mug = rest.product("Mug", 12_00, 10).await;
+    let (_, token) = rest.signup("trace@example.com").await;
+
+    // The client starts the trace; everything the order causes belongs to it.
+    let client = TraceParent::root();
+    let request = rest
+        .request(http::Method::POST, "/v1/orders", Some(&token))
+        .header("idempotency-key", "traced")
+        .header(TRACEPARENT, client.to_string())
+        .json(&json!({"items": [{"productId": mug, "quantity": 1}]}));
+    let order = rest.send(request).await.expect(201);
+    rest.settled(&token, order["id"].as_str().unwrap(), "ORDER_STATUS_PAID").await;
+    rest.stock_becomes(&mug, 9).await;
+
+    // gateway 2, order 6 (server, 2 clients, 2 sends, 1 consume), user 1, product 3, payment 2.
+    let spans = trace_spans(&jaeger, &client.trace_id_hex(), 14).await;
+    let http = span(&spans, "gateway", "POST /v1/orders", SERVER, None);
+    assert_eq!(http.parent, format!("{:016x}", client.span_id), "the gateway continues the client's span");
+    let call = span(&spans, "gateway", "agora.order.v1.OrderService/CreateOrder", CLIENT, Some(http));
+    let create = span(&spans, "order-service", "agora.order.v1.OrderService/CreateOrder", SERVER, Some(call));
+    let get_user = span(&spans, "order-service", "agora.user.v1.UserService/GetUser", CLIENT, Some(create));
+    span(&spans, "user-service", "agora.user.v1.UserService/GetUser", SERVER, Some(get_user));
+    let reserve = span(&spans, "order-service", "agora.product.v1.ProductService/ReserveStock", CLIENT, Some(create));
+    span(&spans, "product-service", "agora.product.v1.ProductService/ReserveStock", SERVER, Some(reserve));
+    // OrderPlaced: published under the request, consumed by payment- and product-service.
+    let placed = span(&spans, "order-service", "send agora.orders.v1", PRODUCER, Some(create));
+    let charge = span(&spans, "payment-service", "process agora.orders.v1", CONSUMER, Some(placed));
+    assert_eq!(charge.links, std::slice::from_ref(&placed.id), "the consumer links to the publish");
+    span(&spans, "product-service", "process agora.orders.v1", CONSUMER, Some(placed));
+    // PaymentSucceeded, then OrderPaid, then product-service commits the reservation.
+    let succeeded = span(&spans, "payment-service", "send agora.payments.v1", PRODUCER, Some(charge));
+    let settle = span(&spans, "order-service", "process agora.payments.v1", CONSUMER, Some(succeeded));
+    let paid = span(&spans, "order-service", "send agora.orders.v1", PRODUCER, Some(settle));
+    span(&spans, "product-service", "process agora.orders.v1", CONSUMER, Some(paid));
+    let failed: Vec<&Span> = spans.iter().filter(|s| s.status == 2).collect();
+    assert!(failed.is_empty(), "a paid order has no failed span: {failed:?}");
+
+    // Logs written inside a span carry its ids.
+    let placed_log = std::fs::read_to_string(stack.log_path("order-service")).unwrap();
+    let line = placed_log.lines().find(|l| l.contains("\"order placed\"")).expect("the order-service logged the order");
+    let logged: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(logged["span"]["trace_id"], client.trace_id_hex(), "{line}");
+    assert_eq!(logged["span"]["span_id"], create.id, "{line}");
+
+    // Declined: the payment span that declined says so.
+    let dear = rest.product("Grinder", 500_00, 1).await;
+    let declined = TraceParent::root();
+    let request = rest
+        .request(http::Method::POST, "/v1/orders", Some(&token))
+        .header("idempotency-key", "declined")
+        .header(TRACEPARENT, declined.to_string())
+        .json(&json!({"items": [{"productId": dear, "quantity": 1}]}));
+    let order = rest.send(request).await.expect(201);
+    rest.settled(&token, order["id"].as_str().unwrap(), "ORDER_STATUS_CANCELLED").await;
+    let spans = trace_spans(&jaeger, &declined.trace_id_hex(), 12).await;
+    let create = span(&spans, "order-service", "agora.order.v1.OrderService/CreateOrder", SERVER, None);
+    let placed = span(&spans, "order-service", "send agora.orders.v1", PRODUCER, Some(create));
+    let charge = span(&spans, "payment-service", "process agora.orders.v1", CONSUMER, Some(placed));
+    assert_eq!((charge.status, charge.status_message.as_str()), (2, "payment declined: insufficient funds"));
+    let failed: Vec<&str> = spans.iter().filter(|s| s.status == 2).map(|s| s.name.as_str()).collect();
+    assert_eq!(failed, ["process agora.orders.v1"], "only the declining span failed");
     stack.stop();
 }
