@@ -4,7 +4,8 @@
 #   - up prints the gateway's and Jaeger's URLs, and the gateway serves the seeded catalog;
 #   - an order placed through the gateway is paid across the processes;
 #   - every process is registered and passing in Consul, with two product-service instances
-#     (PRODUCT_REPLICAS=2), and Jaeger's query API answers;
+#     (PRODUCT_REPLICAS=2);
+#   - Jaeger holds spans from the gateway and the four services;
 #   - a second up restarts nothing;
 #   - down leaves no process behind, and the next up still has the order (durable data);
 #   - purge deletes the stack.
@@ -80,8 +81,18 @@ for service in gateway user-service product-service order-service payment-servic
   done
   [[ "$passing" == "$want" ]] || fail "Consul lists $passing passing $service instance(s), not $want"
 done
-curl -fsS -o /dev/null "$jaeger/api/services" || fail "Jaeger's query API does not answer"
-pass "every process is passing in Consul (two product-service instances) and Jaeger answers"
+pass "every process is passing in Consul (two product-service instances)"
+
+# The order's spans reached Jaeger from every process.
+services=""
+for _ in $(seq 1 40); do
+  services="$(curl -fsS "$jaeger/api/services" | python3 -c 'import json, sys; print(" ".join(sorted(json.load(sys.stdin)["data"] or [])))')"
+  [[ "$services" == "gateway order-service payment-service product-service user-service" ]] && break
+  sleep 0.5
+done
+[[ "$services" == "gateway order-service payment-service product-service user-service" ]] \
+  || fail "Jaeger has spans from '$services', not from the gateway and the four services"
+pass "Jaeger has the order's spans from the gateway and the four services"
 
 pids_before="$(cat "$STATE"/pids/*.pid | sort)"
 bash scripts/up.sh up >/dev/null
