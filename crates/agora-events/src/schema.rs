@@ -49,8 +49,10 @@ pub async fn ensure(db: &Db) -> Result<(), sqlx::Error> {
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,
     };
+    // Replicas starting together on one database take turns (see `SchemaLock`).
+    let lock = db.lock_schema().await?;
     for statement in statements {
         db.pool.execute(*statement).await?;
     }
-    Ok(())
+    lock.release().await
 }

@@ -101,8 +101,67 @@ pub async fn connect(url: &str, migrations: Migrations) -> Result<Db, DbError> {
         Backend::Sqlite => migrations.sqlite,
         Backend::Postgres => migrations.postgres,
     };
-    migrator.run(&pool).await.map_err(|source| DbError::Migrate { url: shown, source })?;
+    match backend {
+        Backend::Sqlite => migrator.run(&pool).await.map_err(|source| DbError::Migrate { url: shown, source })?,
+        Backend::Postgres => migrate_alone(&pool, backend, migrator, &shown).await?,
+    }
     Ok(Db { pool, backend })
+}
+
+/// The key of the advisory lock that serialises Agora's schema changes ("agora" in ASCII).
+const SCHEMA_LOCK: i64 = 0x0061_676f_7261;
+
+/// Held while a process changes the schema, so that replicas starting together on one
+/// PostgreSQL database take turns: two concurrent `CREATE TABLE IF NOT EXISTS` of one table
+/// can collide there (sqlx's own migration lock comes after it creates its bookkeeping table).
+/// SQLite has a single writer already, so there it holds nothing.
+#[derive(Debug)]
+pub struct SchemaLock {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+}
+
+impl Db {
+    /// Waits for the schema lock.
+    pub async fn lock_schema(&self) -> Result<SchemaLock, sqlx::Error> {
+        lock_schema(&self.pool, self.backend).await
+    }
+}
+
+async fn lock_schema(pool: &AnyPool, backend: Backend) -> Result<SchemaLock, sqlx::Error> {
+    if !matches!(backend, Backend::Postgres) {
+        return Ok(SchemaLock { conn: None });
+    }
+    // A session lock on a connection of its own; the schema changes use others.
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(SCHEMA_LOCK).execute(&mut *conn).await?;
+    Ok(SchemaLock { conn: Some(conn) })
+}
+
+impl SchemaLock {
+    pub async fn release(mut self) -> Result<(), sqlx::Error> {
+        if let Some(mut conn) = self.conn.take() {
+            sqlx::query("SELECT pg_advisory_unlock($1)").bind(SCHEMA_LOCK).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SchemaLock {
+    fn drop(&mut self) {
+        // Not released (an error on the way): close the connection, which ends its session and
+        // so its lock, rather than return a locked connection to the pool.
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+/// Runs `migrator` under the schema lock.
+async fn migrate_alone(pool: &AnyPool, backend: Backend, migrator: &Migrator, shown: &str) -> Result<(), DbError> {
+    let failed = |source: sqlx::Error| DbError::Migrate { url: shown.to_owned(), source: source.into() };
+    let lock = lock_schema(pool, backend).await.map_err(failed)?;
+    migrator.run(pool).await.map_err(|source| DbError::Migrate { url: shown.to_owned(), source })?;
+    lock.release().await.map_err(failed)
 }
 
 /// Adds `mode=rwc` (create if missing) and creates the parent directory of a file URL.

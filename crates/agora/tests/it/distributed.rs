@@ -401,8 +401,15 @@ async fn product_instances_share_the_load_and_a_killed_one_fails_no_get() {
     let Some(mut stack) = Stack::start_with(&brokers, topology).await else { return };
     let consul = Consul::new(&agent.addr(), None).unwrap();
     let passing = || async { consul.passing("product-service", 0, Duration::ZERO).await.unwrap().0 };
-    eventually(30, "two passing product-service instances", || async { (passing().await.len() == 2).then_some(()) })
-        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while passing().await.len() < 2 {
+        if std::time::Instant::now() > deadline {
+            let checks = consul.check_status("product-service").await.unwrap();
+            let logs = ["product-service-1", "product-service-2"].map(|n| tail(&stack.log_path(n)));
+            panic!("not two passing product-service instances after 30 s: {checks:?}\n{}", logs.join("\n---\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let rest = stack.rest.clone();
     let admin = rest.admin().await;
     let mug = rest.product("Mug", 10_00, 5).await;

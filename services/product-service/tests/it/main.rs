@@ -283,3 +283,17 @@ async fn cancelled_order_events_release_stock_once_postgres() {
         cancelled_order_events_release_stock_once(db).await;
     }
 }
+
+/// Replicas that start together on one new database take turns migrating it; none fails.
+#[tokio::test]
+async fn replicas_starting_together_migrate_one_database() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    let mut starts = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let url = db.url.clone();
+        starts.spawn(async move { product_service::store::connect(&url).await.map(drop) });
+    }
+    while let Some(started) = starts.join_next().await {
+        started.unwrap().expect("every replica connects and finds the schema migrated");
+    }
+}
