@@ -129,6 +129,7 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
     Ok(Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(agora_kit::metrics::handler))
         .route(
             "/openapi.json",
             get(move || std::future::ready(([(http::header::CONTENT_TYPE, "application/json")], document.clone()))),

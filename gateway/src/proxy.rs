@@ -4,7 +4,10 @@
 use std::{convert::Infallible, task::Poll, time::Duration};
 
 use agora_kit::identity::Caller;
-use agora_kit::trace_context::{self, TRACEPARENT, TraceParent};
+use agora_kit::{
+    metrics::{RouteLabels, RouteStatusLabels},
+    trace_context::{self, TRACEPARENT, TraceParent},
+};
 use axum::{
     body::Body,
     response::{IntoResponse, Response},
@@ -151,7 +154,13 @@ impl Service<Request<Body>> for Proxy {
         let parent = request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceParent::parse);
         let context = trace_context::hop(&span, parent);
         let handled = async move {
+            let started = std::time::Instant::now();
             let response = proxy.handle(request).await.unwrap_or_else(IntoResponse::into_response);
+            let metrics = agora_kit::metrics::metrics();
+            let labels = RouteLabels { method: method.clone(), route: route.clone() };
+            metrics.http_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+            let labels = RouteStatusLabels { method, route, status: response.status().as_u16() };
+            metrics.http_requests.get_or_create(&labels).inc();
             let span = tracing::Span::current();
             span.record("http.response.status_code", response.status().as_u16());
             if response.status().is_server_error() {

@@ -242,27 +242,30 @@ impl Service<http::Request<Body>> for Balanced {
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
-        let path = request.uri().path();
-        if trace_context::untraced(path) {
+        let path = request.uri().path().to_owned();
+        if trace_context::untraced(&path) {
             return Box::pin(
                 async move { inner.call(request).await.map_err(|status| Box::new(status) as tower::BoxError) },
             );
         }
         // A client span for the call (all its attempts); the server continues from it.
-        let span = trace_context::rpc_span(path, "client");
+        let span = trace_context::rpc_span(&path, "client");
         let context = trace_context::hop(&span, trace_context::current());
         let value = http::HeaderValue::from_str(&context.to_string()).expect("a traceparent is ASCII");
         request.headers_mut().insert(trace_context::TRACEPARENT, value);
         let call = async move {
+            let started = std::time::Instant::now();
             let answer = inner.call(request).await;
             let span = tracing::Span::current();
-            match &answer {
+            let code = match &answer {
                 Ok(response) => trace_context::record_grpc_status(&span, response.headers(), Side::Client),
                 Err(status) => {
                     span.record("rpc.grpc.status_code", status.code() as i32);
                     trace_context::fail(&span, &format!("{:?}: {}", status.code(), status.message()));
+                    status.code() as i32
                 }
-            }
+            };
+            agora_kit::metrics::metrics().rpc(true, &path, code, started.elapsed());
             answer.map_err(|status| Box::new(status) as tower::BoxError)
         };
         Box::pin(call.instrument(span))

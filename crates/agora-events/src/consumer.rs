@@ -4,7 +4,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agora_kit::trace_context::{self, TRACEPARENT, TraceParent};
+use agora_kit::{
+    metrics::{ConsumerLabels, TopicLabels, metrics},
+    trace_context::{self, TRACEPARENT, TraceParent},
+};
 use agora_proto::events::EventEnvelope;
 use async_trait::async_trait;
 use prost::Message;
@@ -87,6 +90,8 @@ pub async fn run_consumer(
     handler: Arc<dyn Handler>,
     shutdown: CancellationToken,
 ) {
+    // The DLQ series exists (at 0) from the start, so alerts can watch it.
+    drop(metrics().dlq_messages.get_or_create(&TopicLabels { topic: topics::dlq(&options.topic) }));
     let mut reconnect = options.backoff;
     loop {
         let mut subscription = tokio::select! {
@@ -166,6 +171,10 @@ async fn process(
         trace_context::link(&span, parent);
     }
     let context = trace_context::hop(&span, parent);
+    if let Some(age) = envelope.occurred_at.as_ref().and_then(age) {
+        let labels = ConsumerLabels { topic: delivery.topic.clone(), group: options.group.clone() };
+        metrics().consumer_lag.get_or_create(&labels).observe(age.as_secs_f64());
+    }
     let mut delay = options.backoff;
     let mut attempt = 1;
     loop {
@@ -221,7 +230,14 @@ async fn dead_letter(
         }
         delay = (delay * 2).min(options.max_backoff);
     }
+    metrics().dlq_messages.get_or_create(&TopicLabels { topic: message.topic.clone() }).inc();
     Some(())
+}
+
+/// How long ago `at` was (none for a time in the future).
+fn age(at: &prost_types::Timestamp) -> Option<Duration> {
+    let then = std::time::UNIX_EPOCH + Duration::new(u64::try_from(at.seconds).ok()?, u32::try_from(at.nanos).ok()?);
+    std::time::SystemTime::now().duration_since(then).ok()
 }
 
 /// Sleeps; true when shutdown came first.

@@ -34,6 +34,8 @@ pub struct Relay {
     db: Db,
     bus: Arc<dyn EventBus>,
     wake: Arc<Notify>,
+    /// The owning service, as the backlog metric's label.
+    service: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +54,21 @@ fn transport_headers(payload: &[u8]) -> BTreeMap<String, String> {
 
 impl Relay {
     pub fn new(db: Db, bus: Arc<dyn EventBus>) -> Self {
-        Self { db, bus, wake: Arc::new(Notify::new()) }
+        Self { db, bus, wake: Arc::new(Notify::new()), service: String::new() }
+    }
+
+    /// Names the service whose outbox this is (the `agora_outbox_backlog` label).
+    pub fn named(mut self, service: &str) -> Self {
+        self.service = service.to_owned();
+        self
+    }
+
+    /// Rows not yet published, now.
+    pub async fn backlog(&self) -> Result<i64, RelayError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.db.pool)
+            .await?;
+        Ok(count)
     }
 
     /// A handle that services ping after committing an outbox row, so events go out at once
@@ -64,8 +80,16 @@ impl Relay {
     /// Publishes until `shutdown`; bus outages are retried with back-off, never fatal.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        let backlog = agora_kit::metrics::metrics()
+            .outbox_backlog
+            .get_or_create(&agora_kit::metrics::OutboxLabels { service: self.service.clone() })
+            .clone();
         loop {
-            let pause = match self.publish_batch().await {
+            let published = self.publish_batch().await;
+            if let Ok(rows) = self.backlog().await {
+                backlog.set(rows);
+            }
+            let pause = match published {
                 Ok(n) if n as i64 == BATCH => Duration::ZERO,
                 Ok(_) => {
                     backoff = Duration::from_millis(100);

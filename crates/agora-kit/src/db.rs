@@ -105,7 +105,17 @@ pub async fn connect(url: &str, migrations: Migrations) -> Result<Db, DbError> {
         Backend::Sqlite => migrator.run(&pool).await.map_err(|source| DbError::Migrate { url: shown, source })?,
         Backend::Postgres => migrate_alone(&pool, backend, migrator, &shown).await?,
     }
+    crate::metrics::metrics().track_pool(&database_name(&url), pool.clone());
     Ok(Db { pool, backend })
+}
+
+/// What the pool metrics call a database: its name on a server, its file for SQLite.
+fn database_name(url: &str) -> String {
+    let path = url.split('?').next().unwrap_or_default();
+    match path.strip_prefix("sqlite:") {
+        Some(file) => file.trim_start_matches("//").to_owned(),
+        None => path.rsplit('/').next().unwrap_or_default().to_owned(),
+    }
 }
 
 /// The key of the advisory lock that serialises Agora's schema changes ("agora" in ASCII).

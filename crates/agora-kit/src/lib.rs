@@ -20,6 +20,7 @@ pub mod db;
 pub mod grpc;
 pub mod id;
 pub mod identity;
+pub mod metrics;
 pub mod money;
 pub mod page;
 pub mod quantity;

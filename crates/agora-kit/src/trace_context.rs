@@ -209,9 +209,11 @@ where
         let call = async move {
             let started = std::time::Instant::now();
             let response = response.await;
-            if let Ok(response) = &response {
-                record_grpc_status(&tracing::Span::current(), response.headers(), Side::Server);
-            }
+            let code = match &response {
+                Ok(response) => record_grpc_status(&tracing::Span::current(), response.headers(), Side::Server),
+                Err(_) => tonic::Code::Unknown as i32,
+            };
+            crate::metrics::metrics().rpc(false, &method, code, started.elapsed());
             // One line per call at debug level: which instance served what, and how fast.
             tracing::debug!(target: "agora::grpc", %method, elapsed_us = started.elapsed().as_micros() as u64, "call served");
             response
@@ -256,7 +258,7 @@ pub enum Side {
 /// Records the `grpc-status` of a trailers-only answer (how errors come; an answer without
 /// one is OK) on `span`, and marks the span failed when the conventions say so: every
 /// non-OK code for a client; for a server only the codes that mean the server failed.
-pub fn record_grpc_status(span: &tracing::Span, headers: &http::HeaderMap, side: Side) {
+pub fn record_grpc_status(span: &tracing::Span, headers: &http::HeaderMap, side: Side) -> i32 {
     let code = headers.get("grpc-status").and_then(|v| v.to_str().ok()?.parse::<i32>().ok()).unwrap_or(0);
     span.record("rpc.grpc.status_code", code);
     let server_fault = matches!(code, 2 | 4 | 12 | 13 | 14 | 15);
@@ -264,6 +266,7 @@ pub fn record_grpc_status(span: &tracing::Span, headers: &http::HeaderMap, side:
         let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or_default();
         fail(span, &format!("{:?}: {message}", tonic::Code::from(code)));
     }
+    code
 }
 
 #[cfg(test)]

@@ -147,6 +147,11 @@ pub struct Common {
     #[command(flatten)]
     #[serde(skip)]
     pub discovery: DiscoveryArgs,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 0.0.0.0:9464) [default: none].
+    #[arg(long, env = "AGORA_METRICS_LISTEN")]
+    #[serde(skip)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args, Serialize)]

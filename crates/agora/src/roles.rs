@@ -20,6 +20,18 @@ pub const ORDER: &str = "order-service";
 pub const PAYMENT: &str = "payment-service";
 pub const GATEWAY: &str = "gateway";
 
+/// Serves `/metrics` on `--metrics-listen`, if given, until `shutdown`.
+fn serve_metrics(common: &Common, shutdown: &CancellationToken) {
+    if let Some(addr) = common.metrics_listen {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = agora_kit::metrics::serve(addr, shutdown).await {
+                tracing::error!(%addr, error = %e, "cannot serve metrics");
+            }
+        });
+    }
+}
+
 /// The event bus the flags ask for.
 pub async fn bus(common: &Common) -> anyhow::Result<Arc<dyn EventBus>> {
     match common.events {
@@ -39,6 +51,7 @@ pub async fn user(args: UserArgs, shutdown: CancellationToken) -> anyhow::Result
     let cfg: user_service::Config = config::load(args.common.config.as_deref(), &args)?;
     let bus = bus(&args.common).await?;
     let listener = listen(args.listen, &args.common.discovery, USER, user_service::SERVICE_NAME).await?;
+    serve_metrics(&args.common, &shutdown);
     user_service::run(cfg, bus, listener, shutdown).await
 }
 
@@ -50,6 +63,7 @@ pub async fn product(args: ProductArgs, shutdown: CancellationToken) -> anyhow::
         let addr = listener.local_addr()?.to_string();
         tokio::spawn(async move { crate::seed::demo_catalog_when_up(&addr).await });
     }
+    serve_metrics(&args.common, &shutdown);
     product_service::run(cfg, bus, listener, shutdown).await
 }
 
@@ -63,6 +77,7 @@ pub async fn order(mut args: OrderArgs, shutdown: CancellationToken) -> anyhow::
     cfg.resolver = resolver(&discovery)?;
     let bus = bus(&args.common).await?;
     let listener = listen(args.listen, &discovery, ORDER, order_service::SERVICE_NAME).await?;
+    serve_metrics(&args.common, &shutdown);
     order_service::run(cfg, bus, listener, shutdown).await
 }
 
@@ -70,6 +85,7 @@ pub async fn payment(args: PaymentArgs, shutdown: CancellationToken) -> anyhow::
     let cfg: payment_service::Config = config::load(args.common.config.as_deref(), &args)?;
     let bus = bus(&args.common).await?;
     let listener = listen(args.listen, &args.common.discovery, PAYMENT, payment_service::SERVICE_NAME).await?;
+    serve_metrics(&args.common, &shutdown);
     payment_service::run(cfg, bus, listener, shutdown).await
 }
 

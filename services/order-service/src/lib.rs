@@ -75,7 +75,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let db = store::connect(&config.database_url).await?;
-    let relay = Relay::new(db.clone(), bus.clone());
+    let relay = Relay::new(db.clone(), bus.clone()).named("order-service");
     let store = store::Store::new(db, relay.waker());
     let placer = placing::Placer::new(
         store.clone(),

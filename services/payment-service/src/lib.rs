@@ -64,7 +64,7 @@ pub async fn run(
     let opening = Money::new(&config.currency, config.opening_balance_minor)
         .map_err(|e| anyhow::anyhow!("invalid opening balance in config: {e}"))?;
     let db = store::connect(&config.database_url).await?;
-    let relay = Relay::new(db.clone(), bus.clone());
+    let relay = Relay::new(db.clone(), bus.clone()).named("payment-service");
     let store = store::Store::new(db, relay.waker(), opening);
 
     let tasks = TaskTracker::new();

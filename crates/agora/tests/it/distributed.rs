@@ -45,6 +45,9 @@ struct Stack {
     product_args: Vec<String>,
     /// Where every process exports its spans, if anywhere.
     otlp: Option<String>,
+    /// Each service's `/metrics` address, by process name (with `Topology::metrics`).
+    metrics: BTreeMap<String, String>,
+    with_metrics: bool,
 }
 
 /// How a stack's processes find each other.
@@ -56,11 +59,13 @@ struct Topology {
     product_replicas: usize,
     /// An OTLP endpoint (Jaeger's) for every process's spans.
     otlp: Option<String>,
+    /// Every service serves `/metrics` on a port of its own.
+    metrics: bool,
 }
 
 impl Default for Topology {
     fn default() -> Self {
-        Self { consul: None, product_replicas: 1, otlp: None }
+        Self { consul: None, product_replicas: 1, otlp: None, metrics: false }
     }
 }
 
@@ -93,6 +98,8 @@ impl Stack {
             logs,
             product_args: Vec::new(),
             otlp: topology.otlp.clone(),
+            metrics: BTreeMap::new(),
+            with_metrics: topology.metrics,
         };
         let discovery = match &topology.consul {
             Some(consul) => ["--discovery", "consul", "--consul-addr", consul, "--consul-check-interval-secs", "1"]
@@ -159,6 +166,12 @@ impl Stack {
     }
 
     fn spawn(&mut self, name: &str, role: &str, args: &[String]) {
+        let mut args = args.to_vec();
+        if self.with_metrics && role != "gateway" {
+            let metrics = format!("127.0.0.1:{}", free_port());
+            args.extend(["--metrics-listen".to_owned(), metrics.clone()]);
+            self.metrics.insert(name.to_owned(), metrics);
+        }
         let log = std::fs::File::create(self.log_path(name)).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
         if let Some(otlp) = &self.otlp {
@@ -169,7 +182,7 @@ impl Stack {
         }
         let child = command
             .arg(role)
-            .args(args)
+            .args(&args)
             .env("AGORA_JWT_SECRET", SECRET)
             .env("AGORA_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("AGORA_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -631,5 +644,95 @@ async fn one_order_is_one_trace_in_jaeger_across_every_service_and_the_kafka_hop
     assert_eq!((charge.status, charge.status_message.as_str()), (2, "payment declined: insufficient funds"));
     let failed: Vec<&str> = spans.iter().filter(|s| s.status == 2).map(|s| s.name.as_str()).collect();
     assert_eq!(failed, ["process agora.orders.v1"], "only the declining span failed");
+    stack.stop();
+}
+
+/// The value of the sample `series` (name and labels, exactly as exposed) in `text`; 0 when
+/// absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn scrape(url: &str) -> String {
+    let reply = reqwest::get(url).await.unwrap();
+    assert_eq!(reply.status(), 200, "{url}");
+    reply.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn every_role_exposes_metrics_that_move_with_traffic() {
+    let Some(brokers) = kafka_brokers() else { return };
+    let topology = Topology { metrics: true, ..Topology::default() };
+    let Some(stack) = Stack::start_with(&brokers, topology).await else { return };
+    let rest = &stack.rest;
+    let mug = rest.product("Mug", 12_00, 10).await;
+    let (_, token) = rest.signup("metrics@example.com").await;
+    let urls: BTreeMap<String, String> = stack
+        .metrics
+        .iter()
+        .map(|(role, addr)| (role.clone(), format!("http://{addr}/metrics")))
+        .chain([("gateway".to_owned(), format!("{}/metrics", rest.url))])
+        .collect();
+    let mut before = BTreeMap::new();
+    for (role, url) in &urls {
+        before.insert(role.clone(), scrape(url).await);
+    }
+
+    let order = rest.order(&token, "metrics", json!([{"productId": mug, "quantity": 1}])).await.expect(201);
+    rest.settled(&token, order["id"].as_str().unwrap(), "ORDER_STATUS_PAID").await;
+    rest.stock_becomes(&mug, 9).await;
+
+    let rpc = |side: &str, service: &str, method: &str| {
+        format!(r#"agora_rpc_{side}_calls_total{{service="agora.{service}",method="{method}",code="OK"}}"#)
+    };
+    let lag =
+        |topic: &str, group: &str| format!(r#"agora_consumer_lag_seconds_count{{topic="{topic}",group="{group}"}}"#);
+    // Series that must grow with one order, per role.
+    let moving = [
+        ("gateway", r#"agora_http_server_requests_total{method="POST",route="/v1/orders",status="201"}"#.to_owned()),
+        ("gateway", r#"agora_http_server_request_duration_seconds_count{method="POST",route="/v1/orders"}"#.to_owned()),
+        ("gateway", rpc("client", "order.v1.OrderService", "CreateOrder")),
+        ("order-service", rpc("server", "order.v1.OrderService", "CreateOrder")),
+        ("order-service", rpc("client", "product.v1.ProductService", "ReserveStock")),
+        ("order-service", lag("agora.payments.v1", "order-service")),
+        ("user-service", rpc("server", "user.v1.UserService", "GetUser")),
+        ("product-service-1", rpc("server", "product.v1.ProductService", "ReserveStock")),
+        ("product-service-1", lag("agora.orders.v1", "product-service")),
+        ("payment-service", lag("agora.orders.v1", "payment-service")),
+    ];
+    // Series that must be there, whatever their value.
+    let present = [
+        ("order-service", r#"agora_outbox_backlog{service="order-service"}"#),
+        ("payment-service", r#"agora_outbox_backlog{service="payment-service"}"#),
+        ("order-service", r#"agora_dlq_messages_total{topic="agora.payments.v1.dlq"}"#),
+        ("payment-service", r#"agora_dlq_messages_total{topic="agora.orders.v1.dlq"}"#),
+        ("order-service", "agora_db_pool_connections{database="),
+        ("gateway", "agora_rpc_client_call_duration_seconds_bucket{"),
+    ];
+    // The relay and the consumers report on their next round.
+    eventually(10, "every series to move", || async {
+        let mut after = BTreeMap::new();
+        for (role, url) in &urls {
+            after.insert(role.clone(), scrape(url).await);
+        }
+        let stuck: Vec<&String> = moving
+            .iter()
+            .filter(|(role, series)| sample(&after[*role], series) <= sample(&before[*role], series))
+            .map(|(_, series)| series)
+            .collect();
+        stuck.is_empty().then_some(after)
+    })
+    .await;
+    let mut after = BTreeMap::new();
+    for (role, url) in &urls {
+        after.insert(role.clone(), scrape(url).await);
+    }
+    for (role, series) in present {
+        assert!(after[role].lines().any(|l| l.starts_with(series)), "{role} lacks {series}:\n{}", after[role]);
+    }
+    let backlog = sample(&after["order-service"], r#"agora_outbox_backlog{service="order-service"}"#);
+    assert_eq!(backlog, 0.0, "everything published");
     stack.stop();
 }
