@@ -161,7 +161,10 @@ impl Balanced {
     pub fn apply(&self, change: Change<String, String>) -> anyhow::Result<()> {
         match change {
             Change::Insert(id, address) => {
-                let channel = lazy_channel(&address, self.inner.policy.connect_timeout)?;
+                let channel = agora_kit::grpc::endpoint(&address)?
+                    .connect_timeout(self.inner.policy.connect_timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
                 let instance = Arc::new(Instance {
                     id: id.clone(),
                     address,
@@ -216,16 +219,6 @@ impl Balanced {
     pub(crate) fn upgrade(weak: &WeakInner) -> Option<Self> {
         weak.upgrade().map(|inner| Self { inner })
     }
-}
-
-/// A channel to one address that connects on first use and again after failures.
-fn lazy_channel(address: &str, connect_timeout: Duration) -> anyhow::Result<Channel> {
-    let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
-    Ok(tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| anyhow::anyhow!("invalid address {address:?}: {e}"))?
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .connect_lazy())
 }
 
 pub(crate) type WeakInner = Weak<Inner>;

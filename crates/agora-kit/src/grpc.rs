@@ -175,9 +175,11 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// service starts even when the services it calls are not up yet: those calls fail with
 /// `Unavailable` until they are.
 pub fn lazy_channel(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(endpoint(addr)?.connect_timeout(std::time::Duration::from_secs(2)).connect_lazy())
+}
+
+/// The endpoint of `addr` (`HOST:PORT`, or a URL), with an error that names it.
+pub fn endpoint(addr: &str) -> anyhow::Result<tonic::transport::Endpoint> {
     let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-    Ok(tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| anyhow::anyhow!("invalid address {addr:?}: {e}"))?
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .connect_lazy())
+    tonic::transport::Endpoint::from_shared(uri).map_err(|e| anyhow::anyhow!("invalid address {addr:?}: {e}"))
 }

@@ -19,15 +19,7 @@ impl TestDatabase {
 
     /// A new database on the test PostgreSQL server, or `None` when there is none (outside CI).
     pub async fn postgres() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("AGORA_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but AGORA_TEST_POSTGRES_URL is not set: run the suite with `make test`, \
-                 which installs and starts PostgreSQL"
-            );
-            eprintln!("skipping the PostgreSQL half: AGORA_TEST_POSTGRES_URL is not set (use `make test`)");
-            return None;
-        };
+        let admin_url = required_env("AGORA_TEST_POSTGRES_URL", "PostgreSQL")?;
         let name = format!("agora_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::connect(&admin_url)
             .await
@@ -40,51 +32,34 @@ impl TestDatabase {
     }
 }
 
-/// The test Kafka broker, or `None` when there is none (outside CI), like
-/// [`TestDatabase::postgres`].
-pub fn kafka_brokers() -> Option<String> {
-    let Ok(brokers) = std::env::var("AGORA_TEST_KAFKA_BROKERS") else {
+/// The value of `var`, which `make test` sets once it has started `component`; `None` when it
+/// is missing outside CI (the test is skipped with a message), a failure under `CI=true`.
+fn required_env(var: &str, component: &str) -> Option<String> {
+    let Ok(value) = std::env::var(var) else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but AGORA_TEST_KAFKA_BROKERS is not set: run the suite with `make test`, \
-             which installs and starts Kafka"
+            "CI=true but {var} is not set: run the suite with `make test`, which installs and starts {component}"
         );
-        eprintln!("skipping a Kafka test: AGORA_TEST_KAFKA_BROKERS is not set (use `make test`)");
+        eprintln!("skipping a {component} test: {var} is not set (use `make test`)");
         return None;
     };
-    Some(brokers)
+    Some(value)
 }
 
-/// The test Consul agent's HTTP address, or `None` when there is none (outside CI), like
-/// [`TestDatabase::postgres`].
+/// The test Kafka broker, or `None` when there is none (outside CI).
+pub fn kafka_brokers() -> Option<String> {
+    required_env("AGORA_TEST_KAFKA_BROKERS", "Kafka")
+}
+
+/// The test Consul agent's HTTP address, or `None` when there is none (outside CI).
 pub fn consul_addr() -> Option<String> {
-    let Ok(addr) = std::env::var("AGORA_TEST_CONSUL_ADDR") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but AGORA_TEST_CONSUL_ADDR is not set: run the suite with `make test`, \
-             which installs and starts Consul"
-        );
-        eprintln!("skipping a Consul test: AGORA_TEST_CONSUL_ADDR is not set (use `make test`)");
-        return None;
-    };
-    Some(addr)
+    required_env("AGORA_TEST_CONSUL_ADDR", "Consul")
 }
 
 /// The test Jaeger: (query API URL, OTLP gRPC endpoint), or `None` when there is none
-/// (outside CI), like [`TestDatabase::postgres`].
+/// (outside CI).
 pub fn jaeger() -> Option<(String, String)> {
-    match (std::env::var("AGORA_TEST_JAEGER_URL"), std::env::var("AGORA_TEST_OTLP_ENDPOINT")) {
-        (Ok(query), Ok(otlp)) => Some((query, otlp)),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but AGORA_TEST_JAEGER_URL / AGORA_TEST_OTLP_ENDPOINT are not set: run the \
-                 suite with `make test`, which installs and starts Jaeger"
-            );
-            eprintln!("skipping a Jaeger test: AGORA_TEST_JAEGER_URL is not set (use `make test`)");
-            None
-        }
-    }
+    Some((required_env("AGORA_TEST_JAEGER_URL", "Jaeger")?, required_env("AGORA_TEST_OTLP_ENDPOINT", "Jaeger")?))
 }
 
 /// `admin_url` with its database name replaced.

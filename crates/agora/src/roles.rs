@@ -121,15 +121,7 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
     }
     // The gateway serves HTTP, so the agent checks `/healthz`. On shutdown it leaves Consul
     // first, then stops serving.
-    let advertise = advertise(&args.discovery, listener.local_addr()?)?;
-    let registration = Registration::new(
-        consul_client(&args.discovery)?,
-        GATEWAY,
-        advertise,
-        Probe::Http("/healthz".to_owned()),
-        timing(&args.discovery),
-        env!("CARGO_PKG_VERSION"),
-    );
+    let registration = registration(&args.discovery, GATEWAY, listener.local_addr()?, Probe::Http("/healthz".into()))?;
     registration.start().await;
     let serving = CancellationToken::new();
     let stop = serving.clone();
@@ -164,11 +156,14 @@ fn resolver(args: &DiscoveryArgs) -> anyhow::Result<Resolver> {
     })
 }
 
-fn timing(args: &DiscoveryArgs) -> CheckTiming {
-    CheckTiming {
+/// The Consul registration of `role` listening at `local`, checked by `probe`.
+fn registration(args: &DiscoveryArgs, role: &str, local: SocketAddr, probe: Probe) -> anyhow::Result<Registration> {
+    let timing = CheckTiming {
         interval: Duration::from_secs(args.consul_check_interval_secs),
         deregister_after: Duration::from_secs(args.consul_deregister_after_secs),
-    }
+    };
+    let advertise = advertise(args, local)?;
+    Ok(Registration::new(consul_client(args)?, role, advertise, probe, timing, env!("CARGO_PKG_VERSION")))
 }
 
 /// What callers are told to dial: `--advertise-addr`, else the listening address.
@@ -196,14 +191,6 @@ async fn listen(addr: SocketAddr, args: &DiscoveryArgs, role: &str, grpc_service
     if args.discovery == DiscoveryMode::Static {
         return Ok(listener);
     }
-    let advertise = advertise(args, listener.local_addr()?)?;
-    let registration = Registration::new(
-        consul_client(args)?,
-        role,
-        advertise,
-        Probe::Grpc(grpc_service.to_owned()),
-        timing(args),
-        env!("CARGO_PKG_VERSION"),
-    );
+    let registration = registration(args, role, listener.local_addr()?, Probe::Grpc(grpc_service.to_owned()))?;
     Ok(listener.announced(Arc::new(registration)))
 }

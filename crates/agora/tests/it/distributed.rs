@@ -255,6 +255,16 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// Places an order (201) under the client's trace `trace`.
+async fn traced_order(rest: &RestClient, token: &str, key: &str, trace: TraceParent, items: Value) -> Value {
+    let request = rest
+        .request(http::Method::POST, "/v1/orders", Some(token))
+        .header("idempotency-key", key)
+        .header(TRACEPARENT, trace.to_string())
+        .json(&json!({ "items": items }));
+    rest.send(request).await.expect(201)
+}
+
 /// The payments of `order_id`, as its customer sees them.
 async fn payments(rest: &RestClient, token: &str, order_id: &str) -> Vec<Value> {
     let listed = rest.get(&format!("/v1/payments?order_id={order_id}"), Some(token)).await.expect(200);
@@ -272,12 +282,7 @@ async fn the_saga_runs_across_processes_on_postgres_and_kafka_and_keeps_one_trac
 
     // Paid, under a trace the client started.
     let trace = TraceParent::root();
-    let request = rest
-        .request(http::Method::POST, "/v1/orders", Some(&token))
-        .header("idempotency-key", "first")
-        .header(TRACEPARENT, trace.to_string())
-        .json(&json!({"items": [{"productId": mug, "quantity": 2}]}));
-    let placed = rest.send(request).await.expect(201);
+    let placed = traced_order(rest, &token, "first", trace, json!([{"productId": mug, "quantity": 2}])).await;
     let paid_id = placed["id"].as_str().unwrap().to_owned();
     rest.settled(&token, &paid_id, "ORDER_STATUS_PAID").await;
     assert_eq!(rest.get("/v1/wallet", Some(&token)).await.expect(200)["balance"], usd(76_00));
@@ -588,12 +593,7 @@ async fn one_order_is_one_trace_in_jaeger_across_every_service_and_the_kafka_hop
 
     // The client starts the trace; everything the order causes belongs to it.
     let client = TraceParent::root();
-    let request = rest
-        .request(http::Method::POST, "/v1/orders", Some(&token))
-        .header("idempotency-key", "traced")
-        .header(TRACEPARENT, client.to_string())
-        .json(&json!({"items": [{"productId": mug, "quantity": 1}]}));
-    let order = rest.send(request).await.expect(201);
+    let order = traced_order(rest, &token, "traced", client, json!([{"productId": mug, "quantity": 1}])).await;
     rest.settled(&token, order["id"].as_str().unwrap(), "ORDER_STATUS_PAID").await;
     rest.stock_becomes(&mug, 9).await;
 
@@ -630,12 +630,7 @@ async fn one_order_is_one_trace_in_jaeger_across_every_service_and_the_kafka_hop
     // Declined: the payment span that declined says so.
     let dear = rest.product("Grinder", 500_00, 1).await;
     let declined = TraceParent::root();
-    let request = rest
-        .request(http::Method::POST, "/v1/orders", Some(&token))
-        .header("idempotency-key", "declined")
-        .header(TRACEPARENT, declined.to_string())
-        .json(&json!({"items": [{"productId": dear, "quantity": 1}]}));
-    let order = rest.send(request).await.expect(201);
+    let order = traced_order(rest, &token, "declined", declined, json!([{"productId": dear, "quantity": 1}])).await;
     rest.settled(&token, order["id"].as_str().unwrap(), "ORDER_STATUS_CANCELLED").await;
     let spans = trace_spans(&jaeger, &declined.trace_id_hex(), 12).await;
     let create = span(&spans, "order-service", "agora.order.v1.OrderService/CreateOrder", SERVER, None);
