@@ -75,6 +75,10 @@ declare -A USUAL_PORT=(
   [user-service]=50051 [product-service]=50052 [order-service]=50053 [payment-service]=50054
   [gateway]=8080
 )
+# Each service serves Prometheus metrics on a port of its own; the gateway at /metrics.
+declare -A USUAL_METRICS_PORT=(
+  [user-service]=9101 [product-service]=9102 [order-service]=9103 [payment-service]=9104
+)
 declare -A DATABASE=(
   [user-service]=agora_user [product-service]=agora_product
   [order-service]=agora_order [payment-service]=agora_payment
@@ -97,10 +101,19 @@ role_of() {
   printf '%s\n' "${1%-[0-9]*}"
 }
 
-# The port recorded for a running process.
+# The port recorded for a running process (NAME), or for its metrics (NAME.metrics).
 role_port() {
   [[ -f "$PORTS_FILE" ]] || return 1
   sed -n "s/^$1=//p" "$PORTS_FILE" | tail -n 1
+}
+
+# Where a running process serves its metrics.
+metrics_url() {
+  if [[ "$1" == gateway ]]; then
+    printf 'http://127.0.0.1:%s/metrics\n' "$(role_port gateway)"
+  else
+    printf 'http://127.0.0.1:%s/metrics\n' "$(role_port "$1.metrics")"
+  fi
 }
 
 role_pid() {
@@ -151,11 +164,20 @@ start_role() {
   if [[ -n "${USUAL_PORT[$name]:-}" ]]; then port="$(usual "${USUAL_PORT[$name]}")"; fi
   if [[ "$port" == 0 ]]; then port="$(free_port)"; fi
   DAEMON_TAKEN_PORTS+="$port "
+  local -a metrics=()
+  if [[ "$role" != gateway ]]; then
+    local metrics_port=0
+    if [[ -n "${USUAL_METRICS_PORT[$name]:-}" ]]; then metrics_port="$(usual "${USUAL_METRICS_PORT[$name]}")"; fi
+    if [[ "$metrics_port" == 0 ]]; then metrics_port="$(free_port)"; fi
+    DAEMON_TAKEN_PORTS+="$metrics_port "
+    metrics=(AGORA_METRICS_LISTEN="127.0.0.1:$metrics_port")
+  fi
   mkdir -p "$LOG_DIR" "$PID_DIR"
   # Secrets go through the environment, never the command line (which `ps` shows).
   daemon_launch "$PID_DIR/$name.pid" "$LOG_DIR/$name.log" \
-    env AGORA_LISTEN="127.0.0.1:$port" AGORA_LOG_FORMAT=pretty "$@" "$AGORA_BIN" "$role"
+    env AGORA_LISTEN="127.0.0.1:$port" AGORA_LOG_FORMAT=pretty "${metrics[@]}" "$@" "$AGORA_BIN" "$role"
   printf '%s=%s\n' "$name" "$port" >>"$PORTS_FILE"
+  if ((${#metrics[@]})); then printf '%s.metrics=%s\n' "$name" "$metrics_port" >>"$PORTS_FILE"; fi
   log "$name starting on 127.0.0.1:$port (pid $DAEMON_LAUNCHED_PID, log: $LOG_DIR/$name.log)"
 }
 
@@ -199,7 +221,10 @@ cmd_up() {
   if [[ -f "$PORTS_FILE" ]]; then
     local kept="" name
     while read -r name; do
-      if role_pid "$name" >/dev/null; then kept+="$name=$(role_port "$name")"$'\n'; fi
+      if role_pid "$name" >/dev/null; then
+        kept+="$name=$(role_port "$name")"$'\n'
+        if [[ -n "$(role_port "$name.metrics")" ]]; then kept+="$name.metrics=$(role_port "$name.metrics")"$'\n'; fi
+      fi
     done < <(all_processes)
     printf '%s' "$kept" >"$PORTS_FILE"
   fi
@@ -235,6 +260,13 @@ cmd_up() {
     sleep 0.5
   done
 
+  local metrics_lines="" label="Metrics"
+  for name in gateway "${PROCESSES[@]}"; do
+    metrics_lines+="$(printf '  %-11s %-18s %s' "$label" "$name" "$(metrics_url "$name")")"$'\n'
+    label=""
+  done
+  metrics_lines="${metrics_lines%$'\n'}"
+
   cat <<EOF
 
 Agora is up: the gateway and four services as separate processes on PostgreSQL and Kafka,
@@ -243,6 +275,7 @@ found through Consul ($products product-service instance(s) passing).
   Gateway     $url          (OpenAPI: $url/openapi.json)
   Jaeger UI   $(bash "$SCRIPT_DIR/jaeger.sh" url)
   Consul UI   $(bash "$SCRIPT_DIR/consul.sh" url)/ui
+$metrics_lines
   Kafka       $brokers        PostgreSQL  $pg_base
   Admin       $ADMIN_EMAIL, password in $SECRETS_DIR/admin-password
 
@@ -303,7 +336,7 @@ cmd_status() {
   local name pid down=0
   while read -r name; do
     if pid="$(role_pid "$name")"; then
-      log "$name: running on 127.0.0.1:$(role_port "$name") (pid $pid)"
+      log "$name: running on 127.0.0.1:$(role_port "$name") (pid $pid), metrics $(metrics_url "$name")"
     else
       log "$name: not running"
       down=1

@@ -94,6 +94,18 @@ done
   || fail "Jaeger has spans from '$services', not from the gateway and the four services"
 pass "Jaeger has the order's spans from the gateway and the four services"
 
+# Every process serves Prometheus metrics where the banner says; they counted the order.
+metrics_urls="$(grep -o 'http://[^ ]*/metrics' <<<"$banner")"
+[[ "$(wc -l <<<"$metrics_urls")" == 6 ]] || fail "the banner lists $(wc -l <<<"$metrics_urls") metrics endpoints, not 6"
+for url in $metrics_urls; do
+  scraped="$(curl -fsS "$url")" || fail "cannot scrape $url"
+  grep -q '^agora_' <<<"$scraped" || fail "$url serves no agora_ series"
+done
+created="$(curl -fsS "$(grep -m1 -A5 '^ *Metrics' <<<"$banner" | grep ' order-service ' | grep -o 'http://[^ ]*')" \
+  | sed -n 's/^agora_rpc_server_calls_total{service="agora.order.v1.OrderService",method="CreateOrder",code="OK"} //p')"
+[[ "${created:-0}" -ge 1 ]] || fail "order-service's metrics count no CreateOrder (saw '${created:-}')"
+pass "every process serves metrics that counted the order"
+
 pids_before="$(cat "$STATE"/pids/*.pid | sort)"
 bash scripts/up.sh up >/dev/null
 [[ "$(cat "$STATE"/pids/*.pid | sort)" == "$pids_before" ]] || fail "a second up restarted processes"

@@ -9,10 +9,9 @@
 //! - [`route`], [`auth`]: the layers that pick a binding and check its policy.
 //! - [`transcode`], [`fields`]: JSON ⇄ protobuf; [`client`]: the generic gRPC client;
 //!   [`proxy`]: the one service that ties them together.
-//! - [`deadline`], [`rate_limit`], [`access_log`]: cross-cutting layers, assembled in [`app`].
+//! - [`deadline`], [`rate_limit`], [`observe`]: cross-cutting layers, assembled in [`app`].
 //! - [`error`]: the error body and grpc-gateway's status table; [`health`], [`openapi`].
 
-pub mod access_log;
 pub mod api;
 pub mod auth;
 pub mod client;
@@ -20,6 +19,7 @@ pub mod deadline;
 pub mod error;
 pub mod fields;
 pub mod health;
+pub mod observe;
 pub mod openapi;
 pub mod proxy;
 pub mod rate_limit;
@@ -47,11 +47,11 @@ use tower_http::{
 };
 
 use crate::{
-    access_log::AccessLogLayer,
     api::Api,
     auth::AuthLayer,
     client::Backends,
     deadline::DeadlineLayer,
+    observe::ObserveLayer,
     proxy::Proxy,
     rate_limit::{RateLimit, RateLimitLayer},
     route::{RouteLayer, Routes},
@@ -148,8 +148,9 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
         .layer(CompressionLayer::new().gzip(true))
         // Outside rate limiting, so a browser can read a 429 too; preflights end here.
         .layer(option_layer(cors(&config.cors_origins)?))
-        // Logs each request once, including the ones refused by the layers inside.
-        .layer(AccessLogLayer)
+        // A span, the route metrics and a log line for each request, including the ones
+        // refused by the layers inside.
+        .layer(ObserveLayer)
         // Outermost, so every log line and every response carries the request id.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)))

@@ -4,10 +4,6 @@
 use std::{convert::Infallible, task::Poll, time::Duration};
 
 use agora_kit::identity::Caller;
-use agora_kit::{
-    metrics::{RouteLabels, RouteStatusLabels},
-    trace_context::{self, TRACEPARENT, TraceParent},
-};
 use axum::{
     body::Body,
     response::{IntoResponse, Response},
@@ -17,7 +13,6 @@ use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tonic::{Code, metadata::MetadataValue};
 use tower::Service;
-use tracing::Instrument;
 
 use crate::{
     api::Body as BodyRule,
@@ -135,40 +130,7 @@ impl Service<Request<Body>> for Proxy {
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let proxy = self.clone();
-        // The request's server span continues the client's trace, or starts one here.
-        let route = request.extensions().get::<Matched>().map(|m| m.binding.template.to_string()).unwrap_or_default();
-        let method = request.method().as_str().to_owned();
-        let span = tracing::info_span!(
-            "http",
-            otel.name = %format!("{method} {route}"),
-            otel.kind = "server",
-            http.request.method = %method,
-            http.route = %route,
-            url.path = %request.uri().path(),
-            http.response.status_code = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-            otel.status_description = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-        );
-        let parent = request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceParent::parse);
-        let context = trace_context::hop(&span, parent);
-        let handled = async move {
-            let started = std::time::Instant::now();
-            let response = proxy.handle(request).await.unwrap_or_else(IntoResponse::into_response);
-            let metrics = agora_kit::metrics::metrics();
-            let labels = RouteLabels { method: method.clone(), route: route.clone() };
-            metrics.http_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-            let labels = RouteStatusLabels { method, route, status: response.status().as_u16() };
-            metrics.http_requests.get_or_create(&labels).inc();
-            let span = tracing::Span::current();
-            span.record("http.response.status_code", response.status().as_u16());
-            if response.status().is_server_error() {
-                trace_context::fail(&span, response.status().canonical_reason().unwrap_or("server error"));
-            }
-            Ok(response)
-        };
-        Box::pin(trace_context::scope(context, handled.instrument(span)))
+        Box::pin(async move { Ok(proxy.handle(request).await.unwrap_or_else(IntoResponse::into_response)) })
     }
 }
 

@@ -14,7 +14,7 @@ use http::{HeaderValue, Request, StatusCode, header};
 use tonic::Code;
 use tower::{Layer, Service};
 
-use crate::{api::Binding, error::ApiError, template::Captures};
+use crate::{api::Binding, error::ApiError, observe::RouteSlot, template::Captures};
 
 /// The binding a request was routed to.
 #[derive(Debug, Clone)]
@@ -105,6 +105,9 @@ where
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         match self.routes.find(request.method(), request.uri().path()) {
             Ok(matched) => {
+                if let Some(slot) = request.extensions().get::<RouteSlot>() {
+                    slot.set(&matched.binding.template.to_string());
+                }
                 request.extensions_mut().insert(matched);
                 Box::pin(self.inner.call(request))
             }

@@ -246,6 +246,9 @@ impl Service<http::Request<Body>> for Balanced {
         let context = trace_context::hop(&span, trace_context::current());
         let value = http::HeaderValue::from_str(&context.to_string()).expect("a traceparent is ASCII");
         request.headers_mut().insert(trace_context::TRACEPARENT, value);
+        if let Some(baggage) = trace_context::baggage().and_then(|b| http::HeaderValue::from_str(&b.to_string()).ok()) {
+            request.headers_mut().entry(trace_context::BAGGAGE).or_insert(baggage);
+        }
         let call = async move {
             let started = std::time::Instant::now();
             let answer = inner.call(request).await;

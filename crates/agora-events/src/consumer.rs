@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use agora_kit::{
     metrics::{ConsumerLabels, TopicLabels, metrics},
-    trace_context::{self, TRACEPARENT, TraceParent},
+    trace_context::{self, Incoming},
 };
 use agora_proto::events::EventEnvelope;
 use async_trait::async_trait;
@@ -149,8 +149,11 @@ async fn process(
     };
     // The handler (and every event it emits) runs in a consumer span that is a child of the
     // publish (and links to it), so the trace goes on across the bus.
-    let trace = delivery.headers.get(TRACEPARENT).or_else(|| envelope.headers.get(TRACEPARENT));
-    let parent = trace.and_then(|t| TraceParent::parse(t));
+    // The transport headers first (the relay's publish span), the envelope's as a fallback.
+    let incoming = Incoming::from_headers(|name| {
+        delivery.headers.get(name).or_else(|| envelope.headers.get(name)).map(String::as_str)
+    });
+    let parent = incoming.parent;
     let span = tracing::info_span!(
         "process",
         otel.name = %format!("process {}", delivery.topic),
@@ -171,6 +174,9 @@ async fn process(
         trace_context::link(&span, parent);
     }
     let context = trace_context::hop(&span, parent);
+    if let Some(baggage) = &incoming.baggage {
+        baggage.tag(&span);
+    }
     if let Some(age) = envelope.occurred_at.as_ref().and_then(age) {
         let labels = ConsumerLabels { topic: delivery.topic.clone(), group: options.group.clone() };
         metrics().consumer_lag.get_or_create(&labels).observe(age.as_secs_f64());
@@ -178,7 +184,10 @@ async fn process(
     let mut delay = options.backoff;
     let mut attempt = 1;
     loop {
-        match trace_context::scope(context, handler.handle(&envelope)).instrument(span.clone()).await {
+        match trace_context::scope_with(context, incoming.baggage.clone(), handler.handle(&envelope))
+            .instrument(span.clone())
+            .await
+        {
             Ok(()) => return Some(()),
             Err(HandlerError::Permanent(reason)) => {
                 trace_context::fail(&span, &reason);

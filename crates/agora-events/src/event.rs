@@ -56,12 +56,9 @@ pub fn envelope<E: DomainEvent>(aggregate_id: &str, payload: &E) -> EventEnvelop
 }
 
 /// The propagation headers of the request or event being handled: its `traceparent`, so the
-/// event's consumers continue the same trace.
+/// event's consumers continue the same trace, and its `baggage`.
 fn trace_headers() -> std::collections::HashMap<String, String> {
-    agora_kit::trace_context::current()
-        .map(|context| (agora_kit::trace_context::TRACEPARENT.to_owned(), context.to_string()))
-        .into_iter()
-        .collect()
+    agora_kit::trace_context::outgoing().into_iter().map(|(name, value)| (name.to_owned(), value)).collect()
 }
 
 /// Decodes the payload of an envelope known to carry `E`; a corrupt payload is permanent

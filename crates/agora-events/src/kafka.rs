@@ -17,15 +17,17 @@ use std::{
 
 use async_trait::async_trait;
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
+    ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
     types::RDKafkaErrorCode,
 };
+
+use agora_kit::metrics::PartitionLabels;
 
 use crate::bus::{BusError, Delivery, EventBus, OutgoingMessage, Subscription};
 
@@ -130,7 +132,8 @@ impl EventBus for KafkaBus {
 
     async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
         self.ensure_topic(topic).await?;
-        let consumer: StreamConsumer = ClientConfig::new()
+        let context = LagReporter { group: group.to_owned(), prefix: self.options.prefix.clone() };
+        let consumer: StreamConsumer<LagReporter> = ClientConfig::new()
             .set("bootstrap.servers", &self.options.brokers)
             .set("group.id", self.scoped(group))
             // Offsets move only when the consumer acknowledges, after its effect committed.
@@ -138,15 +141,48 @@ impl EventBus for KafkaBus {
             .set("enable.auto.offset.store", "false")
             // A new group starts at the beginning: events published before it existed count.
             .set("auto.offset.reset", "earliest")
-            .create()
+            // librdkafka's statistics carry each partition's lag; see `LagReporter`.
+            .set("statistics.interval.ms", LAG_REPORT_INTERVAL_MS)
+            .create_with_context(context)
             .map_err(unavailable)?;
         consumer.subscribe(&[&self.scoped(topic)]).map_err(unavailable)?;
         Ok(Box::new(KafkaSubscription { consumer, prefix: self.options.prefix.clone() }))
     }
 }
 
+/// How often a consumer reports its lag in messages.
+const LAG_REPORT_INTERVAL_MS: &str = "5000";
+
+/// Sets `agora_consumer_lag_messages` from librdkafka's statistics: per assigned partition,
+/// the high watermark minus the group's position. It keeps being reported while the consumer
+/// is stuck, which is when it matters.
+struct LagReporter {
+    group: String,
+    prefix: String,
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        let lag = &agora_kit::metrics::metrics().consumer_lag_messages;
+        for (name, topic) in &statistics.topics {
+            let topic_name = name.strip_prefix(self.prefix.as_str()).unwrap_or(name);
+            // Partition -1 is librdkafka's internal unassigned queue; -1 lag means unknown.
+            for partition in topic.partitions.values().filter(|p| p.partition >= 0 && p.consumer_lag >= 0) {
+                let labels = PartitionLabels {
+                    topic: topic_name.to_owned(),
+                    group: self.group.clone(),
+                    partition: partition.partition,
+                };
+                lag.get_or_create(&labels).set(partition.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
+
 pub struct KafkaSubscription {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagReporter>,
     /// The bus's prefix, taken off topic names on the way in and put back for commits.
     prefix: String,
 }

@@ -19,6 +19,14 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// OpenTelemetry's `db.system` value, which the store spans carry.
+    pub fn system(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgresql",
+        }
+    }
+
     pub fn from_url(url: &str) -> Result<Self, DbError> {
         if url.starts_with("sqlite:") {
             Ok(Self::Sqlite)
@@ -54,6 +62,21 @@ pub enum DbError {
     Connect { url: String, source: sqlx::Error },
     #[error("migrations failed on {url}: {source}")]
     Migrate { url: String, source: sqlx::migrate::MigrateError },
+}
+
+/// The `db.system` of a connection (for store functions that run inside a caller's
+/// transaction and have no [`Db`] at hand).
+pub fn system_of(conn: &sqlx::AnyConnection) -> &'static str {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") { Backend::Sqlite } else { Backend::Postgres }.system()
+}
+
+/// Marks the current span failed with a database error. The services' `From<sqlx::Error>`
+/// call it, so an error that leaves a store method fails that method's `db` span (each is
+/// a `#[tracing::instrument]` span named `OPERATION table`, with `otel.kind = "client"`,
+/// `db.system`, `db.operation.name` and `db.collection.name`).
+pub fn failed(error: &sqlx::Error) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    tracing::Span::current().set_status(opentelemetry::trace::Status::error(error.to_string()));
 }
 
 static DRIVERS: Once = Once::new();

@@ -61,6 +61,13 @@ pub struct ConsumerLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub group: String,
+    pub partition: i32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
     pub topic: String,
 }
@@ -99,6 +106,7 @@ pub struct Metrics {
     pub rpc_client_duration: Family<RpcLabels, Histogram, Seconds>,
     pub outbox_backlog: Family<OutboxLabels, Gauge>,
     pub consumer_lag: Family<ConsumerLabels, Histogram, Seconds>,
+    pub consumer_lag_messages: Family<PartitionLabels, Gauge>,
     pub dlq_messages: Family<TopicLabels, Counter>,
     pub db_pool_connections: Family<PoolLabels, Gauge>,
     registry: Registry,
@@ -123,6 +131,7 @@ impl Metrics {
         let rpc_client_duration = Family::new_with_constructor(Seconds);
         let outbox_backlog = Family::default();
         let consumer_lag = Family::new_with_constructor(Seconds);
+        let consumer_lag_messages = Family::default();
         let dlq_messages = Family::default();
         let db_pool_connections = Family::default();
         registry.register("http_server_requests", "REST requests answered, by route and status", http_requests.clone());
@@ -141,6 +150,11 @@ impl Metrics {
         );
         registry.register("outbox_backlog", "Outbox rows not yet published", outbox_backlog.clone());
         registry.register("consumer_lag_seconds", "Age of an event when its consumer handles it", consumer_lag.clone());
+        registry.register(
+            "consumer_lag_messages",
+            "Messages after the last one a consumer group handled, per partition (Kafka)",
+            consumer_lag_messages.clone(),
+        );
         registry.register("dlq_messages", "Messages sent to a dead-letter topic", dlq_messages.clone());
         registry.register("db_pool_connections", "Database pool connections by state", db_pool_connections.clone());
         Self {
@@ -152,6 +166,7 @@ impl Metrics {
             rpc_client_duration,
             outbox_backlog,
             consumer_lag,
+            consumer_lag_messages,
             dlq_messages,
             db_pool_connections,
             registry,

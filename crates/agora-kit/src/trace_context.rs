@@ -1,5 +1,6 @@
 //! W3C Trace Context: the `traceparent` that ties one client request to everything it causes,
-//! across the gateway, the gRPC servers and the events on the bus.
+//! across the gateway, the gRPC servers and the events on the bus, and the W3C `baggage`
+//! (key=value pairs a client attaches, such as a tenant or an experiment) that travels with it.
 //!
 //! A request's context lives in a task-local while its handler runs: [`TraceContextLayer`]
 //! puts it there on every gRPC server (a child of the caller's `traceparent`, or a new trace),
@@ -28,6 +29,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The header (HTTP, gRPC metadata and Kafka) that carries the context.
 pub const TRACEPARENT: &str = "traceparent";
+
+/// The header that carries the [`Baggage`].
+pub const BAGGAGE: &str = "baggage";
 
 /// One position in a trace: the trace, the span that is the parent of the next hop, and
 /// whether the trace is sampled.
@@ -89,18 +93,157 @@ fn nonzero_u64() -> u64 {
     (bits as u64) | 1
 }
 
+/// W3C Baggage: the list members a request carries, kept as received (values stay
+/// percent-encoded) so they are passed on unchanged.
+///
+/// Per the spec's limits, at most [`Baggage::MAX_MEMBERS`] members and
+/// [`Baggage::MAX_BYTES`] bytes are kept; members that do not parse are dropped one by one
+/// rather than failing the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Baggage {
+    /// (key, value with its properties), in the order received.
+    members: Vec<(String, String)>,
+}
+
+impl Baggage {
+    pub const MAX_MEMBERS: usize = 64;
+    pub const MAX_BYTES: usize = 8192;
+
+    /// Parses a `baggage` header; `None` when no member is valid.
+    pub fn parse(header: &str) -> Option<Self> {
+        let mut members: Vec<(String, String)> = Vec::new();
+        let mut bytes = 0;
+        for member in header.split(',') {
+            let Some((key, rest)) = member.split_once('=') else { continue };
+            let key = key.trim();
+            let rest = rest.trim();
+            let value = rest.split(';').next().unwrap_or_default().trim_end();
+            if !is_token(key) || !value.bytes().all(is_baggage_octet) || percent_decode(value).is_none() {
+                continue;
+            }
+            let size = key.len() + 1 + rest.len() + usize::from(!members.is_empty());
+            if members.len() == Self::MAX_MEMBERS || bytes + size > Self::MAX_BYTES {
+                break;
+            }
+            bytes += size;
+            members.retain(|(k, _)| k != key);
+            members.push((key.to_owned(), rest.to_owned()));
+        }
+        (!members.is_empty()).then_some(Self { members })
+    }
+
+    /// The decoded value of `key`.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let (_, rest) = self.members.iter().find(|(k, _)| k == key)?;
+        percent_decode(rest.split(';').next().unwrap_or_default().trim_end())
+    }
+
+    /// Puts every member on `span` as a `baggage.KEY` attribute, so a trace shows what the
+    /// request carried at each hop.
+    pub fn tag(&self, span: &tracing::Span) {
+        for (key, _) in &self.members {
+            if let Some(value) = self.get(key) {
+                span.set_attribute(format!("baggage.{key}"), value);
+            }
+        }
+    }
+}
+
+impl fmt::Display for Baggage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (key, rest)) in self.members.iter().enumerate() {
+            write!(f, "{}{key}={rest}", if i == 0 { "" } else { "," })?;
+        }
+        Ok(())
+    }
+}
+
+/// An RFC 7230 token, what a baggage key must be.
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A byte a baggage value may hold unencoded.
+fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+fn percent_decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// What a hop received from its caller: the parent context and the baggage, read from the
+/// request's (or message's) headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Incoming {
+    pub parent: Option<TraceParent>,
+    pub baggage: Option<Baggage>,
+}
+
+impl Incoming {
+    /// Reads `traceparent` and `baggage` through `header` (a lookup by lowercase name).
+    pub fn from_headers<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Self {
+        Self {
+            parent: header(TRACEPARENT).and_then(TraceParent::parse),
+            baggage: header(BAGGAGE).and_then(Baggage::parse),
+        }
+    }
+
+    /// Reads an HTTP request's (or gRPC call's) headers.
+    pub fn from_http(headers: &http::HeaderMap) -> Self {
+        Self::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Current {
+    trace: TraceParent,
+    baggage: Option<Baggage>,
+}
+
 tokio::task_local! {
-    static CURRENT: TraceParent;
+    static CURRENT: Current;
 }
 
 /// The context of the request or event being handled, if any.
 pub fn current() -> Option<TraceParent> {
-    CURRENT.try_with(|c| *c).ok()
+    CURRENT.try_with(|c| c.trace).ok()
 }
 
-/// Runs `future` with `context` as the current context.
+/// The baggage of the request or event being handled, if any.
+pub fn baggage() -> Option<Baggage> {
+    CURRENT.try_with(|c| c.baggage.clone()).ok().flatten()
+}
+
+/// Runs `future` with `context` as the current context; the baggage stays as it is.
 pub async fn scope<F: Future>(context: TraceParent, future: F) -> F::Output {
-    CURRENT.scope(context, future).await
+    scope_with(context, baggage(), future).await
+}
+
+/// Runs `future` with `context` and `baggage` as the current ones.
+pub async fn scope_with<F: Future>(context: TraceParent, baggage: Option<Baggage>, future: F) -> F::Output {
+    CURRENT.scope(Current { trace: context, baggage }, future).await
+}
+
+/// The headers that carry the current context and baggage on to the next hop.
+pub fn outgoing() -> Vec<(&'static str, String)> {
+    let Ok(current) = CURRENT.try_with(Current::clone) else { return Vec::new() };
+    let mut headers = vec![(TRACEPARENT, current.trace.to_string())];
+    headers.extend(current.baggage.map(|b| (BAGGAGE, b.to_string())));
+    headers
 }
 
 /// Starts `span` as a hop after `parent` (the context the hop received; none starts a trace)
@@ -115,6 +258,13 @@ pub fn hop(span: &tracing::Span, parent: Option<TraceParent>) -> TraceParent {
     span.record("trace_id", context.trace_id_hex());
     span.record("span_id", format!("{:016x}", context.span_id));
     context
+}
+
+/// Renames `span` once what it is has become known (the gateway's request span learns its
+/// route from a layer inside). The exported span is renamed too: its name is fixed once it
+/// started, so recording `otel.name` would not reach it.
+pub fn rename(span: &tracing::Span, name: String) {
+    span.context().span().update_name(name);
 }
 
 /// Links `span` to `context` (a consumer to the publish it handles). Call before [`hop`].
@@ -151,10 +301,13 @@ pub fn fail(span: &tracing::Span, message: &str) {
     span.record("otel.status_description", message);
 }
 
-/// Adds the current context, if any, to an outgoing call's metadata.
+/// Adds the current context and baggage, if any, to an outgoing call's metadata.
 pub fn inject(metadata: &mut tonic::metadata::MetadataMap) {
-    if let Some(context) = current() {
-        metadata.insert(TRACEPARENT, context.to_string().parse().expect("a traceparent is ASCII"));
+    for (name, value) in outgoing() {
+        // Both are visible ASCII by construction.
+        if let Ok(value) = value.parse() {
+            metadata.insert(name, value);
+        }
     }
 }
 
@@ -196,9 +349,12 @@ where
         if untraced(&method) {
             return Box::pin(self.inner.call(request));
         }
-        let parent = request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceParent::parse);
+        let incoming = Incoming::from_http(request.headers());
         let span = rpc_span(&method, "server");
-        let context = hop(&span, parent);
+        let context = hop(&span, incoming.parent);
+        if let Some(baggage) = &incoming.baggage {
+            baggage.tag(&span);
+        }
         let response = self.inner.call(request);
         let call = async move {
             let started = std::time::Instant::now();
@@ -212,7 +368,7 @@ where
             tracing::debug!(target: "agora::grpc", %method, elapsed_us = started.elapsed().as_micros() as u64, "call served");
             response
         };
-        Box::pin(CURRENT.scope(context, call.instrument(span)))
+        Box::pin(scope_with(context, incoming.baggage, call.instrument(span)))
     }
 }
 
@@ -314,12 +470,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn outgoing_calls_carry_the_current_context() {
+    async fn outgoing_calls_carry_the_current_context_and_baggage() {
         let context = TraceParent::root();
         let request = scope(context, async { crate::identity::Caller::service().request(()) }).await;
         assert_eq!(request.metadata().get(TRACEPARENT).unwrap().to_str().unwrap(), context.to_string());
+        assert!(request.metadata().get(BAGGAGE).is_none(), "no baggage was given");
         let outside = crate::identity::Caller::service().request(());
         assert!(outside.metadata().get(TRACEPARENT).is_none());
+
+        // Baggage set at the edge survives a nested hop that only changes the context.
+        let baggage = Baggage::parse("tenant=acme").unwrap();
+        let request = scope_with(context, Some(baggage), async {
+            scope(context.child(), async { crate::identity::Caller::service().request(()) }).await
+        })
+        .await;
+        assert_eq!(request.metadata().get(BAGGAGE).unwrap().to_str().unwrap(), "tenant=acme");
+    }
+
+    #[test]
+    fn baggage_keeps_valid_members_as_received_and_decodes_values() {
+        let baggage = Baggage::parse(" tenant = acme , bad key=x,k2=a b,dup=1,dup=2").unwrap();
+        assert_eq!(baggage.to_string(), "tenant=acme,dup=2");
+        assert_eq!(baggage.get("tenant").as_deref(), Some("acme"));
+        assert_eq!(baggage.get("dup").as_deref(), Some("2"), "a repeated key keeps its last value");
+        let encoded = Baggage::parse("who=Ada%20Lovelace;prop").unwrap();
+        assert_eq!(encoded.get("who").as_deref(), Some("Ada Lovelace"));
+        assert_eq!(encoded.to_string(), "who=Ada%20Lovelace;prop", "passed on unchanged");
+        for nothing in ["", ",,", "novalue", "k=%zz", "k=%ff", "=v"] {
+            assert_eq!(Baggage::parse(nothing), None, "{nothing:?}");
+        }
+    }
+
+    #[test]
+    fn baggage_stops_at_the_spec_limits() {
+        let many: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
+        let kept = Baggage::parse(&many.join(",")).unwrap();
+        assert_eq!(kept.members.len(), Baggage::MAX_MEMBERS);
+        let big = format!("a={},b=1", "x".repeat(Baggage::MAX_BYTES));
+        assert_eq!(Baggage::parse(&big), None, "a member over the byte limit ends the list");
+        let fits = format!("a={},b=1", "x".repeat(100));
+        assert_eq!(Baggage::parse(&fits).unwrap().members.len(), 2);
     }
 
     #[tokio::test]

@@ -27,9 +27,17 @@ pub enum Error {
     #[error(transparent)]
     Identity(#[from] Status),
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// A database error fails the span it happened in (the store method's `db` span).
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        agora_kit::db::failed(&error);
+        Self::Database(error)
+    }
 }
 
 impl From<Error> for Status {

@@ -55,6 +55,7 @@ impl Store {
     }
 
     /// Opens the wallet with the opening balance unless it exists; true when it was opened.
+    #[tracing::instrument(name = "INSERT wallets", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "INSERT", db.collection.name = "wallets"))]
     pub async fn open_wallet_in(&self, conn: &mut AnyConnection, user_id: &str) -> Result<bool, Error> {
         let now = now_millis();
         let opened = sqlx::query(
@@ -69,6 +70,7 @@ impl Store {
         Ok(opened.rows_affected() == 1)
     }
 
+    #[tracing::instrument(name = "SELECT wallets", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "wallets"))]
     pub async fn wallet(&self, user_id: &str) -> Result<Wallet, Error> {
         let mut tx = self.db.pool.begin().await?;
         self.open_wallet_in(&mut tx, user_id).await?;
@@ -77,6 +79,7 @@ impl Store {
         Ok(wallet)
     }
 
+    #[tracing::instrument(name = "UPDATE wallets", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "wallets"))]
     pub async fn top_up(&self, user_id: &str, top_up: TopUp) -> Result<Wallet, Error> {
         let amount = top_up.amount();
         let mut tx = self.db.pool.begin().await?;
@@ -105,6 +108,7 @@ impl Store {
 
     /// Debits the order's total or declines it, and enqueues the outcome. A second call for
     /// the same order returns the first payment and changes nothing.
+    #[tracing::instrument(name = "UPDATE wallets", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "wallets"))]
     pub async fn charge_in(&self, conn: &mut AnyConnection, placed: &OrderPlaced) -> Result<Payment, Error> {
         if let Some(existing) = payment_for_order_in(conn, &placed.order_id).await? {
             return Ok(existing);
@@ -173,6 +177,7 @@ impl Store {
 
     /// Gives back a succeeded payment of a cancelled order; `None` when there was nothing to
     /// refund (declined, never charged, or refunded already).
+    #[tracing::instrument(name = "UPDATE payments", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "payments"))]
     pub async fn refund_in(&self, conn: &mut AnyConnection, order_id: &str) -> Result<Option<Payment>, Error> {
         let now = now_millis();
         let refunded = sqlx::query(
@@ -196,12 +201,14 @@ impl Store {
         Ok(Some(payment))
     }
 
+    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "payments"))]
     pub async fn payment_for_order(&self, order_id: &str) -> Result<Option<Payment>, Error> {
         let mut conn = self.db.pool.acquire().await?;
         payment_for_order_in(&mut conn, order_id).await
     }
 
     /// The user's payments, newest first, before the cursor.
+    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "payments"))]
     pub async fn list(&self, user_id: &str, before: Option<&str>, limit: i64) -> Result<(Vec<Payment>, bool), Error> {
         let rows = match before {
             Some(before) => {

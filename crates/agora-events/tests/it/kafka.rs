@@ -53,6 +53,32 @@ async fn messages_keep_their_key_payload_and_headers() {
 }
 
 #[tokio::test]
+async fn a_groups_lag_in_messages_is_reported_per_partition() {
+    let Some(brokers) = kafka_brokers() else { return };
+    let bus = bus(&brokers);
+    let (topic, group) = (unique("lag"), unique("group"));
+    // One key: one partition.
+    for i in 0..5 {
+        bus.publish(&message(&topic, "k", &format!("m{i}"))).await.unwrap();
+    }
+    let mut sub = bus.subscribe(&group, &topic).await.unwrap();
+    let first = next(&mut sub, 30).await;
+    sub.ack(&first).await.unwrap();
+    let second = next(&mut sub, 30).await;
+    sub.ack(&second).await.unwrap();
+    let labels = agora_kit::metrics::PartitionLabels { topic, group, partition: first.partition };
+    let lag = || agora_kit::metrics::metrics().consumer_lag_messages.get_or_create(&labels).get();
+    // Statistics arrive every 5 s; the subscription must keep polling to emit them.
+    let polled = tokio::time::timeout(Duration::from_secs(30), async {
+        while lag() != 3 {
+            let _ = tokio::time::timeout(Duration::from_millis(500), sub.next()).await;
+        }
+    })
+    .await;
+    assert!(polled.is_ok(), "lag of 3 (5 published, 2 committed) reported; last seen {}", lag());
+}
+
+#[tokio::test]
 async fn prefixed_buses_share_a_broker_without_seeing_each_other() {
     let Some(brokers) = kafka_brokers() else { return };
     let prefixed = |prefix: &str| {

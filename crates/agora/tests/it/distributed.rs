@@ -21,7 +21,7 @@ use agora_discovery::Consul;
 use agora_events::{DomainEvent, EventBus, KafkaBus, KafkaOptions, topics};
 use agora_kit::{
     testing::{PrivateInstance, TestDatabase, consul_addr, eventually, free_port, jaeger, kafka_brokers},
-    trace_context::{TRACEPARENT, TraceParent},
+    trace_context::{BAGGAGE, TRACEPARENT, TraceParent},
 };
 use agora_proto::events::{EventEnvelope, OrderPaid, OrderPlaced, PaymentSucceeded};
 use gateway::testing::{RestClient, usd};
@@ -255,12 +255,13 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-/// Places an order (201) under the client's trace `trace`.
+/// Places an order (201) under the client's trace `trace`, with the baggage `tenant=acme`.
 async fn traced_order(rest: &RestClient, token: &str, key: &str, trace: TraceParent, items: Value) -> Value {
     let request = rest
         .request(http::Method::POST, "/v1/orders", Some(token))
         .header("idempotency-key", key)
         .header(TRACEPARENT, trace.to_string())
+        .header(BAGGAGE, "tenant=acme")
         .json(&json!({ "items": items }));
     rest.send(request).await.expect(201)
 }
@@ -308,14 +309,16 @@ async fn the_saga_runs_across_processes_on_postgres_and_kafka_and_keeps_one_trac
         .events(topics::ORDERS, |seen| seen.iter().any(|e| is_paid_order(e) && e.event_type == OrderPaid::TYPE))
         .await;
     let payments_topic = stack.events(topics::PAYMENTS, |seen| seen.iter().any(is_paid_order)).await;
-    let traced: BTreeMap<&str, &str> = orders
+    let traced: BTreeMap<&str, _> = orders
         .iter()
         .chain(&payments_topic)
         .filter(|e| is_paid_order(e))
-        .map(|e| (e.event_type.as_str(), e.headers.get(TRACEPARENT).map_or("", String::as_str)))
+        .map(|e| (e.event_type.as_str(), &e.headers))
         .collect();
     for event_type in [OrderPlaced::TYPE, PaymentSucceeded::TYPE, OrderPaid::TYPE] {
-        let header = traced.get(event_type).unwrap_or_else(|| panic!("no {event_type} in {traced:?}"));
+        let headers = traced.get(event_type).unwrap_or_else(|| panic!("no {event_type} in {traced:?}"));
+        assert_eq!(headers.get(BAGGAGE).map(String::as_str), Some("tenant=acme"), "{event_type} keeps the baggage");
+        let header = headers.get(TRACEPARENT).map_or("", String::as_str);
         let context = TraceParent::parse(header).unwrap_or_else(|| panic!("{event_type} carries no traceparent"));
         assert_eq!(context.trace_id, trace.trace_id, "{event_type} is in the client's trace");
         assert_ne!(context.span_id, trace.span_id, "{event_type} comes from a later hop");
@@ -523,12 +526,15 @@ struct Span {
     /// OTLP's status code: 0 unset, 1 ok, 2 error.
     status: i64,
     status_message: String,
+    /// The string-valued attributes.
+    attributes: BTreeMap<String, String>,
 }
 
-/// Every span of `trace_id` that Jaeger has, once it has at least `at_least`.
-async fn trace_spans(jaeger: &str, trace_id: &str, at_least: usize) -> Vec<Span> {
+/// Every span of `trace_id` that Jaeger has, once it has a span of each (service, name) in
+/// `expected` (spans reach Jaeger in batches, process by process).
+async fn trace_spans(jaeger: &str, trace_id: &str, expected: &[(&str, &str)]) -> Vec<Span> {
     let http = reqwest::Client::new();
-    eventually(30, &format!("{at_least} spans of trace {trace_id} in Jaeger"), || async {
+    eventually(30, &format!("the spans {expected:?} of trace {trace_id} in Jaeger"), || async {
         let reply = http.get(format!("{jaeger}/api/v3/traces/{trace_id}")).send().await.ok()?;
         let body: Value = reply.json().await.ok()?;
         let mut spans = Vec::new();
@@ -553,11 +559,21 @@ async fn trace_spans(jaeger: &str, trace_id: &str, at_least: usize) -> Vec<Span>
                             .unwrap_or_default(),
                         status: span["status"]["code"].as_i64().unwrap_or(0),
                         status_message: span["status"]["message"].as_str().unwrap_or_default().to_owned(),
+                        attributes: span["attributes"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|a| {
+                                Some((a["key"].as_str()?.to_owned(), a["value"]["stringValue"].as_str()?.to_owned()))
+                            })
+                            .collect(),
                     });
                 }
             }
         }
-        (spans.len() >= at_least).then_some(spans)
+        let complete =
+            expected.iter().all(|(service, name)| spans.iter().any(|s| s.service == *service && s.name == *name));
+        complete.then_some(spans)
     })
     .await
 }
@@ -591,14 +607,22 @@ async fn one_order_is_one_trace_in_jaeger_across_every_service_and_the_kafka_hop
     let mug = rest.product("Mug", 12_00, 10).await;
     let (_, token) = rest.signup("trace@example.com").await;
 
-    // The client starts the trace; everything the order causes belongs to it.
+    // The client starts the trace, with baggage; everything the order causes belongs to it.
     let client = TraceParent::root();
     let order = traced_order(rest, &token, "traced", client, json!([{"productId": mug, "quantity": 1}])).await;
     rest.settled(&token, order["id"].as_str().unwrap(), "ORDER_STATUS_PAID").await;
     rest.stock_becomes(&mug, 9).await;
 
-    // gateway 2, order 6 (server, 2 clients, 2 sends, 1 consume), user 1, product 3, payment 2.
-    let spans = trace_spans(&jaeger, &client.trace_id_hex(), 14).await;
+    let expected = [
+        ("gateway", "POST /v1/orders"),
+        ("user-service", "agora.user.v1.UserService/GetUser"),
+        ("product-service", "agora.product.v1.ProductService/ReserveStock"),
+        ("payment-service", "send agora.payments.v1"),
+        ("order-service", "process agora.payments.v1"),
+        ("product-service", "process agora.orders.v1"),
+        ("product-service", "UPDATE reservations"),
+    ];
+    let spans = trace_spans(&jaeger, &client.trace_id_hex(), &expected).await;
     let http = span(&spans, "gateway", "POST /v1/orders", SERVER, None);
     assert_eq!(http.parent, format!("{:016x}", client.span_id), "the gateway continues the client's span");
     let call = span(&spans, "gateway", "agora.order.v1.OrderService/CreateOrder", CLIENT, Some(http));
@@ -619,6 +643,22 @@ async fn one_order_is_one_trace_in_jaeger_across_every_service_and_the_kafka_hop
     span(&spans, "product-service", "process agora.orders.v1", CONSUMER, Some(paid));
     let failed: Vec<&Span> = spans.iter().filter(|s| s.status == 2).collect();
     assert!(failed.is_empty(), "a paid order has no failed span: {failed:?}");
+    // Each service's database work is a client span under the hop that did it.
+    let insert = span(&spans, "order-service", "INSERT orders", CLIENT, Some(create));
+    assert_eq!(insert.attributes["db.system"], "postgresql");
+    assert_eq!(insert.attributes["db.collection.name"], "orders");
+    span(&spans, "payment-service", "UPDATE wallets", CLIENT, Some(charge));
+    // The client's baggage reached every hop, across both Kafka hops.
+    for hop in [http, create, charge, settle] {
+        assert_eq!(hop.attributes.get("baggage.tenant").map(String::as_str), Some("acme"), "{hop:?}");
+    }
+    // A request the gateway refuses itself is still a span of the client's trace.
+    let refused = TraceParent::root();
+    let request = rest.request(http::Method::GET, "/v1/orders", None).header(TRACEPARENT, refused.to_string());
+    rest.send(request).await.expect(401);
+    let spans = trace_spans(&jaeger, &refused.trace_id_hex(), &[("gateway", "GET /v1/orders")]).await;
+    let http = span(&spans, "gateway", "GET /v1/orders", SERVER, None);
+    assert_eq!(http.parent, format!("{:016x}", refused.span_id));
 
     // Logs written inside a span carry its ids.
     let placed_log = std::fs::read_to_string(stack.log_path("order-service")).unwrap();
@@ -632,7 +672,8 @@ async fn one_order_is_one_trace_in_jaeger_across_every_service_and_the_kafka_hop
     let declined = TraceParent::root();
     let order = traced_order(rest, &token, "declined", declined, json!([{"productId": dear, "quantity": 1}])).await;
     rest.settled(&token, order["id"].as_str().unwrap(), "ORDER_STATUS_CANCELLED").await;
-    let spans = trace_spans(&jaeger, &declined.trace_id_hex(), 12).await;
+    let expected = [("payment-service", "process agora.orders.v1"), ("order-service", "process agora.payments.v1")];
+    let spans = trace_spans(&jaeger, &declined.trace_id_hex(), &expected).await;
     let create = span(&spans, "order-service", "agora.order.v1.OrderService/CreateOrder", SERVER, None);
     let placed = span(&spans, "order-service", "send agora.orders.v1", PRODUCER, Some(create));
     let charge = span(&spans, "payment-service", "process agora.orders.v1", CONSUMER, Some(placed));
@@ -705,6 +746,11 @@ async fn every_role_exposes_metrics_that_move_with_traffic() {
         ("payment-service", r#"agora_dlq_messages_total{topic="agora.orders.v1.dlq"}"#),
         ("order-service", "agora_db_pool_connections{database="),
         ("gateway", "agora_rpc_client_call_duration_seconds_bucket{"),
+        (
+            "payment-service",
+            r#"agora_consumer_lag_messages{topic="agora.orders.v1",group="payment-service",partition="#,
+        ),
+        ("order-service", r#"agora_consumer_lag_messages{topic="agora.payments.v1",group="order-service",partition="#),
     ];
     // The relay and the consumers report on their next round.
     eventually(10, "every series to move", || async {
@@ -720,13 +766,16 @@ async fn every_role_exposes_metrics_that_move_with_traffic() {
         stuck.is_empty().then_some(after)
     })
     .await;
-    let mut after = BTreeMap::new();
-    for (role, url) in &urls {
-        after.insert(role.clone(), scrape(url).await);
-    }
-    for (role, series) in present {
-        assert!(after[role].lines().any(|l| l.starts_with(series)), "{role} lacks {series}:\n{}", after[role]);
-    }
+    // Kafka consumers report their lag in messages every 5 s.
+    let after = eventually(15, &format!("every series of {present:?}"), || async {
+        let mut after = BTreeMap::new();
+        for (role, url) in &urls {
+            after.insert(role.clone(), scrape(url).await);
+        }
+        let all = present.iter().all(|(role, series)| after[*role].lines().any(|l| l.starts_with(series)));
+        all.then_some(after)
+    })
+    .await;
     let backlog = sample(&after["order-service"], r#"agora_outbox_backlog{service="order-service"}"#);
     assert_eq!(backlog, 0.0, "everything published");
     stack.stop();

@@ -123,3 +123,28 @@ async fn cors_is_off_by_default_and_answers_preflights_when_configured() {
     assert!(plain.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
     stop.cancel();
 }
+
+/// The value of `series` (name and labels as exposed) in a Prometheus scrape; 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn requests_refused_by_a_layer_count_under_their_route_and_probes_do_not() {
+    let p = start().await;
+    let scrape = || async { p.http.get(format!("{}/metrics", p.url)).send().await.unwrap().text().await.unwrap() };
+    let before = scrape().await;
+    p.get("/v1/orders", None).await.expect(401);
+    p.get("/v1/nowhere", None).await.expect(404);
+    p.get("/healthz", None).await;
+    let after = scrape().await;
+    // Metrics are per process and tests run side by side: at least one more each.
+    for series in [
+        r#"agora_http_server_requests_total{method="GET",route="/v1/orders",status="401"}"#,
+        r#"agora_http_server_requests_total{method="GET",route="unmatched",status="404"}"#,
+    ] {
+        assert!(sample(&after, series) >= sample(&before, series) + 1.0, "{series} did not move:\n{after}");
+    }
+    assert!(!after.contains(r#"route="/healthz""#), "probes are not request metrics");
+    p.stop().await;
+}
