@@ -273,7 +273,8 @@ Agora is up: the gateway and four services as separate processes on PostgreSQL a
 found through Consul ($products product-service instance(s) passing).
 
   Gateway     $url          (OpenAPI: $url/openapi.json)
-  Jaeger UI   $(bash "$SCRIPT_DIR/jaeger.sh" url)
+  Jaeger UI   $(bash "$SCRIPT_DIR/jaeger.sh" url)   (query API; read traces with the command below)
+  Traces      $AGORA_BIN trace --jaeger $(bash "$SCRIPT_DIR/jaeger.sh" url)
   Consul UI   $(bash "$SCRIPT_DIR/consul.sh" url)/ui
 $metrics_lines
   Kafka       $brokers        PostgreSQL  $pg_base

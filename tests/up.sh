@@ -5,7 +5,8 @@
 #   - an order placed through the gateway is paid across the processes;
 #   - every process is registered and passing in Consul, with two product-service instances
 #     (PRODUCT_REPLICAS=2);
-#   - Jaeger holds spans from the gateway and the four services;
+#   - Jaeger holds spans from the gateway and the four services, and `agora trace` lists them;
+#   - every process serves Prometheus metrics at the URL the banner gives;
 #   - a second up restarts nothing;
 #   - down leaves no process behind, and the next up still has the order (durable data);
 #   - purge deletes the stack.
@@ -93,6 +94,10 @@ done
 [[ "$services" == "gateway order-service payment-service product-service user-service" ]] \
   || fail "Jaeger has spans from '$services', not from the gateway and the four services"
 pass "Jaeger has the order's spans from the gateway and the four services"
+listed="$("$AGORA_UP_BIN" trace --jaeger "$jaeger" --limit 50)" || fail "agora trace could not list the gateway's traces"
+grep -q 'POST /v1/orders: ' <<<"$listed" || fail "agora trace lists no POST /v1/orders trace:"$'\n'"$listed"
+pass "agora trace lists the order's trace"
+
 
 # Every process serves Prometheus metrics where the banner says; they counted the order.
 metrics_urls="$(grep -o 'http://[^ ]*/metrics' <<<"$banner")"

@@ -33,6 +33,8 @@ pub enum Command {
     OrderService(OrderArgs),
     /// Wallets and payments.
     PaymentService(PaymentArgs),
+    /// Print a trace from Jaeger as a tree (or, without an id, a service's latest traces).
+    Trace(TraceArgs),
 }
 
 impl Command {
@@ -45,6 +47,7 @@ impl Command {
             Command::ProductService(_) => crate::roles::PRODUCT,
             Command::OrderService(_) => crate::roles::ORDER,
             Command::PaymentService(_) => crate::roles::PAYMENT,
+            Command::Trace(_) => "agora-trace",
         }
     }
 
@@ -338,4 +341,27 @@ pub struct AllArgs {
     /// Add a demo catalog when the catalog is empty.
     #[arg(long, env = "AGORA_SEED_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
     pub seed_demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The trace id (32 hex digits: the middle of a `traceparent`, or `trace_id` in a log
+    /// line). Without it, the latest traces of `--service` are listed.
+    pub trace_id: Option<String>,
+
+    /// Jaeger's query address (its UI/API port).
+    #[arg(long, env = "AGORA_JAEGER_URL", default_value = "http://127.0.0.1:16686")]
+    pub jaeger: String,
+
+    /// Whose traces to list.
+    #[arg(long, default_value = "gateway")]
+    pub service: String,
+
+    /// How many traces to list.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+
+    /// How far back to look, in Jaeger's units (`15m`, `1h`, `2d`).
+    #[arg(long, default_value = "1h")]
+    pub lookback: String,
 }

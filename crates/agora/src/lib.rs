@@ -8,8 +8,10 @@
 //! - [`cli`]: the flags of each role.
 //! - [`roles`]: turning flags into a component's config and running it.
 //! - [`all`]: the all-in-one process; [`seed`]: its demo catalog.
+//! - [`trace`]: `agora trace`, a trace from Jaeger printed as a tree.
 
 pub mod all;
 pub mod cli;
 pub mod roles;
 pub mod seed;
+pub mod trace;

@@ -9,6 +9,16 @@ use clap::Parser;
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let command = cli.command.unwrap_or_else(cli::Command::all_from_env);
+    // A client, not a role: no telemetry, no signal handling.
+    if let cli::Command::Trace(args) = command {
+        return match agora::trace::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("agora trace: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let telemetry = match agora_kit::telemetry::init(command.service_name()) {
         Ok(telemetry) => telemetry,
         Err(e) => {
@@ -24,6 +34,7 @@ async fn main() -> ExitCode {
         cli::Command::ProductService(args) => roles::product(args, shutdown).await,
         cli::Command::OrderService(args) => roles::order(args, shutdown).await,
         cli::Command::PaymentService(args) => roles::payment(args, shutdown).await,
+        cli::Command::Trace(_) => unreachable!("handled above"),
     };
     // Spans still in the batch go out before the process ends.
     telemetry.shutdown();

@@ -680,6 +680,21 @@ async fn one_order_is_one_trace_in_jaeger_across_every_service_and_the_kafka_hop
     assert_eq!((charge.status, charge.status_message.as_str()), (2, "payment declined: insufficient funds"));
     let failed: Vec<&str> = spans.iter().filter(|s| s.status == 2).map(|s| s.name.as_str()).collect();
     assert_eq!(failed, ["process agora.orders.v1"], "only the declining span failed");
+
+    // `agora trace` prints the same trace as a tree, the failure on the declining span.
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["trace", &declined.trace_id_hex(), "--jaeger", &jaeger])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed.status.success(), "{text}{}", String::from_utf8_lossy(&printed.stderr));
+    let line = |name: &str| text.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("no {name}:\n{text}"));
+    // Columns: start (10), took (10), service (16), then the name indented by depth.
+    let indent = |l: &str| l[40..].len() - l[40..].trim_start().len();
+    assert!(line("POST /v1/orders (server)").contains("gateway"), "{text}");
+    let declining = line("! payment declined: insufficient funds");
+    assert!(declining.contains("payment-service") && declining.contains("process agora.orders.v1"), "{text}");
+    assert!(indent(declining) > indent(line("send agora.orders.v1")), "the consumer sits under the publish:\n{text}");
     stack.stop();
 }
 
