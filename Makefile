@@ -5,10 +5,10 @@ SHELL := bash
 # A persistent build cache outside the repo, so a fresh clone does not rebuild the world.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/agora/target
 
-.PHONY: help run up down logs status build test lint fmt pg-start pg-stop clean
+.PHONY: help run up down logs status build test lint fmt pg-start pg-stop clean images k8s chart
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 run: ## Run the gateway and every service in one process (SQLite under ./data) on :8080
 	cargo run --release
@@ -30,6 +30,16 @@ build: ## Build every crate and test
 
 test: ## Run the whole suite: fmt, clippy, unit, gRPC, saga and REST tests on SQLite and PostgreSQL
 	bash scripts/test.sh
+
+images: ## Build the container image agora:VERSION (needs a Docker engine)
+	@command -v docker >/dev/null || { echo "make images needs docker (a Docker engine); none found" >&2; exit 1; }
+	docker build -t agora:$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1) .
+
+k8s: ## Regenerate the plain manifests in k8s/ from the Helm chart
+	bash scripts/chart.sh k8s
+
+chart: ## Check the Helm chart: lint, Kubernetes schemas, switches, k8s/ up to date
+	bash scripts/chart.sh check
 
 lint: ## Check formatting and clippy
 	cargo fmt --all -- --check && cargo clippy --workspace --all-targets -- -D warnings

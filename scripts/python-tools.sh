@@ -2,11 +2,15 @@
 # Python tools that Agora's checks use, kept in a private virtualenv so that they never touch
 # the system's Python packages and survive between runs on the same machine.
 #
-# Usage: scripts/python-tools.sh {install|path|validate FILE...}
+# Usage: scripts/python-tools.sh {install|path|python|validate FILE...}
 #
 #   install         create the virtualenv and install the tools; no-op if already there
 #   path            print the absolute path of openapi-spec-validator (installs first)
+#   python          print the absolute path of the virtualenv's python (installs first)
 #   validate FILE   run openapi-spec-validator on each FILE (installs first)
+#
+# Tools: openapi-spec-validator (the gateway's OpenAPI document), and for the Helm chart's
+# checks kubernetes-validate (Kubernetes' own schemas), PyYAML and pytest.
 #
 # Everything except the answer of `path` and the validator's own report goes to stderr, and
 # only progress lines unless AGORA_VERBOSE=1 lets pip speak.
@@ -19,12 +23,16 @@ set -euo pipefail
 # Pinned to a minor series: 0.7 added OpenAPI 3.1 detection, and a new minor may change the
 # checks and so turn a green build red without any change here.
 VALIDATOR_REQUIREMENT="openapi-spec-validator==0.9.*"
+# kubernetes-validate ships the schemas of each Kubernetes release; pinned for the same reason.
+REQUIREMENTS=("$VALIDATOR_REQUIREMENT" "kubernetes-validate==1.37.*" "PyYAML==6.0.*" "pytest==8.*")
 
 # Absolute (need not exist yet), because `path` prints paths built from it.
 CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 VENV="$CACHE_DIR/venv"
 VALIDATOR="$VENV/bin/openapi-spec-validator"
 LOCK="$CACHE_DIR/.python-tools.lock"
+# Records the requirements installed, so a changed list installs again.
+STAMP="$VENV/.agora-requirements"
 
 log() { printf '[python-tools] %s\n' "$*" >&2; }
 die() { printf '[python-tools] error: %s\n' "$*" >&2; exit 1; }
@@ -69,19 +77,24 @@ ensure_venv() {
   quietly python3 -m venv "$VENV"
 }
 
+installed() {
+  [[ -x "$VALIDATOR" && -f "$STAMP" && "$(cat "$STAMP")" == "${REQUIREMENTS[*]}" ]]
+}
+
 install() {
-  [[ -x "$VALIDATOR" ]] && return 0
+  installed && return 0
   mkdir -p "$CACHE_DIR"
   # Two checks starting at once would otherwise both build the venv in the same place.
   exec 9>"$LOCK"
   if command -v flock >/dev/null; then
     flock 9
   fi
-  if [[ ! -x "$VALIDATOR" ]]; then
+  if ! installed; then
     ensure_venv
-    log "installing $VALIDATOR_REQUIREMENT"
-    quietly "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input "$VALIDATOR_REQUIREMENT"
+    log "installing ${REQUIREMENTS[*]}"
+    quietly "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input "${REQUIREMENTS[@]}"
     [[ -x "$VALIDATOR" ]] || die "pip finished but $VALIDATOR is missing"
+    printf '%s' "${REQUIREMENTS[*]}" >"$STAMP"
   fi
   exec 9>&-
 }
@@ -98,6 +111,10 @@ case "${1:-}" in
   path)
     install
     printf '%s\n' "$VALIDATOR"
+    ;;
+  python)
+    install
+    printf '%s\n' "$VENV/bin/python"
     ;;
   validate)
     shift

@@ -2,7 +2,8 @@
 # The whole test suite, as `make test` runs it: the tools the tests call (curl, the OpenAPI
 # validator), a private PostgreSQL, Kafka broker, Consul agent and Jaeger (installed and
 # started here if needed), then formatting, lints, every test on SQLite, PostgreSQL, Kafka,
-# Consul and Jaeger, and a `make up` / `make down` cycle.
+# Consul and Jaeger, a `make up` / `make down` cycle, the Helm chart's checks (lint, Kubernetes
+# schemas, switches, k8s/ drift) and the image's root filesystem.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -90,3 +91,28 @@ cargo test --workspace --all-targets
 step "make up / make down"
 # A private stack (own instances, free ports) run by the debug binary cargo test built.
 bash tests/up.sh
+
+step "Helm chart and k8s/"
+# helm lint --strict, every rendered object against Kubernetes' schemas, the switches, and
+# k8s/ up to date with the chart.
+bash scripts/chart.sh check
+
+step "image root filesystem"
+# The Dockerfile's runtime stage without Docker: the binary chrooted into what
+# scripts/rootfs.sh assembles, as the image's non-root user.
+if [[ "$(id -u)" -eq 0 ]]; then
+  rootfs="$(mktemp -d)"
+  bash scripts/rootfs.sh "$CARGO_TARGET_DIR/debug/agora" "$rootfs/fs"
+  chroot --userspec=65532:65532 "$rootfs/fs" /usr/local/bin/agora --version
+  if out="$(chroot --userspec=65532:65532 "$rootfs/fs" /usr/local/bin/agora check --gateway http://127.0.0.1:9 2>&1)" \
+    || [[ "$out" != *"cannot reach http://127.0.0.1:9/readyz"* ]]; then
+    printf 'the chrooted binary did not fail as expected: %s\n' "$out" >&2
+    exit 1
+  fi
+  rm -rf "$rootfs"
+elif [[ "${CI:-}" == true ]]; then
+  printf 'chroot needs root; CI must run this check\n' >&2
+  exit 1
+else
+  printf 'skipped: chroot needs root\n'
+fi

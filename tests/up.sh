@@ -53,6 +53,8 @@ products="$(curl -fsS "$gateway/v1/products")"
 [[ "$(json products <<<"$products")" == 5 ]] || fail "expected the 5 demo products, got: $products"
 mug="$(python3 -c 'import json,sys; print(next(p["id"] for p in json.load(sys.stdin)["products"] if p["name"] == "Ceramic mug"))' <<<"$products")"
 pass "the gateway serves the seeded catalog"
+"$AGORA_UP_BIN" check --gateway "$gateway" >/dev/null || fail "agora check failed against $gateway"
+pass "agora check passes against the running stack"
 
 post() { curl -sS -H 'content-type: application/json' "$@"; }
 post -o /dev/null -f "$gateway/v1/users" -d '{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}'

@@ -35,6 +35,8 @@ pub enum Command {
     PaymentService(PaymentArgs),
     /// Print a trace from Jaeger as a tree (or, without an id, a service's latest traces).
     Trace(TraceArgs),
+    /// Check that a running platform answers: the gateway's /readyz and GET /v1/products.
+    Check(CheckArgs),
 }
 
 impl Command {
@@ -47,7 +49,7 @@ impl Command {
             Command::ProductService(_) => crate::roles::PRODUCT,
             Command::OrderService(_) => crate::roles::ORDER,
             Command::PaymentService(_) => crate::roles::PAYMENT,
-            Command::Trace(_) => "agora-trace",
+            Command::Trace(_) | Command::Check(_) => "agora-client",
         }
     }
 
@@ -364,4 +366,15 @@ pub struct TraceArgs {
     /// How far back to look, in Jaeger's units (`15m`, `1h`, `2d`).
     #[arg(long, default_value = "1h")]
     pub lookback: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "AGORA_GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+    pub gateway: String,
+
+    /// Seconds each request may take.
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
 }

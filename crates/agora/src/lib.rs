@@ -8,9 +8,11 @@
 //! - [`cli`]: the flags of each role.
 //! - [`roles`]: turning flags into a component's config and running it.
 //! - [`all`]: the all-in-one process; [`seed`]: its demo catalog.
-//! - [`trace`]: `agora trace`, a trace from Jaeger printed as a tree.
+//! - [`trace`]: `agora trace`, a trace from Jaeger printed as a tree; [`check`]: `agora check`,
+//!   whether a deployed platform answers.
 
 pub mod all;
+pub mod check;
 pub mod cli;
 pub mod roles;
 pub mod seed;

@@ -9,16 +9,12 @@ use clap::Parser;
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let command = cli.command.unwrap_or_else(cli::Command::all_from_env);
-    // A client, not a role: no telemetry, no signal handling.
-    if let cli::Command::Trace(args) = command {
-        return match agora::trace::run(args).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("agora trace: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
+    // Clients, not roles: no telemetry, no signal handling.
+    let command = match command {
+        cli::Command::Trace(args) => return client("trace", agora::trace::run(args).await),
+        cli::Command::Check(args) => return client("check", agora::check::run(args).await),
+        role => role,
+    };
     let telemetry = match agora_kit::telemetry::init(command.service_name()) {
         Ok(telemetry) => telemetry,
         Err(e) => {
@@ -34,7 +30,7 @@ async fn main() -> ExitCode {
         cli::Command::ProductService(args) => roles::product(args, shutdown).await,
         cli::Command::OrderService(args) => roles::order(args, shutdown).await,
         cli::Command::PaymentService(args) => roles::payment(args, shutdown).await,
-        cli::Command::Trace(_) => unreachable!("handled above"),
+        cli::Command::Trace(_) | cli::Command::Check(_) => unreachable!("clients returned above"),
     };
     // Spans still in the batch go out before the process ends.
     telemetry.shutdown();
@@ -43,6 +39,16 @@ async fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("agora: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn client(name: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agora {name}: {e:#}");
             ExitCode::FAILURE
         }
     }
