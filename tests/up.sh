@@ -96,7 +96,12 @@ done
 [[ "$services" == "gateway order-service payment-service product-service user-service" ]] \
   || fail "Jaeger has spans from '$services', not from the gateway and the four services"
 pass "Jaeger has the order's spans from the gateway and the four services"
-listed="$("$AGORA_UP_BIN" trace --jaeger "$jaeger" --limit 50)" || fail "agora trace could not list the gateway's traces"
+# The gateway exports in batches: the order's span may come a few seconds after the others.
+for _ in $(seq 1 40); do
+  listed="$("$AGORA_UP_BIN" trace --jaeger "$jaeger" --limit 50)" || fail "agora trace could not list the gateway's traces"
+  grep -q 'POST /v1/orders: ' <<<"$listed" && break
+  sleep 0.5
+done
 grep -q 'POST /v1/orders: ' <<<"$listed" || fail "agora trace lists no POST /v1/orders trace:"$'\n'"$listed"
 pass "agora trace lists the order's trace"
 
