@@ -36,7 +36,10 @@ case "${1:-}" in
     ;;
   check)
     python="$(bash "$SCRIPT_DIR/python-tools.sh" python)"
-    AGORA_HELM="$(helm_bin)" "$python" -m pytest -q -p no:cacheprovider "$ROOT_DIR/tests/chart"
+    # The role-start test runs the debug binary cargo test built, against the AGORA_TEST_*
+    # infrastructure scripts/test.sh started.
+    AGORA_BIN="${AGORA_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/agora/target}/debug/agora}" \
+      AGORA_HELM="$(helm_bin)" "$python" -m pytest -q -p no:cacheprovider "$ROOT_DIR/tests/chart"
     ;;
   *)
     sed -n '4,11s/^# \{0,1\}//p' "$0" >&2
