@@ -112,10 +112,7 @@ where
             span_id = tracing::field::Empty,
         );
         let incoming = Incoming::from_http(request.headers());
-        let context = trace_context::hop(&span, incoming.parent);
-        if let Some(baggage) = &incoming.baggage {
-            baggage.tag(&span);
-        }
+        let context = incoming.hop(&span);
         let response = self.inner.call(request);
         let handled = async move {
             let response = response.await?;

@@ -153,7 +153,6 @@ async fn process(
     let incoming = Incoming::from_headers(|name| {
         delivery.headers.get(name).or_else(|| envelope.headers.get(name)).map(String::as_str)
     });
-    let parent = incoming.parent;
     let span = tracing::info_span!(
         "process",
         otel.name = %format!("process {}", delivery.topic),
@@ -170,13 +169,10 @@ async fn process(
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
-    if let Some(parent) = parent {
+    if let Some(parent) = incoming.parent {
         trace_context::link(&span, parent);
     }
-    let context = trace_context::hop(&span, parent);
-    if let Some(baggage) = &incoming.baggage {
-        baggage.tag(&span);
-    }
+    let context = incoming.hop(&span);
     if let Some(age) = envelope.occurred_at.as_ref().and_then(age) {
         let labels = ConsumerLabels { topic: delivery.topic.clone(), group: options.group.clone() };
         metrics().consumer_lag.get_or_create(&labels).observe(age.as_secs_f64());

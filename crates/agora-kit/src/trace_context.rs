@@ -206,6 +206,16 @@ impl Incoming {
     pub fn from_http(headers: &http::HeaderMap) -> Self {
         Self::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
     }
+
+    /// Starts `span` as the hop that received this (see [`hop`]), tagged with the baggage, and
+    /// returns the context it passes on.
+    pub fn hop(&self, span: &tracing::Span) -> TraceParent {
+        let context = hop(span, self.parent);
+        if let Some(baggage) = &self.baggage {
+            baggage.tag(span);
+        }
+        context
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -351,10 +361,7 @@ where
         }
         let incoming = Incoming::from_http(request.headers());
         let span = rpc_span(&method, "server");
-        let context = hop(&span, incoming.parent);
-        if let Some(baggage) = &incoming.baggage {
-            baggage.tag(&span);
-        }
+        let context = incoming.hop(&span);
         let response = self.inner.call(request);
         let call = async move {
             let started = std::time::Instant::now();
