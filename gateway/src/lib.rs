@@ -32,7 +32,7 @@ pub mod transcode;
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use agora_kit::auth::JwtKeys;
-use axum::{Router, routing::get};
+use axum::{Router, routing::get, serve::ListenerExt as _};
 use http::{HeaderName, HeaderValue, Method};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -163,6 +163,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let addr = listener.local_addr()?;
     tracing::info!(%addr, routes = api.bindings.len(), "gateway listening");
     let drained = shutdown.clone();
+    // TCP_NODELAY: a small response must not wait for the client's delayed ACK (40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { drained.cancelled().await });
     tokio::select! {

@@ -37,6 +37,9 @@ pub enum Command {
     Trace(TraceArgs),
     /// Check that a running platform answers: the gateway's /readyz and GET /v1/products.
     Check(CheckArgs),
+    /// Send realistic traffic through the gateway (or straight to product-service over gRPC)
+    /// and print latency percentiles per route, status codes and the orders' time to PAID.
+    Loadgen(agora_loadgen::Args),
 }
 
 impl Command {
@@ -49,7 +52,7 @@ impl Command {
             Command::ProductService(_) => crate::roles::PRODUCT,
             Command::OrderService(_) => crate::roles::ORDER,
             Command::PaymentService(_) => crate::roles::PAYMENT,
-            Command::Trace(_) | Command::Check(_) => "agora-client",
+            Command::Trace(_) | Command::Check(_) | Command::Loadgen(_) => "agora-client",
         }
     }
 

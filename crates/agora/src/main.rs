@@ -13,6 +13,7 @@ async fn main() -> ExitCode {
     let command = match command {
         cli::Command::Trace(args) => return client("trace", agora::trace::run(args).await),
         cli::Command::Check(args) => return client("check", agora::check::run(args).await),
+        cli::Command::Loadgen(args) => return client("loadgen", agora_loadgen::run(args).await),
         role => role,
     };
     let telemetry = match agora_kit::telemetry::init(command.service_name()) {
@@ -30,7 +31,9 @@ async fn main() -> ExitCode {
         cli::Command::ProductService(args) => roles::product(args, shutdown).await,
         cli::Command::OrderService(args) => roles::order(args, shutdown).await,
         cli::Command::PaymentService(args) => roles::payment(args, shutdown).await,
-        cli::Command::Trace(_) | cli::Command::Check(_) => unreachable!("clients returned above"),
+        cli::Command::Trace(_) | cli::Command::Check(_) | cli::Command::Loadgen(_) => {
+            unreachable!("clients returned above")
+        }
     };
     // Spans still in the batch go out before the process ends.
     telemetry.shutdown();

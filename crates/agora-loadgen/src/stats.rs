@@ -1,0 +1,274 @@
+//! What was measured: a latency histogram and an error count per route, the status codes,
+//! and for orders the time from placed to PAID or CANCELLED. Also the live counters the
+//! progress line reads.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latencies are kept in microseconds, from 1 µs to 10 minutes, to 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, 600_000_000)
+}
+
+/// How a request ended: an HTTP status or gRPC code, or no answer at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `200`, `503`, `OK`, `Unavailable`, `timeout`, `connection error`…
+    pub status: String,
+    pub ok: bool,
+    /// What the server (or the connection) said, for an error.
+    pub message: Option<String>,
+}
+
+impl Outcome {
+    pub fn http(status: reqwest::StatusCode, message: Option<String>) -> Self {
+        Self { status: status.as_u16().to_string(), ok: status.is_success(), message }
+    }
+
+    pub fn grpc(result: Result<(), tonic::Status>) -> Self {
+        match result {
+            Ok(()) => Self { status: "OK".into(), ok: true, message: None },
+            Err(status) => {
+                Self { status: format!("{:?}", status.code()), ok: false, message: Some(status.message().to_owned()) }
+            }
+        }
+    }
+
+    pub fn failed(error: &reqwest::Error) -> Self {
+        let status = if error.is_timeout() { "timeout" } else { "connection error" };
+        Self { status: status.into(), ok: false, message: Some(format!("{error:#}")) }
+    }
+}
+
+#[derive(Debug)]
+struct Route {
+    latency: Histogram<u64>,
+    errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    routes: BTreeMap<&'static str, Route>,
+    status: BTreeMap<String, u64>,
+    /// The first message seen for each failing status.
+    samples: BTreeMap<String, String>,
+    placed: u64,
+    settled: BTreeMap<&'static str, Histogram<u64>>,
+    unsettled: u64,
+}
+
+/// Everything recorded during a run; shared by the workers.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    tally: Mutex<Tally>,
+    /// Live counters for the progress line: every request sent, counted or not.
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+impl Recorder {
+    /// One answered request. `counted` is false in the warm-up, whose requests only show
+    /// in the live counters.
+    pub fn request(&self, route: &'static str, outcome: &Outcome, latency: Duration, counted: bool) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if !outcome.ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if !counted {
+            return;
+        }
+        let mut tally = self.tally.lock().expect("recorder lock");
+        let entry = tally.routes.entry(route).or_insert_with(|| Route { latency: histogram(), errors: 0 });
+        entry.latency.saturating_record(micros(latency));
+        if !outcome.ok {
+            entry.errors += 1;
+            if let Some(message) = &outcome.message {
+                tally.samples.entry(outcome.status.clone()).or_insert_with(|| message.clone());
+            }
+        }
+        *tally.status.entry(outcome.status.clone()).or_default() += 1;
+    }
+
+    pub fn placed(&self) {
+        self.tally.lock().expect("recorder lock").placed += 1;
+    }
+
+    /// An order reached `status` (PAID or CANCELLED) `after` being placed.
+    pub fn settled(&self, status: &'static str, after: Duration) {
+        let mut tally = self.tally.lock().expect("recorder lock");
+        tally.settled.entry(status).or_insert_with(histogram).saturating_record(micros(after));
+    }
+
+    /// An order still PENDING_PAYMENT when the generator stopped following it.
+    pub fn unsettled(&self) {
+        self.tally.lock().expect("recorder lock").unsettled += 1;
+    }
+
+    /// The figures over a measured window of `window`.
+    pub fn summary(&self, window: Duration) -> Figures {
+        let tally = self.tally.lock().expect("recorder lock");
+        let secs = window.as_secs_f64().max(f64::EPSILON);
+        let routes: Vec<RouteFigures> = tally
+            .routes
+            .iter()
+            .map(|(route, r)| RouteFigures {
+                route: (*route).to_owned(),
+                count: r.latency.len(),
+                rps: r.latency.len() as f64 / secs,
+                errors: r.errors,
+                latency_ms: Latency::of(&r.latency),
+            })
+            .collect();
+        let requests = routes.iter().map(|r| r.count).sum();
+        let settled = |status| tally.settled.get(status);
+        let orders = (tally.placed > 0).then(|| Orders {
+            placed: tally.placed,
+            paid: settled("PAID").map_or(0, Histogram::len),
+            cancelled: settled("CANCELLED").map_or(0, Histogram::len),
+            unsettled: tally.unsettled,
+            paid_per_second: settled("PAID").map_or(0, Histogram::len) as f64 / secs,
+            time_to_paid_ms: settled("PAID").map(Latency::of),
+            time_to_cancelled_ms: settled("CANCELLED").map(Latency::of),
+        });
+        Figures {
+            window_secs: window.as_secs_f64(),
+            requests,
+            throughput: requests as f64 / secs,
+            errors: routes.iter().map(|r| r.errors).sum(),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            routes,
+            status: tally.status.clone(),
+            error_samples: tally.samples.clone(),
+            orders,
+        }
+    }
+}
+
+/// Percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    #[serde(rename = "p99.9")]
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteFigures {
+    pub route: String,
+    pub count: u64,
+    pub rps: f64,
+    pub errors: u64,
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Orders {
+    pub placed: u64,
+    pub paid: u64,
+    pub cancelled: u64,
+    /// Still PENDING_PAYMENT when the generator stopped following them.
+    pub unsettled: u64,
+    /// Orders that reached PAID, per second of the measured window.
+    pub paid_per_second: f64,
+    /// From the order's `createdAt` to its `updatedAt` when it was seen PAID: the saga's
+    /// own time, without the polling interval.
+    pub time_to_paid_ms: Option<Latency>,
+    pub time_to_cancelled_ms: Option<Latency>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    /// The measured window: from the end of the warm-up to the last request sent.
+    pub window_secs: f64,
+    pub requests: u64,
+    pub throughput: f64,
+    pub errors: u64,
+    /// Open loop only: arrivals not sent because `--max-in-flight` requests were waiting.
+    pub dropped: u64,
+    pub routes: Vec<RouteFigures>,
+    pub status: BTreeMap<String, u64>,
+    pub error_samples: BTreeMap<String, String>,
+    pub orders: Option<Orders>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> Outcome {
+        Outcome { status: "200".into(), ok: true, message: None }
+    }
+
+    #[test]
+    fn figures_count_only_the_measured_requests_and_keep_one_error_sample_per_status() {
+        let recorder = Recorder::default();
+        recorder.request("GET /x", &ok(), Duration::from_millis(100), false);
+        for ms in 1..=100 {
+            recorder.request("GET /x", &ok(), Duration::from_millis(ms), true);
+        }
+        let busy = |m: &str| Outcome { status: "503".into(), ok: false, message: Some(m.into()) };
+        recorder.request("POST /y", &busy("first"), Duration::from_millis(5), true);
+        recorder.request("POST /y", &busy("second"), Duration::from_millis(5), true);
+
+        let figures = recorder.summary(Duration::from_secs(2));
+        assert_eq!(figures.requests, 102);
+        assert_eq!(figures.errors, 2);
+        assert!((figures.throughput - 51.0).abs() < 1e-9);
+        assert_eq!(figures.status["200"], 100);
+        assert_eq!(figures.error_samples["503"], "first");
+        let x = &figures.routes[0];
+        assert_eq!((x.route.as_str(), x.count, x.errors), ("GET /x", 100, 0));
+        assert!((x.latency_ms.p50 - 50.0).abs() < 0.1, "{:?}", x.latency_ms);
+        assert!((x.latency_ms.p99 - 99.0).abs() < 0.1, "{:?}", x.latency_ms);
+        assert!((x.latency_ms.max - 100.0).abs() < 0.1, "{:?}", x.latency_ms);
+        assert_eq!(recorder.sent.load(Ordering::Relaxed), 103);
+        assert!(figures.orders.is_none());
+    }
+
+    #[test]
+    fn orders_are_counted_by_outcome() {
+        let recorder = Recorder::default();
+        for _ in 0..3 {
+            recorder.placed();
+        }
+        recorder.settled("PAID", Duration::from_millis(40));
+        recorder.settled("CANCELLED", Duration::from_millis(60));
+        recorder.unsettled();
+        let orders = recorder.summary(Duration::from_secs(1)).orders.unwrap();
+        assert_eq!((orders.placed, orders.paid, orders.cancelled, orders.unsettled), (3, 1, 1, 1));
+        assert!((orders.time_to_paid_ms.unwrap().p99 - 40.0).abs() < 0.1);
+    }
+}

@@ -1,0 +1,434 @@
+//! Whom the generator talks to: the gateway over REST, as customers made up front, or
+//! product-service directly over gRPC (for comparing the two).
+
+use std::{
+    sync::{Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use agora_proto::product::{GetProductRequest, ListProductsRequest, product_service_client::ProductServiceClient};
+use anyhow::{Context as _, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Args,
+    mix::Op,
+    stats::{Outcome, Recorder},
+};
+
+/// The wallet top-up each customer gets before the run (the most one top-up may be).
+const TOP_UP_MINOR: i64 = 100_000_000;
+/// The stock of the generator's products: the most product-service accepts, so a run
+/// never sells out.
+const STOCK: i64 = 1_000_000_000;
+/// Order ids kept for `read`.
+const KEEP_ORDERS: usize = 10_000;
+
+/// A placed order to follow until it settles.
+#[derive(Debug)]
+pub struct Placed {
+    pub customer: usize,
+    pub id: String,
+}
+
+#[derive(Debug)]
+pub enum Target {
+    Rest(Rest),
+    Grpc(Grpc),
+}
+
+impl Target {
+    /// The products a run uses, and the customers it needs; fails with what to do when the
+    /// target is not there.
+    pub async fn prepare(args: &Args) -> anyhow::Result<Self> {
+        match &args.grpc {
+            Some(addr) => Ok(Target::Grpc(Grpc::prepare(addr, args).await?)),
+            None => Ok(Target::Rest(Rest::prepare(args).await?)),
+        }
+    }
+
+    /// Sends one `op`; returns the order to follow when it placed one.
+    pub async fn send(
+        &self,
+        op: Op,
+        rng: &mut fastrand::Rng,
+        started: Instant,
+        counted: bool,
+        recorder: &Recorder,
+    ) -> Option<Placed> {
+        match self {
+            Target::Rest(rest) => rest.send(op, rng, started, counted, recorder).await,
+            Target::Grpc(grpc) => {
+                grpc.send(op, rng, started, counted, recorder).await;
+                None
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Rest(rest) => {
+                format!("{} (REST: {} products, {} customers)", rest.base, rest.products.len(), rest.customers.len())
+            }
+            Target::Grpc(grpc) => format!("{} (gRPC product-service: {} products)", grpc.addr, grpc.products.len()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Customer {
+    email: String,
+    password: String,
+    token: RwLock<String>,
+}
+
+#[derive(Debug)]
+pub struct Rest {
+    http: reqwest::Client,
+    base: String,
+    products: Vec<String>,
+    customers: Vec<Customer>,
+    /// Recently placed orders, as (customer, id), for `read`.
+    orders: Mutex<Vec<(usize, String)>>,
+}
+
+impl Rest {
+    async fn prepare(args: &Args) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(args.timeout)
+            .pool_max_idle_per_host(usize::MAX)
+            .tcp_nodelay(true)
+            .build()
+            .context("cannot build the HTTP client")?;
+        let base = args.gateway.trim_end_matches('/').to_owned();
+        let mut rest = Self { http, base, products: Vec::new(), customers: Vec::new(), orders: Mutex::default() };
+
+        let (status, body) = rest.call(Method::GET, "/readyz", None, None).await.with_context(|| {
+            format!("cannot reach the gateway at {}: is the platform running (make run / make up)?", rest.base)
+        })?;
+        if status != StatusCode::OK {
+            bail!("the gateway at {} is not ready ({status}): {body}", rest.base);
+        }
+
+        rest.products = match &args.admin_password {
+            Some(password) => rest.create_products(args, &args.admin_email, password).await?,
+            None => rest.catalog().await?,
+        };
+        if rest.products.is_empty() {
+            bail!(
+                "the catalog has no product in stock to use: pass --admin-password (AGORA_ADMIN_PASSWORD) so the \
+                 generator creates its own"
+            );
+        }
+        if args.mix.ops().any(Op::needs_customer) {
+            let run = uuid::Uuid::new_v4().simple().to_string();
+            let signups = (0..args.users).map(|i| rest.sign_up(format!("loadgen-{}-{i}@example.com", &run[..12])));
+            rest.customers = futures::future::try_join_all(signups).await?;
+        }
+        Ok(rest)
+    }
+
+    /// Sends a request; returns the status and the JSON body (`Null` when not JSON).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let reply = request.send().await?;
+        let status = reply.status();
+        let bytes = reply.bytes().await?;
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+
+    /// A call of the set-up, which must succeed.
+    async fn must(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let what = format!("{method} {path}");
+        let (status, reply) = self.call(method, path, token, body).await.with_context(|| what.clone())?;
+        if !status.is_success() {
+            bail!("{what} answered {status}: {}", message(&reply));
+        }
+        Ok(reply)
+    }
+
+    async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
+        let reply = self
+            .must(Method::POST, "/v1/auth/login", None, Some(&json!({"email": email, "password": password})))
+            .await?;
+        reply["accessToken"].as_str().map(str::to_owned).context("the login reply has no accessToken")
+    }
+
+    /// Products of the generator's own, priced 1.00–5.50 and stocked for any run.
+    async fn create_products(&self, args: &Args, email: &str, password: &str) -> anyhow::Result<Vec<String>> {
+        let token = self.login(email, password).await.context("cannot sign in as the admin account")?;
+        let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let mut ids = Vec::new();
+        for i in 0..args.products {
+            let product = json!({
+                "name": format!("loadgen {run} #{i}"),
+                "description": "Made by agora loadgen.",
+                "price": {"currencyCode": "USD", "amountMinor": (100 + 50 * i64::from(i % 10)).to_string()},
+                "stock": STOCK.to_string(),
+            });
+            let reply = self.must(Method::POST, "/v1/products", Some(&token), Some(&product)).await?;
+            ids.push(reply["id"].as_str().context("a created product has an id")?.to_owned());
+        }
+        Ok(ids)
+    }
+
+    /// The catalog's first page of products in stock.
+    async fn catalog(&self) -> anyhow::Result<Vec<String>> {
+        let reply = self.must(Method::GET, "/v1/products?page_size=100", None, None).await?;
+        let products = reply["products"].as_array().cloned().unwrap_or_default();
+        Ok(products
+            .iter()
+            .filter(|p| p["stock"].as_str().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0) > 0)
+            .filter_map(|p| p["id"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    async fn sign_up(&self, email: String) -> anyhow::Result<Customer> {
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let account = json!({"email": email, "password": password, "name": "Load Generator"});
+        self.must(Method::POST, "/v1/users", None, Some(&account)).await?;
+        let token = self.login(&email, &password).await?;
+        let top_up = json!({"amount": {"currencyCode": "USD", "amountMinor": TOP_UP_MINOR.to_string()}});
+        self.must(Method::POST, "/v1/wallet:topUp", Some(&token), Some(&top_up)).await?;
+        Ok(Customer { email, password, token: RwLock::new(token) })
+    }
+
+    /// Signs every customer in again, before their access tokens expire.
+    pub async fn refresh_tokens(&self) {
+        for customer in &self.customers {
+            match self.login(&customer.email, &customer.password).await {
+                Ok(token) => *customer.token.write().expect("token lock") = token,
+                Err(e) => eprintln!("agora loadgen: cannot renew {}'s token: {e:#}", customer.email),
+            }
+        }
+    }
+
+    fn token(&self, customer: usize) -> String {
+        self.customers[customer].token.read().expect("token lock").clone()
+    }
+
+    async fn send(
+        &self,
+        op: Op,
+        rng: &mut fastrand::Rng,
+        started: Instant,
+        counted: bool,
+        recorder: &Recorder,
+    ) -> Option<Placed> {
+        let customer = if self.customers.is_empty() { 0 } else { rng.usize(0..self.customers.len()) };
+        let (route, method, path, token, body) = match op {
+            Op::Browse => ("GET /v1/products", Method::GET, "/v1/products?page_size=20".to_owned(), None, None),
+            Op::Product => {
+                let id = &self.products[rng.usize(0..self.products.len())];
+                ("GET /v1/products/{id}", Method::GET, format!("/v1/products/{id}"), None, None)
+            }
+            Op::Order => {
+                let first = rng.usize(0..self.products.len());
+                let mut items = vec![json!({"productId": self.products[first], "quantity": rng.u32(1..=2)})];
+                let second = rng.usize(0..self.products.len());
+                if second != first && rng.bool() {
+                    items.push(json!({"productId": self.products[second], "quantity": 1}));
+                }
+                let body = json!({"items": items, "idempotencyKey": uuid::Uuid::new_v4().to_string()});
+                ("POST /v1/orders", Method::POST, "/v1/orders".to_owned(), Some(self.token(customer)), Some(body))
+            }
+            Op::Read => {
+                let known = {
+                    let orders = self.orders.lock().expect("orders lock");
+                    (!orders.is_empty()).then(|| orders[rng.usize(0..orders.len())].clone())
+                };
+                match known {
+                    Some((owner, id)) => {
+                        ("GET /v1/orders/{id}", Method::GET, format!("/v1/orders/{id}"), Some(self.token(owner)), None)
+                    }
+                    None => (
+                        "GET /v1/orders",
+                        Method::GET,
+                        "/v1/orders?page_size=10".to_owned(),
+                        Some(self.token(customer)),
+                        None,
+                    ),
+                }
+            }
+        };
+        let (outcome, reply) = match self.call(method, &path, token.as_deref(), body.as_ref()).await {
+            Ok((status, reply)) => {
+                let message = (!status.is_success()).then(|| message(&reply));
+                (Outcome::http(status, message), reply)
+            }
+            Err(e) => (Outcome::failed(&e), Value::Null),
+        };
+        recorder.request(route, &outcome, started.elapsed(), counted);
+        if op != Op::Order || !outcome.ok {
+            return None;
+        }
+        let id = reply["id"].as_str()?.to_owned();
+        let mut orders = self.orders.lock().expect("orders lock");
+        if orders.len() >= KEEP_ORDERS {
+            let oldest = rng.usize(0..orders.len());
+            orders.swap_remove(oldest);
+        }
+        orders.push((customer, id.clone()));
+        Some(Placed { customer, id })
+    }
+
+    /// Looks at `order` every `interval` until it is PAID or CANCELLED, then records how
+    /// long the saga took by the order's own timestamps.
+    pub async fn follow(
+        &self,
+        order: Placed,
+        interval: Duration,
+        patience: Duration,
+        counted: bool,
+        recorder: &Recorder,
+        stop: &CancellationToken,
+    ) {
+        let path = format!("/v1/orders/{}", order.id);
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = stop.cancelled() => break,
+            }
+            let started = Instant::now();
+            let token = self.token(order.customer);
+            let (outcome, reply) = match self.call(Method::GET, &path, Some(&token), None).await {
+                Ok((status, reply)) => (Outcome::http(status, (!status.is_success()).then(|| message(&reply))), reply),
+                Err(e) => (Outcome::failed(&e), Value::Null),
+            };
+            recorder.request("GET /v1/orders/{id} (follow)", &outcome, started.elapsed(), counted);
+            let status = match reply["status"].as_str() {
+                Some("ORDER_STATUS_PAID") => "PAID",
+                Some("ORDER_STATUS_CANCELLED") => "CANCELLED",
+                _ => continue,
+            };
+            if counted {
+                let took = saga_time(&reply).unwrap_or_default();
+                recorder.settled(status, took);
+            }
+            return;
+        }
+        if counted {
+            recorder.unsettled();
+        }
+    }
+}
+
+/// An error reply's message (the gateway answers `google.rpc.Status` JSON).
+fn message(reply: &Value) -> String {
+    reply["message"].as_str().map_or_else(|| reply.to_string(), str::to_owned)
+}
+
+/// `updatedAt - createdAt` of an order.
+fn saga_time(order: &Value) -> Option<Duration> {
+    let created = rfc3339_millis(order["createdAt"].as_str()?)?;
+    let updated = rfc3339_millis(order["updatedAt"].as_str()?)?;
+    u64::try_from(updated - created).ok().map(Duration::from_millis)
+}
+
+/// Milliseconds since the epoch of a UTC RFC 3339 time as the proto3 JSON mapping writes it
+/// (`2026-11-21T10:04:05.123Z`).
+fn rfc3339_millis(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut parts = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (parts.next()??, parts.next()??, parts.next()??);
+    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + millis)
+}
+
+#[derive(Debug)]
+pub struct Grpc {
+    addr: String,
+    client: ProductServiceClient<tonic::transport::Channel>,
+    products: Vec<String>,
+}
+
+impl Grpc {
+    async fn prepare(addr: &str, args: &Args) -> anyhow::Result<Self> {
+        if let Some(op) = args.mix.ops().find(|op| !matches!(op, Op::Browse | Op::Product)) {
+            bail!("--grpc calls product-service only: the mix may hold browse and product, not {}", op.name());
+        }
+        let channel = agora_kit::grpc::endpoint(addr)?
+            .timeout(args.timeout)
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach product-service at {addr}"))?;
+        let mut client = ProductServiceClient::new(channel);
+        let page = client
+            .list_products(ListProductsRequest { page_size: 100, page_token: String::new() })
+            .await
+            .with_context(|| format!("ListProducts at {addr}"))?
+            .into_inner();
+        let products: Vec<String> = page.products.into_iter().filter(|p| p.stock > 0).map(|p| p.id).collect();
+        if products.is_empty() {
+            bail!("product-service at {addr} has no product in stock to ask for");
+        }
+        Ok(Self { addr: addr.to_owned(), client, products })
+    }
+
+    async fn send(&self, op: Op, rng: &mut fastrand::Rng, started: Instant, counted: bool, recorder: &Recorder) {
+        let mut client = self.client.clone();
+        let (route, result) = match op {
+            Op::Browse => {
+                let request = ListProductsRequest { page_size: 20, page_token: String::new() };
+                ("ListProducts", client.list_products(request).await.map(drop))
+            }
+            _ => {
+                let id = self.products[rng.usize(0..self.products.len())].clone();
+                ("GetProduct", client.get_product(GetProductRequest { id }).await.map(drop))
+            }
+        };
+        recorder.request(route, &Outcome::grpc(result), started.elapsed(), counted);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times_become_epoch_milliseconds() {
+        assert_eq!(rfc3339_millis("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(rfc3339_millis("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(rfc3339_millis("2000-03-01T00:00:00Z"), Some(951_868_800_000));
+        assert_eq!(rfc3339_millis("2026-11-21T10:04:05.123456Z"), Some(1_795_255_445_123));
+        assert_eq!(rfc3339_millis("2026-11-21T10:04:05+01:00"), None);
+    }
+
+    #[test]
+    fn the_saga_time_is_the_orders_own() {
+        let order = json!({"createdAt": "2026-11-21T10:04:05.100Z", "updatedAt": "2026-11-21T10:04:05.350Z"});
+        assert_eq!(saga_time(&order), Some(Duration::from_millis(250)));
+    }
+}
