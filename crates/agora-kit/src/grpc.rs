@@ -145,7 +145,8 @@ pub async fn serve(
         tracing::info!(%addr, "draining in-flight calls");
     };
 
-    tracing::info!(%addr, services = ?service_names, "gRPC server listening");
+    let ready_in_ms = crate::telemetry::since_start().as_millis();
+    tracing::info!(%addr, services = ?service_names, ready_in_ms, "gRPC server listening");
     if let Some(announcer) = &announcer {
         announcer.announce(addr).await;
     }

@@ -13,7 +13,11 @@
 //! [`Telemetry::shutdown`]. Without an endpoint there is no exporter and no OpenTelemetry
 //! layer at all.
 
-use std::io::IsTerminal;
+use std::{
+    io::IsTerminal,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
@@ -51,6 +55,7 @@ pub fn init_logging() {
 /// Installs logs and, when the `OTEL_*` variables ask for it, trace export; `service` is the
 /// service name unless `OTEL_SERVICE_NAME` says otherwise.
 pub fn init(service: &str) -> anyhow::Result<Telemetry> {
+    since_start();
     let provider = if export_wanted() { Some(provider(service)?) } else { None };
     // A subscriber installed earlier (tests) keeps logging; spans then go nowhere.
     drop(install(provider.clone()));
@@ -59,6 +64,14 @@ pub fn init(service: &str) -> anyhow::Result<Telemetry> {
         tracing::info!(service, "exporting traces over OTLP");
     }
     Ok(Telemetry { provider })
+}
+
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Time since [`init`] (the first thing a role does), or since the first call: what the
+/// servers' "listening" lines report as `ready_in_ms`.
+pub fn since_start() -> Duration {
+    STARTED.get_or_init(Instant::now).elapsed()
 }
 
 fn export_wanted() -> bool {

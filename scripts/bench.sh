@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# `make bench`: Agora's numbers on this machine, in one run (not part of `make test`).
+#
+#   1. transcoding: criterion benchmarks of JSON -> protobuf -> JSON, small and 10 KiB;
+#   2. a private `make up` stack (release build; PostgreSQL, Kafka, Consul, Jaeger) on free
+#      ports, with each role's time to ready and idle memory;
+#   3. gateway overhead: GET /v1/products/{id} through the gateway against GetProduct
+#      called directly over gRPC by the same generator, same product-service, same
+#      concurrency; then both at half the gateway's peak rate (open loop) for the p99 it adds;
+#   4. the saga: orders placed at fixed rates through the whole stack, time to PAID, and a
+#      closed-loop run for the most it sustains;
+#   5. peak memory (VmHWM) of each role after all of that.
+#
+# The figures are printed at the end; the generator's JSON and the stack's logs stay in
+# $AGORA_CACHE/bench/<time>/. The stack is purged when the run ends, however it ends.
+#
+# Environment:
+#   AGORA_CACHE                 cache root (default: $HOME/.cache/agora)
+#   AGORA_BENCH_SECS            measured seconds per load run (default: 20)
+#   AGORA_BENCH_WARMUP          warm-up seconds before each (default: 3)
+#   AGORA_BENCH_CONCURRENCY     workers for the gateway/gRPC comparison (default: 16)
+#   AGORA_BENCH_SAGA_RATES      orders per second to try (default: "25 50 100 200")
+#   AGORA_BENCH_SAGA_WORKERS    customers ordering at once in the closed-loop saga run (default: 32)
+#   AGORA_BENCH_SKIP            steps to leave out, space-separated: transcode gateway saga
+#   OTEL_TRACES_SAMPLER[_ARG]   passed to every role, as in production (default: every trace)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT_DIR="$(dirname "$SCRIPT_DIR")"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
+TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-$CACHE_DIR/target}")"
+BIN="$TARGET_DIR/release/agora"
+OUT_DIR="$CACHE_DIR/bench/$(date -u +%Y%m%dT%H%M%SZ)"
+SECS="${AGORA_BENCH_SECS:-20}"
+WARMUP="${AGORA_BENCH_WARMUP:-3}"
+CONCURRENCY="${AGORA_BENCH_CONCURRENCY:-16}"
+SAGA_RATES="${AGORA_BENCH_SAGA_RATES:-25 50 100 200}"
+SAGA_WORKERS="${AGORA_BENCH_SAGA_WORKERS:-32}"
+SKIP=" ${AGORA_BENCH_SKIP:-} "
+for number in "$SECS" "$WARMUP" "$CONCURRENCY" "$SAGA_WORKERS" $SAGA_RATES; do
+  [[ "$number" =~ ^[0-9]+$ ]] || die "the AGORA_BENCH_* settings are whole numbers; got '$number'"
+done
+skipped() { [[ "$SKIP" == *" $1 "* ]]; }
+
+# The stack: `make up`'s script, as its own instance on free ports. One client address
+# sends everything, so the gateway's per-IP rate limit is off.
+export AGORA_UP_INSTANCE=bench AGORA_UP_FREE_PORTS=1 AGORA_UP_BIN="$BIN"
+export AGORA_RATE_LIMIT_PER_SECOND=0
+UP_DIR="$CACHE_DIR/up/bench"
+up() { bash "$SCRIPT_DIR/up.sh" "$@"; }
+
+mkdir -p "$OUT_DIR"
+log "results in $OUT_DIR"
+{
+  printf 'cpus=%s\n' "$(nproc)"
+  printf 'cpu=%s\n' "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+  printf 'memory_kib=%s\n' "$(sed -n 's/^MemTotal:[[:space:]]*\([0-9]*\).*/\1/p' /proc/meminfo)"
+  printf 'kernel=%s\n' "$(uname -r)"
+  printf 'rustc=%s\n' "$(rustc --version)"
+  printf 'commit=%s\n' "$(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  printf 'secs=%s\nwarmup=%s\nconcurrency=%s\nsaga_workers=%s\n' "$SECS" "$WARMUP" "$CONCURRENCY" "$SAGA_WORKERS"
+} >"$OUT_DIR/machine"
+
+log "building agora (release)"
+(cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --locked -p agora --bin agora) \
+  || die "cargo build failed"
+
+# --- 1. Transcoding ---------------------------------------------------------
+
+if ! skipped transcode; then
+  log "transcoding benchmarks (criterion)"
+  (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" cargo bench --locked -p gateway --bench transcode) \
+    | tee "$OUT_DIR/transcode.txt" | grep -E '^transcode/|time:|thrpt:' >&2 \
+    || die "the transcoding benchmarks failed"
+fi
+
+# --- 2. The stack -----------------------------------------------------------
+
+cleanup() {
+  log "stopping the bench stack"
+  cp -r "$UP_DIR/logs" "$OUT_DIR/logs" 2>/dev/null || true
+  up purge >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+log "starting the stack (up.sh, instance bench)"
+up purge >/dev/null 2>&1 || true
+up up >"$OUT_DIR/up.txt" || die "the stack did not start: see $OUT_DIR/up.txt and $UP_DIR/logs"
+
+GATEWAY="http://127.0.0.1:$(sed -n 's/^gateway=//p' "$UP_DIR/ports" | tail -n 1)"
+PRODUCT="127.0.0.1:$(sed -n 's/^product-service=//p' "$UP_DIR/ports" | tail -n 1)"
+export AGORA_ADMIN_PASSWORD
+AGORA_ADMIN_PASSWORD="$(cat "$UP_DIR/secrets/admin-password")"
+ROLES=(gateway user-service product-service order-service payment-service)
+
+# Each role's "listening" line says how long it took from start to serving.
+for role in "${ROLES[@]}"; do
+  ms="$(sed 's/\x1b\[[0-9;]*m//g' "$UP_DIR/logs/$role.log" | sed -n 's/.*listening.*ready_in_ms=\([0-9]*\).*/\1/p' | tail -n 1)"
+  printf '%s=%s\n' "$role" "${ms:-?}" >>"$OUT_DIR/ready_ms"
+done
+
+# kB of resident memory: $1 = role, $2 = VmRSS (now) or VmHWM (peak).
+memory() {
+  local pid
+  pid="$(cat "$UP_DIR/pids/$1.pid")"
+  sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$pid/status"
+}
+sleep 2
+for role in "${ROLES[@]}"; do printf '%s=%s\n' "$role" "$(memory "$role" VmRSS)" >>"$OUT_DIR/idle_rss_kib"; done
+
+# $1 = file name, then loadgen's arguments.
+loadgen() {
+  local name="$1"
+  shift
+  log "loadgen $name: $*"
+  "$BIN" loadgen --gateway "$GATEWAY" --json --quiet --warmup "${WARMUP}s" "$@" >"$OUT_DIR/$name.json" \
+    || die "loadgen $name failed"
+}
+
+# --- 3. Gateway overhead ----------------------------------------------------
+
+if ! skipped gateway; then
+  loadgen gateway-closed --mix product -c "$CONCURRENCY" -d "${SECS}s"
+  loadgen grpc-closed --grpc "$PRODUCT" --mix product -c "$CONCURRENCY" -d "${SECS}s"
+  half="$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput"] / 2))' "$OUT_DIR/gateway-closed.json")"
+  loadgen gateway-half --mix product -r "$half" -d "${SECS}s"
+  loadgen grpc-half --grpc "$PRODUCT" --mix product -r "$half" -d "${SECS}s"
+fi
+
+# --- 4. The saga ------------------------------------------------------------
+
+if ! skipped saga; then
+  for rate in $SAGA_RATES; do
+    loadgen "saga-rate-$rate" --mix order -r "$rate" -d "${SECS}s" --users 50
+  done
+  loadgen saga-closed --mix order -c "$SAGA_WORKERS" -d "${SECS}s" --users 50
+fi
+
+# --- 5. Peak memory ---------------------------------------------------------
+
+for role in "${ROLES[@]}"; do printf '%s=%s\n' "$role" "$(memory "$role" VmHWM)" >>"$OUT_DIR/peak_rss_kib"; done
+
+python3 "$SCRIPT_DIR/lib/bench_report.py" "$OUT_DIR" | tee "$OUT_DIR/report.txt"
