@@ -51,6 +51,22 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
     /// Returns once the bus has durably accepted the message.
     async fn publish(&self, message: &OutgoingMessage) -> Result<(), BusError>;
 
+    /// Publishes `messages` in order, each one under its span; returns one result per
+    /// message up to the first failure (the rest were not tried). A bus that keeps each
+    /// key's order with several messages in flight sends them at once instead.
+    async fn publish_all(&self, messages: Vec<(OutgoingMessage, tracing::Span)>) -> Vec<Result<(), BusError>> {
+        let mut results = Vec::with_capacity(messages.len());
+        for (message, span) in messages {
+            let result = tracing::Instrument::instrument(self.publish(&message), span).await;
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        results
+    }
+
     /// Joins consumer group `group` on `topic`, resuming after its last acknowledged message.
     async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>, BusError>;
 }

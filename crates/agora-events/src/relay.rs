@@ -17,7 +17,6 @@ use prost::Message;
 use sqlx::Row;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::{BusError, EventBus, OutgoingMessage};
 
@@ -118,9 +117,9 @@ impl Relay {
         .bind(BATCH)
         .fetch_all(&self.db.pool)
         .await?;
-        let mut published = 0;
+        let mut batch = Vec::with_capacity(rows.len());
+        let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
-            let id: i64 = row.try_get("id")?;
             let payload: Vec<u8> = row.try_get("payload")?;
             let topic: String = row.try_get("topic")?;
             let mut headers = transport_headers(&payload);
@@ -142,19 +141,38 @@ impl Relay {
             let parent = headers.get(TRACEPARENT).and_then(|v| TraceParent::parse(v));
             let context = trace_context::hop(&span, parent);
             headers.insert(TRACEPARENT.to_owned(), context.to_string());
-            let message = OutgoingMessage { topic, key: row.try_get("partition_key")?, headers, payload };
-            let sent = self.bus.publish(&message).instrument(span.clone()).await;
-            if let Err(e) = &sent {
-                trace_context::fail(&span, &e.to_string());
-            }
-            sent?;
-            sqlx::query("UPDATE outbox SET published_at = $1 WHERE id = $2")
-                .bind(agora_kit::time::now_millis())
-                .bind(id)
-                .execute(&self.db.pool)
-                .await?;
-            published += 1;
+            ids.push(row.try_get::<i64, _>("id")?);
+            batch.push((OutgoingMessage { topic, key: row.try_get("partition_key")?, headers, payload }, span));
         }
-        Ok(published)
+        let spans: Vec<tracing::Span> = batch.iter().map(|(_, span)| span.clone()).collect();
+        let results = self.bus.publish_all(batch).await;
+        // The rows up to the first failure are published. A later row that went out anyway
+        // goes again with its batch's retry: consumers drop the duplicate by its event id.
+        let sent = results.iter().take_while(|r| r.is_ok()).count();
+        let failure = results
+            .into_iter()
+            .zip(spans)
+            .find_map(|(result, span)| result.err().inspect(|e| trace_context::fail(&span, &e.to_string())));
+        self.mark_published(&ids[..sent]).await?;
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(sent),
+        }
+    }
+
+    /// Marks the rows `ids` published, in one statement.
+    async fn mark_published(&self, ids: &[i64]) -> Result<(), RelayError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
+        let sql = format!("UPDATE outbox SET published_at = $1 WHERE id IN ({})", placeholders.join(", "));
+        // Only placeholders are formatted in; the ids are bound.
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(agora_kit::time::now_millis());
+        for id in ids {
+            update = update.bind(id);
+        }
+        update.execute(&self.db.pool).await?;
+        Ok(())
     }
 }

@@ -189,6 +189,35 @@ async fn the_relay_publishes_every_outbox_row_exactly_once() {
 }
 
 #[tokio::test]
+async fn a_batch_sent_all_at_once_keeps_one_aggregates_events_in_order() {
+    let Some(brokers) = kafka_brokers() else { return };
+    let db = database(&TestDatabase::sqlite()).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    // One aggregate (one key, so one partition), 60 events: the relay sends them together.
+    for i in 0..60 {
+        let mut tx = db.pool.begin().await.unwrap();
+        let event = OrderPlaced { order_id: format!("{run}-{i}"), ..Default::default() };
+        outbox::enqueue(&mut tx, &run, &event).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let bus = Arc::new(bus(&brokers));
+    assert_eq!(Relay::new(db.clone(), bus.clone()).publish_batch().await.unwrap(), 60);
+
+    let mut sub = bus.subscribe(&unique("group"), topics::ORDERS).await.unwrap();
+    let mut ours = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while ours.len() < 60 && tokio::time::Instant::now() < deadline {
+        let got = next(&mut sub, 60).await;
+        let envelope = EventEnvelope::decode(got.payload.as_slice()).unwrap();
+        let order_id = OrderPlaced::decode(envelope.payload.as_slice()).unwrap().order_id;
+        if order_id.starts_with(&run) {
+            ours.push(order_id);
+        }
+    }
+    assert_eq!(ours, (0..60).map(|i| format!("{run}-{i}")).collect::<Vec<_>>(), "in enqueue order, once each");
+}
+
+#[tokio::test]
 async fn a_poison_message_reaches_the_dead_letter_topic_with_its_error() {
     let Some(brokers) = kafka_brokers() else { return };
     let bus = Arc::new(bus(&brokers));
