@@ -3,8 +3,10 @@
 //!
 //! - Customers are signed up, signed in and given a wallet before the run; with the admin
 //!   password the generator also creates its own products (stocked so a run never sells out).
-//! - The mix weighs four operations ([`mix::Op`]); a placed order is then followed until it
-//!   is PAID or CANCELLED, and the saga's time is read from the order's own timestamps.
+//! - The mix weighs four operations ([`mix::Op`]). Placed orders are looked at once the
+//!   sending is over (again every `--poll-interval` while pending), so following them does
+//!   not load the system being measured; the saga's time comes from each order's own
+//!   `createdAt`/`updatedAt`.
 //! - Closed loop (`--concurrency`): each worker sends its next request when the last one is
 //!   answered. Open loop (`--rate`): requests start on a fixed schedule whatever the answers
 //!   take, and each one's latency counts from when it was due, so a slow server cannot hide
@@ -19,23 +21,30 @@ mod target;
 use std::{
     io::IsTerminal as _,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use clap::Args as ClapArgs;
+use futures::StreamExt as _;
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{mix::parse_duration, stats::Recorder, target::Target};
+use crate::{
+    mix::parse_duration,
+    stats::Recorder,
+    target::{Placed, Target},
+};
 pub use crate::{
     mix::{Mix, Op},
     stats::Figures,
 };
 
+/// Placed orders looked at concurrently after the run.
+const FOLLOWERS: usize = 32;
 /// Customers' access tokens are renewed this often (the default token lives 15 minutes).
 const TOKEN_RENEWAL: Duration = Duration::from_secs(300);
 
@@ -99,11 +108,11 @@ pub struct Args {
     #[arg(long, default_value_t = 2_000)]
     pub max_in_flight: u64,
 
-    /// How often a placed order is looked at until it is PAID or CANCELLED.
+    /// How often a placed order still pending after the run is looked at again.
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
     pub poll_interval: Duration,
 
-    /// How long a placed order is followed before it counts as unsettled.
+    /// How long, after the run, placed orders are followed before they count as unsettled.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub settle_timeout: Duration,
 
@@ -202,7 +211,7 @@ pub async fn measure(args: &Args) -> anyhow::Result<Summary> {
         recorder: recorder.clone(),
         args: args.clone(),
         start: Instant::now(),
-        follows: TaskTracker::new(),
+        placed: Arc::default(),
         stop: stop.clone(),
     };
     let progress = show.then(|| tokio::spawn(progress(run.recorder.clone(), run.start, args.clone(), stop.clone())));
@@ -213,11 +222,16 @@ pub async fn measure(args: &Args) -> anyhow::Result<Summary> {
     let measured_from = run.start + args.warmup;
     let window = sending_ended.saturating_duration_since(measured_from);
 
-    run.follows.close();
-    if show && !run.follows.is_empty() {
-        eprintln!("\nagora loadgen: following {} placed orders until they settle ...", run.follows.len());
+    let placed = std::mem::take(&mut *run.placed.lock().expect("placed lock"));
+    if let (Target::Rest(rest), false) = (&*run.target, placed.is_empty()) {
+        if show {
+            eprintln!("\nagora loadgen: looking at {} placed orders until they settle ...", placed.len());
+        }
+        let follows = placed.into_iter().map(|(order, counted)| {
+            rest.follow(order, args.poll_interval, args.settle_timeout, counted, &recorder, &stop)
+        });
+        futures::stream::iter(follows).buffer_unordered(FOLLOWERS).collect::<Vec<()>>().await;
     }
-    run.follows.wait().await;
     stop.cancel();
     if let Some(progress) = progress {
         let _ = progress.await;
@@ -248,7 +262,8 @@ struct Run {
     recorder: Arc<Recorder>,
     args: Args,
     start: Instant,
-    follows: TaskTracker,
+    /// Orders placed during the run, and whether they were measured.
+    placed: Arc<Mutex<Vec<(Placed, bool)>>>,
     stop: CancellationToken,
 }
 
@@ -334,10 +349,7 @@ impl Run {
             target: self.target.clone(),
             recorder: self.recorder.clone(),
             mix: self.args.mix.clone(),
-            follows: self.follows.clone(),
-            poll: self.args.poll_interval,
-            patience: self.args.settle_timeout,
-            stop: self.stop.clone(),
+            placed: self.placed.clone(),
         }
     }
 }
@@ -347,31 +359,23 @@ struct Job {
     target: Arc<Target>,
     recorder: Arc<Recorder>,
     mix: Mix,
-    follows: TaskTracker,
-    poll: Duration,
-    patience: Duration,
-    stop: CancellationToken,
+    placed: Arc<Mutex<Vec<(Placed, bool)>>>,
 }
 
 impl Job {
-    /// Sends one operation (its latency counted from `due`); a placed order is followed in
-    /// the background.
+    /// Sends one operation (its latency counted from `due`); a placed order is kept to be
+    /// followed after the run.
     async fn send(&self, rng: &mut fastrand::Rng, due: Instant, counted: bool) {
         let op = self.mix.pick(rng);
         self.recorder.in_flight.fetch_add(1, Ordering::Relaxed);
         let placed = self.target.send(op, rng, due.into_std(), counted, &self.recorder).await;
         self.recorder.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let (Some(order), Target::Rest(_)) = (placed, &*self.target) else { return };
-        if counted {
-            self.recorder.placed();
-        }
-        let (target, recorder, stop) = (self.target.clone(), self.recorder.clone(), self.stop.clone());
-        let (poll, patience) = (self.poll, self.patience);
-        self.follows.spawn(async move {
-            if let Target::Rest(rest) = &*target {
-                rest.follow(order, poll, patience, counted, &recorder, &stop).await;
+        if let Some(order) = placed {
+            if counted {
+                self.recorder.placed();
             }
-        });
+            self.placed.lock().expect("placed lock").push((order, counted));
+        }
     }
 }
 

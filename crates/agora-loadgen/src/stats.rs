@@ -67,6 +67,8 @@ struct Tally {
     samples: BTreeMap<String, String>,
     placed: u64,
     settled: BTreeMap<&'static str, Histogram<u64>>,
+    /// The first `createdAt` and the last `updatedAt` of the PAID orders, in epoch ms.
+    paid_span: Option<(i64, i64)>,
     unsettled: u64,
 }
 
@@ -108,10 +110,16 @@ impl Recorder {
         self.tally.lock().expect("recorder lock").placed += 1;
     }
 
-    /// An order reached `status` (PAID or CANCELLED) `after` being placed.
-    pub fn settled(&self, status: &'static str, after: Duration) {
+    /// An order created at `created_ms` reached `status` (PAID or CANCELLED) at `updated_ms`
+    /// (epoch milliseconds, by order-service's clock).
+    pub fn settled(&self, status: &'static str, created_ms: i64, updated_ms: i64) {
+        let took = Duration::from_millis(u64::try_from(updated_ms - created_ms).unwrap_or(0));
         let mut tally = self.tally.lock().expect("recorder lock");
-        tally.settled.entry(status).or_insert_with(histogram).saturating_record(micros(after));
+        tally.settled.entry(status).or_insert_with(histogram).saturating_record(micros(took));
+        if status == "PAID" {
+            let (first, last) = tally.paid_span.unwrap_or((created_ms, updated_ms));
+            tally.paid_span = Some((first.min(created_ms), last.max(updated_ms)));
+        }
     }
 
     /// An order still PENDING_PAYMENT when the generator stopped following it.
@@ -141,7 +149,12 @@ impl Recorder {
             paid: settled("PAID").map_or(0, Histogram::len),
             cancelled: settled("CANCELLED").map_or(0, Histogram::len),
             unsettled: tally.unsettled,
-            paid_per_second: settled("PAID").map_or(0, Histogram::len) as f64 / secs,
+            paid_per_second: match tally.paid_span {
+                Some((first, last)) if last > first => {
+                    settled("PAID").map_or(0, Histogram::len) as f64 * 1000.0 / (last - first) as f64
+                }
+                _ => 0.0,
+            },
             time_to_paid_ms: settled("PAID").map(Latency::of),
             time_to_cancelled_ms: settled("CANCELLED").map(Latency::of),
         });
@@ -201,7 +214,8 @@ pub struct Orders {
     pub cancelled: u64,
     /// Still PENDING_PAYMENT when the generator stopped following them.
     pub unsettled: u64,
-    /// Orders that reached PAID, per second of the measured window.
+    /// PAID orders per second from the first one's creation to the last one's payment: the
+    /// rate the saga sustained, which falls below the placing rate once it queues.
     pub paid_per_second: f64,
     /// From the order's `createdAt` to its `updatedAt` when it was seen PAID: the saga's
     /// own time, without the polling interval.
@@ -264,11 +278,15 @@ mod tests {
         for _ in 0..3 {
             recorder.placed();
         }
-        recorder.settled("PAID", Duration::from_millis(40));
-        recorder.settled("CANCELLED", Duration::from_millis(60));
+        recorder.settled("PAID", 1_000, 1_040);
+        recorder.settled("PAID", 1_500, 2_000);
+        recorder.settled("CANCELLED", 1_000, 1_060);
         recorder.unsettled();
         let orders = recorder.summary(Duration::from_secs(1)).orders.unwrap();
-        assert_eq!((orders.placed, orders.paid, orders.cancelled, orders.unsettled), (3, 1, 1, 1));
-        assert!((orders.time_to_paid_ms.unwrap().p99 - 40.0).abs() < 0.1);
+        assert_eq!((orders.placed, orders.paid, orders.cancelled, orders.unsettled), (3, 2, 1, 1));
+        assert!((orders.time_to_paid_ms.unwrap().p99 - 500.0).abs() < 0.5);
+        assert!((orders.time_to_cancelled_ms.unwrap().max - 60.0).abs() < 0.1);
+        // Two payments between 1.000 s and 2.000 s.
+        assert!((orders.paid_per_second - 2.0).abs() < 1e-9, "{}", orders.paid_per_second);
     }
 }

@@ -292,8 +292,8 @@ impl Rest {
         Some(Placed { customer, id })
     }
 
-    /// Looks at `order` every `interval` until it is PAID or CANCELLED, then records how
-    /// long the saga took by the order's own timestamps.
+    /// Looks at `order` now and then every `interval` until it is PAID or CANCELLED, then
+    /// records how long the saga took by the order's own timestamps.
     pub async fn follow(
         &self,
         order: Placed,
@@ -305,26 +305,29 @@ impl Rest {
     ) {
         let path = format!("/v1/orders/{}", order.id);
         let deadline = Instant::now() + patience;
+        let mut first = true;
         while Instant::now() < deadline {
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                () = stop.cancelled() => break,
+            if !first {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = stop.cancelled() => break,
+                }
             }
+            first = false;
             let started = Instant::now();
             let token = self.token(order.customer);
             let (outcome, reply) = match self.call(Method::GET, &path, Some(&token), None).await {
                 Ok((status, reply)) => (Outcome::http(status, (!status.is_success()).then(|| message(&reply))), reply),
                 Err(e) => (Outcome::failed(&e), Value::Null),
             };
-            recorder.request("GET /v1/orders/{id} (follow)", &outcome, started.elapsed(), counted);
+            recorder.request("GET /v1/orders/{id} (settled?)", &outcome, started.elapsed(), counted);
             let status = match reply["status"].as_str() {
                 Some("ORDER_STATUS_PAID") => "PAID",
                 Some("ORDER_STATUS_CANCELLED") => "CANCELLED",
                 _ => continue,
             };
-            if counted {
-                let took = saga_time(&reply).unwrap_or_default();
-                recorder.settled(status, took);
+            if let (true, Some((created, updated))) = (counted, saga_times(&reply)) {
+                recorder.settled(status, created, updated);
             }
             return;
         }
@@ -339,11 +342,9 @@ fn message(reply: &Value) -> String {
     reply["message"].as_str().map_or_else(|| reply.to_string(), str::to_owned)
 }
 
-/// `updatedAt - createdAt` of an order.
-fn saga_time(order: &Value) -> Option<Duration> {
-    let created = rfc3339_millis(order["createdAt"].as_str()?)?;
-    let updated = rfc3339_millis(order["updatedAt"].as_str()?)?;
-    u64::try_from(updated - created).ok().map(Duration::from_millis)
+/// An order's `createdAt` and `updatedAt`, in epoch milliseconds.
+fn saga_times(order: &Value) -> Option<(i64, i64)> {
+    Some((rfc3339_millis(order["createdAt"].as_str()?)?, rfc3339_millis(order["updatedAt"].as_str()?)?))
 }
 
 /// Milliseconds since the epoch of a UTC RFC 3339 time as the proto3 JSON mapping writes it
@@ -429,6 +430,6 @@ mod tests {
     #[test]
     fn the_saga_time_is_the_orders_own() {
         let order = json!({"createdAt": "2026-11-21T10:04:05.100Z", "updatedAt": "2026-11-21T10:04:05.350Z"});
-        assert_eq!(saga_time(&order), Some(Duration::from_millis(250)));
+        assert_eq!(saga_times(&order), Some((1_795_255_445_100, 1_795_255_445_350)));
     }
 }
