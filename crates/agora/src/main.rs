@@ -5,13 +5,6 @@ use std::process::ExitCode;
 use agora::{all, cli, roles};
 use clap::Parser;
 
-/// mimalloc, not glibc's malloc: under glibc, every thread that ever hashed a password kept
-/// its 19 MiB argon2 blocks in its own arena, and a burst of 50 sign-ups left user-service at
-/// 630 MiB resident (docs/benchmarks.md). mimalloc hands such large blocks back to the
-/// system, and its small allocations cost less CPU.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
