@@ -73,7 +73,7 @@ log "building agora (release)"
 
 if ! skipped transcode; then
   log "transcoding benchmarks (criterion)"
-  (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" cargo bench --locked -p gateway --bench transcode) \
+  (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" cargo bench --locked -p gateway --bench transcode 2>&1) \
     | tee "$OUT_DIR/transcode.txt" | grep -E '^transcode/|time:|thrpt:' >&2 \
     || die "the transcoding benchmarks failed"
 fi

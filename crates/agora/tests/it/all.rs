@@ -10,13 +10,13 @@ use std::{
 
 use serde_json::Value;
 
-struct Platform {
+pub(crate) struct Platform {
     child: Child,
     /// Kept open: the platform's stdout is not closed under it.
     _stdout: std::io::Lines<BufReader<ChildStdout>>,
     banner: String,
-    url: String,
-    admin: (String, String),
+    pub(crate) url: String,
+    pub(crate) admin: (String, String),
 }
 
 impl Drop for Platform {
@@ -25,7 +25,7 @@ impl Drop for Platform {
     }
 }
 
-fn start(data: &Path) -> Platform {
+pub(crate) fn start(data: &Path) -> Platform {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
         .env("AGORA_DATA_DIR", data)
         // Port 0 everywhere: the banner tells where the gateway really is.

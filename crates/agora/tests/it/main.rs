@@ -4,6 +4,7 @@
 
 mod all;
 mod distributed;
+mod loadgen;
 
 use std::{
     process::{Child, Command, Stdio},
