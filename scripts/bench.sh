@@ -19,7 +19,7 @@
 #   AGORA_BENCH_SECS            measured seconds per load run (default: 20)
 #   AGORA_BENCH_WARMUP          warm-up seconds before each (default: 3)
 #   AGORA_BENCH_CONCURRENCY     workers for the gateway/gRPC comparison (default: 16)
-#   AGORA_BENCH_SAGA_RATES      orders per second to try (default: "25 50 100 200")
+#   AGORA_BENCH_SAGA_RATES      orders per second to try (default: "50 100 150 200 300")
 #   AGORA_BENCH_SAGA_WORKERS    customers ordering at once in the closed-loop saga run (default: 32)
 #   AGORA_BENCH_SKIP            steps to leave out, space-separated: transcode gateway saga
 #   OTEL_TRACES_SAMPLER[_ARG]   passed to every role, as in production (default: every trace)
@@ -38,7 +38,7 @@ OUT_DIR="$CACHE_DIR/bench/$(date -u +%Y%m%dT%H%M%SZ)"
 SECS="${AGORA_BENCH_SECS:-20}"
 WARMUP="${AGORA_BENCH_WARMUP:-3}"
 CONCURRENCY="${AGORA_BENCH_CONCURRENCY:-16}"
-SAGA_RATES="${AGORA_BENCH_SAGA_RATES:-25 50 100 200}"
+SAGA_RATES="${AGORA_BENCH_SAGA_RATES:-50 100 150 200 300}"
 SAGA_WORKERS="${AGORA_BENCH_SAGA_WORKERS:-32}"
 SKIP=" ${AGORA_BENCH_SKIP:-} "
 for number in "$SECS" "$WARMUP" "$CONCURRENCY" "$SAGA_WORKERS" $SAGA_RATES; do
