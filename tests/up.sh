@@ -135,6 +135,17 @@ status="$(curl -fsS -H "authorization: Bearer $token" "$gateway/v1/orders/$order
 [[ "$status" == ORDER_STATUS_PAID ]] || fail "after down and up, order $order_id is '$status'"
 pass "down and up keep the data"
 
+# No secret in any log line of the whole run: the generated ones, a user's password, a token.
+secrets=("correct horse battery" "$token")
+for file in "$STATE"/secrets/*; do secrets+=("$(cat "$file")"); done
+for secret in "${secrets[@]}"; do
+  [[ ${#secret} -ge 8 ]] || fail "a secret to look for is too short to mean anything: '$secret'"
+  leaked="$(grep -rlF -- "$secret" "$STATE/logs" || true)"
+  [[ -z "$leaked" ]] || fail "a secret (${secret:0:4}...) is in: $leaked"
+done
+[[ -n "$(cat "$STATE"/logs/*.log)" ]] || fail "no logs to scan in $STATE/logs"
+pass "no password, secret or token in the logs (${#secrets[@]} looked for)"
+
 bash scripts/up.sh purge
 [[ -z "$(stack_processes)" && ! -d "$STATE" ]] || fail "purge left processes or $STATE"
 trap - EXIT

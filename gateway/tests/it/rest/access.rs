@@ -51,3 +51,57 @@ async fn tokens_roles_and_ownership() {
     p.get(&format!("/v1/orders/{id}"), Some(&admin)).await.expect(200);
     p.stop().await;
 }
+
+/// A token in the form `header.payload.signature`, each part base64url without padding.
+fn token(header: &serde_json::Value, claims: &serde_json::Value, signature: &str) -> String {
+    use base64::Engine as _;
+    let encode = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.{signature}", encode(header), encode(claims))
+}
+
+#[tokio::test]
+async fn forged_tokens_and_other_peoples_payments_get_nothing() {
+    let p = start().await;
+    let (ada_id, ada) = p.signup("ada@example.com").await;
+    let (_, bob) = p.signup("bob@example.com").await;
+    let now = agora_kit::time::now_millis() / 1000;
+    let admin_claims = json!({"sub": ada_id, "role": "admin", "iss": "agora", "iat": now, "exp": now + 600});
+
+    // alg "none", a key the platform does not hold, and Ada's real token with its claims
+    // rewritten to admin: each is a 401, and none creates a product.
+    let none = token(&json!({"alg": "none", "typ": "JWT"}), &admin_claims, "");
+    let wrong_key = agora_kit::auth::JwtKeys::new(
+        &secrecy::SecretString::from("not-the-platform-secret-not-the-platform-secret"),
+        std::time::Duration::from_secs(600),
+    )
+    .unwrap()
+    .sign(&serde_json::from_value(admin_claims.clone()).unwrap());
+    let signature = ada.rsplit('.').next().unwrap();
+    let tampered = token(&json!({"alg": "HS256", "typ": "JWT"}), &admin_claims, signature);
+    let body = json!({"name": "Forged", "price": usd(100), "stock": 1});
+    for (what, forged) in [("alg none", none), ("wrong key", wrong_key), ("tampered claims", tampered)] {
+        let reply = p.send(p.request(Method::POST, "/v1/products", Some(&forged)).json(&body)).await;
+        assert_eq!(reply.status, 401, "{what}: {}", reply.body);
+        p.get("/v1/users/me", Some(&forged)).await.error(401, 16);
+    }
+    assert!(p.get("/v1/products", None).await.expect(200).to_string().find("Forged").is_none());
+
+    // Ada's order is paid; Bob asking for its payments learns nothing about them.
+    let mug = p.product("Mug", 1_00, 5).await;
+    let order = p.order(&ada, "ada-1", json!([{"productId": mug, "quantity": 1}])).await.expect(201);
+    let id = order["id"].as_str().unwrap();
+    p.settled(&ada, id, "ORDER_STATUS_PAID").await;
+    let own = p.get(&format!("/v1/payments?order_id={id}"), Some(&ada)).await.expect(200);
+    assert_eq!(own["payments"].as_array().map(Vec::len), Some(1), "{own}");
+    let theirs = p.get(&format!("/v1/payments?order_id={id}"), Some(&bob)).await;
+    match theirs.status.as_u16() {
+        403 | 404 => {}
+        200 => assert!(theirs.body["payments"].as_array().is_none_or(Vec::is_empty), "{}", theirs.body),
+        other => panic!("unexpected {other}: {}", theirs.body),
+    }
+    // Each wallet is its owner's: Bob's shows Bob's opening balance, whatever Ada spent.
+    let bobs = p.get("/v1/wallet", Some(&bob)).await.expect(200);
+    let adas = p.get("/v1/wallet", Some(&ada)).await.expect(200);
+    assert_ne!(bobs["balance"], adas["balance"], "ada paid 1.00, bob did not: {bobs} {adas}");
+    p.stop().await;
+}
