@@ -134,7 +134,19 @@ impl EventBus for KafkaBus {
     /// All at once: librdkafka batches them (`linger.ms`), and the idempotent producer keeps
     /// each partition's order with several requests in flight. One at a time, the relay
     /// waited a linger and a round trip per event, which capped the saga near 100 orders/s.
+    ///
+    /// The topics are made sure of first, one after the other. Left to each send, a cold
+    /// topic cache let the sends wait on their own topic creations, finish those in any
+    /// order, and so enqueue one key's events out of order (a test caught it).
     async fn publish_all(&self, messages: Vec<(OutgoingMessage, tracing::Span)>) -> Vec<Result<(), BusError>> {
+        let mut topics: Vec<&str> = messages.iter().map(|(m, _)| m.topic.as_str()).collect();
+        topics.dedup();
+        for topic in topics {
+            if let Err(e) = self.ensure_topic(topic).await {
+                return vec![Err(e)];
+            }
+        }
+        // Each send now finds its topic known and enqueues on its first poll, in order.
         let sends = messages.iter().map(|(message, span)| self.publish(message).instrument(span.clone()));
         futures::future::join_all(sends).await
     }
