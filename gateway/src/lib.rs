@@ -77,6 +77,11 @@ pub struct Config {
     pub rate_limit_per_second: f64,
     /// Requests a client may send at once.
     pub rate_limit_burst: u32,
+    /// Sign-ins and sign-ups per minute per client IP (each hashes a password); 0 turns this
+    /// limit off.
+    pub sign_in_limit_per_minute: f64,
+    /// Sign-ins a client may make at once.
+    pub sign_in_limit_burst: u32,
     /// Origins browsers may call from (`*` for any); empty sends no CORS headers at all.
     pub cors_origins: Vec<String>,
     /// Turns `backends` into balanced channels (and watches Consul for them).
@@ -93,6 +98,8 @@ impl Default for Config {
             request_timeout_ms: 15_000,
             rate_limit_per_second: 100.0,
             rate_limit_burst: 200,
+            sign_in_limit_per_minute: 30.0,
+            sign_in_limit_burst: 20,
             cors_origins: Vec::new(),
             resolver: agora_discovery::Resolver::fixed(),
         }
@@ -125,6 +132,12 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
     let rate_limit = (config.rate_limit_per_second > 0.0).then(|| {
         RateLimitLayer::new(RateLimit { per_second: config.rate_limit_per_second, burst: config.rate_limit_burst })
     });
+    let sign_in_limit = (config.sign_in_limit_per_minute > 0.0).then(|| {
+        RateLimitLayer::sign_ins(RateLimit {
+            per_second: config.sign_in_limit_per_minute / 60.0,
+            burst: config.sign_in_limit_burst,
+        })
+    });
     // Layers are listed innermost first; each `.layer` wraps everything above it.
     Ok(Router::new()
         .route("/healthz", get(health::healthz))
@@ -144,6 +157,7 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
                 .map_request(|request: http::Request<_>| request.map(axum::body::Body::new)),
         )
         // Early, so a client over its limit costs no body reading or backend call.
+        .layer(option_layer(sign_in_limit))
         .layer(option_layer(rate_limit))
         .layer(CompressionLayer::new().gzip(true))
         // Outside rate limiting, so a browser can read a 429 too; preflights end here.

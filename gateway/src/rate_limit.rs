@@ -3,6 +3,9 @@
 //!
 //! Clients are told apart by the connection's peer address; behind a proxy that is the
 //! proxy, so there the limit applies to all of its clients together.
+//!
+//! A second, much lower limit covers sign-ins ([`RateLimitLayer::sign_ins`]): each one costs
+//! an argon2 hash, and a password guesser gets a few tries a minute.
 
 use std::{
     collections::HashMap,
@@ -76,14 +79,36 @@ impl Limiter {
     }
 }
 
+/// Which requests a limit counts, and what its 429 says.
+#[derive(Debug, Clone, Copy)]
+struct Scope {
+    applies: fn(&Request<Body>) -> bool,
+    what: &'static str,
+}
+
+const EVERY_REQUEST: Scope = Scope { applies: |_| true, what: "too many requests" };
+
+/// Signing in (`POST /v1/auth/login`) and signing up (`POST /v1/users`): the requests that
+/// hash a password.
+fn is_sign_in(request: &Request<Body>) -> bool {
+    request.method() == http::Method::POST && matches!(request.uri().path(), "/v1/auth/login" | "/v1/users")
+}
+
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
     limiter: Limiter,
+    scope: Scope,
 }
 
 impl RateLimitLayer {
+    /// A limit on every request.
     pub fn new(limit: RateLimit) -> Self {
-        Self { limiter: Limiter::new(limit) }
+        Self { limiter: Limiter::new(limit), scope: EVERY_REQUEST }
+    }
+
+    /// A limit on sign-ins and sign-ups only.
+    pub fn sign_ins(limit: RateLimit) -> Self {
+        Self { limiter: Limiter::new(limit), scope: Scope { applies: is_sign_in, what: "too many sign-in attempts" } }
     }
 }
 
@@ -91,13 +116,14 @@ impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimited<S>;
 
     fn layer(&self, inner: S) -> RateLimited<S> {
-        RateLimited { limiter: self.limiter.clone(), inner }
+        RateLimited { limiter: self.limiter.clone(), scope: self.scope, inner }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RateLimited<S> {
     limiter: Limiter,
+    scope: Scope,
     inner: S,
 }
 
@@ -115,6 +141,9 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if !(self.scope.applies)(&request) {
+            return Box::pin(self.inner.call(request));
+        }
         let client = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -123,7 +152,7 @@ where
             Ok(()) => Box::pin(self.inner.call(request)),
             Err(retry_after) => {
                 let error =
-                    ApiError::new(Code::ResourceExhausted, format!("too many requests; retry in {retry_after} s"))
+                    ApiError::new(Code::ResourceExhausted, format!("{}; retry in {retry_after} s", self.scope.what))
                         .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after));
                 Box::pin(std::future::ready(Ok(error.into_response())))
             }

@@ -87,7 +87,8 @@ pub struct Args {
     pub warmup: Duration,
 
     /// Customers signed up before the run, each with a topped-up wallet (for order and read).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// Eight sign-ups and their sign-ins fit the gateway's default sign-in burst (20).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub users: u32,
 
     /// Products the generator creates when it has the admin password.

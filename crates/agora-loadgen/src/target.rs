@@ -161,6 +161,14 @@ impl Rest {
     ) -> anyhow::Result<Value> {
         let what = format!("{method} {path}");
         let (status, reply) = self.call(method, path, token, body).await.with_context(|| what.clone())?;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            bail!(
+                "{what} answered {status}: {}. The gateway limits requests and sign-ins per client address; \
+                 for a load test start it with AGORA_RATE_LIMIT_PER_SECOND=0 AGORA_SIGN_IN_LIMIT_PER_MINUTE=0, \
+                 or sign up fewer --users",
+                message(&reply)
+            );
+        }
         if !status.is_success() {
             bail!("{what} answered {status}: {}", message(&reply));
         }

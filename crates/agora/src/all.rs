@@ -104,6 +104,9 @@ pub async fn start(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result
     if let Some(rate) = args.rate_limit_per_second {
         gateway.rate_limit_per_second = rate;
     }
+    if let Some(rate) = args.sign_in_limit_per_minute {
+        gateway.sign_in_limit_per_minute = rate;
+    }
 
     let stop = shutdown.child_token();
     let mut components = JoinSet::new();

@@ -302,6 +302,15 @@ pub struct GatewayArgs {
     #[arg(long, env = "AGORA_RATE_LIMIT_BURST")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_burst: Option<u32>,
+    /// Sign-ins and sign-ups per minute per client IP (each hashes a password); 0 turns this
+    /// limit off [default: 30].
+    #[arg(long, env = "AGORA_SIGN_IN_LIMIT_PER_MINUTE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign_in_limit_per_minute: Option<f64>,
+    /// Sign-ins a client may make at once [default: 20].
+    #[arg(long, env = "AGORA_SIGN_IN_LIMIT_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign_in_limit_burst: Option<u32>,
     /// Origins browsers may call from, comma-separated, or `*`; none sends no CORS headers.
     #[arg(long, env = "AGORA_CORS_ORIGINS", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -343,6 +352,9 @@ pub struct AllArgs {
     /// Sustained gateway requests per second per client IP; 0 turns the limit off [default: 100].
     #[arg(long, env = "AGORA_RATE_LIMIT_PER_SECOND")]
     pub rate_limit_per_second: Option<f64>,
+    /// Sign-ins and sign-ups per minute per client IP; 0 turns this limit off [default: 30].
+    #[arg(long, env = "AGORA_SIGN_IN_LIMIT_PER_MINUTE")]
+    pub sign_in_limit_per_minute: Option<f64>,
     /// Add a demo catalog when the catalog is empty.
     #[arg(long, env = "AGORA_SEED_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
     pub seed_demo: bool,

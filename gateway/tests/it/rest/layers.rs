@@ -59,6 +59,37 @@ async fn health_readiness_openapi_and_gzip() {
 }
 
 #[tokio::test]
+async fn sign_ins_have_a_limit_of_their_own_that_other_routes_do_not_share() {
+    let (url, stop) = gateway_only("127.0.0.1:9", |c| {
+        c.sign_in_limit_per_minute = 1.0;
+        c.sign_in_limit_burst = 2;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let login =
+        || http.post(format!("{url}/v1/auth/login")).json(&serde_json::json!({"email": "a@b.c", "password": "guess"}));
+    // The backend is down: the first two get as far as trying it, the third is refused first.
+    for _ in 0..2 {
+        assert_ne!(login().send().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let limited = login().send().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.headers()[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = limited.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().starts_with("too many sign-in attempts"), "{body}");
+    let signup = http.post(format!("{url}/v1/users")).json(&serde_json::json!({"email": "a@b.c"}));
+    assert_eq!(signup.send().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS, "sign-ups share it");
+    // Everything else is under the general limit only.
+    for _ in 0..5 {
+        assert_eq!(http.get(format!("{url}/healthz")).send().await.unwrap().status(), StatusCode::OK);
+        let products = http.get(format!("{url}/v1/products")).send().await.unwrap().status();
+        assert_ne!(products, StatusCode::TOO_MANY_REQUESTS);
+    }
+    stop.cancel();
+}
+
+#[tokio::test]
 async fn clients_over_their_rate_are_told_when_to_come_back() {
     let (url, stop) = gateway_only("127.0.0.1:9", |c| {
         c.rate_limit_per_second = 0.2;
