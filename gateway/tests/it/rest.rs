@@ -4,5 +4,6 @@
 mod access;
 mod errors;
 mod flow;
+mod hostile;
 mod layers;
 mod platform;
