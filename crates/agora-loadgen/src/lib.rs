@@ -192,19 +192,17 @@ pub async fn measure(args: &Args) -> anyhow::Result<Summary> {
             interrupt.cancel();
         }
     });
-    if let Target::Rest(_) = &*target {
-        let target = target.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut renew = tokio::time::interval_at(Instant::now() + TOKEN_RENEWAL, TOKEN_RENEWAL);
-            loop {
-                tokio::select! {
-                    _ = renew.tick() => if let Target::Rest(rest) = &*target { rest.refresh_tokens().await },
-                    () = stop.cancelled() => return,
-                }
+    let renewing = (target.clone(), stop.clone());
+    tokio::spawn(async move {
+        let (target, stop) = renewing;
+        let mut renew = tokio::time::interval_at(Instant::now() + TOKEN_RENEWAL, TOKEN_RENEWAL);
+        loop {
+            tokio::select! {
+                _ = renew.tick() => target.refresh_tokens().await,
+                () = stop.cancelled() => return,
             }
-        });
-    }
+        }
+    });
 
     let recorder = Arc::new(Recorder::default());
     let run = Run {

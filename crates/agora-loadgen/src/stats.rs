@@ -144,15 +144,14 @@ impl Recorder {
             .collect();
         let requests = routes.iter().map(|r| r.count).sum();
         let settled = |status| tally.settled.get(status);
+        let paid = settled("PAID").map_or(0, Histogram::len);
         let orders = (tally.placed > 0).then(|| Orders {
             placed: tally.placed,
-            paid: settled("PAID").map_or(0, Histogram::len),
+            paid,
             cancelled: settled("CANCELLED").map_or(0, Histogram::len),
             unsettled: tally.unsettled,
             paid_per_second: match tally.paid_span {
-                Some((first, last)) if last > first => {
-                    settled("PAID").map_or(0, Histogram::len) as f64 * 1000.0 / (last - first) as f64
-                }
+                Some((first, last)) if last > first => paid as f64 * 1000.0 / (last - first) as f64,
                 _ => 0.0,
             },
             time_to_paid_ms: settled("PAID").map(Latency::of),

@@ -67,6 +67,13 @@ impl Target {
         }
     }
 
+    /// Signs the customers in again, before their access tokens expire (REST only).
+    pub async fn refresh_tokens(&self) {
+        if let Target::Rest(rest) = self {
+            rest.refresh_tokens().await;
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Target::Rest(rest) => {
@@ -151,6 +158,14 @@ impl Rest {
         Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
     }
 
+    /// A measured call: its outcome as the recorder counts it, and the reply's JSON.
+    async fn attempt(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (Outcome, Value) {
+        match self.call(method, path, token, body).await {
+            Ok((status, reply)) => (Outcome::http(status, (!status.is_success()).then(|| message(&reply))), reply),
+            Err(e) => (Outcome::failed(&e), Value::Null),
+        }
+    }
+
     /// A call of the set-up, which must succeed.
     async fn must(
         &self,
@@ -221,8 +236,8 @@ impl Rest {
         Ok(Customer { email, password, token: RwLock::new(token) })
     }
 
-    /// Signs every customer in again, before their access tokens expire.
-    pub async fn refresh_tokens(&self) {
+    /// Signs every customer in again.
+    async fn refresh_tokens(&self) {
         for customer in &self.customers {
             match self.login(&customer.email, &customer.password).await {
                 Ok(token) => *customer.token.write().expect("token lock") = token,
@@ -279,13 +294,7 @@ impl Rest {
                 }
             }
         };
-        let (outcome, reply) = match self.call(method, &path, token.as_deref(), body.as_ref()).await {
-            Ok((status, reply)) => {
-                let message = (!status.is_success()).then(|| message(&reply));
-                (Outcome::http(status, message), reply)
-            }
-            Err(e) => (Outcome::failed(&e), Value::Null),
-        };
+        let (outcome, reply) = self.attempt(method, &path, token.as_deref(), body.as_ref()).await;
         recorder.request(route, &outcome, started.elapsed(), counted);
         if op != Op::Order || !outcome.ok {
             return None;
@@ -313,31 +322,29 @@ impl Rest {
     ) {
         let path = format!("/v1/orders/{}", order.id);
         let deadline = Instant::now() + patience;
-        let mut first = true;
-        while Instant::now() < deadline {
-            if !first {
-                tokio::select! {
-                    () = tokio::time::sleep(interval) => {}
-                    () = stop.cancelled() => break,
-                }
-            }
-            first = false;
+        loop {
             let started = Instant::now();
             let token = self.token(order.customer);
-            let (outcome, reply) = match self.call(Method::GET, &path, Some(&token), None).await {
-                Ok((status, reply)) => (Outcome::http(status, (!status.is_success()).then(|| message(&reply))), reply),
-                Err(e) => (Outcome::failed(&e), Value::Null),
-            };
+            let (outcome, reply) = self.attempt(Method::GET, &path, Some(&token), None).await;
             recorder.request("GET /v1/orders/{id} (settled?)", &outcome, started.elapsed(), counted);
-            let status = match reply["status"].as_str() {
-                Some("ORDER_STATUS_PAID") => "PAID",
-                Some("ORDER_STATUS_CANCELLED") => "CANCELLED",
-                _ => continue,
+            let settled = match reply["status"].as_str() {
+                Some("ORDER_STATUS_PAID") => Some("PAID"),
+                Some("ORDER_STATUS_CANCELLED") => Some("CANCELLED"),
+                _ => None,
             };
-            if let (true, Some((created, updated))) = (counted, saga_times(&reply)) {
-                recorder.settled(status, created, updated);
+            if let Some(status) = settled {
+                if let (true, Some((created, updated))) = (counted, saga_times(&reply)) {
+                    recorder.settled(status, created, updated);
+                }
+                return;
             }
-            return;
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = stop.cancelled() => break,
+            }
         }
         if counted {
             recorder.unsettled();
