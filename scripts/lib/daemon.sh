@@ -34,14 +34,24 @@ port_busy() {
 DAEMON_TAKEN_PORTS=" "
 
 # Print a port that is free on 127.0.0.1 right now and not yet given out by this run.
-# (Another process could still take it before the daemon binds it; start then fails
-# with the daemon's bind error, and a retry picks another.)
+#
+# It is picked below the kernel's ephemeral range (ip_local_port_range), where no outgoing
+# connection takes its local port: a port from that range, free when picked, could become
+# the local end of some test's connection before a slow starter (Kafka's JVM) binds it, and
+# the daemon would then fail with "Address already in use". Another listener could still
+# take the port first; start then fails with the daemon's bind error.
 free_port() {
-  local port i
-  for ((i = 0; i < 50; i++)); do
-    # The kernel's choice of an ephemeral port; without python3, a random one in that range.
-    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null)" \
-      || port=$((49152 + RANDOM % 16384))
+  local port i low=10000 high
+  high="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true)"
+  high=$((${high:-32768} - 1))
+  for ((i = 0; i < 100; i++)); do
+    if ((high - low >= 1000)); then
+      port=$((low + (RANDOM * 32768 + RANDOM) % (high - low + 1)))
+    else
+      # No room below the ephemeral range: ask the kernel for one of its ports.
+      port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null)" \
+        || port=$((49152 + RANDOM % 16384))
+    fi
     [[ "$port" =~ ^[0-9]+$ ]] || continue
     [[ "$DAEMON_TAKEN_PORTS" == *" $port "* ]] && continue
     port_busy "$port" && continue
