@@ -9,8 +9,9 @@
 #   python          print the absolute path of the virtualenv's python (installs first)
 #   validate FILE   run openapi-spec-validator on each FILE (installs first)
 #
-# Tools: openapi-spec-validator (the gateway's OpenAPI document), and for the Helm chart's
-# checks kubernetes-validate (Kubernetes' own schemas), PyYAML and pytest.
+# Tools: openapi-spec-validator (the gateway's OpenAPI document), schemathesis (its `st`
+# fuzzes a running gateway against that document: tests/api-fuzz.sh), and for the Helm
+# chart's checks kubernetes-validate (Kubernetes' own schemas), PyYAML and pytest.
 #
 # Everything except the answer of `path` and the validator's own report goes to stderr, and
 # only progress lines unless AGORA_VERBOSE=1 lets pip speak.
@@ -24,12 +25,16 @@ set -euo pipefail
 # checks and so turn a green build red without any change here.
 VALIDATOR_REQUIREMENT="openapi-spec-validator==0.9.*"
 # kubernetes-validate ships the schemas of each Kubernetes release; pinned for the same reason.
-REQUIREMENTS=("$VALIDATOR_REQUIREMENT" "kubernetes-validate==1.37.*" "PyYAML==6.0.*" "pytest==8.*")
+# schemathesis likewise: a new minor adds checks and changes generation, so the same seed
+# would fuzz differently.
+REQUIREMENTS=("$VALIDATOR_REQUIREMENT" "kubernetes-validate==1.37.*" "PyYAML==6.0.*" "pytest==8.*"
+  "schemathesis==4.32.*")
 
 # Absolute (need not exist yet), because `path` prints paths built from it.
 CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 VENV="$CACHE_DIR/venv"
 VALIDATOR="$VENV/bin/openapi-spec-validator"
+SCHEMATHESIS="$VENV/bin/st"
 LOCK="$CACHE_DIR/.python-tools.lock"
 # Records the requirements installed, so a changed list installs again.
 STAMP="$VENV/.agora-requirements"
@@ -78,7 +83,7 @@ ensure_venv() {
 }
 
 installed() {
-  [[ -x "$VALIDATOR" && -f "$STAMP" && "$(cat "$STAMP")" == "${REQUIREMENTS[*]}" ]]
+  [[ -x "$VALIDATOR" && -x "$SCHEMATHESIS" && -f "$STAMP" && "$(cat "$STAMP")" == "${REQUIREMENTS[*]}" ]]
 }
 
 install() {
@@ -94,6 +99,7 @@ install() {
     log "installing ${REQUIREMENTS[*]}"
     quietly "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input "${REQUIREMENTS[@]}"
     [[ -x "$VALIDATOR" ]] || die "pip finished but $VALIDATOR is missing"
+    [[ -x "$SCHEMATHESIS" ]] || die "pip finished but $SCHEMATHESIS is missing"
     printf '%s' "${REQUIREMENTS[*]}" >"$STAMP"
   fi
   exec 9>&-

@@ -85,6 +85,9 @@ declare -A DATABASE=(
 )
 INFRA=(postgres kafka consul jaeger)
 
+# The ports processes had before they stopped (NAME and NAME.metrics), filled by `up`.
+declare -A PREVIOUS_PORT=()
+
 START_TIMEOUT_SECS=90
 STOP_TIMEOUT_SECS=15  # more than a service's 10 s drain
 
@@ -160,14 +163,20 @@ start_role() {
     log "$name already runs on 127.0.0.1:$(role_port "$name")"
     return 0
   fi
-  local port=0
-  if [[ -n "${USUAL_PORT[$name]:-}" ]]; then port="$(usual "${USUAL_PORT[$name]}")"; fi
+  # A process started again gets its last port back while that is free, so clients (and a
+  # load test) keep their address across a crash and restart.
+  local port="${PREVIOUS_PORT[$name]:-0}"
+  if [[ "$port" != 0 ]] && port_busy "$port"; then port=0; fi
+  if [[ "$port" == 0 && -n "${USUAL_PORT[$name]:-}" ]]; then port="$(usual "${USUAL_PORT[$name]}")"; fi
   if [[ "$port" == 0 ]]; then port="$(free_port)"; fi
   DAEMON_TAKEN_PORTS+="$port "
   local -a metrics=()
   if [[ "$role" != gateway ]]; then
-    local metrics_port=0
-    if [[ -n "${USUAL_METRICS_PORT[$name]:-}" ]]; then metrics_port="$(usual "${USUAL_METRICS_PORT[$name]}")"; fi
+    local metrics_port="${PREVIOUS_PORT[$name.metrics]:-0}"
+    if [[ "$metrics_port" != 0 ]] && port_busy "$metrics_port"; then metrics_port=0; fi
+    if [[ "$metrics_port" == 0 && -n "${USUAL_METRICS_PORT[$name]:-}" ]]; then
+      metrics_port="$(usual "${USUAL_METRICS_PORT[$name]}")"
+    fi
     if [[ "$metrics_port" == 0 ]]; then metrics_port="$(free_port)"; fi
     DAEMON_TAKEN_PORTS+="$metrics_port "
     metrics=(AGORA_METRICS_LISTEN="127.0.0.1:$metrics_port")
@@ -217,13 +226,17 @@ cmd_up() {
   jwt_secret="$(secret jwt-secret)"
   admin_password="$(secret admin-password)"
 
-  # Forget the ports of processes that no longer run.
+  # Keep the ports of running processes; those of processes that no longer run are offered
+  # back to them when they start again.
   if [[ -f "$PORTS_FILE" ]]; then
     local kept="" name
     while read -r name; do
       if role_pid "$name" >/dev/null; then
         kept+="$name=$(role_port "$name")"$'\n'
         if [[ -n "$(role_port "$name.metrics")" ]]; then kept+="$name.metrics=$(role_port "$name.metrics")"$'\n'; fi
+      else
+        PREVIOUS_PORT[$name]="$(role_port "$name")"
+        PREVIOUS_PORT[$name.metrics]="$(role_port "$name.metrics")"
       fi
     done < <(all_processes)
     printf '%s' "$kept" >"$PORTS_FILE"

@@ -170,7 +170,9 @@ port_of() {
 # zombie, which `kill -0` still accepts) counts as gone.
 pid_alive() {
   local stat
-  { stat="$(<"/proc/$1/stat")"; } 2>/dev/null || return 1
+  # Not `$(<file)`: under `set -e`, bash 5.2 exits the whole script when that redirection
+  # fails, even where the status is tested (a pid file left by a killed process).
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
   stat="${stat##*) }"  # fields after "(comm)"; the first is the state
   [[ "${stat%% *}" != Z ]]
 }

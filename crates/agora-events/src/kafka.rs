@@ -20,7 +20,7 @@ use rdkafka::{
     ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer},
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
@@ -108,6 +108,80 @@ impl KafkaBus {
         }
         self.topics.lock().expect("the topic set lock is never poisoned").insert(topic.to_owned());
         Ok(())
+    }
+}
+
+impl KafkaBus {
+    /// Every message `topic` (an unprefixed name) holds now, partition by partition, without
+    /// joining a consumer group or moving any group's offsets; none when the topic does not
+    /// exist. For inspection (the dead-letter topics after a run), not for consuming.
+    pub async fn read_topic(&self, topic: &str) -> Result<Vec<Delivery>, BusError> {
+        let (brokers, scoped, prefix) = (self.options.brokers.clone(), self.scoped(topic), self.options.prefix.clone());
+        tokio::task::spawn_blocking(move || read_topic_blocking(&brokers, &scoped, &prefix))
+            .await
+            .map_err(|e| BusError::Unavailable(format!("reading {topic} stopped: {e}")))?
+    }
+}
+
+fn read_topic_blocking(brokers: &str, topic: &str, prefix: &str) -> Result<Vec<Delivery>, BusError> {
+    const WAIT: Duration = Duration::from_secs(10);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("agora-inspect-{}", uuid::Uuid::new_v4().simple()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(unavailable)?;
+    let metadata = consumer.fetch_metadata(Some(topic), WAIT).map_err(unavailable)?;
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none()) else {
+        return Ok(Vec::new());
+    };
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0_i64;
+    let mut ends = BTreeMap::new();
+    for partition in found.partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, partition.id(), WAIT).map_err(unavailable)?;
+        if high > low {
+            assignment.add_partition_offset(topic, partition.id(), Offset::Offset(low)).map_err(unavailable)?;
+            ends.insert(partition.id(), high);
+            remaining += high - low;
+        }
+    }
+    let mut read = Vec::new();
+    if remaining == 0 {
+        return Ok(read);
+    }
+    consumer.assign(&assignment).map_err(unavailable)?;
+    let deadline = std::time::Instant::now() + WAIT;
+    while remaining > 0 {
+        if std::time::Instant::now() >= deadline {
+            return Err(BusError::Unavailable(format!("{topic}: {remaining} messages not read within {WAIT:?}")));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let message = message.map_err(unavailable)?;
+        if ends.get(&message.partition()).is_some_and(|end| message.offset() < *end) {
+            remaining -= 1;
+            read.push(delivery(&message, prefix));
+        }
+    }
+    Ok(read)
+}
+
+/// A received Kafka record as a [`Delivery`] (topic without the prefix, headers as text).
+fn delivery(message: &impl Message, prefix: &str) -> Delivery {
+    let mut headers = BTreeMap::new();
+    if let Some(kafka_headers) = message.headers() {
+        for header in kafka_headers.iter() {
+            let value = header.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+            headers.insert(header.key.to_owned(), value);
+        }
+    }
+    Delivery {
+        topic: message.topic().strip_prefix(prefix).unwrap_or(message.topic()).to_owned(),
+        key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers,
+        offset: message.offset(),
+        partition: message.partition(),
     }
 }
 
@@ -218,21 +292,7 @@ impl std::fmt::Debug for KafkaSubscription {
 impl Subscription for KafkaSubscription {
     async fn next(&mut self) -> Result<Delivery, BusError> {
         let message = self.consumer.recv().await.map_err(unavailable)?;
-        let mut headers = BTreeMap::new();
-        if let Some(kafka_headers) = message.headers() {
-            for header in kafka_headers.iter() {
-                let value = header.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
-                headers.insert(header.key.to_owned(), value);
-            }
-        }
-        Ok(Delivery {
-            topic: message.topic().strip_prefix(self.prefix.as_str()).unwrap_or(message.topic()).to_owned(),
-            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
-            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            headers,
-            offset: message.offset(),
-            partition: message.partition(),
-        })
+        Ok(delivery(&message, &self.prefix))
     }
 
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {

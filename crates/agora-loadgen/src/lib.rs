@@ -121,6 +121,17 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 
+    /// Send an order again, with the same idempotency key, up to N times when the answer
+    /// was a 5xx, a 429 or no answer at all, as a careful client does (each try counts as a
+    /// request). The key makes a retry of an order that was in fact placed return it.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub order_retries: u32,
+
+    /// Append the id of every order the gateway accepted (201) to FILE, one per line, as
+    /// it is accepted (for `agora reconcile --accepted`).
+    #[arg(long, value_name = "FILE")]
+    pub accepted_orders: Option<std::path::PathBuf>,
+
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -184,12 +195,19 @@ pub async fn measure(args: &Args) -> anyhow::Result<Summary> {
         eprintln!("agora loadgen: {} — {}", target.describe(), describe(pacing, args));
     }
 
+    // The first Ctrl-C (or SIGTERM) ends the sending and the placed orders are still
+    // followed; a second one ends that too.
     let stop = CancellationToken::new();
-    let interrupt = stop.clone();
+    let sending = stop.child_token();
+    let (interrupt, stop_sending) = (stop.clone(), sending.clone());
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nagora loadgen: interrupted; summarising what was measured");
-            interrupt.cancel();
+        if interrupted().await.is_ok() {
+            eprintln!("\nagora loadgen: interrupted; sending stopped, following the placed orders (again to stop now)");
+            stop_sending.cancel();
+            if interrupted().await.is_ok() {
+                eprintln!("\nagora loadgen: interrupted again; summarising what was measured");
+                interrupt.cancel();
+            }
         }
     });
     let renewing = (target.clone(), stop.clone());
@@ -211,7 +229,7 @@ pub async fn measure(args: &Args) -> anyhow::Result<Summary> {
         args: args.clone(),
         start: Instant::now(),
         placed: Arc::default(),
-        stop: stop.clone(),
+        stop: sending,
     };
     let progress = show.then(|| tokio::spawn(progress(run.recorder.clone(), run.start, args.clone(), stop.clone())));
     let sending_ended = match pacing {
@@ -244,6 +262,15 @@ pub async fn measure(args: &Args) -> anyhow::Result<Summary> {
     })
 }
 
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn interrupted() -> std::io::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = terminate.recv() => Ok(()),
+    }
+}
+
 fn describe(pacing: Pacing, args: &Args) -> String {
     let pace = match pacing {
         Pacing::Closed { concurrency } => format!("closed loop, {concurrency} workers"),
@@ -263,6 +290,7 @@ struct Run {
     start: Instant,
     /// Orders placed during the run, and whether they were measured.
     placed: Arc<Mutex<Vec<(Placed, bool)>>>,
+    /// Ends the sending (the first interrupt).
     stop: CancellationToken,
 }
 

@@ -47,6 +47,12 @@ impl Outcome {
         }
     }
 
+    /// No definite answer: a 5xx, a 429, a timeout or a lost connection. Trying again (with
+    /// the same idempotency key) may succeed; a 4xx will not.
+    pub fn indefinite(&self) -> bool {
+        !self.ok && !self.status.starts_with('4') || self.status == "429"
+    }
+
     pub fn failed(error: &reqwest::Error) -> Self {
         let status = if error.is_timeout() { "timeout" } else { "connection error" };
         Self { status: status.into(), ok: false, message: Some(format!("{error:#}")) }

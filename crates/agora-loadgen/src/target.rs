@@ -2,6 +2,8 @@
 //! product-service directly over gRPC (for comparing the two).
 
 use std::{
+    fs::File,
+    io::Write as _,
     sync::{Mutex, RwLock},
     time::{Duration, Instant},
 };
@@ -99,6 +101,10 @@ pub struct Rest {
     customers: Vec<Customer>,
     /// Recently placed orders, as (customer, id), for `read`.
     orders: Mutex<Vec<(usize, String)>>,
+    /// Where accepted orders' ids are appended (`--accepted-orders`).
+    accepted: Option<Mutex<File>>,
+    /// Further tries of an order that got no definite answer (`--order-retries`).
+    order_retries: u32,
 }
 
 impl Rest {
@@ -110,7 +116,25 @@ impl Rest {
             .build()
             .context("cannot build the HTTP client")?;
         let base = args.gateway.trim_end_matches('/').to_owned();
-        let mut rest = Self { http, base, products: Vec::new(), customers: Vec::new(), orders: Mutex::default() };
+        let accepted = match &args.accepted_orders {
+            Some(path) => Some(Mutex::new(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open {} for the accepted orders", path.display()))?,
+            )),
+            None => None,
+        };
+        let mut rest = Self {
+            http,
+            base,
+            products: Vec::new(),
+            customers: Vec::new(),
+            orders: Mutex::default(),
+            accepted,
+            order_retries: args.order_retries,
+        };
 
         let (status, body) = rest.call(Method::GET, "/readyz", None, None).await.with_context(|| {
             format!("cannot reach the gateway at {}: is the platform running (make run / make up)?", rest.base)
@@ -294,12 +318,27 @@ impl Rest {
                 }
             }
         };
-        let (outcome, reply) = self.attempt(method, &path, token.as_deref(), body.as_ref()).await;
-        recorder.request(route, &outcome, started.elapsed(), counted);
+        let retries = if op == Op::Order { self.order_retries } else { 0 };
+        let mut tried = 0;
+        let (outcome, reply) = loop {
+            let (outcome, reply) = self.attempt(method.clone(), &path, token.as_deref(), body.as_ref()).await;
+            recorder.request(route, &outcome, started.elapsed(), counted);
+            if outcome.ok || tried >= retries || !outcome.indefinite() {
+                break (outcome, reply);
+            }
+            tried += 1;
+            tokio::time::sleep(Duration::from_millis(200) * tried).await;
+        };
         if op != Op::Order || !outcome.ok {
             return None;
         }
         let id = reply["id"].as_str()?.to_owned();
+        if let Some(file) = &self.accepted {
+            let line = format!("{id}\n");
+            if let Err(e) = file.lock().expect("accepted file lock").write_all(line.as_bytes()) {
+                eprintln!("agora loadgen: cannot record accepted order {id}: {e}");
+            }
+        }
         let mut orders = self.orders.lock().expect("orders lock");
         if orders.len() >= KEEP_ORDERS {
             let oldest = rng.usize(0..orders.len());

@@ -40,6 +40,9 @@ pub enum Command {
     /// Send realistic traffic through the gateway (or straight to product-service over gRPC)
     /// and print latency percentiles per route, status codes and the orders' time to PAID.
     Loadgen(agora_loadgen::Args),
+    /// Check, from the services' databases and the dead-letter topics, that every order
+    /// settled, was charged exactly as its status says, and took exactly its stock.
+    Reconcile(ReconcileArgs),
 }
 
 impl Command {
@@ -52,7 +55,9 @@ impl Command {
             Command::ProductService(_) => crate::roles::PRODUCT,
             Command::OrderService(_) => crate::roles::ORDER,
             Command::PaymentService(_) => crate::roles::PAYMENT,
-            Command::Trace(_) | Command::Check(_) | Command::Loadgen(_) => "agora-client",
+            Command::Trace(_) | Command::Check(_) | Command::Loadgen(_) | Command::Reconcile(_) => {
+                "agora-client"
+            }
         }
     }
 
@@ -392,4 +397,54 @@ pub struct CheckArgs {
     /// Seconds each request may take.
     #[arg(long, default_value_t = 10)]
     pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileArgs {
+    /// order-service's database URL.
+    #[arg(long, env = "AGORA_RECONCILE_ORDER_DB")]
+    pub order_db: String,
+
+    /// payment-service's database URL.
+    #[arg(long, env = "AGORA_RECONCILE_PAYMENT_DB")]
+    pub payment_db: String,
+
+    /// product-service's database URL.
+    #[arg(long, env = "AGORA_RECONCILE_PRODUCT_DB")]
+    pub product_db: String,
+
+    /// user-service's database URL (only its outbox is looked at).
+    #[arg(long, env = "AGORA_RECONCILE_USER_DB")]
+    pub user_db: Option<String>,
+
+    /// Kafka brokers whose dead-letter topics must be empty [default: not looked at].
+    #[arg(long, env = "AGORA_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// The deployment's Kafka topic prefix.
+    #[arg(long, env = "AGORA_KAFKA_PREFIX", default_value = "")]
+    pub kafka_prefix: String,
+
+    /// Ids of the orders the gateway accepted (201), one per line, as `agora loadgen
+    /// --accepted-orders` writes them: each must be in order-service's database.
+    #[arg(long, value_name = "FILE")]
+    pub accepted: Option<PathBuf>,
+
+    /// Each product's stock before the run, as `--save-stock` wrote it: the stock now must be
+    /// that minus the units PAID orders took since.
+    #[arg(long, value_name = "FILE")]
+    pub stock_before: Option<PathBuf>,
+
+    /// Write each product's stock (plus the units PAID orders took so far) to FILE and exit;
+    /// run it before the traffic, with no order pending.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["accepted", "stock_before"])]
+    pub save_stock: Option<PathBuf>,
+
+    /// How long to wait for pending orders and unpublished events to drain before judging.
+    #[arg(long, default_value_t = 120)]
+    pub settle_secs: u64,
+
+    /// Print the figures as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }

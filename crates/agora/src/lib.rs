@@ -9,11 +9,13 @@
 //! - [`roles`]: turning flags into a component's config and running it.
 //! - [`all`]: the all-in-one process; [`seed`]: its demo catalog.
 //! - [`trace`]: `agora trace`, a trace from Jaeger printed as a tree; [`check`]: `agora check`,
-//!   whether a deployed platform answers.
+//!   whether a deployed platform answers; [`reconcile`]: `agora reconcile`, whether every
+//!   order, payment, debit and unit of stock adds up.
 
 pub mod all;
 pub mod check;
 pub mod cli;
+pub mod reconcile;
 pub mod roles;
 pub mod seed;
 pub mod trace;

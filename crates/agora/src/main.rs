@@ -14,6 +14,7 @@ async fn main() -> ExitCode {
         cli::Command::Trace(args) => return client("trace", agora::trace::run(args).await),
         cli::Command::Check(args) => return client("check", agora::check::run(args).await),
         cli::Command::Loadgen(args) => return client("loadgen", agora_loadgen::run(args).await),
+        cli::Command::Reconcile(args) => return client("reconcile", agora::reconcile::run(args).await),
         role => role,
     };
     let telemetry = match agora_kit::telemetry::init(command.service_name()) {
@@ -31,7 +32,7 @@ async fn main() -> ExitCode {
         cli::Command::ProductService(args) => roles::product(args, shutdown).await,
         cli::Command::OrderService(args) => roles::order(args, shutdown).await,
         cli::Command::PaymentService(args) => roles::payment(args, shutdown).await,
-        cli::Command::Trace(_) | cli::Command::Check(_) | cli::Command::Loadgen(_) => {
+        cli::Command::Trace(_) | cli::Command::Check(_) | cli::Command::Loadgen(_) | cli::Command::Reconcile(_) => {
             unreachable!("clients returned above")
         }
     };

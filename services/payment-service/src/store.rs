@@ -1,5 +1,7 @@
 //! Wallets, payments and the outbox. Debits are conditional updates (`balance >= amount`),
-//! and `payments.order_id` is unique, so no order is ever charged twice.
+//! and `payments.order_id` is unique, so no order is ever charged twice. Every change of a
+//! balance also writes a `wallet_entries` row in the same transaction (the ledger a
+//! reconciliation reads; at most one debit and one refund per order).
 
 use std::sync::Arc;
 
@@ -65,9 +67,13 @@ impl Store {
         .bind(self.opening.currency())
         .bind(self.opening.minor())
         .bind(now)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-        Ok(opened.rows_affected() == 1)
+        if opened.rows_affected() == 0 {
+            return Ok(false);
+        }
+        record_in(conn, user_id, Entry::Opening, self.opening.minor(), None, now).await?;
+        Ok(true)
     }
 
     #[tracing::instrument(name = "SELECT wallets", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "wallets"))]
@@ -91,9 +97,10 @@ impl Store {
                 requested: amount.currency().to_owned(),
             });
         }
+        let now = now_millis();
         let credited = sqlx::query("UPDATE wallets SET balance_minor = balance_minor + $1, updated_at = $2 WHERE user_id = $3 AND balance_minor <= $4")
             .bind(amount.minor())
-            .bind(now_millis())
+            .bind(now)
             .bind(user_id)
             .bind(i64::MAX - amount.minor())
             .execute(&mut *tx)
@@ -101,6 +108,7 @@ impl Store {
         if credited.rows_affected() == 0 {
             return Err(Error::Overflow);
         }
+        record_in(&mut tx, user_id, Entry::TopUp, amount.minor(), None, now).await?;
         let wallet = wallet_in(&mut tx, user_id).await?;
         tx.commit().await?;
         Ok(wallet)
@@ -127,6 +135,9 @@ impl Store {
                 .bind(&placed.user_id)
                 .execute(&mut *conn)
                 .await?;
+            if debited.rows_affected() == 1 {
+                record_in(conn, &placed.user_id, Entry::Debit, -amount.minor(), Some(&placed.order_id), now).await?;
+            }
             (debited.rows_affected() == 0).then(|| INSUFFICIENT_FUNDS.to_owned())
         };
         let payment = Payment {
@@ -198,6 +209,7 @@ impl Store {
             .bind(&payment.user_id)
             .execute(&mut *conn)
             .await?;
+        record_in(conn, &payment.user_id, Entry::Refund, payment.amount.minor(), Some(order_id), now).await?;
         Ok(Some(payment))
     }
 
@@ -236,6 +248,48 @@ impl Store {
         payments.truncate(usize::try_from(limit).unwrap_or(0));
         Ok((payments, more))
     }
+}
+
+/// Why a wallet's balance changed.
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    Opening,
+    TopUp,
+    Debit,
+    Refund,
+}
+
+impl Entry {
+    fn as_str(self) -> &'static str {
+        match self {
+            Entry::Opening => "opening",
+            Entry::TopUp => "top_up",
+            Entry::Debit => "debit",
+            Entry::Refund => "refund",
+        }
+    }
+}
+
+/// Writes one ledger entry (`amount_minor` signed) beside the balance change it explains.
+async fn record_in(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    entry: Entry,
+    amount_minor: i64,
+    order_id: Option<&str>,
+    now: i64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO wallet_entries (user_id, kind, amount_minor, order_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(user_id)
+    .bind(entry.as_str())
+    .bind(amount_minor)
+    .bind(order_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn wallet_in(conn: &mut AnyConnection, user_id: &str) -> Result<Wallet, Error> {

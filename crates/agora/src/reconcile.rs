@@ -1,0 +1,462 @@
+//! `agora reconcile`: whether the books balance after a run (a chaos run, an incident, a
+//! deploy). It reads order-, payment- and product-service's databases (read-only; no
+//! migrations) and the dead-letter topics, waits for the saga to drain, then checks:
+//!
+//! - every order the gateway accepted (`--accepted`) is in order-service's database;
+//! - every order is PAID or CANCELLED;
+//! - a PAID order has one successful payment of its total, one debit of it and no refund,
+//!   and its reservation is committed; a CANCELLED order cost nothing (no debit, or a debit
+//!   and its refund) and holds no committed stock; no payment or debit is for an unknown order;
+//! - every wallet's balance is the sum of its ledger entries;
+//! - each product's committed units are the units of its PAID orders, and (`--stock-before`)
+//!   its stock is the stock before the run minus the units PAID orders took since;
+//! - no outbox row is left unpublished, and the dead-letter topics are empty.
+//!
+//! Each broken promise is printed with the order or product it concerns; the exit status is
+//! non-zero when there is any.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::Path,
+    time::Duration,
+};
+
+use agora_events::{
+    KafkaBus, KafkaOptions,
+    consumer::{ATTEMPTS_HEADER, ERROR_HEADER},
+    topics,
+};
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyPool, Row as _, any::AnyPoolOptions};
+
+use crate::cli::ReconcileArgs;
+
+/// Problems printed one by one; beyond this many, only counted.
+const SHOWN_PROBLEMS: usize = 50;
+
+/// What was found; every field but the first group counts broken promises.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Figures {
+    pub orders: u64,
+    pub paid: u64,
+    pub cancelled: u64,
+    pub payments: u64,
+    /// Orders listed in `--accepted`.
+    pub accepted: Option<u64>,
+    pub products_checked: u64,
+    /// Accepted orders order-service does not have.
+    pub lost: u64,
+    /// Orders still PENDING_PAYMENT after the wait.
+    pub unsettled: u64,
+    /// Orders debited more than once, or more than their total.
+    pub double_charges: u64,
+    /// PAID orders without exactly one successful payment and debit of their total.
+    pub paid_not_charged: u64,
+    /// CANCELLED orders that still cost their customer something.
+    pub cancelled_but_charged: u64,
+    /// Payments or ledger entries for orders order-service does not have.
+    pub orphan_payments: u64,
+    /// Wallets whose balance is not the sum of their ledger entries.
+    pub wallet_mismatches: u64,
+    /// Products whose stock or committed units disagree with the PAID orders, and orders
+    /// whose reservation disagrees with their status.
+    pub stock_mismatches: u64,
+    /// Reservations neither committed nor released after the wait.
+    pub open_reservations: u64,
+    pub unpublished_events: u64,
+    /// Messages on the dead-letter topics (`None`: no broker given).
+    pub dead_letters: Option<u64>,
+}
+
+impl Figures {
+    fn broken(&self) -> u64 {
+        self.lost
+            + self.unsettled
+            + self.double_charges
+            + self.paid_not_charged
+            + self.cancelled_but_charged
+            + self.orphan_payments
+            + self.wallet_mismatches
+            + self.stock_mismatches
+            + self.open_reservations
+            + self.unpublished_events
+            + self.dead_letters.unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    #[serde(flatten)]
+    figures: Figures,
+    problems: Vec<String>,
+}
+
+/// `--save-stock`'s file: per product, its stock plus the units PAID orders have taken, a
+/// sum no order changes (a PAID order moves units from one to the other).
+#[derive(Debug, Serialize, Deserialize)]
+struct StockSnapshot {
+    products: BTreeMap<String, i64>,
+}
+
+pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
+    let dbs = Databases::connect(&args).await?;
+    if let Some(path) = &args.save_stock {
+        let snapshot = snapshot(&dbs).await?;
+        let json = serde_json::to_string_pretty(&snapshot)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("agora reconcile: the stock of {} products saved to {}", snapshot.products.len(), path.display());
+        return Ok(());
+    }
+    let accepted = args.accepted.as_deref().map(read_ids).transpose()?;
+    let before = args.stock_before.as_deref().map(read_snapshot).transpose()?;
+    settle(&dbs, Duration::from_secs(args.settle_secs), !args.json).await?;
+
+    let mut problems = Vec::new();
+    let mut figures = Figures { accepted: accepted.as_ref().map(|ids| ids.len() as u64), ..Figures::default() };
+    check_orders(&dbs, accepted.as_ref(), &mut figures, &mut problems).await?;
+    check_wallets(&dbs, &mut figures, &mut problems).await?;
+    check_stock(&dbs, before.as_ref(), &mut figures, &mut problems).await?;
+    for (name, db) in dbs.with_outbox() {
+        let unpublished = count(db, "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").await?;
+        if unpublished > 0 {
+            problems.push(format!("{name}'s outbox holds {unpublished} unpublished events"));
+        }
+        figures.unpublished_events += unpublished;
+    }
+    if let Some(brokers) = &args.kafka_brokers {
+        figures.dead_letters = Some(check_dead_letters(brokers, &args.kafka_prefix, &mut problems).await?);
+    }
+
+    let broken = figures.broken();
+    let report = Report { figures, problems };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    if broken > 0 {
+        bail!("{broken} broken promises (listed above)");
+    }
+    Ok(())
+}
+
+struct Databases {
+    order: AnyPool,
+    payment: AnyPool,
+    product: AnyPool,
+    user: Option<AnyPool>,
+}
+
+impl Databases {
+    async fn connect(args: &ReconcileArgs) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        Ok(Self {
+            order: pool(&args.order_db).await?,
+            payment: pool(&args.payment_db).await?,
+            product: pool(&args.product_db).await?,
+            user: match &args.user_db {
+                Some(url) => Some(pool(url).await?),
+                None => None,
+            },
+        })
+    }
+
+    fn with_outbox(&self) -> Vec<(&'static str, &AnyPool)> {
+        let mut all = vec![("order-service", &self.order), ("payment-service", &self.payment)];
+        all.push(("product-service", &self.product));
+        if let Some(user) = &self.user {
+            all.push(("user-service", user));
+        }
+        all
+    }
+}
+
+async fn pool(url: &str) -> anyhow::Result<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to {}", agora_kit::db::redact(url)))
+}
+
+async fn count(db: &AnyPool, sql: &'static str) -> anyhow::Result<u64> {
+    let n: i64 = sqlx::query(sql).fetch_one(db).await.with_context(|| sql)?.try_get(0)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Units per product: `SELECT product_id, units`.
+async fn units(db: &AnyPool, sql: &'static str) -> anyhow::Result<HashMap<String, i64>> {
+    let rows = sqlx::query(sql).fetch_all(db).await.with_context(|| sql)?;
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+}
+
+const PENDING_ORDERS: &str = "SELECT COUNT(*) FROM orders WHERE status = 'PENDING_PAYMENT'";
+const OPEN_RESERVATIONS: &str = "SELECT COUNT(*) FROM reservations WHERE state = 'reserved'";
+const PAID_UNITS: &str = "SELECT i.product_id, CAST(SUM(i.quantity) AS BIGINT) FROM order_items i \
+     JOIN orders o ON o.id = i.order_id WHERE o.status = 'PAID' GROUP BY i.product_id";
+const COMMITTED_UNITS: &str = "SELECT i.product_id, CAST(SUM(i.quantity) AS BIGINT) FROM reservation_items i \
+     JOIN reservations r ON r.order_id = i.order_id WHERE r.state = 'committed' GROUP BY i.product_id";
+
+async fn snapshot(dbs: &Databases) -> anyhow::Result<StockSnapshot> {
+    let (pending, open) = (count(&dbs.order, PENDING_ORDERS).await?, count(&dbs.product, OPEN_RESERVATIONS).await?);
+    if pending > 0 || open > 0 {
+        bail!("{pending} orders are pending and {open} reservations open: save the stock when no order is in flight");
+    }
+    let paid = units(&dbs.order, PAID_UNITS).await?;
+    let stock = units(&dbs.product, "SELECT id, stock FROM products").await?;
+    let products = stock.into_iter().map(|(id, stock)| (id.clone(), stock + paid.get(&id).copied().unwrap_or(0)));
+    Ok(StockSnapshot { products: products.collect() })
+}
+
+/// Waits until no order is pending, no reservation open and no outbox row unpublished, or
+/// `patience` has passed (what is left is then reported as broken).
+async fn settle(dbs: &Databases, patience: Duration, show: bool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut said = tokio::time::Instant::now();
+    loop {
+        let pending = count(&dbs.order, PENDING_ORDERS).await?;
+        let open = count(&dbs.product, OPEN_RESERVATIONS).await?;
+        let mut unpublished = 0;
+        for (_, db) in dbs.with_outbox() {
+            unpublished += count(db, "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").await?;
+        }
+        if pending + open + unpublished == 0 || tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        if show && said.elapsed() >= Duration::from_secs(5) {
+            eprintln!(
+                "agora reconcile: waiting for {pending} pending orders, {open} open reservations and {unpublished} \
+                 unpublished events"
+            );
+            said = tokio::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// An order's debits and refunds in payment-service's ledger.
+#[derive(Debug, Default)]
+struct Ledger {
+    debits: u32,
+    refunds: u32,
+    net_minor: i64,
+}
+
+async fn check_orders(
+    dbs: &Databases,
+    accepted: Option<&Vec<String>>,
+    figures: &mut Figures,
+    problems: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let rows = sqlx::query("SELECT id, status, total_minor FROM orders").fetch_all(&dbs.order).await?;
+    let mut orders = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        orders.insert(row.try_get::<String, _>(0)?, (row.try_get::<String, _>(1)?, row.try_get::<i64, _>(2)?));
+    }
+    let rows = sqlx::query("SELECT order_id, status, amount_minor FROM payments").fetch_all(&dbs.payment).await?;
+    let mut payments = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        payments.insert(row.try_get::<String, _>(0)?, (row.try_get::<String, _>(1)?, row.try_get::<i64, _>(2)?));
+    }
+    let rows = sqlx::query("SELECT order_id, kind, amount_minor FROM wallet_entries WHERE order_id IS NOT NULL")
+        .fetch_all(&dbs.payment)
+        .await?;
+    let mut ledgers: HashMap<String, Ledger> = HashMap::new();
+    for row in &rows {
+        let ledger = ledgers.entry(row.try_get(0)?).or_default();
+        match row.try_get::<String, _>(1)?.as_str() {
+            "debit" => ledger.debits += 1,
+            _ => ledger.refunds += 1,
+        }
+        ledger.net_minor += row.try_get::<i64, _>(2)?;
+    }
+    let rows = sqlx::query("SELECT order_id, state FROM reservations").fetch_all(&dbs.product).await?;
+    let mut reservations = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        reservations.insert(row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?);
+    }
+
+    figures.orders = orders.len() as u64;
+    figures.payments = payments.len() as u64;
+    if let Some(accepted) = accepted {
+        for id in accepted.iter().filter(|id| !orders.contains_key(*id)) {
+            figures.lost += 1;
+            problems.push(format!("order {id} was accepted (201) but order-service does not have it"));
+        }
+    }
+    let none = Ledger::default();
+    for (id, (status, total)) in &orders {
+        let ledger = ledgers.get(id).unwrap_or(&none);
+        let payment = payments.get(id).map(|(status, amount)| (status.as_str(), *amount));
+        let reservation = reservations.get(id).map(String::as_str);
+        if ledger.debits > 1 || ledger.net_minor < -total {
+            figures.double_charges += 1;
+            problems.push(format!("order {id} ({status}, total {total}) was debited {} times, net {}", ledger.debits, ledger.net_minor));
+            continue;
+        }
+        match status.as_str() {
+            "PAID" => {
+                figures.paid += 1;
+                let charged = payment == Some(("SUCCEEDED", *total))
+                    && (ledger.debits, ledger.refunds, ledger.net_minor) == (1, 0, -total);
+                if !charged {
+                    figures.paid_not_charged += 1;
+                    problems.push(format!(
+                        "order {id} is PAID (total {total}) but its payment is {payment:?} and its ledger {ledger:?}"
+                    ));
+                }
+                if reservation != Some("committed") {
+                    figures.stock_mismatches += 1;
+                    problems.push(format!("order {id} is PAID but its reservation is {reservation:?}"));
+                }
+            }
+            "CANCELLED" => {
+                figures.cancelled += 1;
+                let free = matches!(payment, None | Some(("DECLINED" | "REFUNDED", _))) && ledger.net_minor == 0;
+                if !free {
+                    figures.cancelled_but_charged += 1;
+                    problems.push(format!(
+                        "order {id} is CANCELLED but its payment is {payment:?} and its ledger {ledger:?}"
+                    ));
+                }
+                if reservation == Some("committed") {
+                    figures.stock_mismatches += 1;
+                    problems.push(format!("order {id} is CANCELLED but its stock stayed committed"));
+                }
+            }
+            _ => {
+                figures.unsettled += 1;
+                problems.push(format!("order {id} is still {status}"));
+            }
+        }
+    }
+    let unknown: HashSet<&String> =
+        payments.keys().chain(ledgers.keys()).filter(|order| !orders.contains_key(*order)).collect();
+    for order in unknown {
+        figures.orphan_payments += 1;
+        problems.push(format!("payment-service charged or refunded order {order}, which order-service does not have"));
+    }
+    Ok(())
+}
+
+async fn check_wallets(dbs: &Databases, figures: &mut Figures, problems: &mut Vec<String>) -> anyhow::Result<()> {
+    let rows = sqlx::query(
+        "SELECT w.user_id, w.balance_minor, CAST(COALESCE(SUM(e.amount_minor), 0) AS BIGINT) FROM wallets w \
+         LEFT JOIN wallet_entries e ON e.user_id = w.user_id GROUP BY w.user_id, w.balance_minor \
+         HAVING w.balance_minor <> COALESCE(SUM(e.amount_minor), 0)",
+    )
+    .fetch_all(&dbs.payment)
+    .await?;
+    for row in &rows {
+        let (user, balance, entries): (String, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        figures.wallet_mismatches += 1;
+        problems.push(format!("wallet of {user} holds {balance} but its ledger sums to {entries}"));
+    }
+    Ok(())
+}
+
+async fn check_stock(
+    dbs: &Databases,
+    before: Option<&StockSnapshot>,
+    figures: &mut Figures,
+    problems: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    figures.open_reservations = count(&dbs.product, OPEN_RESERVATIONS).await?;
+    if figures.open_reservations > 0 {
+        problems.push(format!("{} reservations are neither committed nor released", figures.open_reservations));
+    }
+    let paid = units(&dbs.order, PAID_UNITS).await?;
+    let committed = units(&dbs.product, COMMITTED_UNITS).await?;
+    let stock = units(&dbs.product, "SELECT id, stock FROM products").await?;
+    for (product, now) in &stock {
+        let (paid, committed) = (paid.get(product).copied().unwrap_or(0), committed.get(product).copied().unwrap_or(0));
+        if paid != committed {
+            figures.stock_mismatches += 1;
+            problems.push(format!("product {product}: PAID orders hold {paid} units, product-service committed {committed}"));
+        }
+        if let Some(initial) = before.and_then(|before| before.products.get(product)) {
+            figures.products_checked += 1;
+            if now + paid != *initial {
+                figures.stock_mismatches += 1;
+                problems.push(format!(
+                    "product {product}: stock is {now}, not {}: stock plus PAID units was {initial} before, and \
+                     PAID units are {paid} now",
+                    initial - paid
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn check_dead_letters(brokers: &str, prefix: &str, problems: &mut Vec<String>) -> anyhow::Result<u64> {
+    let bus = KafkaBus::new(KafkaOptions { prefix: prefix.to_owned(), ..KafkaOptions::new(brokers) })?;
+    let mut total = 0;
+    for topic in [topics::USERS, topics::ORDERS, topics::PAYMENTS] {
+        let dlq = topics::dlq(topic);
+        let messages = bus.read_topic(&dlq).await.with_context(|| format!("cannot read {dlq} at {brokers}"))?;
+        for message in &messages {
+            let header = |name: &str| message.headers.get(name).map_or("?", String::as_str);
+            problems.push(format!(
+                "{dlq} [{}@{}] key {}: {} (after {} attempts)",
+                message.partition,
+                message.offset,
+                message.key,
+                header(ERROR_HEADER),
+                header(ATTEMPTS_HEADER)
+            ));
+        }
+        total += messages.len() as u64;
+    }
+    Ok(total)
+}
+
+fn read_ids(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.lines().map(str::trim).filter(|line| !line.is_empty()).map(str::to_owned).collect())
+}
+
+fn read_snapshot(path: &Path) -> anyhow::Result<StockSnapshot> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a stock file written by `agora reconcile --save-stock`", path.display()))
+}
+
+fn table(report: &Report) -> String {
+    let f = &report.figures;
+    let mut out = String::new();
+    let accepted = f.accepted.map_or_else(String::new, |n| format!(", {n} accepted by the gateway in the run"));
+    out.push_str(&format!(
+        "orders {} (PAID {}, CANCELLED {}){accepted}; payments {}; products checked against the stock before {}\n",
+        f.orders, f.paid, f.cancelled, f.payments, f.products_checked
+    ));
+    let dead = f.dead_letters.map_or_else(|| "not looked at".to_owned(), |n| n.to_string());
+    let rows = [
+        ("accepted orders lost", f.lost.to_string()),
+        ("orders not settled", f.unsettled.to_string()),
+        ("double charges", f.double_charges.to_string()),
+        ("PAID orders not charged exactly once", f.paid_not_charged.to_string()),
+        ("CANCELLED orders that cost something", f.cancelled_but_charged.to_string()),
+        ("charges for unknown orders", f.orphan_payments.to_string()),
+        ("wallets off their ledger", f.wallet_mismatches.to_string()),
+        ("stock mismatches", f.stock_mismatches.to_string()),
+        ("open reservations", f.open_reservations.to_string()),
+        ("unpublished events", f.unpublished_events.to_string()),
+        ("dead letters", dead),
+    ];
+    for (what, n) in rows {
+        out.push_str(&format!("  {what:<40} {n}\n"));
+    }
+    for problem in report.problems.iter().take(SHOWN_PROBLEMS) {
+        out.push_str(&format!("  ! {problem}\n"));
+    }
+    if report.problems.len() > SHOWN_PROBLEMS {
+        out.push_str(&format!("  ! ... and {} more\n", report.problems.len() - SHOWN_PROBLEMS));
+    }
+    if report.problems.is_empty() {
+        out.push_str("every promise kept\n");
+    }
+    out
+}

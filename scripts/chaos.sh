@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# `make chaos`: the distributed stack keeps its promises while its parts fail.
+#
+#   1. a private `make up` stack (instance `chaos`, free ports, rate limits off, a 3 s
+#      request deadline at the gateway);
+#   2. products for the run (one stocked to sell out mid-run), and every product's stock
+#      saved (`agora reconcile --save-stock`);
+#   3. `agora loadgen` in the background: customers browsing and ordering through the
+#      gateway at a fixed rate, sending an order that got no answer again under the same
+#      idempotency key, and writing down every order the gateway accepted (201);
+#   4. the faults, one at a time, each waited out until the stack is ready again:
+#        SIGKILL of each role and a restart (payment-service twice, mid-batch),
+#        Kafka stopped and started, PostgreSQL restarted, Consul restarted,
+#        a hung product-service (SIGSTOP past the gateway's deadline: a 504, then SIGCONT),
+#        the gateway restarted (SIGTERM, drained) under load;
+#   5. `agora reconcile`: every accepted order is in order-service's database and PAID or
+#      CANCELLED; each PAID order has one successful payment, one debit and its stock
+#      committed; each CANCELLED one cost nothing; wallets match their ledgers; stock is the
+#      stock before minus the units PAID; no outbox row unpublished; the dead-letter topics
+#      empty. Any broken promise fails the run.
+#
+# The figures are printed at the end; the generator's and the reconciliation's JSON, the
+# timeline of faults and every log stay in $AGORA_CACHE/chaos/<time>/. The stack is purged
+# when the run ends, however it ends.
+#
+# Usage: scripts/chaos.sh [--quick]
+#   --quick   the part `make test` runs: payment-service killed twice mid-batch, order-service
+#             killed, Kafka stopped and started, PostgreSQL restarted, the hung backend and
+#             the gateway restarted, at a lower rate (about two minutes on the debug build)
+#
+# Environment:
+#   AGORA_CACHE         cache root (default: $HOME/.cache/agora)
+#   AGORA_CHAOS_BIN     the agora binary to run (default: build the release one)
+#   AGORA_CHAOS_RATE    requests per second offered, half of them orders (default: 40; quick 20)
+#   AGORA_CHAOS_PAUSE   seconds of steady load between faults (default: 6; quick 3)
+#   AGORA_CHAOS_KEEP    1 = leave the stack running afterwards (scripts/up.sh with
+#                       AGORA_UP_INSTANCE=chaos stops it)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT_DIR="$(dirname "$SCRIPT_DIR")"
+
+log() { printf '[chaos] %s\n' "$*" >&2; }
+die() { printf '[chaos] error: %s\n' "$*" >&2; exit 1; }
+
+QUICK=false
+case "${1:-}" in
+  --quick) QUICK=true ;;
+  "") ;;
+  *) sed -n '26,29s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+esac
+
+CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
+TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-$CACHE_DIR/target}")"
+OUT_DIR="$CACHE_DIR/chaos/$(date -u +%Y%m%dT%H%M%SZ)$($QUICK && echo -quick)"
+if $QUICK; then RATE="${AGORA_CHAOS_RATE:-20}" PAUSE="${AGORA_CHAOS_PAUSE:-3}"; else
+  RATE="${AGORA_CHAOS_RATE:-40}" PAUSE="${AGORA_CHAOS_PAUSE:-6}"
+fi
+for number in "$RATE" "$PAUSE"; do
+  [[ "$number" =~ ^[0-9]+$ ]] || die "AGORA_CHAOS_RATE and AGORA_CHAOS_PAUSE are whole numbers; got '$number'"
+done
+# The gateway's deadline, and how long the hung backend stays hung (past it).
+DEADLINE_MS=3000
+HANG_SECS=5
+
+INSTANCE=chaos
+UP_DIR="$CACHE_DIR/up/$INSTANCE"
+export AGORA_UP_INSTANCE="$INSTANCE" AGORA_UP_FREE_PORTS=1
+export AGORA_PG_INSTANCE="$INSTANCE" AGORA_PG_DURABLE=1 AGORA_KAFKA_INSTANCE="$INSTANCE"
+export AGORA_CONSUL_INSTANCE="$INSTANCE" AGORA_JAEGER_INSTANCE="$INSTANCE"
+# One client address sends everything; the deadline makes the hung backend a quick 504.
+export AGORA_RATE_LIMIT_PER_SECOND=0 AGORA_SIGN_IN_LIMIT_PER_MINUTE=0 AGORA_REQUEST_TIMEOUT_MS="$DEADLINE_MS"
+
+mkdir -p "$OUT_DIR"
+log "results in $OUT_DIR"
+
+if [[ -n "${AGORA_CHAOS_BIN:-}" ]]; then
+  BIN="$(realpath -m "$AGORA_CHAOS_BIN")"
+else
+  BIN="$TARGET_DIR/release/agora"
+  log "building agora (release)"
+  (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --locked -p agora --bin agora) \
+    || die "cargo build failed"
+fi
+[[ -x "$BIN" ]] || die "no agora binary at $BIN"
+export AGORA_UP_BIN="$BIN"
+
+up() { bash "$SCRIPT_DIR/up.sh" "$@"; }
+
+LOADGEN_PID=""
+finish() {
+  local status=$?
+  if [[ -n "$LOADGEN_PID" ]] && kill -0 "$LOADGEN_PID" 2>/dev/null; then kill -KILL "$LOADGEN_PID" 2>/dev/null || true; fi
+  # Resume a backend left hung by an interrupted run, so it can be stopped.
+  if [[ -f "$UP_DIR/pids/product-service.pid" ]]; then kill -CONT "$(cat "$UP_DIR/pids/product-service.pid")" 2>/dev/null || true; fi
+  if [[ -d "$UP_DIR/logs" ]]; then cp -r "$UP_DIR/logs" "$OUT_DIR/" 2>/dev/null || true; fi
+  if [[ "${AGORA_CHAOS_KEEP:-0}" == 1 ]]; then
+    log "the stack stays up (AGORA_CHAOS_KEEP=1); stop it with: AGORA_UP_INSTANCE=$INSTANCE bash scripts/up.sh purge"
+  else
+    log "purging the stack"
+    up purge >>"$OUT_DIR/up.log" 2>&1 || log "purging failed; see $OUT_DIR/up.log"
+  fi
+  exit "$status"
+}
+trap finish EXIT
+
+# --- The stack, its products and their stock --------------------------------
+
+# A stack of an earlier interrupted run would hold its orders: start from nothing.
+up purge >>"$OUT_DIR/up.log" 2>&1 || true
+log "starting the stack (log: $OUT_DIR/up.log)"
+up up >>"$OUT_DIR/up.log" 2>&1 || { tail -n 30 "$OUT_DIR/up.log" >&2; die "the stack did not start"; }
+GATEWAY="http://127.0.0.1:$(sed -n 's/^gateway=//p' "$UP_DIR/ports" | tail -n 1)"
+PG_BASE="$(bash "$SCRIPT_DIR/postgres.sh" url)"
+PG_BASE="${PG_BASE%/postgres}"
+BROKERS="$(bash "$SCRIPT_DIR/kafka.sh" url)"
+ADMIN_EMAIL="${AGORA_ADMIN_EMAIL:-admin@agora.local}"
+ADMIN_PASSWORD="$(cat "$UP_DIR/secrets/admin-password")"
+
+reconcile() {
+  "$BIN" reconcile --order-db "$PG_BASE/agora_order" --payment-db "$PG_BASE/agora_payment" \
+    --product-db "$PG_BASE/agora_product" --user-db "$PG_BASE/agora_user" "$@"
+}
+
+# JSON field from stdin: json KEY (top level); "" when missing.
+json() { python3 -c 'import json, sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1"; }
+
+post() { curl -sS --max-time 10 -H 'content-type: application/json' "$@"; }
+token="$(post "$GATEWAY/v1/auth/login" -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | json accessToken)"
+[[ -n "$token" ]] || die "cannot sign in as $ADMIN_EMAIL"
+# Four products that last, and one that sells out mid-run (its later orders are cancelled).
+SCARCE_STOCK=$($QUICK && echo 25 || echo 80)
+for spec in "chaos tea:150:1000000" "chaos pot:420:1000000" "chaos cup:275:1000000" "chaos tray:990:1000000" \
+  "chaos scarce print:1250:$SCARCE_STOCK"; do
+  IFS=: read -r name cents stock <<<"$spec"
+  id="$(post -H "authorization: Bearer $token" "$GATEWAY/v1/products" -d "{\"name\":\"$name\",\"description\":\"For the chaos run.\",\"price\":{\"currencyCode\":\"USD\",\"amountMinor\":\"$cents\"},\"stock\":\"$stock\"}" | json id)"
+  [[ -n "$id" ]] || die "cannot create the product '$name'"
+  if [[ "$name" == *scarce* ]]; then SCARCE_ID="$id"; fi
+done
+reconcile --save-stock "$OUT_DIR/stock-before.json"
+
+# --- Load -------------------------------------------------------------------
+
+# Runs until stopped (SIGTERM ends the sending, then it follows the placed orders).
+"$BIN" loadgen --gateway "$GATEWAY" -r "$RATE" -d 1h --mix browse=20,product=20,order=50,read=10 \
+  --users 16 --order-retries 8 --timeout 10s --settle-timeout 120s \
+  --accepted-orders "$OUT_DIR/accepted.txt" --json --quiet >"$OUT_DIR/loadgen.json" 2>"$OUT_DIR/loadgen.log" &
+LOADGEN_PID=$!
+# The customers are signed up before the first order; faults wait for that.
+for _ in $(seq 1 120); do
+  [[ -s "$OUT_DIR/accepted.txt" ]] && break
+  kill -0 "$LOADGEN_PID" 2>/dev/null || { cat "$OUT_DIR/loadgen.log" >&2; die "agora loadgen exited"; }
+  sleep 0.5
+done
+[[ -s "$OUT_DIR/accepted.txt" ]] || die "no order was accepted in the first minute (see $OUT_DIR/loadgen.log)"
+log "load running: $RATE requests/s at $GATEWAY (pid $LOADGEN_PID)"
+
+# --- Faults -----------------------------------------------------------------
+
+START=$SECONDS
+FAULTS=0
+timeline() { printf '%4ss  %s\n' "$((SECONDS - START))" "$*" | tee -a "$OUT_DIR/timeline" >&2; }
+
+pid_of() { cat "$UP_DIR/pids/$1.pid"; }
+
+# Restarts whatever is not running and waits until the gateway reports every service ready.
+recover() {
+  local began=$SECONDS
+  up up >>"$OUT_DIR/up.log" 2>&1 || { tail -n 30 "$OUT_DIR/up.log" >&2; die "the stack did not recover after: $1"; }
+  timeline "  ready again after $((SECONDS - began))s"
+}
+
+steady() {
+  kill -0 "$LOADGEN_PID" 2>/dev/null || { cat "$OUT_DIR/loadgen.log" >&2; die "agora loadgen exited during the faults"; }
+  sleep "$PAUSE"
+}
+
+wait_gone() {
+  local pid="$1" i
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  die "process $pid did not exit"
+}
+
+kill_role() {
+  local name="$1" pid
+  pid="$(pid_of "$name")"
+  timeline "SIGKILL $name (pid $pid)"
+  kill -KILL "$pid"
+  wait_gone "$pid"
+  FAULTS=$((FAULTS + 1))
+  recover "SIGKILL $name"
+}
+
+# Stops an infrastructure component, keeps it down for $2 seconds, and starts it on the
+# ports it had (the services know it there).
+outage() {
+  local component="$1" secs="$2" began
+  local -a ports=()
+  case "$component" in
+    kafka) ports=(AGORA_KAFKA_PORT="${BROKERS##*:}" AGORA_KAFKA_CONTROLLER_PORT=0) ;;
+    postgres) ports=(AGORA_PG_PORT="$(bash "$SCRIPT_DIR/postgres.sh" url | sed 's|.*:\([0-9]*\)/.*|\1|')") ;;
+    consul)
+      ports=(AGORA_CONSUL_HTTP_PORT="$(bash "$SCRIPT_DIR/consul.sh" addr | sed 's/.*://')" AGORA_CONSUL_SERVER_PORT=0
+        AGORA_CONSUL_SERF_LAN_PORT=0 AGORA_CONSUL_SERF_WAN_PORT=0 AGORA_CONSUL_DNS_PORT=-1 AGORA_CONSUL_GRPC_PORT=-1) ;;
+  esac
+  timeline "stop $component for ${secs}s"
+  bash "$SCRIPT_DIR/$component.sh" stop >>"$OUT_DIR/up.log" 2>&1
+  sleep "$secs"
+  began=$SECONDS
+  env "${ports[@]}" bash "$SCRIPT_DIR/$component.sh" start >>"$OUT_DIR/up.log" 2>&1 \
+    || { tail -n 30 "$OUT_DIR/up.log" >&2; die "$component did not start again"; }
+  timeline "  $component started again in $((SECONDS - began))s"
+  FAULTS=$((FAULTS + 1))
+  recover "$component outage"
+}
+
+# product-service hung (SIGSTOP) past the gateway's deadline: a product read through the
+# gateway must come back 504 at the deadline, not hang; then it resumes.
+hang_backend() {
+  local pid code took
+  pid="$(pid_of product-service)"
+  timeline "SIGSTOP product-service (pid $pid) for ${HANG_SECS}s"
+  kill -STOP "$pid"
+  local began=$SECONDS
+  code="$(curl -sS -o "$OUT_DIR/hung-reply.json" -w '%{http_code} %{time_total}' --max-time 15 "$GATEWAY/v1/products/$SCARCE_ID" || true)"
+  took="${code#* }"
+  code="${code%% *}"
+  sleep $((HANG_SECS - (SECONDS - began) > 0 ? HANG_SECS - (SECONDS - began) : 0))
+  kill -CONT "$pid"
+  timeline "  SIGCONT product-service; the read during the hang answered $code in ${took}s: $(head -c 200 "$OUT_DIR/hung-reply.json")"
+  [[ "$code" == 504 ]] || die "a read from the hung product-service answered $code, not 504"
+  FAULTS=$((FAULTS + 1))
+  recover "the hung backend"
+}
+
+restart_gateway() {
+  local pid
+  pid="$(pid_of gateway)"
+  timeline "SIGTERM gateway (pid $pid): drain and restart"
+  kill -TERM "$pid"
+  wait_gone "$pid"
+  FAULTS=$((FAULTS + 1))
+  recover "the gateway restart"
+}
+
+steady
+kill_role payment-service
+sleep 1 # back, and picking up the orders that waited: kill it again in the middle of that
+kill_role payment-service
+steady
+kill_role order-service
+steady
+outage kafka 8
+steady
+outage postgres 3
+steady
+hang_backend
+steady
+restart_gateway
+steady
+if ! $QUICK; then
+  kill_role product-service
+  steady
+  kill_role user-service
+  steady
+  kill_role gateway
+  steady
+  outage consul 3
+  steady
+fi
+steady
+timeline "faults over ($FAULTS); stopping the load"
+
+# --- Reconciliation ---------------------------------------------------------
+
+kill -TERM "$LOADGEN_PID"
+if ! wait "$LOADGEN_PID"; then
+  cat "$OUT_DIR/loadgen.log" >&2
+  die "agora loadgen failed"
+fi
+LOADGEN_PID=""
+
+log "reconciling"
+set +e
+reconcile --accepted "$OUT_DIR/accepted.txt" --stock-before "$OUT_DIR/stock-before.json" \
+  --kafka-brokers "$BROKERS" --settle-secs 180 | tee "$OUT_DIR/reconcile.txt"
+reconciled=${PIPESTATUS[0]}
+set -e
+reconcile --accepted "$OUT_DIR/accepted.txt" --stock-before "$OUT_DIR/stock-before.json" \
+  --kafka-brokers "$BROKERS" --settle-secs 0 --json >"$OUT_DIR/reconcile.json" 2>/dev/null || true
+
+python3 - "$OUT_DIR" "$FAULTS" "$SCARCE_STOCK" <<'EOF' | tee "$OUT_DIR/summary"
+import json, sys
+out, faults, scarce = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+load = json.load(open(f"{out}/loadgen.json"))
+rec = json.load(open(f"{out}/reconcile.json"))
+sent = sum(route["count"] for route in load["routes"] if not route["route"].endswith("(settled?)"))
+codes = load["status"]
+server_errors = sum(n for code, n in codes.items() if code.startswith("5"))
+no_answer = sum(n for code, n in codes.items() if not code[0].isdigit())
+print()
+print(f"chaos run: {faults} faults under load")
+print(f"  requests sent                  {sent}  (5xx {server_errors}, no answer {no_answer}; by status: {codes})")
+print(f"  orders accepted (201)          {rec['accepted']}")
+print(f"  orders PAID / CANCELLED        {rec['paid']} / {rec['cancelled']}  (of {rec['orders']} in order-service)")
+print(f"  orders lost                    {rec['lost']}")
+print(f"  orders unsettled               {rec['unsettled']}")
+print(f"  double charges                 {rec['double_charges']}")
+print(f"  PAID not charged exactly once  {rec['paid_not_charged']}")
+print(f"  CANCELLED that cost something  {rec['cancelled_but_charged']}")
+print(f"  wallets off their ledger       {rec['wallet_mismatches']}")
+print(f"  stock mismatches               {rec['stock_mismatches']}  ({rec['products_checked']} products; one of {scarce} units sold out)")
+print(f"  unpublished events             {rec['unpublished_events']}")
+print(f"  dead letters                   {rec['dead_letters']}")
+for code, message in load["error_samples"].items():
+    print(f"  first {code}: {message[:160]}")
+EOF
+[[ "$reconciled" == 0 ]] || die "the reconciliation found broken promises (above; details in $OUT_DIR)"
+log "every promise kept; details in $OUT_DIR"
