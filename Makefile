@@ -5,7 +5,7 @@ SHELL := bash
 # A persistent build cache outside the repo, so a fresh clone does not rebuild the world.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/agora/target
 
-.PHONY: help run up down logs status build test bench lint fmt pg-start pg-stop clean images k8s chart
+.PHONY: help run up down logs status build test bench chaos lint fmt pg-start pg-stop clean images k8s chart
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ test: ## Run the whole suite: fmt, clippy, unit, gRPC, saga and REST tests on SQ
 
 bench: ## Measure: transcoding, gateway vs direct gRPC, saga orders/s, memory and start-up (minutes; prints figures)
 	bash scripts/bench.sh
+
+chaos: ## Kill, stop and hang every part of a private distributed stack under load, then reconcile every order (minutes)
+	bash scripts/chaos.sh
 
 images: ## Build the container image agora:VERSION (needs a Docker engine)
 	@command -v docker >/dev/null || { echo "make images needs docker (a Docker engine); none found" >&2; exit 1; }

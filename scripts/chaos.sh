@@ -5,8 +5,8 @@
 #      request deadline at the gateway);
 #   2. products for the run (one stocked to sell out mid-run), and every product's stock
 #      saved (`agora reconcile --save-stock`);
-#   3. `agora loadgen` in the background: customers browsing and ordering through the
-#      gateway at a fixed rate, sending an order that got no answer again under the same
+#   3. `agora loadgen` in the background: customers (whose wallets run dry part-way, so some
+#      orders are declined) browsing and ordering through the gateway at a fixed rate, sending an order that got no answer again under the same
 #      idempotency key, and writing down every order the gateway accepted (201);
 #   4. the faults, one at a time, each waited out until the stack is ready again:
 #        SIGKILL of each role and a restart (payment-service twice, mid-batch),
@@ -52,7 +52,7 @@ esac
 
 CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-$CACHE_DIR/target}")"
-OUT_DIR="$CACHE_DIR/chaos/$(date -u +%Y%m%dT%H%M%SZ)$($QUICK && echo -quick)"
+OUT_DIR="$CACHE_DIR/chaos/$(date -u +%Y%m%dT%H%M%SZ)$($QUICK && echo -quick || true)"
 if $QUICK; then RATE="${AGORA_CHAOS_RATE:-20}" PAUSE="${AGORA_CHAOS_PAUSE:-3}"; else
   RATE="${AGORA_CHAOS_RATE:-40}" PAUSE="${AGORA_CHAOS_PAUSE:-6}"
 fi
@@ -141,9 +141,13 @@ reconcile --save-stock "$OUT_DIR/stock-before.json"
 
 # --- Load -------------------------------------------------------------------
 
+# Each customer's wallet runs dry part-way, so later orders are declined and cancelled:
+# both ends of the saga happen under the faults.
+TOP_UP_MINOR=$($QUICK && echo 20000 || echo 40000)
+
 # Runs until stopped (SIGTERM ends the sending, then it follows the placed orders).
 "$BIN" loadgen --gateway "$GATEWAY" -r "$RATE" -d 1h --mix browse=20,product=20,order=50,read=10 \
-  --users 16 --order-retries 8 --timeout 10s --settle-timeout 120s \
+  --users 16 --top-up-minor "$TOP_UP_MINOR" --order-retries 8 --timeout 10s --settle-timeout 120s \
   --accepted-orders "$OUT_DIR/accepted.txt" --json --quiet >"$OUT_DIR/loadgen.json" 2>"$OUT_DIR/loadgen.log" &
 LOADGEN_PID=$!
 # The customers are signed up before the first order; faults wait for that.
@@ -300,7 +304,8 @@ server_errors = sum(n for code, n in codes.items() if code.startswith("5"))
 no_answer = sum(n for code, n in codes.items() if not code[0].isdigit())
 print()
 print(f"chaos run: {faults} faults under load")
-print(f"  requests sent                  {sent}  (5xx {server_errors}, no answer {no_answer}; by status: {codes})")
+print(f"  requests sent                  {sent}  (answers by status, with the follow-ups after the run: {codes})")
+print(f"  5xx / no answer during faults  {server_errors} / {no_answer}")
 print(f"  orders accepted (201)          {rec['accepted']}")
 print(f"  orders PAID / CANCELLED        {rec['paid']} / {rec['cancelled']}  (of {rec['orders']} in order-service)")
 print(f"  orders lost                    {rec['lost']}")
@@ -314,6 +319,8 @@ print(f"  unpublished events             {rec['unpublished_events']}")
 print(f"  dead letters                   {rec['dead_letters']}")
 for code, message in load["error_samples"].items():
     print(f"  first {code}: {message[:160]}")
+if not rec["accepted"] or not rec["paid"]:
+    sys.exit("no order was accepted or paid: the run proved nothing")
 EOF
 [[ "$reconciled" == 0 ]] || die "the reconciliation found broken promises (above; details in $OUT_DIR)"
 log "every promise kept; details in $OUT_DIR"

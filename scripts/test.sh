@@ -2,7 +2,8 @@
 # The whole test suite, as `make test` runs it: the tools the tests call (curl, the OpenAPI
 # validator), a private PostgreSQL, Kafka broker, Consul agent and Jaeger (installed and
 # started here if needed), then formatting, lints, every test on SQLite, PostgreSQL, Kafka,
-# Consul and Jaeger, a `make up` / `make down` cycle, the Helm chart's checks (lint, Kubernetes
+# Consul and Jaeger, a `make up` / `make down` cycle, schemathesis against the OpenAPI
+# document, a short chaos run with its reconciliation, the Helm chart's checks (lint, Kubernetes
 # schemas, switches, k8s/ drift) and the image's root filesystem.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -91,6 +92,19 @@ cargo test --workspace --all-targets
 step "make up / make down"
 # A private stack (own instances, free ports) run by the debug binary cargo test built.
 bash tests/up.sh
+
+step "API fuzzing (schemathesis)"
+# Every operation of /openapi.json, generated valid and invalid, alone and in chains, as a
+# user, another user and the admin, against a throwaway `agora all`: no 5xx, every answer as
+# documented, no panic or error in the platform's log.
+AGORA_FUZZ_BIN="$CARGO_TARGET_DIR/debug/agora" AGORA_FUZZ_MAX_EXAMPLES="${AGORA_FUZZ_MAX_EXAMPLES:-100}" \
+  bash tests/api-fuzz.sh
+
+step "chaos (quick)"
+# The distributed stack under load while roles are killed, Kafka and PostgreSQL restarted,
+# a backend hangs and the gateway restarts; then every order, payment, debit and unit of
+# stock is reconciled (`make chaos` is the longer run).
+AGORA_CHAOS_BIN="$CARGO_TARGET_DIR/debug/agora" bash scripts/chaos.sh --quick
 
 step "Helm chart and k8s/"
 # helm lint --strict, every rendered object against Kubernetes' schemas, the switches, and

@@ -153,6 +153,7 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
         // Decompressed bytes still count against the body limit the proxy enforces.
         .layer(
             ServiceBuilder::new()
+                .map_response(unsupported_encoding)
                 .layer(RequestDecompressionLayer::new().gzip(true))
                 .map_request(|request: http::Request<_>| request.map(axum::body::Body::new)),
         )
@@ -195,6 +196,27 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     }
     tracing::info!(%addr, "gateway stopped");
     Ok(())
+}
+
+/// The decompression layer refuses an unknown `Content-Encoding` with a bare 415; give it the
+/// JSON error body every other refusal has.
+fn unsupported_encoding<B>(response: http::Response<B>) -> axum::response::Response
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    use axum::response::IntoResponse as _;
+    if response.status() == http::StatusCode::UNSUPPORTED_MEDIA_TYPE
+        && !response.headers().contains_key(http::header::CONTENT_TYPE)
+    {
+        return error::ApiError::new(
+            tonic::Code::InvalidArgument,
+            "this Content-Encoding is not supported; send the body as it is, or gzip-compressed",
+        )
+        .with_status(http::StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        .into_response();
+    }
+    response.map(axum::body::Body::new)
 }
 
 fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {

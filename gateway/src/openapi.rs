@@ -316,8 +316,11 @@ impl Schemas {
             Kind::Uint32 | Kind::Fixed32 => json!({"type": "integer", "format": "int64", "minimum": 0}),
             // The JSON mapping writes 64-bit integers as strings (JavaScript numbers lose
             // precision past 2^53) and accepts either form.
-            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({"type": ["string", "integer"], "format": "int64"}),
-            Kind::Uint64 | Kind::Fixed64 => json!({"type": ["string", "integer"], "format": "uint64"}),
+            // As a string, only digits parse (the pattern does not apply to a JSON number).
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+                json!({"type": ["string", "integer"], "format": "int64", "pattern": "^-?[0-9]+$"})
+            }
+            Kind::Uint64 | Kind::Fixed64 => json!({"type": ["string", "integer"], "format": "uint64", "pattern": "^[0-9]+$"}),
             Kind::Float => json!({"type": "number", "format": "float"}),
             Kind::Double => json!({"type": "number", "format": "double"}),
             Kind::Bool => json!({"type": "boolean"}),
@@ -374,7 +377,9 @@ impl Schemas {
             let schema = describe(self.field_schema(&field), field_comment(&field));
             properties.insert(field.json_name().to_owned(), schema);
         }
-        describe(json!({"type": "object", "properties": properties}), comment(&message.parent_file(), message.path()))
+        // The transcoder refuses a field it does not know (400), and the document says so.
+        let schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
+        describe(schema, comment(&message.parent_file(), message.path()))
     }
 }
 

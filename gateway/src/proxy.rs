@@ -51,8 +51,14 @@ impl Proxy {
         let mut call = tonic::Request::new(message);
         for name in FORWARDED_HEADERS {
             if let Some(value) = parts.headers.get(*name) {
+                // HTTP allows bytes above 0x7F in a value, and so does gRPC metadata, but a
+                // backend reading it as text would see no value at all (an idempotency key
+                // silently dropped would make a retry a second order).
+                let visible = value.as_bytes().iter().all(|b| *b == b' ' || b.is_ascii_graphic());
                 let value = MetadataValue::try_from(value.as_bytes())
-                    .map_err(|_| ApiError::bad_request(format!("header {name} must be visible ASCII")))?;
+                    .ok()
+                    .filter(|_| visible)
+                    .ok_or_else(|| ApiError::bad_request(format!("header {name} must be visible ASCII")))?;
                 call.metadata_mut().insert(*name, value);
             }
         }

@@ -36,11 +36,16 @@ impl Routes {
     /// The most specific binding for `method` and `path`. A path that only other methods
     /// serve is 405 with `Allow`; a path nobody serves is 404.
     pub fn find(&self, method: &http::Method, path: &str) -> Result<Matched, ApiError> {
+        // HEAD is GET without the body (the server drops it), wherever GET is served.
+        let wanted = if method == http::Method::HEAD { &http::Method::GET } else { method };
         let mut best: Option<Matched> = None;
         let mut allowed: Vec<&str> = Vec::new();
         for binding in self.bindings.iter() {
             let Some(captures) = binding.template.matches(path) else { continue };
-            if binding.verb != *method {
+            if binding.verb == http::Method::GET && !allowed.contains(&"HEAD") {
+                allowed.push("HEAD");
+            }
+            if binding.verb != *wanted {
                 if !allowed.contains(&binding.verb.as_str()) {
                     allowed.push(binding.verb.as_str());
                 }

@@ -236,6 +236,11 @@ impl EventBus for KafkaBus {
             .set("enable.auto.offset.store", "false")
             // A new group starts at the beginning: events published before it existed count.
             .set("auto.offset.reset", "earliest")
+            // A member that died without leaving (SIGKILL, a lost node) holds its partitions
+            // until its session expires; librdkafka's 45 s default stalled the saga that long
+            // after each crash in `make chaos`. Heartbeats every 2 s keep a live one in.
+            .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
             // librdkafka's statistics carry each partition's lag; see `LagReporter`.
             .set("statistics.interval.ms", LAG_REPORT_INTERVAL_MS)
             .create_with_context(context)
@@ -244,6 +249,11 @@ impl EventBus for KafkaBus {
         Ok(Box::new(KafkaSubscription { consumer, prefix: self.options.prefix.clone() }))
     }
 }
+
+/// How long the group waits for a silent member before giving its partitions to the others
+/// (the broker's `group.min.session.timeout.ms` is 6 s).
+const SESSION_TIMEOUT_MS: &str = "10000";
+const HEARTBEAT_INTERVAL_MS: &str = "2000";
 
 /// How often a consumer reports its lag in messages.
 const LAG_REPORT_INTERVAL_MS: &str = "5000";

@@ -121,6 +121,11 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 
+    /// What each customer's wallet is topped up with before the run, in cents (USD); a
+    /// small amount makes later orders decline for insufficient funds.
+    #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(i64).range(1..=100_000_000))]
+    pub top_up_minor: i64,
+
     /// Send an order again, with the same idempotency key, up to N times when the answer
     /// was a 5xx, a 429 or no answer at all, as a careful client does (each try counts as a
     /// request). The key makes a retry of an order that was in fact placed return it.

@@ -20,8 +20,6 @@ use crate::{
     stats::{Outcome, Recorder},
 };
 
-/// The wallet top-up each customer gets before the run (the most one top-up may be).
-const TOP_UP_MINOR: i64 = 100_000_000;
 /// The stock of the generator's products: the most product-service accepts, so a run
 /// never sells out.
 const STOCK: i64 = 1_000_000_000;
@@ -155,7 +153,8 @@ impl Rest {
         }
         if args.mix.ops().any(Op::needs_customer) {
             let run = uuid::Uuid::new_v4().simple().to_string();
-            let signups = (0..args.users).map(|i| rest.sign_up(format!("loadgen-{}-{i}@example.com", &run[..12])));
+            let signups = (0..args.users)
+                .map(|i| rest.sign_up(format!("loadgen-{}-{i}@example.com", &run[..12]), args.top_up_minor));
             rest.customers = futures::future::try_join_all(signups).await?;
         }
         Ok(rest)
@@ -250,12 +249,12 @@ impl Rest {
             .collect())
     }
 
-    async fn sign_up(&self, email: String) -> anyhow::Result<Customer> {
+    async fn sign_up(&self, email: String, top_up_minor: i64) -> anyhow::Result<Customer> {
         let password = uuid::Uuid::new_v4().simple().to_string();
         let account = json!({"email": email, "password": password, "name": "Load Generator"});
         self.must(Method::POST, "/v1/users", None, Some(&account)).await?;
         let token = self.login(&email, &password).await?;
-        let top_up = json!({"amount": {"currencyCode": "USD", "amountMinor": TOP_UP_MINOR.to_string()}});
+        let top_up = json!({"amount": {"currencyCode": "USD", "amountMinor": top_up_minor.to_string()}});
         self.must(Method::POST, "/v1/wallet:topUp", Some(&token), Some(&top_up)).await?;
         Ok(Customer { email, password, token: RwLock::new(token) })
     }

@@ -55,9 +55,7 @@ impl Command {
             Command::ProductService(_) => crate::roles::PRODUCT,
             Command::OrderService(_) => crate::roles::ORDER,
             Command::PaymentService(_) => crate::roles::PAYMENT,
-            Command::Trace(_) | Command::Check(_) | Command::Loadgen(_) | Command::Reconcile(_) => {
-                "agora-client"
-            }
+            Command::Trace(_) | Command::Check(_) | Command::Loadgen(_) | Command::Reconcile(_) => "agora-client",
         }
     }
 

@@ -70,7 +70,8 @@ pub struct Figures {
 }
 
 impl Figures {
-    fn broken(&self) -> u64 {
+    /// Broken promises of every kind.
+    pub fn broken(&self) -> u64 {
         self.lost
             + self.unsettled
             + self.double_charges
@@ -85,11 +86,12 @@ impl Figures {
     }
 }
 
+/// The figures, and each broken promise in a sentence.
 #[derive(Debug, Serialize)]
-struct Report {
+pub struct Report {
     #[serde(flatten)]
-    figures: Figures,
-    problems: Vec<String>,
+    pub figures: Figures,
+    pub problems: Vec<String>,
 }
 
 /// `--save-stock`'s file: per product, its stock plus the units PAID orders have taken, a
@@ -100,14 +102,29 @@ struct StockSnapshot {
 }
 
 pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
-    let dbs = Databases::connect(&args).await?;
     if let Some(path) = &args.save_stock {
-        let snapshot = snapshot(&dbs).await?;
+        let snapshot = snapshot(&Databases::connect(&args).await?).await?;
         let json = serde_json::to_string_pretty(&snapshot)?;
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("agora reconcile: the stock of {} products saved to {}", snapshot.products.len(), path.display());
         return Ok(());
     }
+    let report = reconcile(&args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    let broken = report.figures.broken();
+    if broken > 0 {
+        bail!("{broken} broken promises (listed above)");
+    }
+    Ok(())
+}
+
+/// Waits for the saga to drain (`--settle-secs`), then checks every promise.
+pub async fn reconcile(args: &ReconcileArgs) -> anyhow::Result<Report> {
+    let dbs = Databases::connect(args).await?;
     let accepted = args.accepted.as_deref().map(read_ids).transpose()?;
     let before = args.stock_before.as_deref().map(read_snapshot).transpose()?;
     settle(&dbs, Duration::from_secs(args.settle_secs), !args.json).await?;
@@ -127,18 +144,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     if let Some(brokers) = &args.kafka_brokers {
         figures.dead_letters = Some(check_dead_letters(brokers, &args.kafka_prefix, &mut problems).await?);
     }
-
-    let broken = figures.broken();
-    let report = Report { figures, problems };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", table(&report));
-    }
-    if broken > 0 {
-        bail!("{broken} broken promises (listed above)");
-    }
-    Ok(())
+    Ok(Report { figures, problems })
 }
 
 struct Databases {
@@ -293,7 +299,10 @@ async fn check_orders(
         let reservation = reservations.get(id).map(String::as_str);
         if ledger.debits > 1 || ledger.net_minor < -total {
             figures.double_charges += 1;
-            problems.push(format!("order {id} ({status}, total {total}) was debited {} times, net {}", ledger.debits, ledger.net_minor));
+            problems.push(format!(
+                "order {id} ({status}, total {total}) was debited {} times, net {}",
+                ledger.debits, ledger.net_minor
+            ));
             continue;
         }
         match status.as_str() {
@@ -374,7 +383,9 @@ async fn check_stock(
         let (paid, committed) = (paid.get(product).copied().unwrap_or(0), committed.get(product).copied().unwrap_or(0));
         if paid != committed {
             figures.stock_mismatches += 1;
-            problems.push(format!("product {product}: PAID orders hold {paid} units, product-service committed {committed}"));
+            problems.push(format!(
+                "product {product}: PAID orders hold {paid} units, product-service committed {committed}"
+            ));
         }
         if let Some(initial) = before.and_then(|before| before.products.get(product)) {
             figures.products_checked += 1;

@@ -178,5 +178,5 @@ fn an_unknown_path_is_404_and_a_wrong_method_is_405_with_allow() {
     let wrong = refused(&api, "DELETE", "/v1/books/9", "");
     assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
     let allow: Vec<_> = wrong.headers.iter().filter(|(n, _)| n == http::header::ALLOW).map(|(_, v)| v).collect();
-    assert_eq!(allow, ["GET, PATCH"]);
+    assert_eq!(allow, ["GET, HEAD, PATCH"]);
 }

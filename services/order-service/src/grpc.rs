@@ -44,7 +44,16 @@ impl OrderService for OrderApi {
     async fn create_order(&self, request: Request<CreateOrderRequest>) -> Result<Response<pb::Order>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let user_id = caller.user_id()?.to_owned();
-        let header_key = request.metadata().get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        // A header that is there must be a key: dropping it would make a retry a second order.
+        let header_key = request
+            .metadata()
+            .get(IDEMPOTENCY_KEY)
+            .map(|v| {
+                v.to_str().ok().filter(|k| !k.is_empty()).map(str::to_owned).ok_or_else(|| {
+                    Status::invalid_argument("the Idempotency-Key header must be 1 to 255 visible ASCII characters")
+                })
+            })
+            .transpose()?;
         let req = request.into_inner();
         let key = Some(req.idempotency_key.as_str()).filter(|k| !k.is_empty()).or(header_key.as_deref());
         let parsed =

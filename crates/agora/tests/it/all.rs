@@ -83,7 +83,7 @@ fn sh(data: &Path, command: &str) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{command}: {e}"))
 }
 
-fn interrupt_and_wait(platform: &mut Platform) -> std::process::ExitStatus {
+pub(crate) fn interrupt_and_wait(platform: &mut Platform) -> std::process::ExitStatus {
     let pid = platform.child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     for _ in 0..100 {

@@ -5,6 +5,7 @@
 mod all;
 mod distributed;
 mod loadgen;
+mod reconcile;
 
 use std::{
     process::{Child, Command, Stdio},

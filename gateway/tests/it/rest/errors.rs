@@ -13,8 +13,16 @@ async fn the_gateway_refuses_bad_requests_clearly() {
     assert!(missing.error(404, 5).contains("/v1/nowhere"));
 
     let wrong_method = p.send(p.request(Method::DELETE, "/v1/products", None)).await;
-    assert_eq!(wrong_method.headers[header::ALLOW], "GET, POST");
+    assert_eq!(wrong_method.headers[header::ALLOW], "GET, HEAD, POST");
     wrong_method.error(405, 12);
+
+    // HEAD is GET without the body.
+    let head = p.send(p.request(Method::HEAD, "/v1/products", None)).await;
+    assert_eq!((head.status.as_u16(), head.headers[header::CONTENT_TYPE].to_str().unwrap()), (200, "application/json"));
+
+    // An encoding the gateway cannot undo: 415 with the same JSON body as other refusals.
+    let brotli = p.request(Method::GET, "/v1/products", None).header(header::CONTENT_ENCODING, "br");
+    assert!(p.send(brotli).await.error(415, 3).contains("Content-Encoding"));
 
     let text = p.request(Method::POST, "/v1/users", None).header(header::CONTENT_TYPE, "text/plain").body("hi");
     assert!(p.send(text).await.error(415, 3).contains("application/json"));

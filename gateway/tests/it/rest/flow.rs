@@ -45,6 +45,14 @@ async fn register_login_browse_order_pay_and_fail_to_pay() {
     let reused = p.order(&token, "first", json!([{"productId": mug, "quantity": 3}])).await;
     let message = reused.error(409, 6);
     assert!(message.contains("key"), "{message}");
+    // A key that is not visible ASCII, or an empty one, is refused, never ignored (ignored,
+    // a retry would place a second order).
+    for key in [http::HeaderValue::from_bytes("café".as_bytes()).unwrap(), http::HeaderValue::from_static("")] {
+        let request = p.request(http::Method::POST, "/v1/orders", Some(&token)).header("idempotency-key", key);
+        let refused = p.send(request.json(&json!({"items": [{"productId": mug, "quantity": 1}]}))).await;
+        assert!(refused.error(400, 3).contains("dempotency"));
+    }
+    assert_eq!(p.stock(&mug).await, 8);
 
     // Declined: 149.00 is more than the 76.00 left; the order is cancelled, the stock restored.
     let dear = p.order(&token, "second", json!([{"product_id": grinder, "quantity": "1"}])).await.expect(201);
