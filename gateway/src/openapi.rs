@@ -320,7 +320,9 @@ impl Schemas {
             Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
                 json!({"type": ["string", "integer"], "format": "int64", "pattern": "^-?[0-9]+$"})
             }
-            Kind::Uint64 | Kind::Fixed64 => json!({"type": ["string", "integer"], "format": "uint64", "pattern": "^[0-9]+$"}),
+            Kind::Uint64 | Kind::Fixed64 => {
+                json!({"type": ["string", "integer"], "format": "uint64", "pattern": "^[0-9]+$"})
+            }
             Kind::Float => json!({"type": "number", "format": "float"}),
             Kind::Double => json!({"type": "number", "format": "double"}),
             Kind::Bool => json!({"type": "boolean"}),
