@@ -72,6 +72,10 @@ pub struct Check {
     pub interval: String,
     pub timeout: String,
     pub deregister_critical_service_after: String,
+    /// The status until the first check has run (the agent's default is critical, and its
+    /// first run comes anywhere within the interval).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 /// A passing instance, as a blocking query returns it.
@@ -271,6 +275,7 @@ mod tests {
                 interval: "5s".into(),
                 timeout: "2s".into(),
                 deregister_critical_service_after: "1m".into(),
+                status: Some("passing".into()),
             },
         };
         let json = serde_json::to_value(&registration).unwrap();
@@ -278,6 +283,7 @@ mod tests {
         assert_eq!(json["Check"]["GRPC"], "127.0.0.1:50052/agora.product.v1.ProductService");
         assert_eq!(json["Check"]["GRPCUseTLS"], false);
         assert_eq!(json["Check"]["DeregisterCriticalServiceAfter"], "1m");
+        assert_eq!(json["Check"]["Status"], "passing");
         assert_eq!(json["Meta"]["version"], "1.2.3");
         assert!(json["Check"].get("HTTP").is_none());
     }

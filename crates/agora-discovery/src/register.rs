@@ -84,6 +84,9 @@ impl Registration {
                 // A check slower than its interval would overlap the next one.
                 timeout: go_duration(timing.interval.min(Duration::from_secs(2))),
                 deregister_critical_service_after: go_duration(timing.deregister_after),
+                // An instance registers once it serves, so it starts passing: a process
+                // restarted after a crash takes calls at once, not up to an interval later.
+                status: Some("passing".to_owned()),
             },
         };
         Self { consul, service, keeper: Mutex::new(None) }
