@@ -6,7 +6,8 @@
 #   2. products for the run (one stocked to sell out mid-run), and every product's stock
 #      saved (`agora reconcile --save-stock`);
 #   3. `agora loadgen` in the background: customers (whose wallets run dry part-way, so some
-#      orders are declined) browsing and ordering through the gateway at a fixed rate, sending an order that got no answer again under the same
+#      orders are declined) browsing, ordering and cancelling orders just placed (refunds)
+#      through the gateway at a fixed rate, sending an order that got no answer again under the same
 #      idempotency key, and writing down every order the gateway accepted (201);
 #   4. the faults, one at a time, each waited out until the stack is ready again:
 #        SIGKILL of each role and a restart (payment-service twice, mid-batch),
@@ -143,10 +144,10 @@ reconcile --save-stock "$OUT_DIR/stock-before.json"
 
 # Each customer's wallet runs dry part-way, so later orders are declined and cancelled:
 # both ends of the saga happen under the faults.
-TOP_UP_MINOR=$($QUICK && echo 20000 || echo 40000)
+TOP_UP_MINOR=$($QUICK && echo 40000 || echo 150000)
 
 # Runs until stopped (SIGTERM ends the sending, then it follows the placed orders).
-"$BIN" loadgen --gateway "$GATEWAY" -r "$RATE" -d 1h --mix browse=20,product=20,order=50,read=10 \
+"$BIN" loadgen --gateway "$GATEWAY" -r "$RATE" -d 1h --mix browse=20,product=20,order=40,cancel=10,read=10 \
   --users 16 --top-up-minor "$TOP_UP_MINOR" --order-retries 8 --timeout 10s --settle-timeout 120s \
   --accepted-orders "$OUT_DIR/accepted.txt" --json --quiet >"$OUT_DIR/loadgen.json" 2>"$OUT_DIR/loadgen.log" &
 LOADGEN_PID=$!
@@ -307,7 +308,7 @@ print(f"chaos run: {faults} faults under load")
 print(f"  requests sent                  {sent}  (answers by status, with the follow-ups after the run: {codes})")
 print(f"  5xx / no answer during faults  {server_errors} / {no_answer}")
 print(f"  orders accepted (201)          {rec['accepted']}")
-print(f"  orders PAID / CANCELLED        {rec['paid']} / {rec['cancelled']}  (of {rec['orders']} in order-service)")
+print(f"  orders PAID / CANCELLED        {rec['paid']} / {rec['cancelled']}  (of {rec['orders']} in order-service; {rec['refunded']} payments refunded)")
 print(f"  orders lost                    {rec['lost']}")
 print(f"  orders unsettled               {rec['unsettled']}")
 print(f"  double charges                 {rec['double_charges']}")

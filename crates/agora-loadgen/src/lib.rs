@@ -60,7 +60,8 @@ pub struct Args {
     pub grpc: Option<String>,
 
     /// What to send, as weights: browse (GET /v1/products), product (GET /v1/products/{id}),
-    /// order (POST /v1/orders, then followed to PAID or CANCELLED), read (GET /v1/orders/{id}).
+    /// order (POST /v1/orders, then followed to PAID or CANCELLED), read (GET /v1/orders/{id}),
+    /// cancel (an order placed, then cancelled at once: POST /v1/orders/{id}:cancel).
     #[arg(long, default_value = "browse=30,product=40,order=20,read=10")]
     pub mix: Mix,
 

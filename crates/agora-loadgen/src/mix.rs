@@ -15,10 +15,14 @@ pub enum Op {
     Order,
     /// One of the customer's orders: `GET /v1/orders/{id}` (`GET /v1/orders` before any).
     Read,
+    /// An order placed as `order` does and cancelled at once (`POST /v1/orders/{id}:cancel`):
+    /// cancelled while pending, refunded if its payment went through first, or refused (400)
+    /// once it is PAID.
+    Cancel,
 }
 
 impl Op {
-    pub const ALL: [Op; 4] = [Op::Browse, Op::Product, Op::Order, Op::Read];
+    pub const ALL: [Op; 5] = [Op::Browse, Op::Product, Op::Order, Op::Read, Op::Cancel];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -26,12 +30,13 @@ impl Op {
             Op::Product => "product",
             Op::Order => "order",
             Op::Read => "read",
+            Op::Cancel => "cancel",
         }
     }
 
     /// Does this operation act as a signed-in customer?
     pub fn needs_customer(self) -> bool {
-        matches!(self, Op::Order | Op::Read)
+        matches!(self, Op::Order | Op::Read | Op::Cancel)
     }
 }
 
@@ -72,7 +77,7 @@ impl FromStr for Mix {
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, weight) = part.split_once('=').unwrap_or((part, "1"));
             let op = Op::ALL.into_iter().find(|op| op.name() == name.trim()).ok_or_else(|| {
-                format!("unknown operation {:?}: the mix takes browse, product, order and read", name.trim())
+                format!("unknown operation {:?}: the mix takes browse, product, order, read and cancel", name.trim())
             })?;
             let weight: u32 = weight
                 .trim()

@@ -288,7 +288,7 @@ impl Rest {
                 let id = &self.products[rng.usize(0..self.products.len())];
                 ("GET /v1/products/{id}", Method::GET, format!("/v1/products/{id}"), None, None)
             }
-            Op::Order => {
+            Op::Order | Op::Cancel => {
                 let first = rng.usize(0..self.products.len());
                 let mut items = vec![json!({"productId": self.products[first], "quantity": rng.u32(1..=2)})];
                 let second = rng.usize(0..self.products.len());
@@ -317,7 +317,8 @@ impl Rest {
                 }
             }
         };
-        let retries = if op == Op::Order { self.order_retries } else { 0 };
+        let places = matches!(op, Op::Order | Op::Cancel);
+        let retries = if places { self.order_retries } else { 0 };
         let mut tried = 0;
         let (outcome, reply) = loop {
             let (outcome, reply) = self.attempt(method.clone(), &path, token.as_deref(), body.as_ref()).await;
@@ -328,7 +329,7 @@ impl Rest {
             tried += 1;
             tokio::time::sleep(Duration::from_millis(200) * tried).await;
         };
-        if op != Op::Order || !outcome.ok {
+        if !places || !outcome.ok {
             return None;
         }
         let id = reply["id"].as_str()?.to_owned();
@@ -338,12 +339,20 @@ impl Rest {
                 eprintln!("agora loadgen: cannot record accepted order {id}: {e}");
             }
         }
-        let mut orders = self.orders.lock().expect("orders lock");
-        if orders.len() >= KEEP_ORDERS {
-            let oldest = rng.usize(0..orders.len());
-            orders.swap_remove(oldest);
+        {
+            let mut orders = self.orders.lock().expect("orders lock");
+            if orders.len() >= KEEP_ORDERS {
+                let oldest = rng.usize(0..orders.len());
+                orders.swap_remove(oldest);
+            }
+            orders.push((customer, id.clone()));
         }
-        orders.push((customer, id.clone()));
+        if op == Op::Cancel {
+            let started = Instant::now();
+            let path = format!("/v1/orders/{id}:cancel");
+            let (outcome, _) = self.attempt(Method::POST, &path, Some(&self.token(customer)), Some(&json!({}))).await;
+            recorder.request("POST /v1/orders/{id}:cancel", &outcome, started.elapsed(), counted);
+        }
         Some(Placed { customer, id })
     }
 

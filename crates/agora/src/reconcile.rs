@@ -42,6 +42,8 @@ pub struct Figures {
     pub paid: u64,
     pub cancelled: u64,
     pub payments: u64,
+    /// Payments given back because their order was cancelled first.
+    pub refunded: u64,
     /// Orders listed in `--accepted`.
     pub accepted: Option<u64>,
     pub products_checked: u64,
@@ -286,6 +288,7 @@ async fn check_orders(
 
     figures.orders = orders.len() as u64;
     figures.payments = payments.len() as u64;
+    figures.refunded = payments.values().filter(|(status, _)| status == "REFUNDED").count() as u64;
     if let Some(accepted) = accepted {
         for id in accepted.iter().filter(|id| !orders.contains_key(*id)) {
             figures.lost += 1;
@@ -440,8 +443,9 @@ fn table(report: &Report) -> String {
     let mut out = String::new();
     let accepted = f.accepted.map_or_else(String::new, |n| format!(", {n} accepted by the gateway in the run"));
     out.push_str(&format!(
-        "orders {} (PAID {}, CANCELLED {}){accepted}; payments {}; products checked against the stock before {}\n",
-        f.orders, f.paid, f.cancelled, f.payments, f.products_checked
+        "orders {} (PAID {}, CANCELLED {}){accepted}; payments {} ({} refunded); products checked against the \
+         stock before {}\n",
+        f.orders, f.paid, f.cancelled, f.payments, f.refunded, f.products_checked
     ));
     let dead = f.dead_letters.map_or_else(|| "not looked at".to_owned(), |n| n.to_string());
     let rows = [
