@@ -672,7 +672,13 @@ async fn one_order_is_one_trace_in_jaeger_across_every_service_and_the_kafka_hop
     let declined = TraceParent::root();
     let order = traced_order(rest, &token, "declined", declined, json!([{"productId": dear, "quantity": 1}])).await;
     rest.settled(&token, order["id"].as_str().unwrap(), "ORDER_STATUS_CANCELLED").await;
-    let expected = [("payment-service", "process agora.orders.v1"), ("order-service", "process agora.payments.v1")];
+    // The gateway's span too: each process exports in its own batches, and `agora trace`
+    // below must find it.
+    let expected = [
+        ("gateway", "POST /v1/orders"),
+        ("payment-service", "process agora.orders.v1"),
+        ("order-service", "process agora.payments.v1"),
+    ];
     let spans = trace_spans(&jaeger, &declined.trace_id_hex(), &expected).await;
     let create = span(&spans, "order-service", "agora.order.v1.OrderService/CreateOrder", SERVER, None);
     let placed = span(&spans, "order-service", "send agora.orders.v1", PRODUCER, Some(create));
