@@ -78,7 +78,8 @@ trap cleanup EXIT
 if [[ -z "$URL" ]]; then
   bin="${AGORA_FUZZ_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/agora/target}/debug/agora}"
   [[ -x "$bin" ]] || die "no agora binary at $bin (build it, or pass a gateway URL)"
-  free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  # shellcheck source-path=SCRIPTDIR/../scripts
+  source scripts/lib/daemon.sh
   port="$(free_port)"
   ADMIN_PASSWORD="fuzz-admin-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
   AGORA_RATE_LIMIT_PER_SECOND=0 AGORA_SIGN_IN_LIMIT_PER_MINUTE=0 AGORA_ADMIN_EMAIL="$ADMIN_EMAIL" \

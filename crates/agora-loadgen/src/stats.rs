@@ -50,7 +50,7 @@ impl Outcome {
     /// No definite answer: a 5xx, a 429, a timeout or a lost connection. Trying again (with
     /// the same idempotency key) may succeed; a 4xx will not.
     pub fn indefinite(&self) -> bool {
-        !self.ok && !self.status.starts_with('4') || self.status == "429"
+        (!self.ok && !self.status.starts_with('4')) || self.status == "429"
     }
 
     pub fn failed(error: &reqwest::Error) -> Self {

@@ -137,7 +137,7 @@ pub async fn reconcile(args: &ReconcileArgs) -> anyhow::Result<Report> {
     check_wallets(&dbs, &mut figures, &mut problems).await?;
     check_stock(&dbs, before.as_ref(), &mut figures, &mut problems).await?;
     for (name, db) in dbs.with_outbox() {
-        let unpublished = count(db, "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").await?;
+        let unpublished = count(db, UNPUBLISHED_EVENTS).await?;
         if unpublished > 0 {
             problems.push(format!("{name}'s outbox holds {unpublished} unpublished events"));
         }
@@ -171,12 +171,9 @@ impl Databases {
     }
 
     fn with_outbox(&self) -> Vec<(&'static str, &AnyPool)> {
-        let mut all = vec![("order-service", &self.order), ("payment-service", &self.payment)];
-        all.push(("product-service", &self.product));
-        if let Some(user) = &self.user {
-            all.push(("user-service", user));
-        }
-        all
+        let services =
+            [("order-service", &self.order), ("payment-service", &self.payment), ("product-service", &self.product)];
+        services.into_iter().chain(self.user.as_ref().map(|user| ("user-service", user))).collect()
     }
 }
 
@@ -200,6 +197,7 @@ async fn units(db: &AnyPool, sql: &'static str) -> anyhow::Result<HashMap<String
     rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
 }
 
+const UNPUBLISHED_EVENTS: &str = "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL";
 const PENDING_ORDERS: &str = "SELECT COUNT(*) FROM orders WHERE status = 'PENDING_PAYMENT'";
 const OPEN_RESERVATIONS: &str = "SELECT COUNT(*) FROM reservations WHERE state = 'reserved'";
 const PAID_UNITS: &str = "SELECT i.product_id, CAST(SUM(i.quantity) AS BIGINT) FROM order_items i \
@@ -228,7 +226,7 @@ async fn settle(dbs: &Databases, patience: Duration, show: bool) -> anyhow::Resu
         let open = count(&dbs.product, OPEN_RESERVATIONS).await?;
         let mut unpublished = 0;
         for (_, db) in dbs.with_outbox() {
-            unpublished += count(db, "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").await?;
+            unpublished += count(db, UNPUBLISHED_EVENTS).await?;
         }
         if pending + open + unpublished == 0 || tokio::time::Instant::now() >= deadline {
             return Ok(());
