@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for every role: `docker run agora gateway`, `agora user-service`, ... (`agora --help`).
 #
-# Build:  make images            (or: docker build -t agora:0.0.0 .)
+# Build:  make docker-image      (or: docker build -t agora:0.0.0 .); without Docker, `make images`
+#         writes the same root filesystem (scripts/rootfs.sh) as an OCI archive (scripts/image.sh).
 #
 # The runtime stage is distroless in the plain sense: the binary, the four shared libraries it
 # links (glibc's libc and libm, libgcc_s, the loader), CA certificates and a passwd entry for

@@ -5,7 +5,7 @@ SHELL := bash
 # A persistent build cache outside the repo, so a fresh clone does not rebuild the world.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/agora/target
 
-.PHONY: help run up down logs status build test bench chaos lint fmt pg-start pg-stop clean images k8s chart
+.PHONY: help run up down logs status build test bench chaos lint fmt pg-start pg-stop clean images docker-image kube-up kube-down kube-status k8s chart
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,9 +37,21 @@ bench: ## Measure: transcoding, gateway vs direct gRPC, saga orders/s, memory an
 chaos: ## Kill, stop and hang every part of a private distributed stack under load, then reconcile every order (minutes)
 	bash scripts/chaos.sh
 
-images: ## Build the container image agora:VERSION (needs a Docker engine)
-	@command -v docker >/dev/null || { echo "make images needs docker (a Docker engine); none found" >&2; exit 1; }
-	docker build -t agora:$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1) .
+images: ## Build the container image agora:VERSION without Docker (an OCI archive; loaded into the test cluster if it runs)
+	bash scripts/image.sh build
+
+docker-image: ## Build the container image agora:VERSION with Docker, from the Dockerfile (needs a Docker engine)
+	@command -v docker >/dev/null || { echo "make docker-image needs docker (a Docker engine); none found (make images needs none)" >&2; exit 1; }
+	docker build -t agora:$$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' helm/agora/Chart.yaml) .
+
+kube-up: ## Run Agora on a real single-node Kubernetes on this machine: cluster, image, helm install (root; minutes cold)
+	bash scripts/kube-up.sh up
+
+kube-down: ## Uninstall, stop the cluster and its infrastructure, restore every host setting
+	bash scripts/kube-up.sh down
+
+kube-status: ## Show the test cluster, the release's pods and the infrastructure
+	bash scripts/kube-up.sh status
 
 k8s: ## Regenerate the plain manifests in k8s/ from the Helm chart
 	bash scripts/chart.sh k8s

@@ -28,6 +28,7 @@
 # Environment:
 #   AGORA_CACHE                 cache root                           (default: $HOME/.cache/agora)
 #   AGORA_CONSUL_INSTANCE       instance name                        (default: dev)
+#   AGORA_BIND_HOST             the address to listen on, one of this machine's (default: 127.0.0.1)
 #   AGORA_CONSUL_HTTP_PORT      HTTP API and UI                      (default: 8500)
 #   AGORA_CONSUL_DNS_PORT       DNS, TCP and UDP; -1 = disabled      (default: 8600)
 #   AGORA_CONSUL_SERVER_PORT    server RPC                           (default: 8300)

@@ -8,7 +8,9 @@
 #                      version is already in the bin directory
 #   path TOOL          print the absolute path of TOOL's binary (installs it first)
 #
-# Tools: grpcurl, helm, consul, jaeger (Jaeger v2, the all-in-one `jaeger` binary).
+# Tools: grpcurl, helm, consul, jaeger (Jaeger v2, the all-in-one `jaeger` binary), and for
+# the test cluster (scripts/kube.sh): coredns (cluster DNS, static: it runs in an image of its
+# own) and kube-router (only its NetworkPolicy controller runs).
 #
 # Modules without replace directives are built with `go install MODULE/PKG@VERSION`. Modules
 # whose go.mod has replace directives (consul, jaeger) refuse that, so they are built from a
@@ -30,7 +32,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/versions.env"
 
-ALL_TOOLS=(grpcurl helm consul jaeger)
+ALL_TOOLS=(grpcurl helm consul jaeger coredns kube-router)
 
 # Absolute (need not exist yet), because `path` prints paths built from it.
 CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
@@ -50,9 +52,11 @@ verbose() { [[ "${AGORA_VERBOSE:-0}" == 1 ]]; }
 # --- Tool table -------------------------------------------------------------
 
 # Set, for tool $1: T_VERSION (what the stamp records), T_MODULE and T_MODVER (the Go module
-# and its version tag), T_PKG (the main package) and T_LDX (-X flags that make the binary
-# report its version, as the projects' own release builds do).
+# and its version tag), T_PKG (the main package), T_LDX (-X flags that make the binary
+# report its version, as the projects' own release builds do) and T_CGO (CGO_ENABLED; 0 for
+# a binary that must run in an image with no C library).
 tool_spec() {
+  T_CGO=1
   case "$1" in
     grpcurl)
       T_VERSION="${GRPCURL_VERSION:?missing in versions.env}"
@@ -81,6 +85,22 @@ tool_spec() {
       T_MODVER="v${JAEGER_MODULE_VERSION:?missing in versions.env}"
       T_PKG="$T_MODULE/cmd/jaeger"
       T_LDX="-X $T_MODULE/internal/version.latestVersion=v$T_VERSION"
+      ;;
+    coredns)
+      T_VERSION="${COREDNS_VERSION:?missing in versions.env}"
+      T_MODULE="github.com/coredns/coredns"
+      T_MODVER="v$T_VERSION"
+      T_PKG="$T_MODULE"
+      T_LDX=""
+      T_CGO=0
+      ;;
+    kube-router)
+      T_VERSION="${KUBE_ROUTER_VERSION:?missing in versions.env}"
+      T_MODULE="github.com/cloudnativelabs/kube-router/v${T_VERSION%%.*}"
+      T_MODVER="v$T_VERSION"
+      T_PKG="$T_MODULE/cmd/kube-router"
+      T_LDX="-X $T_MODULE/pkg/version.Version=v$T_VERSION"
+      T_CGO=0
       ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;
   esac
@@ -136,6 +156,7 @@ upstream_edits() {
 build_tool() {
   local tool="$1" out="$2"
   local ldflags="-s -w${T_LDX:+ $T_LDX}"
+  export CGO_ENABLED="$T_CGO"
 
   # The release's own go.mod decides how it can be built.
   local info gomod srcdir

@@ -36,6 +36,7 @@
 # Environment:
 #   AGORA_CACHE                   cache root                (default: $HOME/.cache/agora)
 #   AGORA_JAEGER_INSTANCE         instance name             (default: dev)
+#   AGORA_BIND_HOST             the address to listen on, one of this machine's (default: 127.0.0.1)
 #   AGORA_JAEGER_OTLP_GRPC_PORT   OTLP/gRPC receiver        (default: 4317)
 #   AGORA_JAEGER_OTLP_HTTP_PORT   OTLP/HTTP receiver        (default: 4318)
 #   AGORA_JAEGER_UI_PORT          UI and query HTTP API     (default: 16686)

@@ -29,6 +29,8 @@
 #                                $AGORA_CACHE/kafka/instances/NAME  (default: dev)
 #   AGORA_KAFKA_PORT             client (PLAINTEXT) port, 0 = any free one   (default: 9092)
 #   AGORA_KAFKA_CONTROLLER_PORT  KRaft controller port, 0 = any free one     (default: 9093)
+#   AGORA_BIND_HOST              the address to listen on and advertise, one of this machine's
+#                                (default: 127.0.0.1)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,7 +44,7 @@ source "$SCRIPT_DIR/lib/daemon.sh"  # free_port
 KAFKA_VERSION="${KAFKA_VERSION:?missing in versions.env}"
 KAFKA_LOG4J_VERSION="${KAFKA_LOG4J_VERSION:?missing in versions.env}"
 
-KAFKA_HOST="127.0.0.1"
+KAFKA_HOST="${AGORA_BIND_HOST:-127.0.0.1}"  # one of this machine's addresses
 KAFKA_PORT="${AGORA_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${AGORA_KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_NODE_ID=1
@@ -151,7 +153,7 @@ running_pid() {
   printf '%s\n' "$pid"
 }
 
-# True if anything at all accepts TCP connections on 127.0.0.1:$1.
+# True if anything at all accepts TCP connections on $KAFKA_HOST:$1.
 port_open() {
   # shellcheck disable=SC2016  # expanded by the inner shell
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$KAFKA_HOST" "$1" 2>/dev/null
@@ -242,7 +244,7 @@ node.id=$KAFKA_NODE_ID
 # AGORA_KAFKA_CONTROLLER_PORT changes; a static voter list is config only.)
 controller.quorum.voters=$KAFKA_NODE_ID@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
 
-# Loopback only, for clients and for the controller alike.
+# One address (loopback unless AGORA_BIND_HOST), for clients and for the controller alike.
 listeners=$(listeners)
 # What clients are told to connect to after bootstrap; must be reachable by them.
 advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT

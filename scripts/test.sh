@@ -4,7 +4,8 @@
 # started here if needed), then formatting, lints, every test on SQLite, PostgreSQL, Kafka,
 # Consul and Jaeger, a `make up` / `make down` cycle, schemathesis against the OpenAPI
 # document, a short chaos run with its reconciliation, the Helm chart's checks (lint, Kubernetes
-# schemas, switches, k8s/ drift) and the image's root filesystem.
+# schemas, switches, k8s/ drift), the image's root filesystem and the image made without Docker,
+# and the platform installed with Helm on a real single-node Kubernetes (tests/kube.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -130,3 +131,15 @@ elif [[ "${CI:-}" == true ]]; then
 else
   printf 'skipped: chroot needs root\n'
 fi
+
+step "image without Docker"
+# scripts/image.sh's OCI archive holds what the Dockerfile's image holds, and says what it says.
+AGORA_BIN="$CARGO_TARGET_DIR/debug/agora" "$(bash scripts/python-tools.sh python)" -m pytest -q -p no:cacheprovider tests/image
+
+step "Kubernetes"
+# A real single-node cluster (scripts/kube.sh), the image loaded into it, `helm install` on
+# PostgreSQL, Kafka, Consul and Jaeger at the node's address; then install, helm test, an order
+# and its trace, enforced NetworkPolicies, hardened containers, upgrade / pod deletion /
+# eviction under load with every order reconciled, uninstall and reinstall. Everything is
+# stopped and every host setting restored afterwards.
+AGORA_KUBE_TEST_BIN="$CARGO_TARGET_DIR/debug/agora" bash tests/kube.sh

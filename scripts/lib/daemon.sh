@@ -9,20 +9,24 @@
 #   die MSG...   error line on stderr, then exit 1
 # with:  source "$SCRIPT_DIR/lib/daemon.sh"
 #
-# Everything here is about 127.0.0.1 only. File descriptor 9 is the lock (see daemon_lock);
-# daemons and helper commands never inherit it.
+# Everything here is about one address, 127.0.0.1 unless AGORA_BIND_HOST names another of
+# this machine's addresses (the test cluster's node IP, so that pods can reach the daemons; see
+# scripts/kube.sh). File descriptor 9 is the lock (see daemon_lock); daemons and helper commands
+# never inherit it.
 
-DAEMON_HOST="127.0.0.1"
+DAEMON_HOST="${AGORA_BIND_HOST:-127.0.0.1}"
+[[ "$DAEMON_HOST" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] \
+  || { printf 'error: AGORA_BIND_HOST=%s is not an IPv4 address\n' "$DAEMON_HOST" >&2; exit 2; }
 
 # --- Ports ------------------------------------------------------------------
 
-# True if anything accepts TCP connections on 127.0.0.1:$1.
+# True if anything accepts TCP connections on $DAEMON_HOST:$1.
 port_open() {
   # shellcheck disable=SC2016  # expanded by the inner shell
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$DAEMON_HOST" "$1" 2>/dev/null
 }
 
-# True if port $1 is in use: something accepts TCP connections on 127.0.0.1:$1, or (when
+# True if port $1 is in use: something accepts TCP connections on $DAEMON_HOST:$1, or (when
 # `ss` is available) any TCP listener or UDP socket on any address is bound to it.
 port_busy() {
   port_open "$1" && return 0
@@ -33,7 +37,7 @@ port_busy() {
 # Ports given out by this run (fixed and chosen), so no two listeners get the same one.
 DAEMON_TAKEN_PORTS=" "
 
-# Print a port that is free on 127.0.0.1 right now and not yet given out by this run.
+# Print a port that is free on $DAEMON_HOST right now and not yet given out by this run.
 #
 # It is picked below the kernel's ephemeral range (ip_local_port_range), where no outgoing
 # connection takes its local port: a port from that range, free when picked, could become
@@ -357,7 +361,7 @@ instance_status() {
   return 1
 }
 
-# instance_endpoint KEY PREFIX SUFFIX: print PREFIX, 127.0.0.1:port of listener KEY, SUFFIX.
+# instance_endpoint KEY PREFIX SUFFIX: print PREFIX, $DAEMON_HOST:port of listener KEY, SUFFIX.
 instance_endpoint() {
   instance_load_ports
   local port

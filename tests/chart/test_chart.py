@@ -3,6 +3,7 @@ rely on. Run by scripts/chart.sh (which `make test` calls) with the project's vi
 helm from scripts/go-tools.sh in AGORA_HELM."""
 
 import base64
+import ipaddress
 import os
 import pathlib
 import subprocess
@@ -76,8 +77,7 @@ def test_defaults_run_every_role_hardened_and_probed_with_dev_components():
     objects = render()
     for role in ROLES:
         name = f"t-agora-{role}"
-        for kind in ["Deployment", "Service", "ServiceAccount", "ConfigMap", "HorizontalPodAutoscaler",
-                     "PodDisruptionBudget", "NetworkPolicy"]:
+        for kind in ["Deployment", "Service", "ServiceAccount", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"]:
             find(objects, kind, name)
         deployment = find(objects, "Deployment", name)
         pod = deployment["spec"]["template"]["spec"]
@@ -98,7 +98,8 @@ def test_defaults_run_every_role_hardened_and_probed_with_dev_components():
             assert c["readinessProbe"]["grpc"] == {"port": c["ports"][0]["containerPort"],
                                                    "service": f"agora.{short}.v1.{short.title()}Service"}
             assert "grpc" in c["livenessProbe"]
-        assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+        assert deployment["spec"]["replicas"] == 2
+    assert not named(objects, "HorizontalPodAutoscaler"), "autoscaling needs metrics-server: off by default"
     for component in DEV:
         assert f"t-agora-{component}" in named(objects, "Service")
     # Default deny covers every pod of the release.
@@ -214,3 +215,211 @@ def test_k8s_manifests_are_the_chart_rendered_with_existing_secrets():
     assert rendered.stdout == committed, "k8s/ is stale: run `make k8s` and commit it"
     objects = [d for d in yaml.safe_load_all(committed) if d]
     assert "Secret" not in {o["kind"] for o in objects}, "k8s/ must carry no generated secret"
+
+
+# NetworkPolicy semantics, enough to ask "may this connection happen?" of rendered policies. A
+# party is a pod (its labels, its namespace's labels) or an address outside the cluster.
+NAMESPACE = {"kubernetes.io/metadata.name": "shop"}
+KUBE_DNS = ({"k8s-app": "kube-dns"}, {"kubernetes.io/metadata.name": "kube-system"})
+
+
+def selects(selector, labels):
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        present, value = e["key"] in labels, labels.get(e["key"])
+        ok = {"In": present and value in e.get("values", []), "NotIn": not present or value not in e.get("values", []),
+              "Exists": present, "DoesNotExist": not present}[e["operator"]]
+        if not ok:
+            return False
+    return True
+
+
+def peer_matches(peer, party):
+    if "ipBlock" in peer:
+        if "ip" not in party:
+            return False
+        ip = ipaddress.ip_address(party["ip"])
+        block = peer["ipBlock"]
+        return (ip in ipaddress.ip_network(block["cidr"])
+                and not any(ip in ipaddress.ip_network(c) for c in block.get("except", []) if ipaddress.ip_network(c).version == ip.version))
+    if "ip" in party:
+        return False
+    namespace_ok = selects(peer["namespaceSelector"], party["ns"]) if "namespaceSelector" in peer else party["ns"] == NAMESPACE
+    return namespace_ok and selects(peer.get("podSelector", {}), party["labels"])
+
+
+def admits(policies, pod, direction, other, port):
+    """Whether the policies selecting pod let it take (Ingress) or make (Egress) a connection to
+    or from other on port (the port of the pod receiving it)."""
+    selecting = [p["spec"] for p in policies if pod.get("ns") == NAMESPACE and "ip" not in pod
+                 and selects(p["spec"]["podSelector"], pod["labels"]) and direction in p["spec"]["policyTypes"]]
+    if not selecting:
+        return True
+    key, peers_key = direction.lower(), "from" if direction == "Ingress" else "to"
+    return any(
+        (not rule.get("ports") or any(pr.get("port") == port for pr in rule["ports"]))
+        and (not rule.get(peers_key) or any(peer_matches(peer, other) for peer in rule[peers_key]))
+        for spec in selecting for rule in spec.get(key) or []
+    )
+
+
+def connects(objects, source, destination, port):
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    return admits(policies, source, "Egress", destination, port) and admits(policies, destination, "Ingress", source, port)
+
+
+def pod(labels):
+    return {"labels": labels, "ns": NAMESPACE}
+
+
+def role_pod(objects, role):
+    return pod(find(objects, "Deployment", f"t-agora-{role}")["spec"]["template"]["metadata"]["labels"])
+
+
+def egress_ports_to_anywhere(objects, role):
+    rules = find(objects, "NetworkPolicy", f"t-agora-{role}")["spec"]["egress"]
+    return sorted({p["port"] for r in rules if r["to"][0].get("ipBlock") for p in r["ports"]})
+
+
+def test_egress_opens_the_ports_the_external_endpoints_name():
+    external = ["-f", str(CHART / "ci" / "external-values.yaml"),
+                "--set", r"externalKafka.brokers=10.240.0.1:19092\,other:29092\,again:29092",
+                "--set", "otlp.endpoint=http://10.240.0.1:14317/",
+                "--set", "externalConsul.address=10.240.0.1:18500"]
+    objects = render(*external)
+    assert egress_ports_to_anywhere(objects, "order-service") == [5432, 14317, 18500, 19092, 29092]
+    assert egress_ports_to_anywhere(objects, "gateway") == [14317, 18500]
+    # The Consul port may be given (a Service whose targetPort differs); an OTLP URL without a
+    # port uses its scheme's.
+    objects = render(*external, "--set", "externalConsul.port=8501", "--set", "otlp.endpoint=https://otel.example.com")
+    assert egress_ports_to_anywhere(objects, "gateway") == [443, 8501]
+
+
+@pytest.mark.parametrize("values", ["defaults", "ingress-values.yaml"])
+def test_the_helm_test_pod_reaches_the_gateway_through_the_network_policies(values):
+    objects = render(*(["-f", str(CHART / "ci" / values)] if values != "defaults" else []))
+    test_pods = [o for o in objects if o["kind"] == "Pod" and o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    assert len(test_pods) == 1
+    check = pod(test_pods[0]["metadata"]["labels"])
+    gateway = role_pod(objects, "gateway")
+    gateway_port = container(find(objects, "Deployment", "t-agora-gateway"))["ports"][0]["containerPort"]
+    assert connects(objects, check, gateway, gateway_port)
+    assert connects(objects, check, {"labels": KUBE_DNS[0], "ns": KUBE_DNS[1]}, 53)
+    # ... and nothing else.
+    assert not connects(objects, check, role_pod(objects, "user-service"), 50051)
+    if values != "defaults":
+        # gatewayFrom is set: others outside it still may not reach the gateway.
+        assert not connects(objects, role_pod(objects, "payment-service"), gateway, gateway_port)
+
+
+def test_external_consul_checks_open_the_roles_ports_only_to_consul_check_from():
+    external_consul = ["--set", "consul.enabled=false", "--set", "externalConsul.address=10.240.0.1:8500"]
+    consul_agent = {"ip": "10.240.0.1"}
+    for extra in [[], ["--set", "networkPolicy.gatewayFrom[0].ipBlock.cidr=192.0.2.0/24"]]:
+        objects = render(*external_consul, *extra)
+        for role in ROLES:
+            spec = find(objects, "NetworkPolicy", f"t-agora-{role}")["spec"]
+            port = container(find(objects, "Deployment", f"t-agora-{role}"))["ports"][0]["containerPort"]
+            rules = spec["ingress"]
+            assert len(rules) == len({yaml.safe_dump(r, sort_keys=True) for r in rules}), f"{role}: a duplicate ingress rule"
+            if role == "gateway":
+                assert sum(1 for r in rules if "from" not in r) == (0 if extra else 1)
+                continue
+            # Only the callers, never anyone.
+            assert all(r.get("from") for r in rules if any(p["port"] == port for p in r["ports"])), role
+            assert not connects(objects, consul_agent, role_pod(objects, role), port), role
+            if role != "payment-service":
+                assert not connects(objects, role_pod(objects, "payment-service"), role_pod(objects, role), port), role
+        objects = render(*external_consul, *extra, "--set", "networkPolicy.consulCheckFrom[0].ipBlock.cidr=10.240.0.1/32")
+        for role in ROLES:
+            port = container(find(objects, "Deployment", f"t-agora-{role}"))["ports"][0]["containerPort"]
+            assert connects(objects, consul_agent, role_pod(objects, role), port), role
+            assert not connects(objects, {"ip": "10.240.0.2"}, role_pod(objects, role), port) or (role == "gateway" and not extra)
+
+
+def checksums(*args):
+    return {role: find(render(*args), "Deployment", f"t-agora-{role}")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for role in ROLES}
+
+
+def test_a_changed_setting_rolls_exactly_the_roles_that_read_it():
+    base = ["--set", "jwtSecret=" + "j" * 40, "--set", "adminPassword=admin-password-1",
+            "--set", "postgresql.password=pg1", "--set", "roles.payment-service.database.url=postgres://a:b@pg:5432/pay"]
+    before = checksums(*base)
+    assert checksums(*base) == before, "the same values give the same checksums"
+    cases = {
+        ("roles.payment-service.database.url=postgres://a:c@pg:5432/pay",): {"payment-service"},
+        ("jwtSecret=" + "k" * 40,): {"gateway", "user-service"},
+        ("adminPassword=admin-password-2",): {"user-service"},
+        ("postgresql.password=pg2",): {"user-service", "product-service", "order-service"},
+        ("roles.gateway.rateLimitBurst=300",): {"gateway"},
+        ("roles.order-service.extraEnv[0].name=X", "roles.order-service.extraEnv[0].value=1"): {"order-service"},
+        ("logLevel=debug",): set(ROLES),
+    }
+    for sets, rolled in cases.items():
+        after = checksums(*base, *[a for s in sets for a in ("--set", s)])
+        assert {role for role in ROLES if after[role] != before[role]} == rolled, sets
+
+
+def test_deployments_start_at_the_autoscalers_minimum():
+    objects = render("-f", str(CHART / "ci" / "replicas-values.yaml"), "--set", "roles.user-service.autoscaling.enabled=true",
+                     "--set", "roles.user-service.replicas=3")
+    for role, replicas in {"order-service": 2, "user-service": 3}.items():
+        hpa = find(objects, "HorizontalPodAutoscaler", f"t-agora-{role}")["spec"]
+        assert hpa["minReplicas"] == replicas
+        assert find(objects, "Deployment", f"t-agora-{role}")["spec"]["replicas"] == replicas, role
+
+
+def test_the_generated_secret_outlives_the_release():
+    secret = find(render(), "Secret", "t-agora")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_k8s_manifests_hold_no_helm_hooks():
+    objects = [d for d in yaml.safe_load_all((ROOT / "k8s" / "agora.yaml").read_text()) if d]
+    hooks = [o["metadata"]["name"] for o in objects if "helm.sh/hook" in (o["metadata"].get("annotations") or {})]
+    assert not hooks, f"kubectl apply would run {hooks} at once"
+
+
+def test_the_gateway_node_port_can_be_set():
+    def node_port(*args):
+        return find(render(*args), "Service", "t-agora-gateway")["spec"]["ports"][0].get("nodePort")
+    assert node_port("-f", str(CHART / "ci" / "nodeport-values.yaml")) == 30080
+    assert node_port("--set", "service.type=LoadBalancer", "--set", "service.nodePort=31000") == 31000
+    assert node_port("--set", "service.type=NodePort") is None, "Kubernetes chooses"
+    assert node_port("--set", "service.nodePort=31000") is None, "ClusterIP has no node port"
+
+
+def notes(*args):
+    out = subprocess.run([HELM, "install", "t", str(CHART), "--namespace", "shop", "--dry-run=client", *args],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_say_how_to_reach_the_gateway_what_outlives_it_and_what_is_missing():
+    assert "NODE_PORT=30080" in notes("-f", str(CHART / "ci" / "nodeport-values.yaml"))
+    default = notes()
+    assert "svc/t-agora-gateway $LOCAL_PORT:80" in default and "http://127.0.0.1:$LOCAL_PORT/v1/products" in default
+    assert "secret/t-agora pvc/data-t-agora-postgresql-0 pvc/data-t-agora-kafka-0" in default
+    assert "WARNING" not in default and "metrics-server" not in default
+    external = notes("--set", "consul.enabled=false", "--set", "externalConsul.address=10.240.0.1:8500",
+                     "--set", "roles.gateway.autoscaling.enabled=true")
+    assert "WARNING: networkPolicy.consulCheckFrom is empty" in external and "metrics-server" in external
+    assert "WARNING" not in notes("-f", str(CHART / "ci" / "external-values.yaml"))
+
+
+def test_every_roles_spans_name_its_pod_and_node():
+    objects = render()
+    for role in ROLES:
+        items = container(find(objects, "Deployment", f"t-agora-{role}"))["env"]
+        names = [e["name"] for e in items]
+        attributes = next(e["value"] for e in items if e["name"] == "OTEL_RESOURCE_ATTRIBUTES")
+        assert "k8s.pod.name=$(POD_NAME)" in attributes and "k8s.node.name=$(NODE_NAME)" in attributes, attributes
+        assert "service.namespace=shop" in attributes and "deployment.environment.name=dev" in attributes, attributes
+        # $(VAR) expands only variables defined before it.
+        assert names.index("POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES"), names
+        assert names.index("NODE_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES"), names
+    # No OTLP endpoint: no trace export, and no resource attributes to carry.
+    objects = render("--set", "jaeger.enabled=false")
+    assert "OTEL_RESOURCE_ATTRIBUTES" not in env(find(objects, "Deployment", "t-agora-gateway"))

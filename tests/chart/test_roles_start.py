@@ -59,6 +59,10 @@ def process_env(objects, role, secret):
             value = base64.b64decode(secret[ref["key"]]).decode()
         elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
             value = "127.0.0.1"
+        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            value = f"{role}-pod"
+        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+            value = "node"
         else:
             raise AssertionError(f"{role}: cannot resolve {item}")
         env[item["name"]] = value

@@ -81,10 +81,33 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- default (include "agora.fullname" .) .Values.existingSecret }}
 {{- end }}
 
-{{/* The last ":PORT" of "host:port" or "scheme://host:port[/...]"; empty when none. */}}
+{{/* The last ":PORT" of "host:port" or "scheme://host:port[/...]"; empty when none.
+(sprig's regexReplaceAll takes the string second: it cannot be piped.) */}}
 {{- define "agora.portOf" -}}
-{{- $hostport := regexReplaceAll "^[a-z]+://" . "" | regexReplaceAll "/.*$" "" }}
+{{- $hostport := regexReplaceAll "/.*$" (regexReplaceAll "^[A-Za-z][A-Za-z0-9+.-]*://" . "") "" }}
 {{- if regexMatch ":[0-9]+$" $hostport }}{{ regexFind "[0-9]+$" $hostport }}{{ end }}
+{{- end }}
+
+{{/* The TCP port egress to the external Consul opens: externalConsul.port, else the address's. */}}
+{{- define "agora.externalConsulPort" -}}
+{{- .Values.externalConsul.port | default (include "agora.portOf" .Values.externalConsul.address) | default "8500" }}
+{{- end }}
+
+{{/* The TCP port egress to the OTLP endpoint opens: its own, else the scheme's. */}}
+{{- define "agora.otlpPort" -}}
+{{- include "agora.portOf" .Values.otlp.endpoint | default (ternary "443" "80" (hasPrefix "https://" .Values.otlp.endpoint)) }}
+{{- end }}
+
+{{/* NetworkPolicy peers Consul's health checks come from: the in-chart Consul, or
+networkPolicy.consulCheckFrom (empty: none, so no rule opens the roles' ports to them). */}}
+{{- define "agora.consulCheckPeers" -}}
+{{- if eq .Values.discovery "consul" }}
+{{- if .Values.consul.enabled }}
+{{- include "agora.peer" (list . "consul") }}
+{{- else if .Values.networkPolicy.consulCheckFrom }}
+{{- toYaml .Values.networkPolicy.consulCheckFrom }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Whether role (list $ role) has a database to reach in the in-chart PostgreSQL. */}}
@@ -99,7 +122,8 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- printf "agora_%s" (trimSuffix "-service" .) }}
 {{- end }}
 
-{{/* Generated secrets are kept across upgrades: the value already in the cluster wins. */}}
+{{/* Generated secrets are kept across upgrades (and, as the Secret is kept on uninstall, across
+a reinstall): the value already in the cluster wins. */}}
 {{- define "agora.generated" -}}
 {{- $ := index . 0 }}
 {{- $key := index . 1 }}
@@ -126,4 +150,185 @@ capabilities:
   drop: [ALL]
 seccompProfile:
   type: RuntimeDefault
+{{- end }}
+
+{{/* The keys and plain values of the Secret the chart creates (none with existingSecret),
+computed once per render and cached in the root context, so that the Secret and the roles'
+checksums see the same generated values. Call with the root context; returns YAML. */}}
+{{- define "agora.secretData" -}}
+{{- if not .Values.existingSecret }}
+{{- if not (hasKey . "agoraSecretData") }}
+{{- $data := dict }}
+{{- $_ := set $data "jwt-secret" (include "agora.generated" (list . "jwt-secret" .Values.jwtSecret)) }}
+{{- $_ := set $data "admin-password" (include "agora.generated" (list . "admin-password" .Values.adminPassword)) }}
+{{- if .Values.postgresql.enabled }}
+{{- $_ := set $data "postgres-password" (include "agora.generated" (list . "postgres-password" .Values.postgresql.password)) }}
+{{- end }}
+{{- range $role, $r := .Values.roles }}
+{{- if and (ne $role "gateway") $r.database.url (not $r.database.existingSecret) }}
+{{- $_ := set $data (printf "%s-database-url" $role) $r.database.url }}
+{{- end }}
+{{- end }}
+{{- with .Values.externalConsul.token }}
+{{- $_ := set $data "consul-token" . }}
+{{- end }}
+{{- $_ := set . "agoraSecretData" $data }}
+{{- end }}
+{{- toYaml (get . "agoraSecretData") }}
+{{- end }}
+{{- end }}
+
+{{/* A role's settings, as the AGORA_* / OTEL_* variables `agora <role>` reads: the data of its
+ConfigMap. Call with (list $ role). */}}
+{{- define "agora.configData" -}}
+{{- $ := index . 0 }}
+{{- $role := index . 1 }}
+{{- $r := index $.Values.roles $role }}
+{{- $service := ne $role "gateway" -}}
+RUST_LOG: {{ $.Values.logLevel | quote }}
+AGORA_LOG_FORMAT: json
+AGORA_LISTEN: {{ printf "0.0.0.0:%v" $r.port | quote }}
+AGORA_DISCOVERY: {{ $.Values.discovery | quote }}
+{{- if eq $.Values.discovery "consul" }}
+AGORA_CONSUL_ADDR: {{ include "agora.consulAddress" $ | quote }}
+{{- end }}
+{{- with include "agora.otlpEndpoint" $ }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
+OTEL_SERVICE_NAME: {{ $role | quote }}
+OTEL_TRACES_SAMPLER: {{ $.Values.otlp.sampler | quote }}
+{{- with $.Values.otlp.samplerArg }}
+OTEL_TRACES_SAMPLER_ARG: {{ . | quote }}
+{{- end }}
+{{- else }}
+OTEL_TRACES_EXPORTER: none
+{{- end }}
+{{- if $service }}
+AGORA_METRICS_LISTEN: {{ printf "0.0.0.0:%v" $r.metricsPort | quote }}
+AGORA_EVENTS: kafka
+AGORA_KAFKA_BROKERS: {{ include "agora.kafkaBrokers" $ | quote }}
+AGORA_KAFKA_PARTITIONS: {{ $.Values.kafka.partitions | quote }}
+{{- end }}
+{{- if eq $role "gateway" }}
+AGORA_REQUEST_TIMEOUT_MS: {{ $r.requestTimeoutMs | quote }}
+AGORA_RATE_LIMIT_PER_SECOND: {{ $r.rateLimitPerSecond | quote }}
+AGORA_RATE_LIMIT_BURST: {{ $r.rateLimitBurst | quote }}
+AGORA_SIGN_IN_LIMIT_PER_MINUTE: {{ $r.signInLimitPerMinute | quote }}
+AGORA_SIGN_IN_LIMIT_BURST: {{ $r.signInLimitBurst | quote }}
+{{- with $r.corsOrigins }}
+AGORA_CORS_ORIGINS: {{ join "," . | quote }}
+{{- end }}
+{{- end }}
+{{- if eq $role "user-service" }}
+AGORA_ADMIN_EMAIL: {{ $.Values.adminEmail | quote }}
+{{- end }}
+{{- if eq $role "product-service" }}
+AGORA_SEED_DEMO: {{ $r.seedDemo | quote }}
+{{- end }}
+{{- /* Static discovery: the callers reach the others through this chart's Services. */}}
+{{- if eq $.Values.discovery "static" }}
+{{- if has $role (list "gateway" "order-service") }}
+AGORA_USER_ADDR: {{ printf "%s:%v" (include "agora.component" (list $ "user-service")) (index $.Values.roles "user-service").port | quote }}
+AGORA_PRODUCT_ADDR: {{ printf "%s:%v" (include "agora.component" (list $ "product-service")) (index $.Values.roles "product-service").port | quote }}
+{{- end }}
+{{- if eq $role "gateway" }}
+AGORA_ORDER_ADDR: {{ printf "%s:%v" (include "agora.component" (list $ "order-service")) (index $.Values.roles "order-service").port | quote }}
+AGORA_PAYMENT_ADDR: {{ printf "%s:%v" (include "agora.component" (list $ "payment-service")) (index $.Values.roles "payment-service").port | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A role's container env beyond its ConfigMap: its address, its secrets (references into the
+Secret) and its extraEnv. Call with (list $ role). */}}
+{{- define "agora.env" -}}
+{{- $ := index . 0 }}
+{{- $role := index . 1 }}
+{{- $r := index $.Values.roles $role }}
+{{- $gateway := eq $role "gateway" }}
+{{- $secret := include "agora.secretName" $ -}}
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+{{- if include "agora.otlpEndpoint" $ }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+# Every span names the pod and node it came from (OpenTelemetry's k8s.* resource attributes).
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "service.namespace=%s,k8s.namespace.name=%s,k8s.pod.name=$(POD_NAME),k8s.node.name=$(NODE_NAME),%s" $.Release.Namespace $.Release.Namespace $.Values.otlp.resourceAttributes | trimSuffix "," | quote }}
+{{- end }}
+{{- if eq $.Values.discovery "consul" }}
+# Registered in Consul under the pod's own address.
+- name: AGORA_ADVERTISE_ADDR
+  value: {{ printf "$(POD_IP):%v" $r.port | quote }}
+{{- if or $.Values.externalConsul.token (and $.Values.existingSecret (not $.Values.consul.enabled)) }}
+- name: AGORA_CONSUL_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: consul-token
+      optional: {{ not $.Values.externalConsul.token }}
+{{- end }}
+{{- end }}
+{{- if has $role (list "gateway" "user-service") }}
+- name: AGORA_JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: jwt-secret
+{{- end }}
+{{- if eq $role "user-service" }}
+- name: AGORA_ADMIN_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: admin-password
+{{- end }}
+{{- if not $gateway }}
+{{- if include "agora.inChartDatabase" (list $ $role) }}
+- name: POSTGRES_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: postgres-password
+- name: AGORA_DATABASE_URL
+  value: {{ printf "postgres://postgres:$(POSTGRES_PASSWORD)@%s:5432/%s" (include "agora.component" (list $ "postgresql")) (include "agora.databaseName" $role) | quote }}
+{{- else }}
+- name: AGORA_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ default $secret $r.database.existingSecret }}
+      key: {{ if $r.database.existingSecret }}{{ $r.database.existingSecretKey }}{{ else }}{{ $role }}-database-url{{ end }}
+{{- end }}
+{{- end }}
+{{- with $r.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The pod annotation that rolls a role's pods when what it reads changes, and only then: its
+ConfigMap's data, its env, and the values of the keys it reads from the Secret the chart
+creates. (A Secret of your own, existingSecret or database.existingSecret, is read by name:
+changing its content rolls nothing; restart the role yourself.) Call with (list $ role). */}}
+{{- define "agora.checksum" -}}
+{{- $ := index . 0 }}
+{{- $role := index . 1 }}
+{{- $env := include "agora.env" . | fromYamlArray }}
+{{- $secretData := include "agora.secretData" $ | fromYaml }}
+{{- $secrets := dict }}
+{{- if not $.Values.existingSecret }}
+{{- range $env }}
+{{- with dig "valueFrom" "secretKeyRef" dict . }}
+{{- if and (eq .name (include "agora.fullname" $)) (hasKey $secretData .key) }}
+{{- $_ := set $secrets .key (get $secretData .key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- dict "config" (include "agora.configData" .) "env" $env "secrets" $secrets | toYaml | sha256sum }}
 {{- end }}
