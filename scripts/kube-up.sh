@@ -118,6 +118,7 @@ cmd_up() {
   local begin=$SECONDS
   mkdir -p "$UP_DIR"
   kube start
+  pg_password >/dev/null  # made once, before the parallel starts below read it
   log "cluster ready at $((SECONDS - begin))s; building the image and starting the infrastructure"
   start_infra &
   local infra_pid=$!

@@ -196,6 +196,7 @@ cmd_start() {
     if [[ "$asked" != 0 && "$asked" != "$PG_PORT" ]]; then
       die "instance $PG_INSTANCE already runs on port $PG_PORT, not $asked; run: AGORA_PG_INSTANCE=$PG_INSTANCE $0 stop"
     fi
+    set_password
     log "already running on $PG_HOST:$PG_PORT ($PG_DATA)"
     return 0
   fi
@@ -246,11 +247,15 @@ cmd_start() {
     fi
     sleep 0.2
   done
-  if [[ -n "$PG_CLIENTS" ]]; then
-    # Through stdin, so the password shows in no process list.
-    printf "ALTER ROLE %s PASSWORD '%s'\n" "$PG_SUPERUSER" "${AGORA_PG_PASSWORD//\'/\'\'}" | psql_ >/dev/null
-  fi
+  set_password
   log "ready: $(cmd_url)"
+}
+
+# The password AGORA_PG_CLIENTS sign in with (set on every start, so it follows the variable).
+set_password() {
+  [[ -n "$PG_CLIENTS" ]] || return 0
+  # Through stdin, so the password shows in no process list.
+  printf "ALTER ROLE %s PASSWORD '%s'\n" "$PG_SUPERUSER" "${AGORA_PG_PASSWORD//\'/\'\'}" | psql_ >/dev/null
 }
 
 # Who may connect, rewritten on every start: this machine's own connections (socket,

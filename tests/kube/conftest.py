@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 NEEDED = ["AGORA_KUBECTL", "KUBECONFIG", "AGORA_HELM", "AGORA_BIN", "AGORA_KUBE_GATEWAY", "AGORA_KUBE_PG",
-          "AGORA_KUBE_KAFKA", "AGORA_KUBE_JAEGER", "AGORA_KUBE_NAMESPACE", "AGORA_KUBE_RELEASE"]
+          "AGORA_KUBE_KAFKA", "AGORA_KUBE_JAEGER", "AGORA_KUBE_NAMESPACE", "AGORA_KUBE_RELEASE", "AGORA_KUBE_CHART"]
 ROLES = ["gateway", "user-service", "product-service", "order-service", "payment-service"]
 
 
