@@ -2,12 +2,14 @@
 # A real single-node Kubernetes cluster on this machine, built from the package registries, for
 # `make kube-up` and the cluster tests.
 #
-# Usage: scripts/kube.sh {install|start|stop|status|reset|kubeconfig|kubectl ARGS...|load IMAGE.tar|node-ip}
+# Usage: scripts/kube.sh {install|install-packages|start|stop|status|reset|kubeconfig|kubectl ARGS...|
+#                         load IMAGE.tar|node-ip|guard-drops}
 #
 #   install     build or fetch every piece (cached under $AGORA_CACHE/kube; a warm run takes
 #               seconds): the Kubernetes components and etcd as one binary, CoreDNS and
 #               kube-router from their Go modules, containerd, runc and the CNI plugins from
 #               Debian, and the pause, CoreDNS and busybox images, made locally
+#   install-packages  only the Debian part of install (apt; quick)
 #   start       install, then start the cluster; no-op if it runs already; returns once the
 #               node is Ready and cluster DNS answers
 #   stop        stop every process the cluster started (its containers too) and restore every
@@ -19,6 +21,8 @@
 #   kubectl     run the cluster's kubectl with the admin kubeconfig
 #   load        import an OCI image archive (scripts/lib/oci_image.py) into the node
 #   node-ip     print the node's IP address (where host services must listen for pods)
+#   guard-drops print how many packets the guard chain dropped (0 unless cluster traffic tried
+#               to leave the machine)
 #
 # The pieces: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
 # kube-proxy (iptables mode) run as host processes; containerd runs the pods with runc on the
@@ -238,10 +242,14 @@ build_images() {
   rm -rf "$root"
 }
 
-cmd_install() {
+cmd_install_packages() {
   mkdir -p "$KUBE_HOME"
   host_tools
   [[ -x "$BIN/containerd" && -x "$CNI_BIN/bridge" && -x "$BUILD/debs/x-busybox-static/bin/busybox" ]] || debian_extract
+}
+
+cmd_install() {
+  cmd_install_packages
   build_kube
   bash "$SCRIPT_DIR/go-tools.sh" install coredns kube-router
   ln -sf "$(bash "$SCRIPT_DIR/go-tools.sh" path kube-router)" "$BIN/kube-router"
@@ -822,6 +830,7 @@ main() {
   shift || true
   case "$cmd" in
     install) cmd_install ;;
+    install-packages) cmd_install_packages ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;

@@ -350,11 +350,25 @@ def test_uninstall_leaves_only_what_it_keeps_and_a_reinstall_keeps_the_admin_pas
         f.write(values)
     cluster.helm("uninstall", cluster.release, "-n", cluster.ns, "--wait", "--timeout", "3m")
     kinds = "deployments,replicasets,pods,services,configmaps,secrets,serviceaccounts,networkpolicies,poddisruptionbudgets,horizontalpodautoscalers,ingresses,persistentvolumeclaims,jobs"
-    left = cluster.json("get", kinds, "-l", f"app.kubernetes.io/instance={cluster.release}")["items"]
-    left = [f"{o['kind']}/{o['metadata']['name']}" for o in left]
+    # The pods go after their Deployments, each once it has drained (preStop, then SIGTERM).
+    deadline = time.monotonic() + 120
+    while True:
+        left = cluster.json("get", kinds, "-l", f"app.kubernetes.io/instance={cluster.release}")["items"]
+        left = [f"{o['kind']}/{o['metadata']['name']}" for o in left]
+        if left == [f"Secret/{cluster.release}"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert left == [f"Secret/{cluster.release}"], f"left behind after uninstall: {left} (only the generated Secret is kept)"
     cluster.helm("install", cluster.release, cluster.e["AGORA_KUBE_CHART"], "-n", cluster.ns,
                  "-f", values_file, "--wait", "--timeout", "5m")
     password = base64.b64decode(secret["data"]["admin-password"]).decode()
-    status, body = call("POST", f"{cluster.gateway}/v1/auth/login", {"email": "admin@agora.local", "password": password})
+    # The Service's endpoints reach kube-proxy a moment after the pods are ready.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            status, body = call("POST", f"{cluster.gateway}/v1/auth/login", {"email": "admin@agora.local", "password": password})
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the gateway's NodePort never answered after the reinstall"
+            time.sleep(0.5)
     assert status == 200, f"the kept admin password is refused after a reinstall: {status} {body}"
