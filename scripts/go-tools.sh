@@ -43,6 +43,8 @@ LOCK="$CACHE_DIR/.go-tools.lock"
 # Build with the Go that is installed: a newer `go` line in some go.mod must fail loudly
 # rather than fetch another toolchain behind our back. No workspace may leak into the builds.
 export GOTOOLCHAIN=local GOWORK=off
+# The module and build caches live with the rest of the cache (GBs; scripts/kube.sh shares them).
+export GOMODCACHE="$CACHE_DIR/go/mod" GOCACHE="$CACHE_DIR/go/build"
 
 log() { printf '[go-tools] %s\n' "$*" >&2; }
 die() { printf '[go-tools] error: %s\n' "$*" >&2; exit 1; }

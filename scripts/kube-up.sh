@@ -135,7 +135,7 @@ cmd_up() {
     || { kubectl_ -n "$NAMESPACE" get pods -o wide >&2 || true; die "helm install did not finish; see the pods above (kubectl: scripts/kube.sh kubectl -n $NAMESPACE ...)"; }
   local url="http://$NODE_IP:$NODE_PORT"
   local deadline=$((SECONDS + 60))
-  until curl -fsS --max-time 2 -o /dev/null "$url/readyz"; do
+  until curl -fsS --max-time 2 -o /dev/null "$url/readyz" 2>/dev/null; do
     ((SECONDS < deadline)) || die "the gateway's NodePort $url/readyz does not answer"
     sleep 0.5
   done
