@@ -46,8 +46,9 @@ NODE_IP="$(bash "$SCRIPT_DIR/kube.sh" node-ip)"
 POD_CIDR="${AGORA_KUBE_POD_CIDR:-10.241.0.0/24}"
 
 # The infrastructure listens on the node's address, on free ports (so it never collides with
-# `make up`'s or a test run's instances on 127.0.0.1).
-infra_env=(AGORA_BIND_HOST="$NODE_IP"
+# `make up`'s or a test run's instances on 127.0.0.1) below the NodePort range: the policy
+# engine lets every pod reach the node's NodePorts, so a database there would be open to all.
+infra_env=(AGORA_BIND_HOST="$NODE_IP" AGORA_PORT_MAX=29999
   AGORA_PG_INSTANCE="$INSTANCE" AGORA_PG_PORT=0 AGORA_PG_CLIENTS="$POD_CIDR"
   AGORA_KAFKA_INSTANCE="$INSTANCE" AGORA_KAFKA_PORT=0 AGORA_KAFKA_CONTROLLER_PORT=0
   AGORA_CONSUL_INSTANCE="$INSTANCE" AGORA_CONSUL_HTTP_PORT=0 AGORA_CONSUL_SERVER_PORT=0

@@ -86,6 +86,8 @@ ETCD_CLIENT_PORT=23790
 ETCD_PEER_PORT=23800
 APISERVER_PORT=6443
 KUBELET_PORT=10250
+# Services' NodePorts; the policy engine lets any pod reach these ports on the node.
+NODE_PORT_RANGE=30000-32767
 
 # The node's own images: names under a domain of our own, so none can be mistaken for one a
 # registry serves (and none is ever pulled: the node has no registry to pull from).
@@ -112,6 +114,9 @@ HOST_DIRS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/
 COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-router)
 
 kubectl_admin() { "$BIN/kube" kubectl --kubeconfig "$STATE/admin.kubeconfig" "$@"; }
+
+# The Nth address of range $1 (1: the Services' API address and the pods' gateway; 10: DNS).
+nth_address() { python3 -c "import ipaddress, sys; print(ipaddress.ip_network(sys.argv[1])[int(sys.argv[2])])" "$1" "$2"; }
 
 # --- Install ----------------------------------------------------------------
 
@@ -359,7 +364,7 @@ pki() {
   [[ -f "$p/done" ]] && return 0
   rm -rf "$p" && mkdir -p "$p"
   local service_ip
-  service_ip="$(python3 -c "import ipaddress, sys; print(ipaddress.ip_network(sys.argv[1])[1])" "$SERVICE_CIDR")"
+  service_ip="$(nth_address "$SERVICE_CIDR" 1)"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=agora-kube-ca" \
     -keyout "$p/ca.key" -out "$p/ca.crt" 2>/dev/null
   openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
@@ -458,7 +463,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     conf_dir = "$STATE/cni/net.d"
 EOF
   local gateway
-  gateway="$(python3 -c "import ipaddress, sys; print(ipaddress.ip_network(sys.argv[1])[1])" "$POD_CIDR")"
+  gateway="$(nth_address "$POD_CIDR" 1)"
   put "$STATE/cni/net.d/10-agora.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -505,7 +510,7 @@ failCgroupV1: false
 failSwapOn: false
 # No CAP_SYS_RESOURCE: the kubelet may not give itself a negative oom_score_adj.
 oomScoreAdj: 0
-clusterDNS: [$(python3 -c "import ipaddress, sys; print(ipaddress.ip_network(sys.argv[1])[10])" "$SERVICE_CIDR")]
+clusterDNS: [$(nth_address "$SERVICE_CIDR" 10)]
 clusterDomain: $CLUSTER_DOMAIN
 resolvConf: $c/resolv.conf
 podLogsDir: $STATE/logs/pods
@@ -623,7 +628,7 @@ start_control_plane() {
   launch kube-apiserver "$BIN/kube" kube-apiserver \
     --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --bind-address "$NODE_IP" --advertise-address "$NODE_IP" --secure-port "$APISERVER_PORT" \
-    --service-cluster-ip-range "$SERVICE_CIDR" --service-node-port-range 30000-32767 \
+    --service-cluster-ip-range "$SERVICE_CIDR" --service-node-port-range "$NODE_PORT_RANGE" \
     --client-ca-file "$p/ca.crt" --tls-cert-file "$p/apiserver.crt" --tls-private-key-file "$p/apiserver.key" \
     --kubelet-client-certificate "$p/apiserver-kubelet-client.crt" --kubelet-client-key "$p/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority "$p/ca.crt" --kubelet-preferred-address-types InternalIP \
@@ -653,6 +658,7 @@ start_node() {
   # Only the NetworkPolicy controller: no routing (one node), no service proxy (kube-proxy's).
   launch kube-router "$BIN/kube-router" --run-firewall=true --run-router=false --run-service-proxy=false \
     --kubeconfig "$STATE/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \
+    --service-cluster-ip-range "$SERVICE_CIDR" --service-node-port-range "$NODE_PORT_RANGE" \
     --health-port 0 --metrics-port 0 --enable-cni=false --enable-ipv6=false
 }
 
@@ -672,12 +678,8 @@ cmd_load() {
 }
 
 addons() {
-  local service_ip dns_ip
-  service_ip="$(python3 -c "import ipaddress, sys; print(ipaddress.ip_network(sys.argv[1])[1])" "$SERVICE_CIDR")"
-  dns_ip="$(python3 -c "import ipaddress, sys; print(ipaddress.ip_network(sys.argv[1])[10])" "$SERVICE_CIDR")"
-  sed -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" -e "s|@DNS_IP@|$dns_ip|g" -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" \
-    "$SCRIPT_DIR/kube/addons.yaml" | kubectl_admin apply -f - >/dev/null
-  : "$service_ip"
+  sed -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" -e "s|@DNS_IP@|$(nth_address "$SERVICE_CIDR" 10)|g" \
+    -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" "$SCRIPT_DIR/kube/addons.yaml" | kubectl_admin apply -f - >/dev/null
 }
 
 dns_ready() {
@@ -723,8 +725,8 @@ stop_containers() {
       "${ctr[@]}" tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || true
     done
     local deadline=$((SECONDS + 20))
-    while [[ -n "$("${ctr[@]}" tasks ls -q 2>/dev/null | while read -r id; do
-      "${ctr[@]}" tasks ls 2>/dev/null | awk -v id="$id" '$1 == id && $3 == "RUNNING"'; done)" ]] && ((SECONDS < deadline)); do
+    while "${ctr[@]}" tasks ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" { found = 1 } END { exit !found }' \
+      && ((SECONDS < deadline)); do
       sleep 0.2
     done
     for id in $("${ctr[@]}" tasks ls -q 2>/dev/null); do
@@ -733,10 +735,9 @@ stop_containers() {
   fi
   # Anything still in a pod cgroup (containerd gone before its tasks) is killed there.
   local procs pid
-  for procs in /sys/fs/cgroup/*/kubepods/cgroup.procs /sys/fs/cgroup/*/kubepods/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/*/cgroup.procs; do
-    [[ -f "$procs" ]] || continue
+  while read -r procs; do
     while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$procs"
-  done
+  done < <(find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null)
 }
 
 # Remove the pod cgroups the kubelet made, deepest first, once empty.

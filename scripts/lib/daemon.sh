@@ -43,11 +43,14 @@ DAEMON_TAKEN_PORTS=" "
 # connection takes its local port: a port from that range, free when picked, could become
 # the local end of some test's connection before a slow starter (Kafka's JVM) binds it, and
 # the daemon would then fail with "Address already in use". Another listener could still
-# take the port first; start then fails with the daemon's bind error.
+# take the port first; start then fails with the daemon's bind error. AGORA_PORT_MAX lowers the
+# ceiling (the test cluster keeps 30000-32767 for its NodePorts, which its policy engine lets
+# every pod reach on the node).
 free_port() {
   local port i low=10000 high
   high="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true)"
   high=$((${high:-32768} - 1))
+  if [[ -n "${AGORA_PORT_MAX:-}" ]] && ((AGORA_PORT_MAX < high)); then high="$AGORA_PORT_MAX"; fi
   for ((i = 0; i < 100; i++)); do
     if ((high - low >= 1000)); then
       port=$((low + (RANDOM * 32768 + RANDOM) % (high - low + 1)))
