@@ -37,7 +37,7 @@ bench: ## Measure: transcoding, gateway vs direct gRPC, saga orders/s, memory an
 chaos: ## Kill, stop and hang every part of a private distributed stack under load, then reconcile every order (minutes)
 	bash scripts/chaos.sh
 
-images: ## Build the container image agora:VERSION without Docker (an OCI archive; loaded into the test cluster if it runs)
+images: ## Build the container image agora.local/agora:VERSION without Docker (an OCI archive; loaded into the test cluster if it runs)
 	bash scripts/image.sh build
 
 docker-image: ## Build the container image agora:VERSION with Docker, from the Dockerfile (needs a Docker engine)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The agora container image without a Docker engine: the root filesystem the Dockerfile's
 # runtime stage copies (scripts/rootfs.sh), written as a single-layer OCI archive
-# (scripts/lib/oci_image.py) with the Dockerfile's user, entrypoint, command and ports, and
-# tagged with the chart's appVersion. If the test cluster runs (scripts/kube.sh), the image is
+# (scripts/lib/oci_image.py) with the Dockerfile's user, entrypoint, command and ports, named
+# agora.local/agora and tagged with the chart's appVersion (push it under any name you like:
+# `skopeo copy oci-archive:FILE docker://REGISTRY/agora:TAG`). If the test cluster runs (scripts/kube.sh), the image is
 # loaded into its node.
 #
 # Usage: scripts/image.sh {build [TAG]|path [TAG]|files}
 #
-#   build [TAG]  build agora:TAG (default: the chart's appVersion) into $AGORA_CACHE/images
+#   build [TAG]  build agora.local/agora:TAG (default: the chart's appVersion) into $AGORA_CACHE/images
 #                and load it into the running test cluster
 #   path [TAG]   print the archive's path
 #   files        print the image's file list (paths in its one layer), sorted
@@ -21,6 +22,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT_DIR="$(dirname "$SCRIPT_DIR")"
 CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 OUT_DIR="$CACHE_DIR/images"
+# The image's name: a domain of our own, never a registry's (nothing is pulled from it).
+REPOSITORY=agora.local/agora
 
 log() { printf '[image] %s\n' "$*" >&2; }
 die() { printf '[image] error: %s\n' "$*" >&2; exit 1; }
@@ -67,7 +70,7 @@ cmd_build() {
   trap 'rm -rf "$work"' RETURN
   rootfs "$work/rootfs"
   dockerfile_settings
-  python3 "$SCRIPT_DIR/lib/oci_image.py" --rootfs "$work/rootfs" --name "agora:$tag" \
+  python3 "$SCRIPT_DIR/lib/oci_image.py" --rootfs "$work/rootfs" --name "$REPOSITORY:$tag" \
     --out "$OUT_DIR/agora-$tag.tar" "${SETTINGS[@]}" >&2
   if bash "$SCRIPT_DIR/kube.sh" status >/dev/null 2>&1; then
     bash "$SCRIPT_DIR/kube.sh" load "$OUT_DIR/agora-$tag.tar"

@@ -6,9 +6,9 @@ Usage: oci_image.py --rootfs DIR --name REPO:TAG --out FILE [--entrypoint JSON] 
 
 The archive is an OCI image layout (oci-layout, index.json, blobs/sha256/...) in a tar, as
 `ctr images import` and other OCI tools read it. The index names the image with the
-`io.containerd.image.name` annotation, fully qualified the way Kubernetes spells a short name
-(`agora:0.0.0` is `docker.io/library/agora:0.0.0`), so a pod's `image: agora:0.0.0` finds it
-without any registry.
+`io.containerd.image.name` annotation. The name must be fully qualified (its first part a
+domain, e.g. `agora.local/agora:0.0.0`): that is the name containerd stores and a pod's `image:`
+must spell, and a domain of our own can never be mistaken for an image some registry serves.
 
 The layer is reproducible: entries sorted, owned by root, mtime 0, so the same directory
 always gives the same digest. `--list` prints the layer's paths instead of writing anything
@@ -31,16 +31,12 @@ INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 
 
 def qualified(name):
-    """The name as Kubernetes and containerd spell it: registry and path made explicit."""
+    """DOMAIN/PATH:TAG checked; an unqualified or untagged name is refused, not completed."""
     repo, _, tag = name.rpartition(":")
-    if not repo or "/" in tag:
-        repo, tag = name, "latest"
     first = repo.split("/", 1)[0]
-    if "/" not in repo:
-        repo = "docker.io/library/" + repo
-    elif "." not in first and ":" not in first and first != "localhost":
-        repo = "docker.io/" + repo
-    return f"{repo}:{tag}"
+    if not repo or "/" in tag or "/" not in repo or not ("." in first or first == "localhost"):
+        sys.exit(f"oci_image: '{name}' is not DOMAIN/PATH:TAG (e.g. agora.local/agora:0.0.0)")
+    return name
 
 
 def layer_entries(root):

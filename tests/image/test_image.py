@@ -97,7 +97,7 @@ def test_the_archive_holds_the_files_the_dockerfile_image_holds_and_says_what_it
             "different": sorted(p for p in set(entries) & set(expected) if entries[p] != expected[p]),
         }
         assert "/usr/local/bin/agora" in entries and "/etc/passwd" in entries
-        assert index["manifests"][0]["annotations"]["io.containerd.image.name"] == f"docker.io/library/agora:{tag}"
+        assert index["manifests"][0]["annotations"]["io.containerd.image.name"] == f"agora.local/agora:{tag}"
 
         runtime = dict((w, a) for w, a in runtime_stage()[-1])
         c = config["config"]

@@ -297,14 +297,15 @@ def test_helm_upgrade_under_load_loses_no_order(cluster):
                  "--reuse-values", "--set", f"image.tag={tag}", "--set", f"roles.gateway.rateLimitPerSecond={rate}",
                  "--wait", "--timeout", "5m")
     wait_rolled_out(cluster)
-    print(f"\n  helm upgrade {image} -> agora:{tag} rolled out in {time.monotonic() - began:.0f}s under load")
+    print(f"\n  helm upgrade {image} -> {tag} rolled out in {time.monotonic() - began:.0f}s under load")
     time.sleep(5)
     load.finish()
     for role in ROLES:
         after = cluster.pods(role)
         assert not before[role] & {p["metadata"]["name"] for p in after}, f"{role}: pods were not replaced"
         images = {p["spec"]["containers"][0]["image"] for p in after}
-        assert images == {f"agora:{tag}"}, f"{role} runs {images}, not agora:{tag} (was {image})"
+        wanted = f"{image.rpartition(':')[0]}:{tag}"
+        assert images == {wanted}, f"{role} runs {images}, not {wanted} (was {image})"
     assert cluster.json("get", "configmap", gateway)["data"]["AGORA_RATE_LIMIT_PER_SECOND"] == str(rate)
 
 
