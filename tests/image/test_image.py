@@ -123,3 +123,16 @@ def test_the_archive_is_reproducible():
         digests.append(manifest["layers"][0]["digest"])
         os.unlink(archive)
     assert digests[0] == digests[1], f"the same binary gave two layers: {digests}"
+
+
+def test_an_unqualified_name_is_refused_not_completed_with_some_registry(tmp_path):
+    (tmp_path / "fs").mkdir()
+    (tmp_path / "fs" / "file").write_text("x")
+    for name in ("agora:0.0.0", "library/agora:0.0.0", "agora.local/agora"):
+        out = subprocess.run(["python3", str(ROOT / "scripts/lib/oci_image.py"), "--rootfs", str(tmp_path / "fs"),
+                              "--name", name, "--out", str(tmp_path / "x.tar")], capture_output=True, text=True)
+        assert out.returncode != 0 and "is not DOMAIN/PATH:TAG" in out.stderr, (name, out.stderr)
+        assert not (tmp_path / "x.tar").exists()
+    out = subprocess.run(["python3", str(ROOT / "scripts/lib/oci_image.py"), "--rootfs", str(tmp_path / "fs"),
+                          "--name", "agora.local/agora:0.0.0", "--out", str(tmp_path / "x.tar")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
