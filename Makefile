@@ -42,7 +42,7 @@ images: ## Build the container image agora.local/agora:VERSION without Docker (a
 
 docker-image: ## Build the container image agora:VERSION with Docker, from the Dockerfile (needs a Docker engine)
 	@command -v docker >/dev/null || { echo "make docker-image needs docker (a Docker engine); none found (make images needs none)" >&2; exit 1; }
-	docker build -t agora:$$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' helm/agora/Chart.yaml) .
+	docker build -t agora:$$(bash scripts/image.sh tag) .
 
 kube-up: ## Run Agora on a real single-node Kubernetes on this machine: cluster, image, helm install (root; minutes cold)
 	bash scripts/kube-up.sh up

@@ -6,12 +6,12 @@
 # `skopeo copy oci-archive:FILE docker://REGISTRY/agora:TAG`). If the test cluster runs (scripts/kube.sh), the image is
 # loaded into its node.
 #
-# Usage: scripts/image.sh {build [TAG]|path [TAG]|files}
+# Usage: scripts/image.sh {build [TAG]|path [TAG]|tag}
 #
 #   build [TAG]  build agora.local/agora:TAG (default: the chart's appVersion) into $AGORA_CACHE/images
 #                and load it into the running test cluster
 #   path [TAG]   print the archive's path
-#   files        print the image's file list (paths in its one layer), sorted
+#   tag          print the default tag (the chart's appVersion)
 #
 # Environment:
 #   AGORA_CACHE      cache root                                   (default: $HOME/.cache/agora)
@@ -56,11 +56,6 @@ dockerfile_settings() {
   for port in $expose; do SETTINGS+=(--expose "$port"); done
 }
 
-rootfs() {
-  local dir="$1"
-  bash "$SCRIPT_DIR/rootfs.sh" "$(binary)" "$dir"
-}
-
 cmd_build() {
   local tag="${1:-$(app_version)}"
   [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "'$tag' is not an image tag"
@@ -68,7 +63,7 @@ cmd_build() {
   local work
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' RETURN
-  rootfs "$work/rootfs"
+  bash "$SCRIPT_DIR/rootfs.sh" "$(binary)" "$work/rootfs"
   dockerfile_settings
   python3 "$SCRIPT_DIR/lib/oci_image.py" --rootfs "$work/rootfs" --name "$REPOSITORY:$tag" \
     --out "$OUT_DIR/agora-$tag.tar" "${SETTINGS[@]}" >&2
@@ -80,17 +75,9 @@ cmd_build() {
   printf '%s\n' "$OUT_DIR/agora-$tag.tar"
 }
 
-cmd_files() {
-  local work
-  work="$(mktemp -d)"
-  trap 'rm -rf "$work"' RETURN
-  rootfs "$work/rootfs"
-  python3 "$SCRIPT_DIR/lib/oci_image.py" --rootfs "$work/rootfs" --list
-}
-
 case "${1:-}" in
   build) shift; cmd_build "$@" ;;
   path) printf '%s/agora-%s.tar\n' "$OUT_DIR" "${2:-$(app_version)}" ;;
-  files) cmd_files ;;
-  *) sed -n '8,13s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  tag) app_version ;;
+  *) sed -n '9,14s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

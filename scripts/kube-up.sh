@@ -123,9 +123,7 @@ cmd_up() {
   log "cluster ready at $((SECONDS - begin))s; building the image and starting the infrastructure"
   start_infra &
   local infra_pid=$!
-  local tag
-  tag="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$ROOT_DIR/helm/agora/Chart.yaml")"
-  bash "$SCRIPT_DIR/image.sh" build "$tag" >/dev/null
+  bash "$SCRIPT_DIR/image.sh" build >/dev/null
   wait "$infra_pid" || die "infrastructure did not start"
   values >"$UP_DIR/values.yaml"
   chmod 600 "$UP_DIR/values.yaml"

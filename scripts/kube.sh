@@ -821,11 +821,6 @@ cmd_kubeconfig() {
   printf '%s\n' "$STATE/admin.kubeconfig"
 }
 
-usage() {
-  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
-  exit 2
-}
-
 main() {
   local cmd="${1:-}"
   shift || true

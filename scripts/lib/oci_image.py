@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write a single-layer OCI image archive from a directory, with no container engine.
 
-Usage: oci_image.py --rootfs DIR --name REPO:TAG --out FILE [--entrypoint JSON] [--cmd JSON]
-                    [--user UID:GID] [--env K=V]... [--expose PORT]... [--list]
+Usage: oci_image.py --rootfs DIR --name DOMAIN/PATH:TAG --out FILE [--entrypoint JSON] [--cmd JSON]
+                    [--user UID:GID] [--env K=V]... [--expose PORT]...
 
 The archive is an OCI image layout (oci-layout, index.json, blobs/sha256/...) in a tar, as
 `ctr images import` and other OCI tools read it. The index names the image with the
@@ -11,8 +11,7 @@ domain, e.g. `agora.local/agora:0.0.0`): that is the name containerd stores and 
 must spell, and a domain of our own can never be mistaken for an image some registry serves.
 
 The layer is reproducible: entries sorted, owned by root, mtime 0, so the same directory
-always gives the same digest. `--list` prints the layer's paths instead of writing anything
-(the image tests compare it with the Dockerfile's root filesystem).
+always gives the same digest.
 """
 
 import argparse
@@ -93,24 +92,17 @@ def canonical(obj):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rootfs", required=True, help="directory that becomes the image's /")
-    parser.add_argument("--name", help="image name, REPO:TAG")
-    parser.add_argument("--out", help="archive to write")
+    parser.add_argument("--name", required=True, help="image name, DOMAIN/PATH:TAG")
+    parser.add_argument("--out", required=True, help="archive to write")
     parser.add_argument("--entrypoint", type=json.loads, help='JSON list, e.g. ["/agora"]')
     parser.add_argument("--cmd", type=json.loads, help="JSON list")
     parser.add_argument("--user", help="UID:GID the container runs as")
     parser.add_argument("--env", action="append", default=[], help="K=V, repeatable")
     parser.add_argument("--expose", action="append", default=[], help="TCP port, repeatable")
-    parser.add_argument("--list", action="store_true", help="print the layer's paths and exit")
     args = parser.parse_args()
 
     if not os.path.isdir(args.rootfs):
         sys.exit(f"oci_image: no directory at {args.rootfs}")
-    if args.list:
-        for arcname, _ in layer_entries(args.rootfs):
-            print("/" + arcname)
-        return
-    if not args.name or not args.out:
-        sys.exit("oci_image: --name and --out are required unless --list")
 
     layer = build_layer(args.rootfs)
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
