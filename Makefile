@@ -5,7 +5,7 @@ SHELL := bash
 # A persistent build cache outside the repo, so a fresh clone does not rebuild the world.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/agora/target
 
-.PHONY: help run up down logs status build test bench chaos lint fmt pg-start pg-stop clean images docker-image kube-up kube-down kube-status k8s chart
+.PHONY: help run up down logs status build test bench chaos lint fmt pg-start pg-stop clean images dev-images docker-image kube-up kube-down kube-status k8s chart
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -40,9 +40,12 @@ chaos: ## Kill, stop and hang every part of a private distributed stack under lo
 images: ## Build the container image agora.local/agora:VERSION without Docker (an OCI archive; loaded into the test cluster if it runs)
 	bash scripts/image.sh build
 
-docker-image: ## Build the container image agora:VERSION with Docker, from the Dockerfile (needs a Docker engine)
+dev-images: ## Build the chart's dev component images agora.local/dev/{postgresql,kafka,consul,jaeger} without Docker (loaded into the test cluster if it runs)
+	bash scripts/dev-images.sh build
+
+docker-image: ## Build the container image agora.local/agora:VERSION with Docker, from the Dockerfile (needs a Docker engine)
 	@command -v docker >/dev/null || { echo "make docker-image needs docker (a Docker engine); none found (make images needs none)" >&2; exit 1; }
-	docker build -t agora:$$(bash scripts/image.sh tag) .
+	docker build -t agora.local/agora:$$(bash scripts/image.sh tag) .
 
 kube-up: ## Run Agora on a real single-node Kubernetes on this machine: cluster, image, helm install (root; minutes cold)
 	bash scripts/kube-up.sh up

@@ -10,7 +10,9 @@
 #
 # Tools: grpcurl, helm, consul, jaeger (Jaeger v2, the all-in-one `jaeger` binary), and for
 # the test cluster (scripts/kube.sh): coredns (cluster DNS, static: it runs in an image of its
-# own) and kube-router (only its NetworkPolicy controller runs).
+# own), kube-router (only its NetworkPolicy controller runs) and local-path-provisioner (the
+# default StorageClass's volumes).
+
 #
 # Modules without replace directives are built with `go install MODULE/PKG@VERSION`. Modules
 # whose go.mod has replace directives (consul, jaeger) refuse that, so they are built from a
@@ -32,7 +34,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/versions.env"
 
-ALL_TOOLS=(grpcurl helm consul jaeger coredns kube-router)
+ALL_TOOLS=(grpcurl helm consul jaeger coredns kube-router local-path-provisioner)
 
 # Absolute (need not exist yet), because `path` prints paths built from it.
 CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
@@ -102,6 +104,14 @@ tool_spec() {
       T_MODVER="v$T_VERSION"
       T_PKG="$T_MODULE/cmd/kube-router"
       T_LDX="-X $T_MODULE/pkg/version.Version=v$T_VERSION"
+      T_CGO=0
+      ;;
+    local-path-provisioner)
+      T_VERSION="${LOCAL_PATH_PROVISIONER_VERSION:?missing in versions.env}"
+      T_MODULE="github.com/rancher/local-path-provisioner"
+      T_MODVER="v$T_VERSION"
+      T_PKG="$T_MODULE"
+      T_LDX="-X main.VERSION=v$T_VERSION"
       T_CGO=0
       ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;

@@ -7,8 +7,9 @@
 #
 #   install     build or fetch every piece (cached under $AGORA_CACHE/kube; a warm run takes
 #               seconds): the Kubernetes components and etcd as one binary, CoreDNS and
-#               kube-router from their Go modules, containerd, runc and the CNI plugins from
-#               Debian, and the pause, CoreDNS and busybox images, made locally
+#               kube-router and local-path-provisioner from their Go modules, containerd, runc
+#               and the CNI plugins from Debian, and the pause, CoreDNS and busybox images, made
+#               locally
 #   install-packages  only the Debian part of install (apt; quick)
 #   start       install, then start the cluster; no-op if it runs already; returns once the
 #               node is Ready and cluster DNS answers
@@ -27,9 +28,10 @@
 # The pieces: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
 # kube-proxy (iptables mode) run as host processes; containerd runs the pods with runc on the
 # bridge CNI plugin; kube-router's NetworkPolicy controller enforces NetworkPolicies with
-# iptables and ipsets; CoreDNS runs as a Deployment in kube-system. Versions are pinned in
-# scripts/versions.env. No image is pulled: the node has the images made here and whatever
-# `load` imports.
+# iptables and ipsets; CoreDNS runs as a Deployment in kube-system; local-path-provisioner
+# serves the default StorageClass (local-path): each claim a folder under the cluster's state
+# (reset deletes them). Versions are pinned in scripts/versions.env. No image is pulled: the
+# node has the images made here and whatever `load` imports.
 #
 # Addresses: the node's IP ($AGORA_KUBE_NODE_IP) sits on a port-less bridge of its own, so the
 # API server, the kubelet and NodePorts listen there and nowhere else; pods get addresses from
@@ -50,6 +52,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$SCRIPT_DIR/versions.env"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/lib/daemon.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/debian.sh"
 
 log() { printf '[kube] %s\n' "$*" >&2; }
 die() { printf '[kube] error: %s\n' "$*" >&2; exit 1; }
@@ -63,6 +67,8 @@ CNI_BIN="$KUBE_HOME/cni-bin"  # bridge, host-local, loopback, portmap
 IMAGES="$KUBE_HOME/images"    # OCI archives of the node's own images
 BUILD="$KUBE_HOME/build"      # wrapper module, extracted packages
 STATE="$KUBE_HOME/state"      # the cluster: pki, etcd, kubelet, containerd, logs
+VOLUMES="$STATE/volumes"      # PersistentVolumes' folders (local-path-provisioner)
+
 RUN="$STATE/run"              # pid files and logs of the host processes
 HOST="$STATE/host"            # host settings as they were before the first start
 LOCK="$KUBE_HOME/.lock"
@@ -111,7 +117,8 @@ HOST_DIRS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/
   /run/netns /var/run/netns /etc/cni /opt/cni /var/lib/kube-router /var/lib/calico)
 
 # The components, in start order; each a host process with a pid file and a log in RUN.
-COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-router)
+COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-router
+  local-path-provisioner)
 
 kubectl_admin() { "$BIN/kube" kubectl --kubeconfig "$STATE/admin.kubeconfig" "$@"; }
 
@@ -122,19 +129,9 @@ nth_address() { python3 -c "import ipaddress, sys; print(ipaddress.ip_network(sy
 
 # Debian packages whose binaries the node runs from a private folder (nothing installed on
 # the host, no daemon started by a package script): name, then the paths to take.
-debian_extract() {
-  local pkg
-  mkdir -p "$BUILD/debs" "$BIN" "$CNI_BIN"
-  (
-    cd "$BUILD/debs"
-    for pkg in containerd runc containernetworking-plugins busybox-static; do
-      compgen -G "${pkg}_*.deb" >/dev/null || apt-get download "$pkg" >/dev/null 2>&1 \
-        || { apt-get update -qq && apt-get download "$pkg" >/dev/null; } \
-        || die "apt-get download $pkg failed"
-      rm -rf "x-$pkg"
-      dpkg -x "$(compgen -G "${pkg}_*.deb" | head -n 1)" "x-$pkg"
-    done
-  )
+debian_extract_node() {
+  mkdir -p "$BIN" "$CNI_BIN"
+  debian_extract "$BUILD/debs" containerd runc containernetworking-plugins busybox-static
   local x="$BUILD/debs"
   cp -f "$x/x-containerd/usr/bin/containerd" "$x/x-containerd/usr/bin/containerd-shim-runc-v2" \
     "$x/x-containerd/usr/bin/ctr" "$x/x-runc/usr/sbin/runc" "$BIN/"
@@ -250,14 +247,17 @@ build_images() {
 cmd_install_packages() {
   mkdir -p "$KUBE_HOME"
   host_tools
-  [[ -x "$BIN/containerd" && -x "$CNI_BIN/bridge" && -x "$BUILD/debs/x-busybox-static/bin/busybox" ]] || debian_extract
+  [[ -x "$BIN/containerd" && -x "$CNI_BIN/bridge" && -x "$BUILD/debs/x-busybox-static/bin/busybox" ]] || debian_extract_node
 }
 
 cmd_install() {
   cmd_install_packages
   build_kube
-  bash "$SCRIPT_DIR/go-tools.sh" install coredns kube-router
-  ln -sf "$(bash "$SCRIPT_DIR/go-tools.sh" path kube-router)" "$BIN/kube-router"
+  bash "$SCRIPT_DIR/go-tools.sh" install coredns kube-router local-path-provisioner
+  local tool
+  for tool in kube-router local-path-provisioner; do
+    ln -sf "$(bash "$SCRIPT_DIR/go-tools.sh" path "$tool")" "$BIN/$tool"
+  done
   build_images
 }
 
@@ -389,9 +389,10 @@ pki() {
   cert scheduler "/CN=system:kube-scheduler"
   cert kube-proxy "/CN=system:kube-proxy"
   cert kube-router "/CN=agora:kube-router"
+  cert local-path-provisioner "/CN=agora:local-path-provisioner"
   chmod 600 "$p"/*.key
   local who
-  for who in admin kubelet controller-manager scheduler kube-proxy kube-router; do
+  for who in admin kubelet controller-manager scheduler kube-proxy kube-router local-path-provisioner; do
     kubeconfig_for "$who" >"$STATE/$who.kubeconfig"
   done
   touch "$p/done"
@@ -678,8 +679,17 @@ cmd_load() {
 }
 
 addons() {
+  mkdir -p "$VOLUMES"
   sed -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" -e "s|@DNS_IP@|$(nth_address "$SERVICE_CIDR" 10)|g" \
-    -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" "$SCRIPT_DIR/kube/addons.yaml" | kubectl_admin apply -f - >/dev/null
+    -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" -e "s|@BUSYBOX_IMAGE@|$BUSYBOX_IMAGE|g" \
+    -e "s|@VOLUMES_DIR@|$VOLUMES|g" "$SCRIPT_DIR/kube/addons.yaml" | kubectl_admin apply -f - >/dev/null
+}
+
+# The storage provisioner reads its settings from the add-ons' ConfigMap: started after them.
+start_storage() {
+  launch local-path-provisioner "$BIN/local-path-provisioner" start \
+    --kubeconfig "$STATE/local-path-provisioner.kubeconfig" --namespace local-path-storage \
+    --service-account-name local-path-helper --helper-image "$BUSYBOX_IMAGE"
 }
 
 dns_ready() {
@@ -707,8 +717,9 @@ cmd_start() {
   wait_for etcd 60 etcd_ready
   start_control_plane
   start_node
-  # The policy engine's access and cluster DNS, applied as soon as the API answers.
+  # The policy engine's access, cluster DNS and storage, applied as soon as the API answers.
   addons
+  start_storage
   wait_for kubelet "$START_TIMEOUT" node_ready
   log "node Ready in $((SECONDS - begin))s"
   wait_for kube-router 60 policy_engine_ready

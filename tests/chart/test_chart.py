@@ -409,17 +409,23 @@ def test_notes_say_how_to_reach_the_gateway_what_outlives_it_and_what_is_missing
     assert "WARNING" not in notes("-f", str(CHART / "ci" / "external-values.yaml"))
 
 
-def test_every_roles_spans_name_its_pod_and_node():
+def test_every_roles_spans_name_its_namespace_pod_and_node():
     objects = render()
     for role in ROLES:
         items = container(find(objects, "Deployment", f"t-agora-{role}"))["env"]
         names = [e["name"] for e in items]
         attributes = next(e["value"] for e in items if e["name"] == "OTEL_RESOURCE_ATTRIBUTES")
         assert "k8s.pod.name=$(POD_NAME)" in attributes and "k8s.node.name=$(NODE_NAME)" in attributes, attributes
-        assert "service.namespace=shop" in attributes and "deployment.environment.name=dev" in attributes, attributes
+        assert "deployment.environment.name=dev" in attributes, attributes
+        # The namespace the pod runs in, not the one rendered for: k8s/agora.yaml is applied
+        # with `kubectl -n ANY`.
+        assert "service.namespace=$(POD_NAMESPACE),k8s.namespace.name=$(POD_NAMESPACE)" in attributes, attributes
+        assert "shop" not in attributes, attributes
+        namespace = next(e for e in items if e["name"] == "POD_NAMESPACE")
+        assert namespace["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace", namespace
         # $(VAR) expands only variables defined before it.
-        assert names.index("POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES"), names
-        assert names.index("NODE_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES"), names
+        for var in ("POD_NAME", "NODE_NAME", "POD_NAMESPACE"):
+            assert names.index(var) < names.index("OTEL_RESOURCE_ATTRIBUTES"), names
     # No OTLP endpoint: no trace export, and no resource attributes to carry.
     objects = render("--set", "jaeger.enabled=false")
     assert "OTEL_RESOURCE_ATTRIBUTES" not in env(find(objects, "Deployment", "t-agora-gateway"))

@@ -258,9 +258,16 @@ Secret) and its extraEnv. Call with (list $ role). */}}
   valueFrom:
     fieldRef:
       fieldPath: spec.nodeName
-# Every span names the pod and node it came from (OpenTelemetry's k8s.* resource attributes).
+# The namespace the pod runs in, which for k8s/agora.yaml (kubectl apply -n ANY) need not be
+# the one it was rendered for.
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+# Every span names the namespace, pod and node it came from (OpenTelemetry's k8s.* resource
+# attributes).
 - name: OTEL_RESOURCE_ATTRIBUTES
-  value: {{ printf "service.namespace=%s,k8s.namespace.name=%s,k8s.pod.name=$(POD_NAME),k8s.node.name=$(NODE_NAME),%s" $.Release.Namespace $.Release.Namespace $.Values.otlp.resourceAttributes | trimSuffix "," | quote }}
+  value: {{ printf "service.namespace=$(POD_NAMESPACE),k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),k8s.node.name=$(NODE_NAME),%s" $.Values.otlp.resourceAttributes | trimSuffix "," | quote }}
 {{- end }}
 {{- if eq $.Values.discovery "consul" }}
 # Registered in Consul under the pod's own address.
