@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The cluster tests, as `make test` runs them: the test cluster and the platform on it
-# (`scripts/kube-up.sh up`, the image made from the binary cargo test built), then
-# tests/kube/test_cluster.py against it, then everything stopped and every host setting
+# (`scripts/kube-up.sh up`, the image made from the binary cargo test built, the dev component
+# images), then tests/kube against it, then everything stopped and every host setting
 # restored, whatever happened. Needs root (the cluster's network devices and iptables).
+
 #
 # Environment:
 #   AGORA_KUBE_TEST_BIN  the agora binary the image ships and the tests run (loadgen, reconcile)
@@ -49,6 +50,9 @@ export AGORA_IMAGE_BIN="$BIN"
 bash scripts/kube-up.sh up
 # The upgrade test moves the release to another tag of the same build.
 bash scripts/image.sh build 0.0.0-upgrade >/dev/null
+# k8s/agora.yaml runs the chart's dev components from these.
+bash scripts/dev-images.sh build
+
 
 drops_before="$(bash scripts/kube.sh guard-drops)"
 AGORA_KUBECTL="$CACHE_DIR/kube/bin/kube kubectl" \

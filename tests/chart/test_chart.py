@@ -429,3 +429,25 @@ def test_every_roles_spans_name_its_namespace_pod_and_node():
     # No OTLP endpoint: no trace export, and no resource attributes to carry.
     objects = render("--set", "jaeger.enabled=false")
     assert "OTEL_RESOURCE_ATTRIBUTES" not in env(find(objects, "Deployment", "t-agora-gateway"))
+
+
+def test_default_images_are_the_ones_make_images_and_make_dev_images_build():
+    objects = render()
+    pinned = {}
+    for line in (ROOT / "scripts" / "versions.env").read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            pinned[name] = value
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert container(find(objects, "Deployment", "t-agora-gateway"))["image"] == f"agora.local/agora:{version}"
+    wanted = {
+        "postgresql": ("StatefulSet", pinned["DEV_POSTGRESQL_VERSION"]),
+        "kafka": ("StatefulSet", pinned["KAFKA_VERSION"]),
+        "consul": ("Deployment", pinned["CONSUL_VERSION"]),
+        "jaeger": ("Deployment", pinned["JAEGER_VERSION"]),
+    }
+    for component, (kind, tag) in wanted.items():
+        image = container(find(objects, kind, f"t-agora-{component}"))["image"]
+        built = subprocess.run(["bash", str(ROOT / "scripts" / "dev-images.sh"), "name", component],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert image == built == f"agora.local/dev/{component}:{tag}", (image, built)
