@@ -44,10 +44,14 @@ def free_port():
 
 def process_env(objects, role, secret):
     """What the kubelet would give the role's container: the ConfigMap, then env in order, with
-    secretKeyRef read from `secret` and $(VAR) expanded; the pod's IP is 127.0.0.1."""
+    secretKeyRef read from `secret`, downward-API fields filled in and $(VAR) expanded; the pod's IP
+    is 127.0.0.1."""
     deployment = find(objects, "Deployment", f"t-agora-{role}")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     env = {}
+    # The downward API's fields the chart reads.
+    fields = {"status.podIP": "127.0.0.1", "metadata.name": f"{role}-pod", "spec.nodeName": "node",
+              "metadata.namespace": "shop"}
     for source in container.get("envFrom", []):
         env.update(find(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
     for item in container.get("env", []):
@@ -57,12 +61,8 @@ def process_env(objects, role, secret):
             ref = item["valueFrom"]["secretKeyRef"]
             assert ref["name"] == "t-agora", ref
             value = base64.b64decode(secret[ref["key"]]).decode()
-        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
-            value = "127.0.0.1"
-        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
-            value = f"{role}-pod"
-        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
-            value = "node"
+        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") in fields:
+            value = fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
         else:
             raise AssertionError(f"{role}: cannot resolve {item}")
         env[item["name"]] = value
