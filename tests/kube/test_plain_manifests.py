@@ -42,9 +42,30 @@ def port_forward(cluster):
     return proc, f"http://127.0.0.1:{match.group(1)}"
 
 
+def release_replicas(cluster):
+    """{deployment: replicas} of the release in the cluster's namespace."""
+    return {d["metadata"]["name"]: d["spec"]["replicas"]
+            for d in cluster.json("get", "deployments", "-l", f"app.kubernetes.io/instance={cluster.release}")["items"]}
+
+
+def scale(cluster, replicas):
+    for name, count in replicas.items():
+        cluster.kubectl("scale", f"deployment/{name}", f"--replicas={count}")
+
+
 def test_kubectl_apply_of_k8s_serves_an_order_in_a_second_namespace(cluster):
     root = Path(cluster.e["AGORA_KUBE_CHART"]).parents[1]
     kubectl = cluster.e["AGORA_KUBECTL"]
+    # A run stopped midway leaves its namespace in the cluster's state: start clean.
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait", "--timeout=5m",
+                    ns="default", timeout=400)
+    # The node's two CPUs are what the release's pods request already; the second namespace's
+    # pods get them while the release rests at zero replicas (it comes back afterwards).
+    replicas = release_replicas(cluster)
+    assert replicas, f"no Deployments of release {cluster.release}"
+    scale(cluster, dict.fromkeys(replicas, 0))
+    cluster.kubectl("wait", "--for=delete", "pod", "-l", f"app.kubernetes.io/instance={cluster.release}",
+                    "--timeout=2m", timeout=180)
     try:
         for command in readme_commands(root):
             # The README's kubectl is the cluster's; its rollout wait gets the time two cores need
@@ -57,7 +78,7 @@ def test_kubectl_apply_of_k8s_serves_an_order_in_a_second_namespace(cluster):
             assert out.returncode == 0, f"{command}: exit {out.returncode}\n{out.stdout}\n{out.stderr}\n" \
                 + cluster.kubectl("get", "pods,pvc", "-o", "wide", ns=NAMESPACE, check=False).stdout
         for role in ROLES:
-            cluster.kubectl("rollout", "status", f"deploy/agora-{role}", "--timeout=10m", ns=NAMESPACE, timeout=700)
+            cluster.kubectl("rollout", "status", f"deploy/agora-{role}", "--timeout=5m", ns=NAMESPACE, timeout=400)
 
         # The dev components run from the images made here, on claims of the default StorageClass.
         pods = cluster.json("get", "pods", ns=NAMESPACE)["items"]
@@ -85,6 +106,9 @@ def test_kubectl_apply_of_k8s_serves_an_order_in_a_second_namespace(cluster):
                    if pv["spec"].get("claimRef", {}).get("namespace") == NAMESPACE}
         cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait", "--timeout=5m",
                         ns="default", timeout=400)
+        scale(cluster, replicas)
+    for name in replicas:
+        cluster.kubectl("rollout", "status", f"deployment/{name}", "--timeout=5m", timeout=400)
     # The claims went with the namespace, and the provisioner deleted their volumes (Delete policy).
     deadline = time.monotonic() + 120
     while True:
