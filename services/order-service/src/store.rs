@@ -2,21 +2,18 @@
 //! transaction, and every change is conditional on the current status, so concurrent
 //! transitions (payment result, customer cancel, sweeper) cannot both win.
 
-use std::sync::Arc;
-
-use agora_events::outbox;
+use agora_events::{EventTx, Outbox};
 use agora_kit::{
     db::{self, Db, Migrations},
     money::Money,
     time::now_millis,
 };
-use agora_proto::events::{OrderCancelled, OrderLine as PbLine, OrderPaid, OrderPlaced};
 use sqlx::{AnyConnection, Row, any::AnyRow, migrate::Migrator};
-use tokio::sync::Notify;
 
 use crate::{
     Error,
     domain::{Order, OrderLine, OrderStatus},
+    events,
 };
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -43,28 +40,23 @@ pub enum Transition {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
-    relay: Arc<Notify>,
+    outbox: Outbox,
 }
 
 impl Store {
-    pub fn new(db: Db, relay: Arc<Notify>) -> Self {
-        Self { db, relay }
+    pub fn new(outbox: Outbox) -> Self {
+        Self { db: outbox.db().clone(), outbox }
     }
 
     pub fn db(&self) -> &Db {
         &self.db
     }
 
-    /// Wakes the relay after a commit that wrote to the outbox.
-    pub fn notify_relay(&self) {
-        self.relay.notify_one();
-    }
-
     /// Writes a new PENDING_PAYMENT order and its `OrderPlaced` event. When the id exists
     /// (a concurrent retry with the same idempotency key won), returns the stored order.
     #[tracing::instrument(name = "INSERT orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "INSERT", db.collection.name = "orders"))]
     pub async fn insert(&self, order: &Order, key: Option<&str>, fingerprint: &str) -> Result<(Order, String), Error> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.outbox.begin().await?;
         let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO orders ({COLUMNS}, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         )))
@@ -99,23 +91,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let event = OrderPlaced {
-            order_id: order.id.clone(),
-            user_id: order.user_id.clone(),
-            total: Some(order.total.to_proto()),
-            lines: order
-                .lines
-                .iter()
-                .map(|l| PbLine {
-                    product_id: l.product_id.clone(),
-                    quantity: l.quantity,
-                    unit_price: Some(l.unit_price.to_proto()),
-                })
-                .collect(),
-        };
-        outbox::enqueue(&mut tx, &order.id, &event).await?;
+        events::placed(&mut tx, order).await?;
         tx.commit().await?;
-        self.notify_relay();
         Ok((order.clone(), fingerprint.to_owned()))
     }
 
@@ -170,12 +147,9 @@ impl Store {
     /// PENDING_PAYMENT → CANCELLED with `reason`, plus `OrderCancelled`.
     #[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "orders"))]
     pub async fn cancel(&self, id: &str, reason: &str) -> Result<Transition, Error> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.outbox.begin().await?;
         let result = cancel_in(&mut tx, id, reason).await?;
         tx.commit().await?;
-        if matches!(result, Transition::Applied(_)) {
-            self.notify_relay();
-        }
         Ok(result)
     }
 
@@ -192,41 +166,37 @@ impl Store {
     }
 }
 
-/// PENDING_PAYMENT → CANCELLED inside the caller's transaction.
-#[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(conn), db.operation.name = "UPDATE", db.collection.name = "orders"))]
-pub async fn cancel_in(conn: &mut AnyConnection, id: &str, reason: &str) -> Result<Transition, Error> {
+/// PENDING_PAYMENT → CANCELLED inside `tx`, plus `OrderCancelled`.
+#[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(tx), db.operation.name = "UPDATE", db.collection.name = "orders"))]
+pub async fn cancel_in(tx: &mut EventTx, id: &str, reason: &str) -> Result<Transition, Error> {
     let changed = sqlx::query("UPDATE orders SET status = 'CANCELLED', cancel_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'PENDING_PAYMENT'")
         .bind(reason)
         .bind(now_millis())
         .bind(id)
-        .execute(&mut *conn)
+        .execute(&mut **tx)
         .await?;
-    let (order, _) = fetch(conn, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
+    let (order, _) = fetch(tx, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
     if changed.rows_affected() == 0 {
         return Ok(Transition::Unchanged(order));
     }
-    let event =
-        OrderCancelled { order_id: order.id.clone(), user_id: order.user_id.clone(), reason: reason.to_owned() };
-    outbox::enqueue(conn, &order.id, &event).await?;
+    events::cancelled(tx, &order).await?;
     Ok(Transition::Applied(order))
 }
 
-/// PENDING_PAYMENT → PAID inside the caller's transaction, plus `OrderPaid`.
-#[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(conn), db.operation.name = "UPDATE", db.collection.name = "orders"))]
-pub async fn mark_paid_in(conn: &mut AnyConnection, id: &str, payment_id: &str) -> Result<Transition, Error> {
+/// PENDING_PAYMENT → PAID inside `tx`, plus `OrderPaid`.
+#[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(tx), db.operation.name = "UPDATE", db.collection.name = "orders"))]
+pub async fn mark_paid_in(tx: &mut EventTx, id: &str, payment_id: &str) -> Result<Transition, Error> {
     let changed =
         sqlx::query("UPDATE orders SET status = 'PAID', updated_at = $1 WHERE id = $2 AND status = 'PENDING_PAYMENT'")
             .bind(now_millis())
             .bind(id)
-            .execute(&mut *conn)
+            .execute(&mut **tx)
             .await?;
-    let (order, _) = fetch(conn, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
+    let (order, _) = fetch(tx, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
     if changed.rows_affected() == 0 {
         return Ok(Transition::Unchanged(order));
     }
-    let event =
-        OrderPaid { order_id: order.id.clone(), user_id: order.user_id.clone(), payment_id: payment_id.to_owned() };
-    outbox::enqueue(conn, &order.id, &event).await?;
+    events::paid(tx, &order, payment_id).await?;
     Ok(Transition::Applied(order))
 }
 
