@@ -2,6 +2,8 @@
 //! transaction, and every change is conditional on the current status, so concurrent
 //! transitions (payment result, customer cancel, sweeper) cannot both win.
 
+use std::collections::HashMap;
+
 use agora_events::{EventTx, Outbox};
 use agora_kit::{
     db::{self, Db, Migrations},
@@ -108,7 +110,8 @@ impl Store {
         fetch(&mut conn, id).await
     }
 
-    /// The user's orders, newest first, before the cursor `before`.
+    /// The user's orders, newest first, before the cursor `before`: two queries, the page of
+    /// orders and then the items of exactly those orders.
     #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
     pub async fn list_for_user(
         &self,
@@ -117,30 +120,36 @@ impl Store {
         limit: i64,
     ) -> Result<(Vec<Order>, bool), Error> {
         let mut conn = self.db.pool.acquire().await?;
-        let ids: Vec<String> = match before {
+        let rows = match before {
             Some(before) => {
-                sqlx::query_scalar("SELECT id FROM orders WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
-                    .bind(user_id)
-                    .bind(before)
-                    .bind(limit + 1)
-                    .fetch_all(&mut *conn)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM orders WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+                )))
+                .bind(user_id)
+                .bind(before)
+                .bind(limit + 1)
+                .fetch_all(&mut *conn)
+                .await?
             }
             None => {
-                sqlx::query_scalar("SELECT id FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2")
-                    .bind(user_id)
-                    .bind(limit + 1)
-                    .fetch_all(&mut *conn)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+                )))
+                .bind(user_id)
+                .bind(limit + 1)
+                .fetch_all(&mut *conn)
+                .await?
             }
         };
-        let more = ids.len() as i64 > limit;
-        let mut orders = Vec::with_capacity(ids.len());
-        for id in ids.iter().take(usize::try_from(limit).unwrap_or(0)) {
-            if let Some((order, _)) = fetch(&mut conn, id).await? {
-                orders.push(order);
-            }
-        }
+        let more = rows.len() as i64 > limit;
+        let page = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(0))];
+        let ids = page.iter().map(|row| row.try_get::<String, _>("id")).collect::<Result<Vec<_>, _>>()?;
+        let mut lines = lines_of(&mut conn, &ids).await?;
+        let orders = page
+            .iter()
+            .zip(&ids)
+            .map(|(row, id)| order_from_row(row, lines.remove(id).unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((orders, more))
     }
 
@@ -208,23 +217,32 @@ async fn fetch(conn: &mut AnyConnection, id: &str) -> Result<Option<(Order, Stri
     else {
         return Ok(None);
     };
-    let lines = sqlx::query(
-        "SELECT product_id, quantity, unit_price_currency, unit_price_minor FROM order_items WHERE order_id = $1 ORDER BY product_id",
-    )
-    .bind(id)
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(OrderLine {
-            product_id: r.try_get("product_id")?,
-            quantity: r.try_get("quantity")?,
-            unit_price: money(r.try_get("unit_price_currency")?, r.try_get("unit_price_minor")?)?,
-        })
-    })
-    .collect::<Result<Vec<_>, Error>>()?;
+    let lines = lines_of(conn, &[id.to_owned()]).await?.remove(id).unwrap_or_default();
     let fingerprint = row.try_get("request_fingerprint")?;
     Ok(Some((order_from_row(&row, lines)?, fingerprint)))
+}
+
+/// The items of the orders `ids`, by order id, each order's sorted by product id (one query).
+async fn lines_of(conn: &mut AnyConnection, ids: &[String]) -> Result<HashMap<String, Vec<OrderLine>>, Error> {
+    let mut lines: HashMap<String, Vec<OrderLine>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(lines);
+    }
+    let placeholders = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT order_id, product_id, quantity, unit_price_currency, unit_price_minor FROM order_items WHERE order_id IN ({placeholders}) ORDER BY order_id, product_id"
+    )));
+    for id in ids {
+        query = query.bind(id);
+    }
+    for row in query.fetch_all(conn).await? {
+        lines.entry(row.try_get("order_id")?).or_default().push(OrderLine {
+            product_id: row.try_get("product_id")?,
+            quantity: row.try_get("quantity")?,
+            unit_price: money(row.try_get("unit_price_currency")?, row.try_get("unit_price_minor")?)?,
+        });
+    }
+    Ok(lines)
 }
 
 fn money(currency: String, minor: i64) -> Result<Money, Error> {
