@@ -1,6 +1,11 @@
 //! Running an event handler against a subscription: decode, apply with retries and
 //! exponential back-off, dead-letter what keeps failing, and acknowledge only after the
-//! effect has committed (the handler's transaction) or the message was dead-lettered.
+//! effect has committed or the message was dead-lettered.
+//!
+//! The consumer owns the transaction: it begins it, claims the event id for its group, lets
+//! the [`Handler`] apply the effect (and enqueue the events that follow from it) inside, and
+//! commits. "Claimed in the same transaction as the effect" holds by construction, which is
+//! what makes a redelivery change nothing.
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,7 +20,11 @@ use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{Delivery, EventBus, OutgoingMessage, topics};
+use crate::{
+    Delivery, EventBus, OutgoingMessage,
+    outbox::{EventTx, Outbox},
+    topics,
+};
 
 /// Header on a dead-lettered message: the last error.
 pub const ERROR_HEADER: &str = "agora-error";
@@ -38,11 +47,17 @@ impl From<sqlx::Error> for HandlerError {
     }
 }
 
-/// Applies one event. Implementations record the event id with [`claim`] in the same
-/// transaction as their effect, which makes redelivery harmless.
+/// Applies one kind of event to a service's state.
 #[async_trait]
 pub trait Handler: Send + Sync {
-    async fn handle(&self, envelope: &EventEnvelope) -> Result<(), HandlerError>;
+    /// The event types ([`crate::DomainEvent::TYPE`]) this handler applies; the others on its
+    /// topic are acknowledged untouched (and not claimed).
+    fn handles(&self) -> &[&'static str];
+
+    /// Applies `envelope` inside `tx`, which already holds the consumer's claim on the event
+    /// id. On `Ok` the consumer commits the claim, the effect and whatever the handler
+    /// enqueued, together; on `Err` all of it rolls back.
+    async fn handle(&self, tx: &mut EventTx, envelope: &EventEnvelope) -> Result<(), HandlerError>;
 }
 
 #[derive(Debug, Clone)]
@@ -69,9 +84,30 @@ impl ConsumerOptions {
     }
 }
 
+/// Applies `envelope` at most once for `consumer`: begins a transaction, claims the event id,
+/// runs `handler` and commits. `Ok(false)` when nothing was applied: the event is not one the
+/// handler applies, or `consumer` claimed it before (a redelivery).
+pub async fn apply(
+    outbox: &Outbox,
+    consumer: &str,
+    handler: &dyn Handler,
+    envelope: &EventEnvelope,
+) -> Result<bool, HandlerError> {
+    if !handler.handles().contains(&envelope.event_type.as_str()) {
+        return Ok(false);
+    }
+    let mut tx = outbox.begin().await?;
+    if !claim(&mut tx, consumer, &envelope.event_id).await? {
+        return Ok(false);
+    }
+    handler.handle(&mut tx, envelope).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Records that `consumer` applied `event_id`, inside the caller's transaction. Returns
-/// `false` when it already had, in which case the caller must skip its effect.
-pub async fn claim(conn: &mut AnyConnection, consumer: &str, event_id: &str) -> Result<bool, sqlx::Error> {
+/// `false` when it already had, in which case the effect must be skipped.
+async fn claim(conn: &mut AnyConnection, consumer: &str, event_id: &str) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
@@ -83,10 +119,12 @@ pub async fn claim(conn: &mut AnyConnection, consumer: &str, event_id: &str) -> 
     Ok(done.rows_affected() == 1)
 }
 
-/// Consumes `options.topic` as `options.group` until `shutdown`.
+/// Consumes `options.topic` as `options.group` until `shutdown`, applying each event with
+/// `handler` in a transaction of `outbox` (see [`apply`]).
 pub async fn run_consumer(
     bus: Arc<dyn EventBus>,
     options: ConsumerOptions,
+    outbox: Outbox,
     handler: Arc<dyn Handler>,
     shutdown: CancellationToken,
 ) {
@@ -118,7 +156,7 @@ pub async fn run_consumer(
                     }
                 },
             };
-            let Some(()) = process(&*bus, &options, &*handler, &delivery, &shutdown).await else {
+            let Some(()) = process(&*bus, &options, &outbox, &*handler, &delivery, &shutdown).await else {
                 return; // stopped mid-retry: leave it unacknowledged for the next run
             };
             if let Err(e) = subscription.ack(&delivery).await {
@@ -136,6 +174,7 @@ pub async fn run_consumer(
 async fn process(
     bus: &dyn EventBus,
     options: &ConsumerOptions,
+    outbox: &Outbox,
     handler: &dyn Handler,
     delivery: &Delivery,
     shutdown: &CancellationToken,
@@ -180,11 +219,9 @@ async fn process(
     let mut delay = options.backoff;
     let mut attempt = 1;
     loop {
-        match trace_context::scope_with(context, incoming.baggage.clone(), handler.handle(&envelope))
-            .instrument(span.clone())
-            .await
-        {
-            Ok(()) => return Some(()),
+        let applied = apply(outbox, &options.group, handler, &envelope);
+        match trace_context::scope_with(context, incoming.baggage.clone(), applied).instrument(span.clone()).await {
+            Ok(_) => return Some(()),
             Err(HandlerError::Permanent(reason)) => {
                 trace_context::fail(&span, &reason);
                 return dead_letter(bus, options, delivery, &reason, attempt, shutdown).await;

@@ -10,12 +10,14 @@
 //! # Layout
 //! - [`event`]: [`DomainEvent`] (payload type → topic), envelopes, topics.
 //! - [`schema`]: the outbox and processed-event tables, per backend.
-//! - [`outbox`]: write an event inside the caller's transaction.
+//! - [`outbox`]: [`Outbox`] and [`EventTx`], a transaction that carries events and wakes the
+//!   relay when it commits them.
 //! - [`relay`]: publish unpublished outbox rows in order.
 //! - [`bus`]: the [`EventBus`] / [`Subscription`] traits.
 //! - [`local`]: [`LocalBus`], the in-process bus over a SQLite log.
 //! - [`kafka`]: [`KafkaBus`], Apache Kafka through rdkafka.
-//! - [`consumer`]: run a [`Handler`] with retries, backoff and a dead-letter topic.
+//! - [`consumer`]: run a [`Handler`] in a transaction that holds the event's claim, with
+//!   retries, backoff and a dead-letter topic.
 
 pub mod bus;
 pub mod consumer;
@@ -27,8 +29,9 @@ pub mod relay;
 pub mod schema;
 
 pub use bus::{BusError, Delivery, EventBus, OutgoingMessage, Subscription};
-pub use consumer::{ConsumerOptions, Handler, HandlerError, claim, run_consumer};
+pub use consumer::{ConsumerOptions, Handler, HandlerError, apply, run_consumer};
 pub use event::{DomainEvent, decode, topics};
 pub use kafka::{KafkaBus, KafkaOptions};
 pub use local::LocalBus;
+pub use outbox::{EventTx, Outbox};
 pub use relay::Relay;

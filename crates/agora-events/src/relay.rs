@@ -18,7 +18,7 @@ use sqlx::Row;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{BusError, EventBus, OutgoingMessage};
+use crate::{BusError, EventBus, Outbox, OutgoingMessage};
 
 /// Rows fetched per round; large enough to drain a burst quickly, small enough that a
 /// restart redoes little.
@@ -70,10 +70,10 @@ impl Relay {
         Ok(count)
     }
 
-    /// A handle that services ping after committing an outbox row, so events go out at once
-    /// instead of at the next poll.
-    pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// Where the service's transactions begin: their events are this relay's to publish, and
+    /// committing one wakes it, so events go out at once instead of at the next poll.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.db.clone(), self.wake.clone())
     }
 
     /// Publishes until `shutdown`; bus outages are retried with back-off, never fatal.

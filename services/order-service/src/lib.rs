@@ -75,8 +75,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let db = store::connect(&config.database_url).await?;
-    let relay = Relay::new(db.clone(), bus.clone()).named("order-service");
-    let store = store::Store::new(db, relay.waker());
+    let relay = Relay::new(db, bus.clone()).named("order-service");
+    let outbox = relay.outbox();
+    let store = store::Store::new(outbox.clone());
     let placer = placing::Placer::new(
         store.clone(),
         config.resolver.channel(&config.user_addr)?,
@@ -88,7 +89,8 @@ pub async fn run(
     tasks.spawn(run_consumer(
         bus,
         ConsumerOptions::new(CONSUMER, topics::PAYMENTS),
-        Arc::new(events::PaymentEvents::new(store.clone())),
+        outbox,
+        Arc::new(events::PaymentEvents),
         shutdown.clone(),
     ));
     tasks.spawn(

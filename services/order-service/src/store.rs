@@ -2,21 +2,20 @@
 //! transaction, and every change is conditional on the current status, so concurrent
 //! transitions (payment result, customer cancel, sweeper) cannot both win.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 
-use agora_events::outbox;
+use agora_events::{EventTx, Outbox};
 use agora_kit::{
     db::{self, Db, Migrations},
     money::Money,
     time::now_millis,
 };
-use agora_proto::events::{OrderCancelled, OrderLine as PbLine, OrderPaid, OrderPlaced};
 use sqlx::{AnyConnection, Row, any::AnyRow, migrate::Migrator};
-use tokio::sync::Notify;
 
 use crate::{
     Error,
     domain::{Order, OrderLine, OrderStatus},
+    events,
 };
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -43,28 +42,23 @@ pub enum Transition {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
-    relay: Arc<Notify>,
+    outbox: Outbox,
 }
 
 impl Store {
-    pub fn new(db: Db, relay: Arc<Notify>) -> Self {
-        Self { db, relay }
+    pub fn new(outbox: Outbox) -> Self {
+        Self { db: outbox.db().clone(), outbox }
     }
 
     pub fn db(&self) -> &Db {
         &self.db
     }
 
-    /// Wakes the relay after a commit that wrote to the outbox.
-    pub fn notify_relay(&self) {
-        self.relay.notify_one();
-    }
-
     /// Writes a new PENDING_PAYMENT order and its `OrderPlaced` event. When the id exists
     /// (a concurrent retry with the same idempotency key won), returns the stored order.
     #[tracing::instrument(name = "INSERT orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "INSERT", db.collection.name = "orders"))]
     pub async fn insert(&self, order: &Order, key: Option<&str>, fingerprint: &str) -> Result<(Order, String), Error> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.outbox.begin().await?;
         let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO orders ({COLUMNS}, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         )))
@@ -99,23 +93,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let event = OrderPlaced {
-            order_id: order.id.clone(),
-            user_id: order.user_id.clone(),
-            total: Some(order.total.to_proto()),
-            lines: order
-                .lines
-                .iter()
-                .map(|l| PbLine {
-                    product_id: l.product_id.clone(),
-                    quantity: l.quantity,
-                    unit_price: Some(l.unit_price.to_proto()),
-                })
-                .collect(),
-        };
-        outbox::enqueue(&mut tx, &order.id, &event).await?;
+        events::placed(&mut tx, order).await?;
         tx.commit().await?;
-        self.notify_relay();
         Ok((order.clone(), fingerprint.to_owned()))
     }
 
@@ -131,7 +110,8 @@ impl Store {
         fetch(&mut conn, id).await
     }
 
-    /// The user's orders, newest first, before the cursor `before`.
+    /// The user's orders, newest first, before the cursor `before`: two queries, the page of
+    /// orders and then the items of exactly those orders.
     #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
     pub async fn list_for_user(
         &self,
@@ -140,42 +120,45 @@ impl Store {
         limit: i64,
     ) -> Result<(Vec<Order>, bool), Error> {
         let mut conn = self.db.pool.acquire().await?;
-        let ids: Vec<String> = match before {
+        let rows = match before {
             Some(before) => {
-                sqlx::query_scalar("SELECT id FROM orders WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
-                    .bind(user_id)
-                    .bind(before)
-                    .bind(limit + 1)
-                    .fetch_all(&mut *conn)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM orders WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+                )))
+                .bind(user_id)
+                .bind(before)
+                .bind(limit + 1)
+                .fetch_all(&mut *conn)
+                .await?
             }
             None => {
-                sqlx::query_scalar("SELECT id FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2")
-                    .bind(user_id)
-                    .bind(limit + 1)
-                    .fetch_all(&mut *conn)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+                )))
+                .bind(user_id)
+                .bind(limit + 1)
+                .fetch_all(&mut *conn)
+                .await?
             }
         };
-        let more = ids.len() as i64 > limit;
-        let mut orders = Vec::with_capacity(ids.len());
-        for id in ids.iter().take(usize::try_from(limit).unwrap_or(0)) {
-            if let Some((order, _)) = fetch(&mut conn, id).await? {
-                orders.push(order);
-            }
-        }
+        let more = rows.len() as i64 > limit;
+        let page = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(0))];
+        let ids = page.iter().map(|row| row.try_get::<String, _>("id")).collect::<Result<Vec<_>, _>>()?;
+        let mut lines = lines_of(&mut conn, &ids).await?;
+        let orders = page
+            .iter()
+            .zip(&ids)
+            .map(|(row, id)| order_from_row(row, lines.remove(id).unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((orders, more))
     }
 
     /// PENDING_PAYMENT → CANCELLED with `reason`, plus `OrderCancelled`.
     #[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "orders"))]
     pub async fn cancel(&self, id: &str, reason: &str) -> Result<Transition, Error> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.outbox.begin().await?;
         let result = cancel_in(&mut tx, id, reason).await?;
         tx.commit().await?;
-        if matches!(result, Transition::Applied(_)) {
-            self.notify_relay();
-        }
         Ok(result)
     }
 
@@ -192,41 +175,37 @@ impl Store {
     }
 }
 
-/// PENDING_PAYMENT → CANCELLED inside the caller's transaction.
-#[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(conn), db.operation.name = "UPDATE", db.collection.name = "orders"))]
-pub async fn cancel_in(conn: &mut AnyConnection, id: &str, reason: &str) -> Result<Transition, Error> {
+/// PENDING_PAYMENT → CANCELLED inside `tx`, plus `OrderCancelled`.
+#[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(tx), db.operation.name = "UPDATE", db.collection.name = "orders"))]
+pub async fn cancel_in(tx: &mut EventTx, id: &str, reason: &str) -> Result<Transition, Error> {
     let changed = sqlx::query("UPDATE orders SET status = 'CANCELLED', cancel_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'PENDING_PAYMENT'")
         .bind(reason)
         .bind(now_millis())
         .bind(id)
-        .execute(&mut *conn)
+        .execute(&mut **tx)
         .await?;
-    let (order, _) = fetch(conn, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
+    let (order, _) = fetch(tx, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
     if changed.rows_affected() == 0 {
         return Ok(Transition::Unchanged(order));
     }
-    let event =
-        OrderCancelled { order_id: order.id.clone(), user_id: order.user_id.clone(), reason: reason.to_owned() };
-    outbox::enqueue(conn, &order.id, &event).await?;
+    events::cancelled(tx, &order).await?;
     Ok(Transition::Applied(order))
 }
 
-/// PENDING_PAYMENT → PAID inside the caller's transaction, plus `OrderPaid`.
-#[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(conn), db.operation.name = "UPDATE", db.collection.name = "orders"))]
-pub async fn mark_paid_in(conn: &mut AnyConnection, id: &str, payment_id: &str) -> Result<Transition, Error> {
+/// PENDING_PAYMENT → PAID inside `tx`, plus `OrderPaid`.
+#[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(tx), db.operation.name = "UPDATE", db.collection.name = "orders"))]
+pub async fn mark_paid_in(tx: &mut EventTx, id: &str, payment_id: &str) -> Result<Transition, Error> {
     let changed =
         sqlx::query("UPDATE orders SET status = 'PAID', updated_at = $1 WHERE id = $2 AND status = 'PENDING_PAYMENT'")
             .bind(now_millis())
             .bind(id)
-            .execute(&mut *conn)
+            .execute(&mut **tx)
             .await?;
-    let (order, _) = fetch(conn, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
+    let (order, _) = fetch(tx, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
     if changed.rows_affected() == 0 {
         return Ok(Transition::Unchanged(order));
     }
-    let event =
-        OrderPaid { order_id: order.id.clone(), user_id: order.user_id.clone(), payment_id: payment_id.to_owned() };
-    outbox::enqueue(conn, &order.id, &event).await?;
+    events::paid(tx, &order, payment_id).await?;
     Ok(Transition::Applied(order))
 }
 
@@ -238,23 +217,32 @@ async fn fetch(conn: &mut AnyConnection, id: &str) -> Result<Option<(Order, Stri
     else {
         return Ok(None);
     };
-    let lines = sqlx::query(
-        "SELECT product_id, quantity, unit_price_currency, unit_price_minor FROM order_items WHERE order_id = $1 ORDER BY product_id",
-    )
-    .bind(id)
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(OrderLine {
-            product_id: r.try_get("product_id")?,
-            quantity: r.try_get("quantity")?,
-            unit_price: money(r.try_get("unit_price_currency")?, r.try_get("unit_price_minor")?)?,
-        })
-    })
-    .collect::<Result<Vec<_>, Error>>()?;
+    let lines = lines_of(conn, &[id.to_owned()]).await?.remove(id).unwrap_or_default();
     let fingerprint = row.try_get("request_fingerprint")?;
     Ok(Some((order_from_row(&row, lines)?, fingerprint)))
+}
+
+/// The items of the orders `ids`, by order id, each order's sorted by product id (one query).
+async fn lines_of(conn: &mut AnyConnection, ids: &[String]) -> Result<HashMap<String, Vec<OrderLine>>, Error> {
+    let mut lines: HashMap<String, Vec<OrderLine>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(lines);
+    }
+    let placeholders = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT order_id, product_id, quantity, unit_price_currency, unit_price_minor FROM order_items WHERE order_id IN ({placeholders}) ORDER BY order_id, product_id"
+    )));
+    for id in ids {
+        query = query.bind(id);
+    }
+    for row in query.fetch_all(conn).await? {
+        lines.entry(row.try_get("order_id")?).or_default().push(OrderLine {
+            product_id: row.try_get("product_id")?,
+            quantity: row.try_get("quantity")?,
+            unit_price: money(row.try_get("unit_price_currency")?, row.try_get("unit_price_minor")?)?,
+        });
+    }
+    Ok(lines)
 }
 
 fn money(currency: String, minor: i64) -> Result<Money, Error> {

@@ -76,6 +76,40 @@ pub struct Wallet {
     pub balance: Money,
 }
 
+/// A placed order, as payment-service charges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderToCharge {
+    pub order_id: String,
+    pub user_id: String,
+    pub total: Money,
+}
+
+/// Why a payment was declined when the wallet holds too little.
+pub const INSUFFICIENT_FUNDS: &str = "insufficient funds";
+
+/// What charging a wallet for an order comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charge {
+    /// Debit the order's total.
+    Debit,
+    /// Decline, for this reason (the payment's `decline_reason`).
+    Decline(String),
+}
+
+/// Charges `total` to a wallet holding `balance`: declined when the wallet holds another
+/// currency or less than the total, debited otherwise. (The store debits on the condition
+/// that the balance still covers it, so a concurrent debit turns a `Debit` into a decline
+/// for insufficient funds.)
+pub fn charge(balance: Money, total: Money) -> Charge {
+    if balance.currency() != total.currency() {
+        Charge::Decline(format!("wallet holds {}, order is in {}", balance.currency(), total.currency()))
+    } else if balance.minor() < total.minor() {
+        Charge::Decline(INSUFFICIENT_FUNDS.to_owned())
+    } else {
+        Charge::Debit
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +121,18 @@ mod tests {
         assert_eq!(TopUp::parse(usd(0)), Err(ParseError::TopUpRange));
         assert_eq!(TopUp::parse(usd(MAX_TOP_UP_MINOR + 1)), Err(ParseError::TopUpRange));
         assert!(matches!(TopUp::parse(Err("bad".into())), Err(ParseError::Amount(_))));
+    }
+
+    #[test]
+    fn a_charge_is_debited_when_the_wallet_covers_it_in_its_currency() {
+        let money = |currency, minor| Money::new(currency, minor).unwrap();
+        assert_eq!(charge(money("USD", 500), money("USD", 500)), Charge::Debit, "exactly the balance");
+        assert_eq!(charge(money("USD", 500), money("USD", 1)), Charge::Debit);
+        assert_eq!(charge(money("USD", 500), money("USD", 501)), Charge::Decline(INSUFFICIENT_FUNDS.into()));
+        assert_eq!(
+            charge(money("USD", 500), money("EUR", 1)),
+            Charge::Decline("wallet holds USD, order is in EUR".into()),
+            "another currency is declined whatever the balance"
+        );
     }
 }

@@ -1,11 +1,48 @@
-//! Consumers of `agora.users.v1` (open wallets) and `agora.orders.v1` (charge placed orders,
-//! refund cancelled ones). Each effect commits together with the processed event id.
+//! payment-service's events, the one place (with grpc.rs) that sees their generated types:
+//! the consumer of `agora.users.v1` (open wallets) and `agora.orders.v1` (charge placed
+//! orders, refund cancelled ones), and the payment outcomes it announces. Each effect commits
+//! with the processed event id and the events it enqueues (see [`agora_events::apply`]).
 
-use agora_events::{DomainEvent, Handler, HandlerError, claim, decode};
-use agora_proto::events::{EventEnvelope, OrderCancelled, OrderPlaced, UserRegistered};
+use agora_events::{DomainEvent, EventTx, Handler, HandlerError, decode};
+use agora_kit::money::Money;
+use agora_proto::events::{
+    EventEnvelope, OrderCancelled, OrderPlaced, PaymentFailed, PaymentSucceeded, UserRegistered,
+};
 use async_trait::async_trait;
 
-use crate::{CONSUMER, Error, store::Store};
+use crate::{
+    Error,
+    domain::{OrderToCharge, Payment, PaymentStatus},
+    store::Store,
+};
+
+// --- Announced ----------------------------------------------------------------
+
+/// Enqueues the outcome of a charge: `PaymentSucceeded`, or `PaymentFailed` with the reason.
+pub(crate) async fn charged(tx: &mut EventTx, payment: &Payment) -> Result<(), sqlx::Error> {
+    let (payment_id, order_id, user_id) = (payment.id.clone(), payment.order_id.clone(), payment.user_id.clone());
+    let amount = Some(payment.amount.to_proto());
+    if payment.status == PaymentStatus::Succeeded {
+        tx.enqueue(&payment.order_id, &PaymentSucceeded { payment_id, order_id, user_id, amount }).await?;
+    } else {
+        let reason = payment.decline_reason.clone();
+        tx.enqueue(&payment.order_id, &PaymentFailed { payment_id, order_id, user_id, amount, reason }).await?;
+    }
+    Ok(())
+}
+
+impl TryFrom<&OrderPlaced> for OrderToCharge {
+    type Error = HandlerError;
+
+    /// A total that is no amount can never be charged: a permanent failure.
+    fn try_from(placed: &OrderPlaced) -> Result<Self, HandlerError> {
+        let total = Money::from_proto(placed.total.clone())
+            .map_err(|e| HandlerError::Permanent(format!("OrderPlaced {} has a bad total: {e}", placed.order_id)))?;
+        Ok(Self { order_id: placed.order_id.clone(), user_id: placed.user_id.clone(), total })
+    }
+}
+
+// --- Consumed -----------------------------------------------------------------
 
 #[derive(Debug, Clone)]
 pub struct PaymentHandler {
@@ -18,7 +55,8 @@ impl PaymentHandler {
     }
 }
 
-fn retryable_or_permanent(e: Error) -> HandlerError {
+/// A database error may pass (retried); any other will not (dead-lettered).
+fn handler_error(e: Error) -> HandlerError {
     match e {
         Error::Database(e) => e.into(),
         other => HandlerError::Permanent(other.to_string()),
@@ -27,45 +65,35 @@ fn retryable_or_permanent(e: Error) -> HandlerError {
 
 #[async_trait]
 impl Handler for PaymentHandler {
-    async fn handle(&self, envelope: &EventEnvelope) -> Result<(), HandlerError> {
-        if ![UserRegistered::TYPE, OrderPlaced::TYPE, OrderCancelled::TYPE].contains(&envelope.event_type.as_str()) {
-            return Ok(()); // OrderPaid and future events are not ours
-        }
-        let mut tx = self.store.db().pool.begin().await?;
-        if !claim(&mut tx, CONSUMER, &envelope.event_id).await? {
-            return Ok(());
-        }
-        let mut wrote_outbox = false;
+    fn handles(&self) -> &[&'static str] {
+        // OrderPaid and future events are not ours.
+        &[UserRegistered::TYPE, OrderPlaced::TYPE, OrderCancelled::TYPE]
+    }
+
+    async fn handle(&self, tx: &mut EventTx, envelope: &EventEnvelope) -> Result<(), HandlerError> {
         match envelope.event_type.as_str() {
             UserRegistered::TYPE => {
                 let user = decode::<UserRegistered>(envelope)?;
-                if self.store.open_wallet_in(&mut tx, &user.user_id).await.map_err(retryable_or_permanent)? {
+                if self.store.open_wallet_in(tx, &user.user_id).await.map_err(handler_error)? {
                     tracing::info!(user_id = %user.user_id, "wallet opened");
                 }
             }
             OrderPlaced::TYPE => {
-                let placed = decode::<OrderPlaced>(envelope)?;
-                let payment = self.store.charge_in(&mut tx, &placed).await.map_err(retryable_or_permanent)?;
+                let order = OrderToCharge::try_from(&decode::<OrderPlaced>(envelope)?)?;
+                let payment = self.store.charge_in(tx, &order).await.map_err(handler_error)?;
                 tracing::info!(order_id = %payment.order_id, status = ?payment.status, amount = %payment.amount, "payment processed");
                 if !payment.decline_reason.is_empty() {
                     // The saga's failure: the span that handled OrderPlaced says why.
                     let reason = format!("payment declined: {}", payment.decline_reason);
                     agora_kit::trace_context::fail(&tracing::Span::current(), &reason);
                 }
-                wrote_outbox = true;
             }
             _ => {
                 let cancelled = decode::<OrderCancelled>(envelope)?;
-                if let Some(payment) =
-                    self.store.refund_in(&mut tx, &cancelled.order_id).await.map_err(retryable_or_permanent)?
-                {
+                if let Some(payment) = self.store.refund_in(tx, &cancelled.order_id).await.map_err(handler_error)? {
                     tracing::info!(order_id = %payment.order_id, amount = %payment.amount, "payment refunded");
                 }
             }
-        }
-        tx.commit().await?;
-        if wrote_outbox {
-            self.store.notify_relay();
         }
         Ok(())
     }

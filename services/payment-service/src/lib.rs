@@ -64,8 +64,8 @@ pub async fn run(
     let opening = Money::new(&config.currency, config.opening_balance_minor)
         .map_err(|e| anyhow::anyhow!("invalid opening balance in config: {e}"))?;
     let db = store::connect(&config.database_url).await?;
-    let relay = Relay::new(db.clone(), bus.clone()).named("payment-service");
-    let store = store::Store::new(db, relay.waker(), opening);
+    let relay = Relay::new(db, bus.clone()).named("payment-service");
+    let store = store::Store::new(relay.outbox(), opening);
 
     let tasks = TaskTracker::new();
     tasks.spawn(relay.run(shutdown.clone()));
@@ -73,6 +73,7 @@ pub async fn run(
         tasks.spawn(run_consumer(
             bus.clone(),
             ConsumerOptions::new(CONSUMER, topic),
+            store.outbox().clone(),
             Arc::new(events::PaymentHandler::new(store.clone())),
             shutdown.clone(),
         ));

@@ -3,22 +3,19 @@
 //! balance also writes a `wallet_entries` row in the same transaction (the ledger a
 //! reconciliation reads; at most one debit and one refund per order).
 
-use std::sync::Arc;
-
-use agora_events::outbox;
+use agora_events::{EventTx, Outbox};
 use agora_kit::{
     db::{self, Db, Migrations},
     id,
     money::Money,
     time::now_millis,
 };
-use agora_proto::events::{OrderPlaced, PaymentFailed, PaymentSucceeded};
 use sqlx::{AnyConnection, Row, any::AnyRow, migrate::Migrator};
-use tokio::sync::Notify;
 
 use crate::{
     Error,
-    domain::{Payment, PaymentStatus, TopUp, Wallet},
+    domain::{self, Charge, INSUFFICIENT_FUNDS, OrderToCharge, Payment, PaymentStatus, TopUp, Wallet},
+    events,
 };
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -30,30 +27,28 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// Why a payment was declined.
-pub const INSUFFICIENT_FUNDS: &str = "insufficient funds";
-
 const COLUMNS: &str = "id, order_id, user_id, currency, amount_minor, status, decline_reason, created_at";
 
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
-    relay: Arc<Notify>,
+    outbox: Outbox,
     /// What a new wallet holds.
     opening: Money,
 }
 
 impl Store {
-    pub fn new(db: Db, relay: Arc<Notify>, opening: Money) -> Self {
-        Self { db, relay, opening }
+    pub fn new(outbox: Outbox, opening: Money) -> Self {
+        Self { db: outbox.db().clone(), outbox, opening }
     }
 
     pub fn db(&self) -> &Db {
         &self.db
     }
 
-    pub fn notify_relay(&self) {
-        self.relay.notify_one();
+    /// Where the consumers' transactions begin.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Opens the wallet with the opening balance unless it exists; true when it was opened.
@@ -114,36 +109,37 @@ impl Store {
         Ok(wallet)
     }
 
-    /// Debits the order's total or declines it, and enqueues the outcome. A second call for
-    /// the same order returns the first payment and changes nothing.
+    /// Debits the order's total or declines it (as [`domain::charge`] decides), and enqueues
+    /// the outcome. A second call for the same order returns the first payment and changes
+    /// nothing.
     #[tracing::instrument(name = "UPDATE wallets", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "wallets"))]
-    pub async fn charge_in(&self, conn: &mut AnyConnection, placed: &OrderPlaced) -> Result<Payment, Error> {
-        if let Some(existing) = payment_for_order_in(conn, &placed.order_id).await? {
+    pub async fn charge_in(&self, tx: &mut EventTx, order: &OrderToCharge) -> Result<Payment, Error> {
+        if let Some(existing) = payment_for_order_in(tx, &order.order_id).await? {
             return Ok(existing);
         }
-        let amount = Money::from_proto(placed.total.clone())
-            .map_err(|e| anyhow::anyhow!("OrderPlaced {} has a bad total: {e}", placed.order_id))?;
-        self.open_wallet_in(conn, &placed.user_id).await?;
-        let wallet = wallet_in(conn, &placed.user_id).await?;
+        let amount = order.total;
+        self.open_wallet_in(tx, &order.user_id).await?;
+        let wallet = wallet_in(tx, &order.user_id).await?;
         let now = now_millis();
-        let decline_reason = if wallet.balance.currency() != amount.currency() {
-            Some(format!("wallet holds {}, order is in {}", wallet.balance.currency(), amount.currency()))
-        } else {
-            let debited = sqlx::query("UPDATE wallets SET balance_minor = balance_minor - $1, updated_at = $2 WHERE user_id = $3 AND balance_minor >= $1")
-                .bind(amount.minor())
-                .bind(now)
-                .bind(&placed.user_id)
-                .execute(&mut *conn)
-                .await?;
-            if debited.rows_affected() == 1 {
-                record_in(conn, &placed.user_id, Entry::Debit, -amount.minor(), Some(&placed.order_id), now).await?;
+        let decline_reason = match domain::charge(wallet.balance, amount) {
+            Charge::Decline(reason) => Some(reason),
+            Charge::Debit => {
+                let debited = sqlx::query("UPDATE wallets SET balance_minor = balance_minor - $1, updated_at = $2 WHERE user_id = $3 AND balance_minor >= $1")
+                    .bind(amount.minor())
+                    .bind(now)
+                    .bind(&order.user_id)
+                    .execute(&mut **tx)
+                    .await?;
+                if debited.rows_affected() == 1 {
+                    record_in(tx, &order.user_id, Entry::Debit, -amount.minor(), Some(&order.order_id), now).await?;
+                }
+                (debited.rows_affected() == 0).then(|| INSUFFICIENT_FUNDS.to_owned())
             }
-            (debited.rows_affected() == 0).then(|| INSUFFICIENT_FUNDS.to_owned())
         };
         let payment = Payment {
             id: id::new_id(),
-            order_id: placed.order_id.clone(),
-            user_id: placed.user_id.clone(),
+            order_id: order.order_id.clone(),
+            user_id: order.user_id.clone(),
             amount,
             status: if decline_reason.is_some() { PaymentStatus::Declined } else { PaymentStatus::Succeeded },
             decline_reason: decline_reason.unwrap_or_default(),
@@ -160,29 +156,9 @@ impl Store {
         .bind(payment.status.as_str())
         .bind(&payment.decline_reason)
         .bind(payment.created_at)
-        .execute(&mut *conn)
+        .execute(&mut **tx)
         .await?;
-        match payment.status {
-            PaymentStatus::Succeeded => {
-                let event = PaymentSucceeded {
-                    payment_id: payment.id.clone(),
-                    order_id: payment.order_id.clone(),
-                    user_id: payment.user_id.clone(),
-                    amount: Some(amount.to_proto()),
-                };
-                outbox::enqueue(conn, &payment.order_id, &event).await?;
-            }
-            _ => {
-                let event = PaymentFailed {
-                    payment_id: payment.id.clone(),
-                    order_id: payment.order_id.clone(),
-                    user_id: payment.user_id.clone(),
-                    amount: Some(amount.to_proto()),
-                    reason: payment.decline_reason.clone(),
-                };
-                outbox::enqueue(conn, &payment.order_id, &event).await?;
-            }
-        }
+        events::charged(tx, &payment).await?;
         Ok(payment)
     }
 

@@ -1,53 +1,40 @@
 //! The `agora.orders.v1` consumer: a paid order commits its reservation, a cancelled one
-//! releases it (the saga's compensation). The event id is recorded in the same transaction.
+//! releases it (the saga's compensation). The consumer claims the event id in the same
+//! transaction (see [`agora_events::apply`]).
 
-use agora_events::{DomainEvent, Handler, HandlerError, claim, decode};
+use agora_events::{DomainEvent, EventTx, Handler, HandlerError, decode};
 use agora_proto::events::{EventEnvelope, OrderCancelled, OrderPaid};
 use async_trait::async_trait;
 
-use crate::{
-    CONSUMER, Error,
-    store::{self, Store},
-};
+use crate::{Error, store};
 
-#[derive(Debug, Clone)]
-pub struct OrderEvents {
-    store: Store,
-}
-
-impl OrderEvents {
-    pub fn new(store: Store) -> Self {
-        Self { store }
-    }
-}
+/// Settles reservations from order outcomes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderEvents;
 
 #[async_trait]
 impl Handler for OrderEvents {
-    async fn handle(&self, envelope: &EventEnvelope) -> Result<(), HandlerError> {
-        let (order_id, commit) = match envelope.event_type.as_str() {
-            OrderPaid::TYPE => (decode::<OrderPaid>(envelope)?.order_id, true),
-            OrderCancelled::TYPE => (decode::<OrderCancelled>(envelope)?.order_id, false),
-            _ => return Ok(()), // OrderPlaced and future events are not ours
-        };
-        let mut tx = self.store.db().pool.begin().await?;
-        if !claim(&mut tx, CONSUMER, &envelope.event_id).await? {
-            return Ok(());
-        }
-        let result = if commit {
-            store::commit_in(&mut tx, &order_id).await
+    fn handles(&self) -> &[&'static str] {
+        &[OrderPaid::TYPE, OrderCancelled::TYPE]
+    }
+
+    async fn handle(&self, tx: &mut EventTx, envelope: &EventEnvelope) -> Result<(), HandlerError> {
+        let settled = if envelope.event_type == OrderPaid::TYPE {
+            let order_id = decode::<OrderPaid>(envelope)?.order_id;
+            (store::commit_in(tx, &order_id).await, order_id)
         } else {
-            store::release_in(&mut tx, &order_id).await
+            let order_id = decode::<OrderCancelled>(envelope)?.order_id;
+            (store::release_in(tx, &order_id).await, order_id)
         };
-        match result {
-            Ok(reservation) => {
-                tx.commit().await?;
+        match settled {
+            (Ok(reservation), order_id) => {
                 tracing::info!(%order_id, state = ?reservation.state, "reservation settled from order event");
                 Ok(())
             }
-            Err(Error::Database(e)) => Err(e.into()),
+            (Err(Error::Database(e)), _) => Err(e.into()),
             // A saga conflict (say, paid after released) will not fix itself: dead-letter it
             // for an operator instead of retrying forever.
-            Err(e) => Err(HandlerError::Permanent(format!("order {order_id}: {e}"))),
+            (Err(e), order_id) => Err(HandlerError::Permanent(format!("order {order_id}: {e}"))),
         }
     }
 }

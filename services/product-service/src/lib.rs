@@ -20,7 +20,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-use agora_events::{ConsumerOptions, EventBus, run_consumer, topics};
+use agora_events::{ConsumerOptions, EventBus, Outbox, run_consumer, topics};
 use agora_proto::product::product_service_server::ProductServiceServer;
 use serde::Deserialize;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -53,13 +53,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let db = store::connect(&config.database_url).await?;
-    let store = store::Store::new(db);
+    let store = store::Store::new(db.clone());
 
     let tasks = TaskTracker::new();
     tasks.spawn(run_consumer(
         bus,
         ConsumerOptions::new(CONSUMER, topics::ORDERS),
-        Arc::new(events::OrderEvents::new(store.clone())),
+        // Reservations settle from events; product-service announces none.
+        Outbox::without_relay(db),
+        Arc::new(events::OrderEvents),
         shutdown.clone(),
     ));
     tasks.close();

@@ -12,6 +12,7 @@
 
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod password;
 pub mod store;
@@ -69,8 +70,8 @@ pub async fn run(
     let keys = JwtKeys::new(&config.jwt_secret, Duration::from_secs(config.token_ttl_secs))
         .map_err(|e| anyhow::anyhow!("user-service: {e} (set AGORA_JWT_SECRET)"))?;
     let db = store::connect(&config.database_url).await?;
-    let relay = Relay::new(db.clone(), bus).named("user-service");
-    let store = store::Store::new(db, relay.waker());
+    let relay = Relay::new(db, bus).named("user-service");
+    let store = store::Store::new(relay.outbox());
     if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
         seed_admin(&store, email, password).await?;
     }

@@ -1,20 +1,17 @@
 //! The `users` table. Registration writes the account and its `UserRegistered` event in one
 //! transaction.
 
-use std::sync::Arc;
-
-use agora_events::outbox;
+use agora_events::Outbox;
 use agora_kit::{
     db::{self, Db, Migrations},
     identity::Role,
 };
-use agora_proto::events::UserRegistered;
 use sqlx::{Row, any::AnyRow, migrate::Migrator};
-use tokio::sync::Notify;
 
 use crate::{
     Error,
     domain::{NewUser, User},
+    events,
 };
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -30,15 +27,14 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
-    /// Pinged after an outbox write so the relay publishes at once.
-    relay: Arc<Notify>,
+    outbox: Outbox,
 }
 
 const COLUMNS: &str = "id, email, name, role, created_at";
 
 impl Store {
-    pub fn new(db: Db, relay: Arc<Notify>) -> Self {
-        Self { db, relay }
+    pub fn new(outbox: Outbox) -> Self {
+        Self { db: outbox.db().clone(), outbox }
     }
 
     pub fn db(&self) -> &Db {
@@ -55,15 +51,13 @@ impl Store {
             role,
             created_at: agora_kit::time::now_millis(),
         };
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.outbox.begin().await?;
         match insert(&mut tx, &user, password_hash).await {
             Err(e) if db::is_unique_violation(&e) => return Err(Error::EmailTaken),
             other => other?,
         }
-        let event = UserRegistered { user_id: user.id.clone(), email: user.email.clone(), name: user.name.clone() };
-        outbox::enqueue(&mut tx, &user.id, &event).await?;
+        events::registered(&mut tx, &user).await?;
         tx.commit().await?;
-        self.relay.notify_one();
         Ok(user)
     }
 

@@ -3,15 +3,12 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
 use agora_events::{
-    ConsumerOptions, EventBus, Handler, KafkaBus, KafkaOptions, OutgoingMessage, Relay, Subscription,
+    ConsumerOptions, EventBus, KafkaBus, KafkaOptions, Outbox, OutgoingMessage, Relay, Subscription, apply,
     consumer::{ATTEMPTS_HEADER, ERROR_HEADER},
     outbox, run_consumer, topics,
 };
@@ -161,10 +158,11 @@ async fn the_relay_publishes_every_outbox_row_exactly_once() {
     let db = database(&TestDatabase::sqlite()).await;
     // The relay writes to the real ORDERS topic; this run's orders carry their own prefix.
     let run = uuid::Uuid::new_v4().simple().to_string();
+    let writer = Outbox::without_relay(db.clone());
     for i in 0..20 {
-        let mut tx = db.pool.begin().await.unwrap();
+        let mut tx = writer.begin().await.unwrap();
         let event = OrderPlaced { order_id: format!("{run}-{i}"), ..Default::default() };
-        outbox::enqueue(&mut tx, &event.order_id, &event).await.unwrap();
+        tx.enqueue(&event.order_id, &event).await.unwrap();
         tx.commit().await.unwrap();
     }
     let bus = Arc::new(bus(&brokers));
@@ -194,10 +192,11 @@ async fn a_batch_sent_all_at_once_keeps_one_aggregates_events_in_order() {
     let db = database(&TestDatabase::sqlite()).await;
     let run = uuid::Uuid::new_v4().simple().to_string();
     // One aggregate (one key, so one partition), 60 events: the relay sends them together.
+    let writer = Outbox::without_relay(db.clone());
     for i in 0..60 {
-        let mut tx = db.pool.begin().await.unwrap();
+        let mut tx = writer.begin().await.unwrap();
         let event = OrderPlaced { order_id: format!("{run}-{i}"), ..Default::default() };
-        outbox::enqueue(&mut tx, &run, &event).await.unwrap();
+        tx.enqueue(&run, &event).await.unwrap();
         tx.commit().await.unwrap();
     }
     let bus = Arc::new(bus(&brokers));
@@ -239,7 +238,8 @@ async fn a_poison_message_reaches_the_dead_letter_topic_with_its_error() {
         ..ConsumerOptions::new(&unique("group"), &topic)
     };
     let stop = CancellationToken::new();
-    let consumer = tokio::spawn(run_consumer(bus.clone(), options, Arc::new(AlwaysFails), stop.clone()));
+    let outbox = Outbox::without_relay(database(&TestDatabase::sqlite()).await);
+    let consumer = tokio::spawn(run_consumer(bus.clone(), options, outbox, Arc::new(AlwaysFails), stop.clone()));
 
     let mut dead = bus.subscribe(&unique("group"), &topics::dlq(&topic)).await.unwrap();
     let letter = next(&mut dead, 60).await;
@@ -259,20 +259,21 @@ async fn a_consumer_killed_between_its_effect_and_its_commit_applies_nothing_twi
     let bus = Arc::new(KafkaBus::new(options).unwrap());
     enqueue(&db, 1).await;
     Relay::new(db.clone(), bus.clone()).publish_batch().await.unwrap();
-    let handler = RecordEffect { db: db.clone(), calls: AtomicUsize::new(0) };
+    let handler = RecordEffect::default();
+    let outbox = Outbox::without_relay(db.clone());
     let decode = |d: &agora_events::Delivery| EventEnvelope::decode(d.payload.as_slice()).unwrap();
 
     // The effect commits, then the consumer dies before committing its offset.
     let mut first = bus.subscribe("effects", topics::ORDERS).await.unwrap();
     let delivery = next(&mut first, 30).await;
-    handler.handle(&decode(&delivery)).await.unwrap();
+    assert!(apply(&outbox, "effects", &handler, &decode(&delivery)).await.unwrap(), "applied");
     drop(first);
 
     let mut second = bus.subscribe("effects", topics::ORDERS).await.unwrap();
     let again = next(&mut second, 30).await;
     assert_eq!((again.partition, again.offset), (delivery.partition, delivery.offset), "the same message again");
-    handler.handle(&decode(&again)).await.unwrap();
+    assert!(!apply(&outbox, "effects", &handler, &decode(&again)).await.unwrap(), "claimed already");
     second.ack(&again).await.unwrap();
-    assert_eq!(handler.calls.load(Ordering::SeqCst), 2, "handled twice");
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 1, "the redelivery never reached the handler");
     assert_eq!(effects(&db).await, 1, "applied once");
 }

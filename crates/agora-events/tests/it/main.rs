@@ -12,8 +12,8 @@ use std::{
 };
 
 use agora_events::{
-    BusError, ConsumerOptions, DomainEvent, EventBus, Handler, HandlerError, LocalBus, OutgoingMessage, Relay,
-    Subscription, claim,
+    BusError, ConsumerOptions, DomainEvent, EventBus, EventTx, Handler, HandlerError, LocalBus, Outbox,
+    OutgoingMessage, Relay, Subscription, apply,
     consumer::{ATTEMPTS_HEADER, ERROR_HEADER},
     outbox, run_consumer, topics,
 };
@@ -26,6 +26,7 @@ use agora_proto::events::{EventEnvelope, OrderPlaced};
 use async_trait::async_trait;
 use prost::Message;
 use sqlx::migrate::Migrator;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 static EFFECTS: Migrator = sqlx::migrate!("tests/it/migrations");
@@ -38,12 +39,41 @@ async fn database(test_db: &TestDatabase) -> Db {
 
 /// Writes `n` OrderPlaced events for order ids `o0..o{n-1}`, each in its own transaction.
 async fn enqueue(db: &Db, n: usize) {
+    let outbox = Outbox::without_relay(db.clone());
     for i in 0..n {
-        let mut tx = db.pool.begin().await.unwrap();
+        let mut tx = outbox.begin().await.unwrap();
         let event = OrderPlaced { order_id: format!("o{i}"), ..Default::default() };
-        outbox::enqueue(&mut tx, &event.order_id, &event).await.unwrap();
+        tx.enqueue(&event.order_id, &event).await.unwrap();
         tx.commit().await.unwrap();
     }
+}
+
+/// True when `relay` was woken (a permit is waiting), false after a short wait without one.
+async fn woken(relay: &Notify) -> bool {
+    tokio::time::timeout(Duration::from_millis(200), relay.notified()).await.is_ok()
+}
+
+async fn a_committed_event_wakes_the_relay_and_a_rolled_back_one_vanishes(test_db: TestDatabase) {
+    let db = database(&test_db).await;
+    let relay = Arc::new(Notify::new());
+    let outbox = Outbox::new(db.clone(), relay.clone());
+
+    let mut tx = outbox.begin().await.unwrap();
+    tx.enqueue("o1", &OrderPlaced { order_id: "o1".into(), ..Default::default() }).await.unwrap();
+    assert!(!woken(&relay).await, "nothing to publish before the commit");
+    tx.commit().await.unwrap();
+    assert!(woken(&relay).await, "the commit wakes the relay");
+    assert_eq!(outbox::backlog(&db.pool).await.unwrap(), 1);
+
+    let mut tx = outbox.begin().await.unwrap();
+    tx.enqueue("o2", &OrderPlaced { order_id: "o2".into(), ..Default::default() }).await.unwrap();
+    drop(tx);
+    assert!(!woken(&relay).await, "a rollback wakes nobody");
+    assert_eq!(outbox::backlog(&db.pool).await.unwrap(), 1, "the rolled-back event is gone with its transaction");
+
+    let tx = outbox.begin().await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(!woken(&relay).await, "a transaction without events wakes nobody");
 }
 
 fn order_ids(messages: &[OutgoingMessage]) -> Vec<String> {
@@ -112,27 +142,27 @@ async fn relay_stopped_mid_batch_loses_nothing(test_db: TestDatabase) {
     assert_eq!(ids, (0..10).map(|i| format!("o{i}")).collect::<Vec<_>>(), "every event exactly once, in order");
 }
 
-/// Applies OrderPlaced by inserting into `effects`, claiming the event id in the same
-/// transaction, as the services' handlers do.
+/// Applies OrderPlaced by inserting into `effects`, in the transaction the consumer claimed
+/// the event in, as the services' handlers do.
+#[derive(Default)]
 struct RecordEffect {
-    db: Db,
     calls: AtomicUsize,
 }
 
 #[async_trait]
 impl Handler for RecordEffect {
-    async fn handle(&self, envelope: &EventEnvelope) -> Result<(), HandlerError> {
+    fn handles(&self) -> &[&'static str] {
+        &[OrderPlaced::TYPE]
+    }
+
+    async fn handle(&self, tx: &mut EventTx, envelope: &EventEnvelope) -> Result<(), HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let placed = agora_events::decode::<OrderPlaced>(envelope)?;
-        let mut tx = self.db.pool.begin().await?;
-        if claim(&mut tx, "test-consumer", &envelope.event_id).await? {
-            sqlx::query("INSERT INTO effects (event_id, order_id) VALUES ($1, $2)")
-                .bind(&envelope.event_id)
-                .bind(&placed.order_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        sqlx::query("INSERT INTO effects (event_id, order_id) VALUES ($1, $2)")
+            .bind(&envelope.event_id)
+            .bind(&placed.order_id)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 }
@@ -151,22 +181,24 @@ async fn lost_acks_redeliver_but_apply_once(test_db: TestDatabase) {
     Relay::new(db.clone(), Arc::new(bus.clone())).publish_batch().await.unwrap();
     assert_eq!(bus.messages(topics::ORDERS).await.unwrap().len(), 4, "one duplicate on the bus");
 
-    let handler = Arc::new(RecordEffect { db: db.clone(), calls: AtomicUsize::new(0) });
+    let handler = Arc::new(RecordEffect::default());
     let stop = CancellationToken::new();
     let consumer = tokio::spawn(run_consumer(
         Arc::new(bus.clone()),
         ConsumerOptions::new("test-consumer", topics::ORDERS),
+        Outbox::without_relay(db.clone()),
         handler.clone(),
         stop.clone(),
     ));
-    eventually(5, "four deliveries", || {
-        let calls = handler.calls.load(Ordering::SeqCst);
-        async move { (calls == 4).then_some(()) }
+    eventually(5, "all four deliveries acknowledged", || {
+        let bus = bus.clone();
+        async move { (bus.lag("test-consumer", topics::ORDERS).await.unwrap() == 0).then_some(()) }
     })
     .await;
     stop.cancel();
     consumer.await.unwrap();
     assert_eq!(effects(&db).await, 3, "the duplicate changed nothing");
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 3, "its claim was taken: the handler never saw it");
 }
 
 async fn a_consumer_restarted_before_its_ack_applies_nothing_twice(test_db: TestDatabase) {
@@ -174,22 +206,29 @@ async fn a_consumer_restarted_before_its_ack_applies_nothing_twice(test_db: Test
     let bus = LocalBus::in_memory().await.unwrap();
     enqueue(&db, 1).await;
     Relay::new(db.clone(), Arc::new(bus.clone())).publish_batch().await.unwrap();
-    let handler = RecordEffect { db: db.clone(), calls: AtomicUsize::new(0) };
+    let handler = RecordEffect::default();
+    let outbox = Outbox::without_relay(db.clone());
 
     // Effect committed, then the process dies before acknowledging.
     let mut sub = bus.subscribe("test-consumer", topics::ORDERS).await.unwrap();
     let delivery = sub.next().await.unwrap();
-    handler.handle(&EventEnvelope::decode(delivery.payload.as_slice()).unwrap()).await.unwrap();
+    let envelope = EventEnvelope::decode(delivery.payload.as_slice()).unwrap();
+    assert!(apply(&outbox, "test-consumer", &handler, &envelope).await.unwrap(), "applied");
     drop(sub);
 
     let mut again = bus.subscribe("test-consumer", topics::ORDERS).await.unwrap();
     let redelivered = again.next().await.unwrap();
     assert_eq!(redelivered.offset, delivery.offset, "unacknowledged messages come back");
-    handler.handle(&EventEnvelope::decode(redelivered.payload.as_slice()).unwrap()).await.unwrap();
+    let envelope = EventEnvelope::decode(redelivered.payload.as_slice()).unwrap();
+    assert!(!apply(&outbox, "test-consumer", &handler, &envelope).await.unwrap(), "claimed already");
     assert_eq!(effects(&db).await, 1);
+    // Another consumer group has a claim of its own.
+    assert!(apply(&outbox, "audit-consumer", &handler, &envelope).await.unwrap());
+    assert_eq!(effects(&db).await, 2);
 }
 
 agora_kit::db_tests!(
+    a_committed_event_wakes_the_relay_and_a_rolled_back_one_vanishes,
     relay_publishes_every_row_once_in_order,
     relay_stopped_mid_batch_loses_nothing,
     lost_acks_redeliver_but_apply_once,
@@ -200,7 +239,11 @@ struct AlwaysFails;
 
 #[async_trait]
 impl Handler for AlwaysFails {
-    async fn handle(&self, envelope: &EventEnvelope) -> Result<(), HandlerError> {
+    fn handles(&self) -> &[&'static str] {
+        &[OrderPlaced::TYPE]
+    }
+
+    async fn handle(&self, _: &mut EventTx, envelope: &EventEnvelope) -> Result<(), HandlerError> {
         if envelope.aggregate_id == "poison" {
             Err(HandlerError::Retryable("downstream says no".into()))
         } else {
@@ -229,7 +272,9 @@ async fn poison_messages_reach_the_dead_letter_topic_and_the_rest_flows() {
         ..ConsumerOptions::new("test-consumer", topics::ORDERS)
     };
     let stop = CancellationToken::new();
-    let consumer = tokio::spawn(run_consumer(Arc::new(bus.clone()), options, Arc::new(AlwaysFails), stop.clone()));
+    let outbox = Outbox::without_relay(database(&TestDatabase::sqlite()).await);
+    let consumer =
+        tokio::spawn(run_consumer(Arc::new(bus.clone()), options, outbox, Arc::new(AlwaysFails), stop.clone()));
     let dlq = topics::dlq(topics::ORDERS);
     let dead = eventually(5, "two dead letters", || {
         let (bus, dlq) = (bus.clone(), dlq.clone());
@@ -259,7 +304,11 @@ struct TraceRecorder(std::sync::Mutex<Vec<Option<TraceParent>>>);
 
 #[async_trait]
 impl Handler for TraceRecorder {
-    async fn handle(&self, _: &EventEnvelope) -> Result<(), HandlerError> {
+    fn handles(&self) -> &[&'static str] {
+        &[OrderPlaced::TYPE]
+    }
+
+    async fn handle(&self, _: &mut EventTx, _: &EventEnvelope) -> Result<(), HandlerError> {
         self.0.lock().unwrap().push(trace_context::current());
         Ok(())
     }
@@ -285,7 +334,8 @@ async fn the_trace_context_travels_from_the_outbox_through_the_bus_to_the_handle
     let recorder = Arc::new(TraceRecorder::default());
     let stop = CancellationToken::new();
     let options = ConsumerOptions::new("trace-consumer", topics::ORDERS);
-    let consumer = tokio::spawn(run_consumer(bus.clone(), options, recorder.clone(), stop.clone()));
+    let outbox = Outbox::without_relay(db.clone());
+    let consumer = tokio::spawn(run_consumer(bus.clone(), options, outbox, recorder.clone(), stop.clone()));
     eventually(5, "both events handled", || async { (recorder.0.lock().unwrap().len() == 2).then_some(()) }).await;
     stop.cancel();
     consumer.await.unwrap();

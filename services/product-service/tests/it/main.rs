@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agora_events::{Handler, LocalBus, event::envelope};
+use agora_events::{LocalBus, event::envelope};
 use agora_kit::{
     identity::Caller,
     testing::{Served, TestDatabase, channel, loopback},
@@ -250,13 +250,15 @@ async fn cancelled_order_events_release_stock_once(db: TestDatabase) {
     let order = agora_kit::id::new_id();
     app.client.reserve_stock(reserve(&order, &[(&mug, 2)])).await.unwrap();
 
-    // The handler runs on its own store over the same database, as the consumer does.
-    let store = product_service::store::Store::new(product_service::store::connect(&app.db_url).await.unwrap());
-    let handler = product_service::events::OrderEvents::new(store);
+    // Applied on a pool of its own over the same database, as the consumer does.
+    let db = product_service::store::connect(&app.db_url).await.unwrap();
+    let outbox = agora_events::Outbox::without_relay(db);
     let event =
         envelope(&order, &OrderCancelled { order_id: order.clone(), user_id: "u".into(), reason: "test".into() });
-    handler.handle(&event).await.unwrap();
-    handler.handle(&event).await.unwrap();
+    let consumer = product_service::CONSUMER;
+    let handler = product_service::events::OrderEvents;
+    assert!(agora_events::apply(&outbox, consumer, &handler, &event).await.unwrap(), "released");
+    assert!(!agora_events::apply(&outbox, consumer, &handler, &event).await.unwrap(), "claimed already");
     assert_eq!(stock(&mut app.client, &mug).await, 5, "the same event twice releases once");
     app.stop().await;
 }
