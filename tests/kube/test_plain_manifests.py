@@ -66,6 +66,7 @@ def test_kubectl_apply_of_k8s_serves_an_order_in_a_second_namespace(cluster):
     scale(cluster, dict.fromkeys(replicas, 0))
     cluster.kubectl("wait", "--for=delete", "pod", "-l", f"app.kubernetes.io/instance={cluster.release}",
                     "--timeout=2m", timeout=180)
+    began = time.monotonic()
     try:
         for command in readme_commands(root):
             # The README's kubectl is the cluster's; its rollout wait gets the time two cores need
@@ -97,6 +98,8 @@ def test_kubectl_apply_of_k8s_serves_an_order_in_a_second_namespace(cluster):
             token = customer(gateway)
             order_id, status = place_order(gateway, token)
             assert status.endswith("PAID"), f"order {order_id} ended {status}"
+            print(f"\n  kubectl apply -f k8s/ in {NAMESPACE}: README's commands done and an order PAID "
+                  f"{time.monotonic() - began:.0f}s after the first")
         finally:
             forward.terminate()
             forward.wait(timeout=10)
