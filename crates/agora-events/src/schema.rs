@@ -2,8 +2,16 @@
 //! database: `outbox` (events waiting to be published) and `processed_events` (event ids a
 //! consumer has applied). Created idempotently at start, next to the service's migrations.
 
-use agora_kit::db::{Backend, Db};
+use agora_kit::db::{self, Backend, Db, Migrations};
 use sqlx::Executor;
+
+/// Connects a service's database: its own migrations (`agora_kit::service_migrations!()`),
+/// then the outbox and processed-event tables.
+pub async fn connect(url: &str, migrations: Migrations) -> anyhow::Result<Db> {
+    let db = db::connect(url, migrations).await?;
+    ensure(&db).await?;
+    Ok(db)
+}
 
 const SQLITE: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS outbox (

@@ -45,6 +45,17 @@ pub struct Migrations {
     pub postgres: &'static Migrator,
 }
 
+/// The calling crate's `migrations/sqlite` and `migrations/postgres` folders as [`Migrations`]
+/// (every service keeps its schema there; the crate needs `sqlx` as a dependency).
+#[macro_export]
+macro_rules! service_migrations {
+    () => {{
+        static SQLITE: ::sqlx::migrate::Migrator = ::sqlx::migrate!("migrations/sqlite");
+        static POSTGRES: ::sqlx::migrate::Migrator = ::sqlx::migrate!("migrations/postgres");
+        $crate::db::Migrations { sqlite: &SQLITE, postgres: &POSTGRES }
+    }};
+}
+
 /// A pool plus the backend it talks to.
 #[derive(Debug, Clone)]
 pub struct Db {

@@ -4,13 +4,8 @@
 //! reconciliation reads; at most one debit and one refund per order).
 
 use agora_events::{EventTx, Outbox};
-use agora_kit::{
-    db::{self, Db, Migrations},
-    id,
-    money::Money,
-    time::now_millis,
-};
-use sqlx::{AnyConnection, Row, any::AnyRow, migrate::Migrator};
+use agora_kit::{db::Db, id, money::Money, time::now_millis};
+use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use crate::{
     Error,
@@ -18,13 +13,9 @@ use crate::{
     events,
 };
 
-static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
-
+/// Connects, migrates, and creates the outbox tables.
 pub async fn connect(url: &str) -> anyhow::Result<Db> {
-    let db = db::connect(url, Migrations { sqlite: &SQLITE, postgres: &POSTGRES }).await?;
-    agora_events::schema::ensure(&db).await?;
-    Ok(db)
+    agora_events::schema::connect(url, agora_kit::service_migrations!()).await
 }
 
 const COLUMNS: &str = "id, order_id, user_id, currency, amount_minor, status, decline_reason, created_at";

@@ -2,24 +2,20 @@
 //! inside a transaction, so stock never goes negative, whatever runs concurrently.
 
 use agora_kit::{
-    db::{self, Db, Migrations},
+    db::{self, Db},
     money::Money,
     time::now_millis,
 };
-use sqlx::{AnyConnection, Row, any::AnyRow, migrate::Migrator};
+use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use crate::{
     Error,
     domain::{NewProduct, Product, ProductPatch, Reservation, ReservationRequest, ReservationState, ReservedLine},
 };
 
-static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
-
+/// Connects, migrates, and creates the outbox tables.
 pub async fn connect(url: &str) -> anyhow::Result<Db> {
-    let db = db::connect(url, Migrations { sqlite: &SQLITE, postgres: &POSTGRES }).await?;
-    agora_events::schema::ensure(&db).await?;
-    Ok(db)
+    agora_events::schema::connect(url, agora_kit::service_migrations!()).await
 }
 
 const COLUMNS: &str = "id, name, description, price_currency, price_minor, stock, created_at, updated_at";

@@ -3,10 +3,10 @@
 
 use agora_events::Outbox;
 use agora_kit::{
-    db::{self, Db, Migrations},
+    db::{self, Db},
     identity::Role,
 };
-use sqlx::{Row, any::AnyRow, migrate::Migrator};
+use sqlx::{Row, any::AnyRow};
 
 use crate::{
     Error,
@@ -14,14 +14,9 @@ use crate::{
     events,
 };
 
-static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
-
 /// Connects, migrates, and creates the outbox tables.
 pub async fn connect(url: &str) -> anyhow::Result<Db> {
-    let db = db::connect(url, Migrations { sqlite: &SQLITE, postgres: &POSTGRES }).await?;
-    agora_events::schema::ensure(&db).await?;
-    Ok(db)
+    agora_events::schema::connect(url, agora_kit::service_migrations!()).await
 }
 
 #[derive(Debug, Clone)]
