@@ -465,14 +465,21 @@ async fn product_instances_share_the_load_and_a_killed_one_fails_no_get() {
     });
 
     // Both instances serve reads.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let before = ["product-service-1", "product-service-2"].map(|name| stack.served(name, "ProductService/GetProduct"));
+    let before = eventually(10, "the two instances to share the load (over 10 reads each)", || async {
+        let served =
+            ["product-service-1", "product-service-2"].map(|name| stack.served(name, "ProductService/GetProduct"));
+        served.iter().all(|n| *n > 10).then_some(served)
+    })
+    .await;
     eprintln!("GetProduct calls served before the kill: {before:?}");
-    assert!(before.iter().all(|n| *n > 10), "the two instances do not share the load: {before:?}");
 
-    // One dies mid-load; Consul marks it critical within a check interval.
+    // One dies mid-load, the readers still reading; Consul marks it critical within a check
+    // interval.
     stack.kill("product-service-1");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually(30, "Consul to mark the killed instance critical", || async {
+        (passing().await.len() == 1).then_some(())
+    })
+    .await;
 
     // A new instance gets calls within 5 s of passing.
     let port = free_port();
@@ -486,7 +493,10 @@ async fn product_instances_share_the_load_and_a_killed_one_fails_no_get() {
     })
     .await;
     eprintln!("the new instance served its first call {} ms after passing", passed.elapsed().as_millis());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    eventually(10, "the new instance to take a share of the load (over 10 reads)", || async {
+        (stack.served("product-service-3", "ProductService/GetProduct") > 10).then_some(())
+    })
+    .await;
 
     stop.store(true, Ordering::Relaxed);
     let mut reads = 0;
