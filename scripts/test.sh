@@ -27,20 +27,29 @@ fi
 bash scripts/python-tools.sh install
 
 step "PostgreSQL"
-# Stop it again only if this run started it: a developer's running instance stays up, and CI
-# leaves no process behind (the trap is set first, so a start that fails half-way is undone).
-pg_started_here=false
-kafka_started_here=false
-consul_started_here=false
-jaeger_started_here=false
+# The suite's instances of the infrastructure. Each is stopped again only if this run started
+# it: a developer's running instance stays up, and CI leaves no process behind (the trap is set
+# first, so a start that fails half-way is undone). Entries: "SCRIPT VAR=VALUE...".
+started_here=()
 cleanup() {
   if [[ -n "${kube_install_pid:-}" ]] && kill -0 "$kube_install_pid" 2>/dev/null; then kill -- "-$kube_install_pid" || true; fi
-  if $jaeger_started_here; then AGORA_JAEGER_INSTANCE=test bash scripts/jaeger.sh stop || true; fi
-  if $consul_started_here; then AGORA_CONSUL_INSTANCE=test bash scripts/consul.sh stop || true; fi
-  if $kafka_started_here; then bash scripts/kafka.sh stop || true; fi
-  if $pg_started_here; then bash scripts/postgres.sh stop || true; fi
+  local i entry
+  for ((i = ${#started_here[@]} - 1; i >= 0; i--)); do
+    read -r -a entry <<<"${started_here[i]}"
+    env "${entry[@]:1}" bash "scripts/${entry[0]}" stop || true
+  done
 }
 trap cleanup EXIT
+
+# instance SCRIPT [VAR=VALUE...]: the instance the settings name, started unless it runs.
+instance() {
+  local script="$1"
+  shift
+  if ! env "$@" bash "scripts/$script" status >/dev/null 2>&1; then
+    started_here+=("$script $*")
+    env "$@" bash "scripts/$script" start
+  fi
+}
 
 step "cluster pieces"
 # The test cluster's packages now (apt must not run beside the other installs), its binaries and
@@ -51,10 +60,7 @@ bash scripts/kube.sh install-packages
 KUBE_INSTALL_LOG="${AGORA_CACHE:-$HOME/.cache/agora}/kube/install.log"
 setsid nice -n 19 bash scripts/kube.sh install >"$KUBE_INSTALL_LOG" 2>&1 &
 kube_install_pid=$!
-if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
-  pg_started_here=true
-  bash scripts/postgres.sh start
-fi
+instance postgres.sh
 bash scripts/postgres.sh reset-test-dbs
 AGORA_TEST_POSTGRES_URL="$(bash scripts/postgres.sh url)"
 export AGORA_TEST_POSTGRES_URL
@@ -62,10 +68,7 @@ export AGORA_TEST_POSTGRES_URL
 step "Kafka"
 # The suite's own broker instance on free ports, beside a developer's `dev` or `make up` one.
 export AGORA_KAFKA_INSTANCE=test AGORA_KAFKA_PORT=0 AGORA_KAFKA_CONTROLLER_PORT=0
-if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
-  kafka_started_here=true
-  bash scripts/kafka.sh start
-fi
+instance kafka.sh AGORA_KAFKA_INSTANCE=test
 AGORA_TEST_KAFKA_BROKERS="$(bash scripts/kafka.sh url)"
 export AGORA_TEST_KAFKA_BROKERS
 
@@ -73,10 +76,7 @@ step "Consul"
 # The suite's own agent on free ports (DNS and gRPC off: the tests use its HTTP API only).
 consul_env=(AGORA_CONSUL_INSTANCE=test AGORA_CONSUL_HTTP_PORT=0 AGORA_CONSUL_SERVER_PORT=0
   AGORA_CONSUL_SERF_LAN_PORT=0 AGORA_CONSUL_SERF_WAN_PORT=0 AGORA_CONSUL_DNS_PORT=-1 AGORA_CONSUL_GRPC_PORT=-1)
-if ! env "${consul_env[@]}" bash scripts/consul.sh status >/dev/null 2>&1; then
-  consul_started_here=true
-  env "${consul_env[@]}" bash scripts/consul.sh start
-fi
+instance consul.sh "${consul_env[@]}"
 AGORA_TEST_CONSUL_ADDR="$(env "${consul_env[@]}" bash scripts/consul.sh addr)"
 export AGORA_TEST_CONSUL_ADDR
 
@@ -84,10 +84,7 @@ step "Jaeger"
 # The suite's own collector and query API on free ports, for the trace tests.
 jaeger_env=(AGORA_JAEGER_INSTANCE=test AGORA_JAEGER_UI_PORT=0 AGORA_JAEGER_OTLP_GRPC_PORT=0
   AGORA_JAEGER_OTLP_HTTP_PORT=0 AGORA_JAEGER_QUERY_GRPC_PORT=0 AGORA_JAEGER_HEALTH_PORT=0)
-if ! env "${jaeger_env[@]}" bash scripts/jaeger.sh status >/dev/null 2>&1; then
-  jaeger_started_here=true
-  env "${jaeger_env[@]}" bash scripts/jaeger.sh start
-fi
+instance jaeger.sh "${jaeger_env[@]}"
 AGORA_TEST_JAEGER_URL="$(env "${jaeger_env[@]}" bash scripts/jaeger.sh url)"
 AGORA_TEST_OTLP_ENDPOINT="$(env "${jaeger_env[@]}" bash scripts/jaeger.sh otlp-grpc)"
 export AGORA_TEST_JAEGER_URL AGORA_TEST_OTLP_ENDPOINT
