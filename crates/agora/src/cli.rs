@@ -446,3 +446,57 @@ pub struct ReconcileArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// docs/configuration.md's table rows (the lines that start with `|`).
+    fn documented_rows() -> Vec<String> {
+        let doc = include_str!("../../../docs/configuration.md");
+        doc.lines().filter(|line| line.starts_with("| ")).map(str::to_owned).collect()
+    }
+
+    /// Every flag of every command, with its environment twin, is in docs/configuration.md,
+    /// twin and flag on one row; and every flag the document names exists.
+    #[test]
+    fn every_flag_and_its_environment_twin_is_documented_and_nothing_else_is() {
+        let rows = documented_rows();
+        // A flag's row is the one whose first cell names it.
+        let row_of = |long: &str| {
+            rows.iter().find(|row| {
+                let cell = row.split('|').nth(1).unwrap_or_default();
+                cell.contains(&format!("`--{long}`")) || cell.contains(&format!("`--{long} "))
+            })
+        };
+        let (mut flags, mut wrong) = (std::collections::BTreeSet::new(), Vec::new());
+        for command in Cli::command().get_subcommands() {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long().filter(|long| !["help", "version"].contains(long)) else { continue };
+                flags.insert(long.to_owned());
+                let env = arg.get_env().map(|env| env.to_string_lossy().into_owned());
+                match (row_of(long), env) {
+                    (None, _) => wrong.push(format!("`agora {} --{long}` has no row", command.get_name())),
+                    (Some(row), Some(env)) if !row.contains(&env) => {
+                        wrong.push(format!(
+                            "`agora {} --{long}` reads {env}, which its row does not name",
+                            command.get_name()
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for row in &rows {
+            for documented in row.split('|').nth(1).unwrap_or_default().split("`--").skip(1) {
+                let name: String = documented.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+                if !flags.contains(&name) {
+                    wrong.push(format!("docs/configuration.md names --{name}, which no command has"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "docs/configuration.md and the flags disagree:\n{}", wrong.join("\n"));
+    }
+}
