@@ -27,6 +27,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$SCRIPT_DIR/versions.env"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/lib/debian.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/libs.sh"
 
 log() { printf '[dev-images] %s\n' "$*" >&2; }
 die() { printf '[dev-images] error: %s\n' "$*" >&2; exit 1; }
@@ -35,6 +37,7 @@ CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 OUT_DIR="$CACHE_DIR/images"
 WORK="$OUT_DIR/build"
 FILES="$SCRIPT_DIR/dev-images"
+DEBS="$CACHE_DIR/debian"  # unpacked Debian packages, shared with scripts/kube.sh
 COMPONENTS=(postgresql kafka consul jaeger)
 
 image_name() {
@@ -55,22 +58,12 @@ archive_path() {
 
 # --- Root filesystems -------------------------------------------------------
 
-# FILE's shared libraries (what ldd resolves, the loader too) at their own paths under ROOT.
-add_libs() {
-  local root="$1" file="$2" lib
-  for lib in $(ldd "$file" 2>/dev/null | grep -o '/[^ ]*' || true); do
-    [[ -e "$root$lib" ]] && continue
-    mkdir -p "$root$(dirname "$lib")"
-    cp -L "$lib" "$root$lib"
-  done
-}
-
 # FILE at DEST (default: its own path) under ROOT, with its shared libraries.
 add_program() {
   local root="$1" file="$2" dest="${3:-$2}"
   mkdir -p "$root$(dirname "$dest")"
   cp -L "$file" "$root$dest"
-  add_libs "$root" "$file"
+  copy_libs "$root" "$file"
 }
 
 # The base every image shares: busybox with its applets in /bin (for the entrypoint scripts),
@@ -78,8 +71,8 @@ add_program() {
 base_rootfs() {
   local root="$1" user="$2" name uid gid applet
   IFS=: read -r name uid gid <<<"$user"
-  local busybox="$WORK/debs/x-busybox-static/bin/busybox"
-  [[ -x "$busybox" ]] || debian_extract "$WORK/debs" busybox-static
+  local busybox="$DEBS/x-busybox-static/bin/busybox"
+  [[ -x "$busybox" ]] || debian_extract "$DEBS" busybox-static
   rm -rf "$root"
   mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/usr/local/bin"
   cp "$busybox" "$root/bin/busybox"
@@ -141,7 +134,7 @@ rootfs_kafka() {
     --strip-debug --no-header-files --no-man-pages --output "$root/opt/java"
   local file
   while IFS= read -r file; do
-    add_libs "$root" "$file"
+    copy_libs "$root" "$file"
   done < <(find "$root/opt/java" -type f \( -name '*.so' -o -path '*/bin/*' \))
   # The runtime's own libraries (libjli, libjvm) come from /opt/java, found through the
   # image's loader cache (the host finds the JDK's through its own).
@@ -182,15 +175,17 @@ rootfs_jaeger() {
 
 # --- Subcommands ------------------------------------------------------------
 
-# What an image is made from, besides the installed programs its version pins: the files of
-# scripts/dev-images and this script. A change rebuilds it.
-inputs_sum() { cat "$0" "$SCRIPT_DIR/lib/oci_image.py" "$FILES"/* | sha256sum | cut -c1-16; }
+# What an image is made from, besides the installed programs its version pins: this script,
+# its libraries and the component's own files in scripts/dev-images. A change rebuilds it.
+inputs_sum() {
+  cat "$0" "$SCRIPT_DIR/lib/oci_image.py" "$SCRIPT_DIR/lib/libs.sh" "$FILES/$1"* 2>/dev/null | sha256sum | cut -c1-16
+}
 
 build_one() {
   local component="$1" name out sum
   name="$(image_name "$component")"
   out="$(archive_path "$component")"
-  sum="$(inputs_sum)"
+  sum="$(inputs_sum "$component")"
   if [[ -f "$out" && "$(cat "$out.inputs" 2>/dev/null)" == "$sum" ]]; then
     log "$name is up to date ($out)"
   else

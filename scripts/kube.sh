@@ -65,7 +65,8 @@ KUBE_HOME="$CACHE_DIR/kube"
 BIN="$KUBE_HOME/bin"          # kube (multi-call), containerd, runc, ctr
 CNI_BIN="$KUBE_HOME/cni-bin"  # bridge, host-local, loopback, portmap
 IMAGES="$KUBE_HOME/images"    # OCI archives of the node's own images
-BUILD="$KUBE_HOME/build"      # wrapper module, extracted packages
+BUILD="$KUBE_HOME/build"      # wrapper module, image root filesystems
+DEBS="$CACHE_DIR/debian"      # unpacked Debian packages, shared with scripts/dev-images.sh
 STATE="$KUBE_HOME/state"      # the cluster: pki, etcd, kubelet, containerd, logs
 VOLUMES="$STATE/volumes"      # PersistentVolumes' folders (local-path-provisioner)
 
@@ -131,8 +132,8 @@ nth_address() { python3 -c "import ipaddress, sys; print(ipaddress.ip_network(sy
 # the host, no daemon started by a package script): name, then the paths to take.
 debian_extract_node() {
   mkdir -p "$BIN" "$CNI_BIN"
-  debian_extract "$BUILD/debs" containerd runc containernetworking-plugins busybox-static
-  local x="$BUILD/debs"
+  debian_extract "$DEBS" containerd runc containernetworking-plugins busybox-static
+  local x="$DEBS"
   cp -f "$x/x-containerd/usr/bin/containerd" "$x/x-containerd/usr/bin/containerd-shim-runc-v2" \
     "$x/x-containerd/usr/bin/ctr" "$x/x-runc/usr/sbin/runc" "$BIN/"
   local plugin
@@ -232,7 +233,7 @@ build_images() {
   fi
   if [[ ! -f "$IMAGES/busybox.tar" ]]; then
     rm -rf "$root" && mkdir -p "$root/busybox/bin" "$root/busybox/tmp"
-    cp "$BUILD/debs/x-busybox-static/bin/busybox" "$root/busybox/bin/busybox"
+    cp "$DEBS/x-busybox-static/bin/busybox" "$root/busybox/bin/busybox"
     local applet
     for applet in sh nc wget cat ls sleep id touch timeout nslookup echo test true false; do
       ln -s busybox "$root/busybox/bin/$applet"
@@ -247,7 +248,7 @@ build_images() {
 cmd_install_packages() {
   mkdir -p "$KUBE_HOME"
   host_tools
-  [[ -x "$BIN/containerd" && -x "$CNI_BIN/bridge" && -x "$BUILD/debs/x-busybox-static/bin/busybox" ]] || debian_extract_node
+  [[ -x "$BIN/containerd" && -x "$CNI_BIN/bridge" && -x "$DEBS/x-busybox-static/bin/busybox" ]] || debian_extract_node
 }
 
 cmd_install() {

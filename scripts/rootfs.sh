@@ -8,17 +8,15 @@
 set -euo pipefail
 
 [[ $# -eq 2 ]] || { sed -n '7s/^# //p' "$0" >&2; exit 2; }
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib/libs.sh"
 binary="$1" dir="$2"
 [[ -x "$binary" ]] || { printf '[rootfs] error: no executable at %s\n' "$binary" >&2; exit 1; }
 
 rm -rf "$dir"
 mkdir -p "$dir/usr/local/bin" "$dir/etc/ssl/certs" "$dir/tmp"
 cp "$binary" "$dir/usr/local/bin/agora"
-# ldd prints "name => /path (addr)" and "/lib64/ld-linux... (addr)": every absolute path.
-for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
-  mkdir -p "$dir$(dirname "$lib")"
-  cp -L "$lib" "$dir$lib"
-done
+copy_libs "$dir" "$binary"
 if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
   cp /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/"
 fi

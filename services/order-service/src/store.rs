@@ -37,22 +37,21 @@ pub enum Transition {
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: Db,
     outbox: Outbox,
 }
 
 impl Store {
     pub fn new(outbox: Outbox) -> Self {
-        Self { db: outbox.db().clone(), outbox }
+        Self { outbox }
     }
 
     pub fn db(&self) -> &Db {
-        &self.db
+        self.outbox.db()
     }
 
     /// Writes a new PENDING_PAYMENT order and its `OrderPlaced` event. When the id exists
     /// (a concurrent retry with the same idempotency key won), returns the stored order.
-    #[tracing::instrument(name = "INSERT orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "INSERT", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "INSERT orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "INSERT", db.collection.name = "orders"))]
     pub async fn insert(&self, order: &Order, key: Option<&str>, fingerprint: &str) -> Result<(Order, String), Error> {
         let mut tx = self.outbox.begin().await?;
         let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -94,28 +93,28 @@ impl Store {
         Ok((order.clone(), fingerprint.to_owned()))
     }
 
-    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
     pub async fn get(&self, id: &str) -> Result<Option<Order>, Error> {
         Ok(self.get_with_fingerprint(id).await?.map(|(order, _)| order))
     }
 
     /// The order and the fingerprint of the request that created it.
-    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
     pub async fn get_with_fingerprint(&self, id: &str) -> Result<Option<(Order, String)>, Error> {
-        let mut conn = self.db.pool.acquire().await?;
+        let mut conn = self.db().pool.acquire().await?;
         fetch(&mut conn, id).await
     }
 
     /// The user's orders, newest first, before the cursor `before`: two queries, the page of
     /// orders and then the items of exactly those orders.
-    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
     pub async fn list_for_user(
         &self,
         user_id: &str,
         before: Option<&str>,
         limit: i64,
     ) -> Result<(Vec<Order>, bool), Error> {
-        let mut conn = self.db.pool.acquire().await?;
+        let mut conn = self.db().pool.acquire().await?;
         let rows = match before {
             Some(before) => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -150,7 +149,7 @@ impl Store {
     }
 
     /// PENDING_PAYMENT → CANCELLED with `reason`, plus `OrderCancelled`.
-    #[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "UPDATE", db.collection.name = "orders"))]
     pub async fn cancel(&self, id: &str, reason: &str) -> Result<Transition, Error> {
         let mut tx = self.outbox.begin().await?;
         let result = cancel_in(&mut tx, id, reason).await?;
@@ -159,14 +158,14 @@ impl Store {
     }
 
     /// Ids of orders still pending that were created before `cutoff` (Unix ms).
-    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
     pub async fn overdue(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, Error> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM orders WHERE status = 'PENDING_PAYMENT' AND created_at < $1 ORDER BY created_at LIMIT $2",
         )
         .bind(cutoff)
         .bind(limit)
-        .fetch_all(&self.db.pool)
+        .fetch_all(&self.db().pool)
         .await?)
     }
 }

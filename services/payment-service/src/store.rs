@@ -22,7 +22,6 @@ const COLUMNS: &str = "id, order_id, user_id, currency, amount_minor, status, de
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: Db,
     outbox: Outbox,
     /// What a new wallet holds.
     opening: Money,
@@ -30,11 +29,11 @@ pub struct Store {
 
 impl Store {
     pub fn new(outbox: Outbox, opening: Money) -> Self {
-        Self { db: outbox.db().clone(), outbox, opening }
+        Self { outbox, opening }
     }
 
     pub fn db(&self) -> &Db {
-        &self.db
+        self.outbox.db()
     }
 
     /// Where the consumers' transactions begin.
@@ -43,7 +42,7 @@ impl Store {
     }
 
     /// Opens the wallet with the opening balance unless it exists; true when it was opened.
-    #[tracing::instrument(name = "INSERT wallets", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "INSERT", db.collection.name = "wallets"))]
+    #[tracing::instrument(name = "INSERT wallets", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "INSERT", db.collection.name = "wallets"))]
     pub async fn open_wallet_in(&self, conn: &mut AnyConnection, user_id: &str) -> Result<bool, Error> {
         let now = now_millis();
         let opened = sqlx::query(
@@ -62,19 +61,19 @@ impl Store {
         Ok(true)
     }
 
-    #[tracing::instrument(name = "SELECT wallets", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "wallets"))]
+    #[tracing::instrument(name = "SELECT wallets", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "wallets"))]
     pub async fn wallet(&self, user_id: &str) -> Result<Wallet, Error> {
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db().pool.begin().await?;
         self.open_wallet_in(&mut tx, user_id).await?;
         let wallet = wallet_in(&mut tx, user_id).await?;
         tx.commit().await?;
         Ok(wallet)
     }
 
-    #[tracing::instrument(name = "UPDATE wallets", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "wallets"))]
+    #[tracing::instrument(name = "UPDATE wallets", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "UPDATE", db.collection.name = "wallets"))]
     pub async fn top_up(&self, user_id: &str, top_up: TopUp) -> Result<Wallet, Error> {
         let amount = top_up.amount();
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db().pool.begin().await?;
         self.open_wallet_in(&mut tx, user_id).await?;
         let wallet = wallet_in(&mut tx, user_id).await?;
         if wallet.balance.currency() != amount.currency() {
@@ -103,7 +102,7 @@ impl Store {
     /// Debits the order's total or declines it (as [`domain::charge`] decides), and enqueues
     /// the outcome. A second call for the same order returns the first payment and changes
     /// nothing.
-    #[tracing::instrument(name = "UPDATE wallets", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "wallets"))]
+    #[tracing::instrument(name = "UPDATE wallets", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "UPDATE", db.collection.name = "wallets"))]
     pub async fn charge_in(&self, tx: &mut EventTx, order: &OrderToCharge) -> Result<Payment, Error> {
         if let Some(existing) = payment_for_order_in(tx, &order.order_id).await? {
             return Ok(existing);
@@ -155,7 +154,7 @@ impl Store {
 
     /// Gives back a succeeded payment of a cancelled order; `None` when there was nothing to
     /// refund (declined, never charged, or refunded already).
-    #[tracing::instrument(name = "UPDATE payments", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "payments"))]
+    #[tracing::instrument(name = "UPDATE payments", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "UPDATE", db.collection.name = "payments"))]
     pub async fn refund_in(&self, conn: &mut AnyConnection, order_id: &str) -> Result<Option<Payment>, Error> {
         let now = now_millis();
         let refunded = sqlx::query(
@@ -180,14 +179,14 @@ impl Store {
         Ok(Some(payment))
     }
 
-    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "payments"))]
+    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "payments"))]
     pub async fn payment_for_order(&self, order_id: &str) -> Result<Option<Payment>, Error> {
-        let mut conn = self.db.pool.acquire().await?;
+        let mut conn = self.db().pool.acquire().await?;
         payment_for_order_in(&mut conn, order_id).await
     }
 
     /// The user's payments, newest first, before the cursor.
-    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "payments"))]
+    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "payments"))]
     pub async fn list(&self, user_id: &str, before: Option<&str>, limit: i64) -> Result<(Vec<Payment>, bool), Error> {
         let rows = match before {
             Some(before) => {
@@ -197,7 +196,7 @@ impl Store {
                 .bind(user_id)
                 .bind(before)
                 .bind(limit + 1)
-                .fetch_all(&self.db.pool)
+                .fetch_all(&self.db().pool)
                 .await?
             }
             None => {
@@ -206,7 +205,7 @@ impl Store {
                 )))
                 .bind(user_id)
                 .bind(limit + 1)
-                .fetch_all(&self.db.pool)
+                .fetch_all(&self.db().pool)
                 .await?
             }
         };

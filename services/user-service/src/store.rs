@@ -21,7 +21,6 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: Db,
     outbox: Outbox,
 }
 
@@ -29,15 +28,15 @@ const COLUMNS: &str = "id, email, name, role, created_at";
 
 impl Store {
     pub fn new(outbox: Outbox) -> Self {
-        Self { db: outbox.db().clone(), outbox }
+        Self { outbox }
     }
 
     pub fn db(&self) -> &Db {
-        &self.db
+        self.outbox.db()
     }
 
     /// Creates an account with `role` and enqueues `UserRegistered` in the same transaction.
-    #[tracing::instrument(name = "INSERT users", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "INSERT", db.collection.name = "users"))]
+    #[tracing::instrument(name = "INSERT users", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "INSERT", db.collection.name = "users"))]
     pub async fn create(&self, new: &NewUser, password_hash: &str, role: Role) -> Result<User, Error> {
         let user = User {
             id: agora_kit::id::new_id(),
@@ -57,21 +56,21 @@ impl Store {
     }
 
     /// The account and its password hash.
-    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "users"))]
+    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "users"))]
     pub async fn find_by_email(&self, email: &str) -> Result<Option<(User, String)>, Error> {
         let row =
             sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS}, password_hash FROM users WHERE email = $1")))
                 .bind(email)
-                .fetch_optional(&self.db.pool)
+                .fetch_optional(&self.db().pool)
                 .await?;
         row.map(|r| Ok((user_from_row(&r)?, r.try_get("password_hash")?))).transpose()
     }
 
-    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "users"))]
+    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "users"))]
     pub async fn find_by_id(&self, id: &str) -> Result<Option<User>, Error> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = $1")))
             .bind(id)
-            .fetch_optional(&self.db.pool)
+            .fetch_optional(&self.db().pool)
             .await?;
         row.map(|r| user_from_row(&r)).transpose()
     }
