@@ -178,7 +178,11 @@ rootfs_jaeger() {
 # What an image is made from, besides the installed programs its version pins: this script,
 # its libraries and the component's own files in scripts/dev-images. A change rebuilds it.
 inputs_sum() {
-  cat "$0" "$SCRIPT_DIR/lib/oci_image.py" "$SCRIPT_DIR/lib/libs.sh" "$FILES/$1"* 2>/dev/null | sha256sum | cut -c1-16
+  local files=("$0" "$SCRIPT_DIR/lib/oci_image.py" "$SCRIPT_DIR/lib/libs.sh") file
+  for file in "$FILES/$1"*; do
+    [[ -e "$file" ]] && files+=("$file")  # consul has none
+  done
+  cat "${files[@]}" | sha256sum | cut -c1-16
 }
 
 build_one() {
