@@ -10,7 +10,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/agora/target}"
-step() { printf '\n==> %s\n' "$*"; }
+step() {
+  current_step="$*"
+  printf '\n==> %s\n' "$*"
+}
+# What a failing step has to say (tests/kube.sh writes here), printed again as the run's last
+# lines, after the infrastructure's stop messages: that end of the output is what CI shows.
+AGORA_TEST_SUMMARY="$(mktemp)"
+export AGORA_TEST_SUMMARY
 
 step "toolchain"
 # A minimal rustup profile lacks these; installing them is a no-op when present.
@@ -32,12 +39,20 @@ step "PostgreSQL"
 # first, so a start that fails half-way is undone). Entries: "SCRIPT VAR=VALUE...".
 started_here=()
 cleanup() {
+  local rc=$?
   if [[ -n "${kube_install_pid:-}" ]] && kill -0 "$kube_install_pid" 2>/dev/null; then kill -- "-$kube_install_pid" || true; fi
   local i entry
   for ((i = ${#started_here[@]} - 1; i >= 0; i--)); do
     read -r -a entry <<<"${started_here[i]}"
     env "${entry[@]:1}" bash "scripts/${entry[0]}" stop || true
   done
+  if ((rc != 0)); then
+    printf '\n==> make test FAILED (exit %s) in step: %s\n' "$rc" "${current_step:-?}" >&2
+    cat "$AGORA_TEST_SUMMARY" >&2
+  else
+    printf '\n==> make test passed\n'
+  fi
+  rm -f "$AGORA_TEST_SUMMARY"
 }
 trap cleanup EXIT
 

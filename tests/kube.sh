@@ -23,6 +23,12 @@ if [[ "$(id -u)" -ne 0 ]]; then
 fi
 
 began=$SECONDS
+# What the steps print also goes to a log, so that a failure can be summed up after the stop's
+# own lines: CI shows the end of the output, which the stop would otherwise fill.
+LOG="$CACHE_DIR/kube/test.log"
+mkdir -p "${LOG%/*}"
+: >"$LOG"
+logged() { "$@" 2>&1 | tee -a "$LOG"; }
 cleanup() {
   local rc=$?
   if [[ "${AGORA_KUBE_KEEP:-0}" == 1 ]]; then
@@ -42,20 +48,26 @@ cleanup() {
     fi
   fi
   printf '[kube-test] done in %ss\n' "$((SECONDS - began))" >&2
+  if ((rc != 0)); then
+    {
+      printf '[kube-test] FAILED (exit %s); the last lines before the stop (whole log: %s):\n' "$rc" "$LOG"
+      tail -n 25 "$LOG"
+    } | tee -a "${AGORA_TEST_SUMMARY:-/dev/null}" >&2
+  fi
   exit "$rc"
 }
 trap cleanup EXIT
 
 export AGORA_IMAGE_BIN="$BIN"
-bash scripts/kube-up.sh up
+logged bash scripts/kube-up.sh up
 # The upgrade test moves the release to another tag of the same build.
-bash scripts/image.sh build 0.0.0-upgrade >/dev/null
+logged bash scripts/image.sh build 0.0.0-upgrade
 # k8s/agora.yaml runs the chart's dev components from these.
-bash scripts/dev-images.sh build
+logged bash scripts/dev-images.sh build
 
 
 drops_before="$(bash scripts/kube.sh guard-drops)"
-AGORA_KUBECTL="$CACHE_DIR/kube/bin/kube kubectl" \
+logged env AGORA_KUBECTL="$CACHE_DIR/kube/bin/kube kubectl" \
   KUBECONFIG="$(bash scripts/kube.sh kubeconfig)" \
   AGORA_HELM="$(bash scripts/go-tools.sh path helm)" \
   AGORA_BIN="$BIN" \
@@ -65,10 +77,10 @@ AGORA_KUBECTL="$CACHE_DIR/kube/bin/kube kubectl" \
   AGORA_KUBE_PG="$(bash scripts/kube-up.sh infra-url postgres)" \
   AGORA_KUBE_KAFKA="$(bash scripts/kube-up.sh infra-url kafka)" \
   AGORA_KUBE_JAEGER="$(bash scripts/kube-up.sh infra-url jaeger)" \
-  "$(bash scripts/python-tools.sh python)" -m pytest -q -s -p no:cacheprovider tests/kube
+  "$(bash scripts/python-tools.sh python)" -m pytest -q -s -rfE -p no:cacheprovider tests/kube
 
 drops="$(bash scripts/kube.sh guard-drops)"
 # Cluster traffic never left the machine: the guard dropped nothing on the way out.
 [[ "$drops" == "$drops_before" ]] \
-  || { printf '[kube-test] error: the guard dropped %s packet(s) of cluster traffic leaving the machine\n' "$((drops - drops_before))" >&2; exit 1; }
+  || { printf '[kube-test] error: the guard dropped %s packet(s) of cluster traffic leaving the machine\n' "$((drops - drops_before))" | tee -a "$LOG" >&2; exit 1; }
 printf '[kube-test] guard: 0 packets of cluster traffic tried to leave the machine\n' >&2
