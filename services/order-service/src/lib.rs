@@ -13,6 +13,7 @@
 //! - [`sweeper`]: cancels orders pending past the payment deadline.
 //! - [`grpc`]: the protobuf edge. [`error`]: [`Error`] → `tonic::Status`.
 
+pub mod audit;
 pub mod domain;
 pub mod error;
 pub mod events;

@@ -12,6 +12,7 @@
 //! - [`events`]: consumers of `agora.users.v1` and `agora.orders.v1`.
 //! - [`grpc`]: the protobuf edge. [`error`]: [`Error`] → `tonic::Status`.
 
+pub mod audit;
 pub mod domain;
 pub mod error;
 pub mod events;

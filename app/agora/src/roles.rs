@@ -9,16 +9,10 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{
-    Common, DiscoveryArgs, DiscoveryMode, Events, GatewayArgs, OrderArgs, PaymentArgs, ProductArgs, UserArgs,
+use crate::{
+    cli::{Common, DiscoveryArgs, DiscoveryMode, Events, GatewayArgs, OrderArgs, PaymentArgs, ProductArgs, UserArgs},
+    role::{GATEWAY, ORDER, PAYMENT, PRODUCT, USER},
 };
-
-/// Each role's name in Consul (and on the command line).
-pub const USER: &str = "user-service";
-pub const PRODUCT: &str = "product-service";
-pub const ORDER: &str = "order-service";
-pub const PAYMENT: &str = "payment-service";
-pub const GATEWAY: &str = "gateway";
 
 /// Serves `/metrics` on `--metrics-listen`, if given, until `shutdown`.
 fn serve_metrics(common: &Common, shutdown: &CancellationToken) {

@@ -50,11 +50,11 @@ impl Command {
     pub fn service_name(&self) -> &'static str {
         match self {
             Command::All(_) => "agora",
-            Command::Gateway(_) => crate::roles::GATEWAY,
-            Command::UserService(_) => crate::roles::USER,
-            Command::ProductService(_) => crate::roles::PRODUCT,
-            Command::OrderService(_) => crate::roles::ORDER,
-            Command::PaymentService(_) => crate::roles::PAYMENT,
+            Command::Gateway(_) => crate::role::GATEWAY,
+            Command::UserService(_) => crate::role::USER,
+            Command::ProductService(_) => crate::role::PRODUCT,
+            Command::OrderService(_) => crate::role::ORDER,
+            Command::PaymentService(_) => crate::role::PAYMENT,
             Command::Trace(_) | Command::Check(_) | Command::Loadgen(_) | Command::Reconcile(_) => "agora-client",
         }
     }

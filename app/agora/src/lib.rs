@@ -5,17 +5,15 @@
 //! `agora <role> --help`. The library half exists so tests can start the platform in-process.
 //!
 //! # Layout
-//! - [`cli`]: the flags of each role.
+//! - [`role`]: the roles' names; [`cli`]: the flags of each role and tool.
 //! - [`roles`]: turning flags into a component's config and running it.
 //! - [`all`]: the all-in-one process; [`seed`]: its demo catalog.
-//! - [`trace`]: `agora trace`, a trace from Jaeger printed as a tree; [`check`]: `agora check`,
-//!   whether a deployed platform answers; [`reconcile`]: `agora reconcile`, whether every
-//!   order, payment, debit and unit of stock adds up.
+//! - [`ops`]: the operator's tools, `agora trace`, `agora check` and `agora reconcile`
+//!   (`agora loadgen` is the `agora-loadgen` crate beside this one).
 
 pub mod all;
-pub mod check;
 pub mod cli;
-pub mod reconcile;
+pub mod ops;
+pub mod role;
 pub mod roles;
 pub mod seed;
-pub mod trace;

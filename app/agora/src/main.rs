@@ -11,10 +11,10 @@ async fn main() -> ExitCode {
     let command = cli.command.unwrap_or_else(cli::Command::all_from_env);
     // Clients, not roles: no telemetry, no signal handling.
     let command = match command {
-        cli::Command::Trace(args) => return client("trace", agora::trace::run(args).await),
-        cli::Command::Check(args) => return client("check", agora::check::run(args).await),
+        cli::Command::Trace(args) => return client("trace", agora::ops::trace::run(args).await),
+        cli::Command::Check(args) => return client("check", agora::ops::check::run(args).await),
         cli::Command::Loadgen(args) => return client("loadgen", agora_loadgen::run(args).await),
-        cli::Command::Reconcile(args) => return client("reconcile", agora::reconcile::run(args).await),
+        cli::Command::Reconcile(args) => return client("reconcile", agora::ops::reconcile::run(args).await),
         role => role,
     };
     let telemetry = match agora_kit::telemetry::init(command.service_name()) {

@@ -1,6 +1,7 @@
 //! `agora reconcile`: whether the books balance after a run (a chaos run, an incident, a
-//! deploy). It reads order-, payment- and product-service's databases (read-only; no
-//! migrations) and the dead-letter topics, waits for the saga to drain, then checks:
+//! deploy). It asks order-, payment- and product-service's databases (read-only, through the
+//! `audit` queries each service keeps beside its schema; no migrations) and reads the
+//! dead-letter topics, waits for the saga to drain, then checks across them:
 //!
 //! - every order the gateway accepted (`--accepted`) is in order-service's database;
 //! - every order is PAID or CANCELLED;
@@ -16,7 +17,7 @@
 //! non-zero when there is any.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashSet},
     path::Path,
     time::Duration,
 };
@@ -27,8 +28,11 @@ use agora_events::{
     topics,
 };
 use anyhow::{Context as _, bail};
+use order_service::domain::OrderStatus;
+use payment_service::{audit::Ledger, domain::PaymentStatus};
+use product_service::domain::ReservationState;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row as _, any::AnyPoolOptions};
+use sqlx::{AnyPool, any::AnyPoolOptions};
 
 use crate::cli::ReconcileArgs;
 
@@ -137,7 +141,7 @@ pub async fn reconcile(args: &ReconcileArgs) -> anyhow::Result<Report> {
     check_wallets(&dbs, &mut figures, &mut problems).await?;
     check_stock(&dbs, before.as_ref(), &mut figures, &mut problems).await?;
     for (name, db) in dbs.with_outbox() {
-        let unpublished = count(db, UNPUBLISHED_EVENTS).await?;
+        let unpublished = unpublished(db).await?;
         if unpublished > 0 {
             problems.push(format!("{name}'s outbox holds {unpublished} unpublished events"));
         }
@@ -186,32 +190,18 @@ async fn pool(url: &str) -> anyhow::Result<AnyPool> {
         .with_context(|| format!("cannot connect to {}", agora_kit::db::redact(url)))
 }
 
-async fn count(db: &AnyPool, sql: &'static str) -> anyhow::Result<u64> {
-    let n: i64 = sqlx::query(sql).fetch_one(db).await.with_context(|| sql)?.try_get(0)?;
-    Ok(u64::try_from(n).unwrap_or(0))
+async fn unpublished(db: &AnyPool) -> anyhow::Result<u64> {
+    Ok(u64::try_from(agora_events::outbox::backlog(db).await?).unwrap_or(0))
 }
-
-/// Units per product: `SELECT product_id, units`.
-async fn units(db: &AnyPool, sql: &'static str) -> anyhow::Result<HashMap<String, i64>> {
-    let rows = sqlx::query(sql).fetch_all(db).await.with_context(|| sql)?;
-    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
-}
-
-const UNPUBLISHED_EVENTS: &str = "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL";
-const PENDING_ORDERS: &str = "SELECT COUNT(*) FROM orders WHERE status = 'PENDING_PAYMENT'";
-const OPEN_RESERVATIONS: &str = "SELECT COUNT(*) FROM reservations WHERE state = 'reserved'";
-const PAID_UNITS: &str = "SELECT i.product_id, CAST(SUM(i.quantity) AS BIGINT) FROM order_items i \
-     JOIN orders o ON o.id = i.order_id WHERE o.status = 'PAID' GROUP BY i.product_id";
-const COMMITTED_UNITS: &str = "SELECT i.product_id, CAST(SUM(i.quantity) AS BIGINT) FROM reservation_items i \
-     JOIN reservations r ON r.order_id = i.order_id WHERE r.state = 'committed' GROUP BY i.product_id";
 
 async fn snapshot(dbs: &Databases) -> anyhow::Result<StockSnapshot> {
-    let (pending, open) = (count(&dbs.order, PENDING_ORDERS).await?, count(&dbs.product, OPEN_RESERVATIONS).await?);
+    let pending = order_service::audit::pending(&dbs.order).await?;
+    let open = product_service::audit::open_reservations(&dbs.product).await?;
     if pending > 0 || open > 0 {
         bail!("{pending} orders are pending and {open} reservations open: save the stock when no order is in flight");
     }
-    let paid = units(&dbs.order, PAID_UNITS).await?;
-    let stock = units(&dbs.product, "SELECT id, stock FROM products").await?;
+    let paid = order_service::audit::paid_units(&dbs.order).await?;
+    let stock = product_service::audit::stock(&dbs.product).await?;
     let products = stock.into_iter().map(|(id, stock)| (id.clone(), stock + paid.get(&id).copied().unwrap_or(0)));
     Ok(StockSnapshot { products: products.collect() })
 }
@@ -222,18 +212,18 @@ async fn settle(dbs: &Databases, patience: Duration, show: bool) -> anyhow::Resu
     let deadline = tokio::time::Instant::now() + patience;
     let mut said = tokio::time::Instant::now();
     loop {
-        let pending = count(&dbs.order, PENDING_ORDERS).await?;
-        let open = count(&dbs.product, OPEN_RESERVATIONS).await?;
-        let mut unpublished = 0;
+        let pending = order_service::audit::pending(&dbs.order).await?;
+        let open = product_service::audit::open_reservations(&dbs.product).await?;
+        let mut backlog = 0;
         for (_, db) in dbs.with_outbox() {
-            unpublished += count(db, UNPUBLISHED_EVENTS).await?;
+            backlog += unpublished(db).await?;
         }
-        if pending + open + unpublished == 0 || tokio::time::Instant::now() >= deadline {
+        if pending + open + backlog == 0 || tokio::time::Instant::now() >= deadline {
             return Ok(());
         }
         if show && said.elapsed() >= Duration::from_secs(5) {
             eprintln!(
-                "agora reconcile: waiting for {pending} pending orders, {open} open reservations and {unpublished} \
+                "agora reconcile: waiting for {pending} pending orders, {open} open reservations and {backlog} \
                  unpublished events"
             );
             said = tokio::time::Instant::now();
@@ -242,51 +232,20 @@ async fn settle(dbs: &Databases, patience: Duration, show: bool) -> anyhow::Resu
     }
 }
 
-/// An order's debits and refunds in payment-service's ledger.
-#[derive(Debug, Default)]
-struct Ledger {
-    debits: u32,
-    refunds: u32,
-    net_minor: i64,
-}
-
 async fn check_orders(
     dbs: &Databases,
     accepted: Option<&Vec<String>>,
     figures: &mut Figures,
     problems: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let rows = sqlx::query("SELECT id, status, total_minor FROM orders").fetch_all(&dbs.order).await?;
-    let mut orders = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        orders.insert(row.try_get::<String, _>(0)?, (row.try_get::<String, _>(1)?, row.try_get::<i64, _>(2)?));
-    }
-    let rows = sqlx::query("SELECT order_id, status, amount_minor FROM payments").fetch_all(&dbs.payment).await?;
-    let mut payments = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        payments.insert(row.try_get::<String, _>(0)?, (row.try_get::<String, _>(1)?, row.try_get::<i64, _>(2)?));
-    }
-    let rows = sqlx::query("SELECT order_id, kind, amount_minor FROM wallet_entries WHERE order_id IS NOT NULL")
-        .fetch_all(&dbs.payment)
-        .await?;
-    let mut ledgers: HashMap<String, Ledger> = HashMap::new();
-    for row in &rows {
-        let ledger = ledgers.entry(row.try_get(0)?).or_default();
-        match row.try_get::<String, _>(1)?.as_str() {
-            "debit" => ledger.debits += 1,
-            _ => ledger.refunds += 1,
-        }
-        ledger.net_minor += row.try_get::<i64, _>(2)?;
-    }
-    let rows = sqlx::query("SELECT order_id, state FROM reservations").fetch_all(&dbs.product).await?;
-    let mut reservations = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        reservations.insert(row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?);
-    }
+    let orders = order_service::audit::orders(&dbs.order).await?;
+    let payments = payment_service::audit::payments(&dbs.payment).await?;
+    let ledgers = payment_service::audit::ledgers(&dbs.payment).await?;
+    let reservations = product_service::audit::reservations(&dbs.product).await?;
 
     figures.orders = orders.len() as u64;
     figures.payments = payments.len() as u64;
-    figures.refunded = payments.values().filter(|(status, _)| status == "REFUNDED").count() as u64;
+    figures.refunded = payments.values().filter(|p| p.status == PaymentStatus::Refunded).count() as u64;
     if let Some(accepted) = accepted {
         for id in accepted.iter().filter(|id| !orders.contains_key(*id)) {
             figures.lost += 1;
@@ -294,10 +253,11 @@ async fn check_orders(
         }
     }
     let none = Ledger::default();
-    for (id, (status, total)) in &orders {
+    for (id, order) in &orders {
+        let (status, total) = (order.status.as_str(), order.total_minor);
         let ledger = ledgers.get(id).unwrap_or(&none);
-        let payment = payments.get(id).map(|(status, amount)| (status.as_str(), *amount));
-        let reservation = reservations.get(id).map(String::as_str);
+        let payment = payments.get(id).map(|p| (p.status.as_str(), p.amount_minor));
+        let reservation = reservations.get(id).copied();
         if ledger.debits > 1 || ledger.net_minor < -total {
             figures.double_charges += 1;
             problems.push(format!(
@@ -306,10 +266,10 @@ async fn check_orders(
             ));
             continue;
         }
-        match status.as_str() {
-            "PAID" => {
+        match order.status {
+            OrderStatus::Paid => {
                 figures.paid += 1;
-                let charged = payment == Some(("SUCCEEDED", *total))
+                let charged = payment == Some((PaymentStatus::Succeeded.as_str(), total))
                     && (ledger.debits, ledger.refunds, ledger.net_minor) == (1, 0, -total);
                 if !charged {
                     figures.paid_not_charged += 1;
@@ -317,26 +277,27 @@ async fn check_orders(
                         "order {id} is PAID (total {total}) but its payment is {payment:?} and its ledger {ledger:?}"
                     ));
                 }
-                if reservation != Some("committed") {
+                if reservation != Some(ReservationState::Committed) {
                     figures.stock_mismatches += 1;
+                    let reservation = reservation.map(ReservationState::as_str);
                     problems.push(format!("order {id} is PAID but its reservation is {reservation:?}"));
                 }
             }
-            "CANCELLED" => {
+            OrderStatus::Cancelled => {
                 figures.cancelled += 1;
-                let free = matches!(payment, None | Some(("DECLINED" | "REFUNDED", _))) && ledger.net_minor == 0;
-                if !free {
+                let costless = payments.get(id).is_none_or(|p| p.status != PaymentStatus::Succeeded);
+                if !(costless && ledger.net_minor == 0) {
                     figures.cancelled_but_charged += 1;
                     problems.push(format!(
                         "order {id} is CANCELLED but its payment is {payment:?} and its ledger {ledger:?}"
                     ));
                 }
-                if reservation == Some("committed") {
+                if reservation == Some(ReservationState::Committed) {
                     figures.stock_mismatches += 1;
                     problems.push(format!("order {id} is CANCELLED but its stock stayed committed"));
                 }
             }
-            _ => {
+            OrderStatus::PendingPayment => {
                 figures.unsettled += 1;
                 problems.push(format!("order {id} is still {status}"));
             }
@@ -352,17 +313,12 @@ async fn check_orders(
 }
 
 async fn check_wallets(dbs: &Databases, figures: &mut Figures, problems: &mut Vec<String>) -> anyhow::Result<()> {
-    let rows = sqlx::query(
-        "SELECT w.user_id, w.balance_minor, CAST(COALESCE(SUM(e.amount_minor), 0) AS BIGINT) FROM wallets w \
-         LEFT JOIN wallet_entries e ON e.user_id = w.user_id GROUP BY w.user_id, w.balance_minor \
-         HAVING w.balance_minor <> COALESCE(SUM(e.amount_minor), 0)",
-    )
-    .fetch_all(&dbs.payment)
-    .await?;
-    for row in &rows {
-        let (user, balance, entries): (String, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    for wallet in payment_service::audit::wallets_off_their_ledger(&dbs.payment).await? {
         figures.wallet_mismatches += 1;
-        problems.push(format!("wallet of {user} holds {balance} but its ledger sums to {entries}"));
+        problems.push(format!(
+            "wallet of {} holds {} but its ledger sums to {}",
+            wallet.user_id, wallet.balance_minor, wallet.entries_minor
+        ));
     }
     Ok(())
 }
@@ -373,13 +329,13 @@ async fn check_stock(
     figures: &mut Figures,
     problems: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    figures.open_reservations = count(&dbs.product, OPEN_RESERVATIONS).await?;
+    figures.open_reservations = product_service::audit::open_reservations(&dbs.product).await?;
     if figures.open_reservations > 0 {
         problems.push(format!("{} reservations are neither committed nor released", figures.open_reservations));
     }
-    let paid = units(&dbs.order, PAID_UNITS).await?;
-    let committed = units(&dbs.product, COMMITTED_UNITS).await?;
-    let stock = units(&dbs.product, "SELECT id, stock FROM products").await?;
+    let paid = order_service::audit::paid_units(&dbs.order).await?;
+    let committed = product_service::audit::committed_units(&dbs.product).await?;
+    let stock = product_service::audit::stock(&dbs.product).await?;
     for (product, now) in &stock {
         let (paid, committed) = (paid.get(product).copied().unwrap_or(0), committed.get(product).copied().unwrap_or(0));
         if paid != committed {

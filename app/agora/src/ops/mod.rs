@@ -1,0 +1,11 @@
+//! The operator's tools: commands that look at a running platform from outside, through its
+//! public interfaces (the gateway, Jaeger's query API) or, read-only, its databases.
+//!
+//! - [`trace`]: `agora trace`, a trace from Jaeger printed as a tree.
+//! - [`check`]: `agora check`, whether a deployed platform answers (what `helm test` runs).
+//! - [`reconcile`]: `agora reconcile`, whether every order, payment, debit and unit of stock
+//!   adds up, from the audit queries each service exports over its own tables.
+
+pub mod check;
+pub mod reconcile;
+pub mod trace;
