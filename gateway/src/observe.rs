@@ -25,7 +25,6 @@ use futures::future::BoxFuture;
 use http::Request;
 use tokio::time::Instant;
 use tower::{Layer, Service};
-use tracing::Instrument;
 
 /// The `http.route` label of requests no route matched (404, 405).
 pub const UNMATCHED: &str = "unmatched";
@@ -112,7 +111,6 @@ where
             span_id = tracing::field::Empty,
         );
         let incoming = Incoming::from_http(request.headers());
-        let context = incoming.hop(&span);
         let response = self.inner.call(request);
         let handled = async move {
             let response = response.await?;
@@ -136,7 +134,7 @@ where
             access_log(&method, &path, status.as_u16(), started, client, request_id);
             Ok(response)
         };
-        Box::pin(trace_context::scope_with(context, incoming.baggage, handled.instrument(span)))
+        Box::pin(incoming.enter(span, handled))
     }
 }
 

@@ -62,11 +62,11 @@ pub async fn start(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result
 
     // Bind every port before starting anything, so a port in use fails fast and clearly,
     // and so each component knows the others' real addresses even when they were port 0.
-    let gateway_listener = agora_kit::grpc::bind(args.listen).await?;
-    let user_listener = agora_kit::grpc::bind(args.user_addr).await?;
-    let product_listener = agora_kit::grpc::bind(args.product_addr).await?;
-    let order_listener = agora_kit::grpc::bind(args.order_addr).await?;
-    let payment_listener = agora_kit::grpc::bind(args.payment_addr).await?;
+    let gateway_listener = agora_kit::net::bind(args.listen).await?;
+    let user_listener = agora_kit::net::bind(args.user_addr).await?;
+    let product_listener = agora_kit::net::bind(args.product_addr).await?;
+    let order_listener = agora_kit::net::bind(args.order_addr).await?;
+    let payment_listener = agora_kit::net::bind(args.payment_addr).await?;
     let user_addr = user_listener.local_addr()?.to_string();
     let product_addr = product_listener.local_addr()?.to_string();
     let order_addr = order_listener.local_addr()?.to_string();

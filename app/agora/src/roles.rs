@@ -109,7 +109,7 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
         }
     }
     cfg.resolver = resolver(&args.discovery)?;
-    let listener = agora_kit::grpc::bind(args.listen).await?;
+    let listener = agora_kit::net::bind(args.listen).await?;
     if !consul {
         return gateway::run(cfg, listener, shutdown).await;
     }
@@ -180,7 +180,7 @@ fn advertise(args: &DiscoveryArgs, local: SocketAddr) -> anyhow::Result<SocketAd
 /// Binds `addr`; with `--discovery consul` the server also registers as `role` once it
 /// serves, checked through grpc.health.v1 for `grpc_service`.
 async fn listen(addr: SocketAddr, args: &DiscoveryArgs, role: &str, grpc_service: &str) -> anyhow::Result<Listener> {
-    let tcp: TcpListener = agora_kit::grpc::bind(addr).await?;
+    let tcp: TcpListener = agora_kit::net::bind(addr).await?;
     let listener = Listener::from(tcp);
     if args.discovery == DiscoveryMode::Static {
         return Ok(listener);

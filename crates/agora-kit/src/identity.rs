@@ -85,12 +85,11 @@ impl Caller {
         }
     }
 
-    /// A request carrying this identity and the current trace context (so the callee's work
-    /// joins the caller's trace).
+    /// A request carrying this identity. (The trace context is added by the channel: see
+    /// [`crate::rpc`].)
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         self.apply(request.metadata_mut());
-        crate::trace_context::inject(request.metadata_mut());
         request
     }
 

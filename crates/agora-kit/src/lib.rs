@@ -11,6 +11,9 @@
 //! - [`auth`]: access tokens (HS256 JWT).
 //! - [`identity`]: the verified caller, carried as gRPC metadata.
 //! - [`trace_context`]: the W3C `traceparent` of the request or event being handled.
+//! - [`rpc`]: what is recorded of every gRPC call at either end (span, status, metrics) and the
+//!   trace context it carries; [`metrics`]: the process's Prometheus registry.
+//! - [`net`]: binding sockets.
 //! - [`money`], [`quantity`], [`id`], [`page`], [`time`]: parsed wire values.
 //! - `testing` (feature): a fresh database per test on both backends.
 
@@ -22,8 +25,10 @@ pub mod id;
 pub mod identity;
 pub mod metrics;
 pub mod money;
+pub mod net;
 pub mod page;
 pub mod quantity;
+pub mod rpc;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -244,7 +244,7 @@ pub async fn handler() -> impl axum::response::IntoResponse {
 
 /// Serves `/metrics` on `addr` until `shutdown`.
 pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let listener = crate::grpc::bind(addr).await?;
+    let listener = crate::net::bind(addr).await?;
     tracing::info!(%addr, "metrics at /metrics");
     let app = axum::Router::new().route("/metrics", axum::routing::get(handler));
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
