@@ -110,6 +110,11 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "layers"
+# ARCHITECTURE.md's layers against cargo metadata and the use lines (after a self-test that
+# plants one violation of each rule).
+python3 scripts/check-layers.py --self-test
+
 step "cargo test"
 cargo test --workspace --all-targets
 

@@ -1,20 +1,10 @@
-//! order-service's events, the one place (with grpc.rs) that sees their generated types: the
-//! events it announces, built from its domain types, and the `agora.payments.v1` consumer (a
-//! successful payment makes the order PAID, a declined one CANCELLED).
+//! The events order-service announces, built from its domain types (the store enqueues them
+//! in the transaction of the change they announce).
 
-use agora_events::{DomainEvent, EventTx, Handler, HandlerError, decode};
-use agora_proto::events::{
-    EventEnvelope, OrderCancelled, OrderLine as PbLine, OrderPaid, OrderPlaced, PaymentFailed, PaymentSucceeded,
-};
-use async_trait::async_trait;
+use agora_events::EventTx;
+use agora_proto::events::{OrderCancelled, OrderLine as PbLine, OrderPaid, OrderPlaced};
 
-use crate::{
-    Error,
-    domain::Order,
-    store::{self, Transition},
-};
-
-// --- Announced ----------------------------------------------------------------
+use crate::domain::Order;
 
 impl From<&Order> for OrderPlaced {
     fn from(order: &Order) -> Self {
@@ -55,48 +45,6 @@ pub(crate) async fn cancelled(tx: &mut EventTx, order: &Order) -> Result<(), sql
         reason: order.cancel_reason.clone(),
     };
     tx.enqueue(&order.id, &event).await.map(drop)
-}
-
-// --- Consumed -----------------------------------------------------------------
-
-/// Settles orders from payment results.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PaymentEvents;
-
-#[async_trait]
-impl Handler for PaymentEvents {
-    fn handles(&self) -> &[&'static str] {
-        &[PaymentSucceeded::TYPE, PaymentFailed::TYPE]
-    }
-
-    async fn handle(&self, tx: &mut EventTx, envelope: &EventEnvelope) -> Result<(), HandlerError> {
-        let transition = if envelope.event_type == PaymentSucceeded::TYPE {
-            let paid = decode::<PaymentSucceeded>(envelope)?;
-            store::mark_paid_in(tx, &paid.order_id, &paid.payment_id).await
-        } else {
-            let failed = decode::<PaymentFailed>(envelope)?;
-            store::cancel_in(tx, &failed.order_id, &format!("payment declined: {}", failed.reason)).await
-        };
-        match transition.map_err(handler_error)? {
-            Transition::Applied(order) => {
-                tracing::info!(order_id = %order.id, event = %envelope.event_type, "order settled by payment");
-            }
-            // Cancelled first (customer or sweeper): payment-service refunds on the
-            // OrderCancelled event it will see.
-            Transition::Unchanged(order) => {
-                tracing::info!(order_id = %order.id, status = ?order.status, "payment result for a settled order ignored");
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A database error may pass (retried); any other will not (dead-lettered).
-fn handler_error(e: Error) -> HandlerError {
-    match e {
-        Error::Database(e) => e.into(),
-        other => HandlerError::Permanent(other.to_string()),
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! - [`grpc`]: the protobuf edge. [`error`]: [`Error`] → `tonic::Status`.
 
 pub mod audit;
+pub mod consumer;
 pub mod domain;
 pub mod error;
 pub mod events;
@@ -91,7 +92,7 @@ pub async fn run(
         bus,
         ConsumerOptions::new(CONSUMER, topics::PAYMENTS),
         outbox,
-        Arc::new(events::PaymentEvents),
+        Arc::new(consumer::Consumer),
         shutdown.clone(),
     ));
     tasks.spawn(

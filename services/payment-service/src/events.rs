@@ -1,22 +1,11 @@
-//! payment-service's events, the one place (with grpc.rs) that sees their generated types:
-//! the consumer of `agora.users.v1` (open wallets) and `agora.orders.v1` (charge placed
-//! orders, refund cancelled ones), and the payment outcomes it announces. Each effect commits
-//! with the processed event id and the events it enqueues (see [`agora_events::apply`]).
+//! The events payment-service announces (a charge's outcome), built from its domain types, and
+//! the order it charges, read from `OrderPlaced`.
 
-use agora_events::{DomainEvent, EventTx, Handler, HandlerError, decode};
+use agora_events::{EventTx, HandlerError};
 use agora_kit::money::Money;
-use agora_proto::events::{
-    EventEnvelope, OrderCancelled, OrderPlaced, PaymentFailed, PaymentSucceeded, UserRegistered,
-};
-use async_trait::async_trait;
+use agora_proto::events::{OrderPlaced, PaymentFailed, PaymentSucceeded};
 
-use crate::{
-    Error,
-    domain::{OrderToCharge, Payment, PaymentStatus},
-    store::Store,
-};
-
-// --- Announced ----------------------------------------------------------------
+use crate::domain::{OrderToCharge, Payment, PaymentStatus};
 
 /// Enqueues the outcome of a charge: `PaymentSucceeded`, or `PaymentFailed` with the reason.
 pub(crate) async fn charged(tx: &mut EventTx, payment: &Payment) -> Result<(), sqlx::Error> {
@@ -39,62 +28,5 @@ impl TryFrom<&OrderPlaced> for OrderToCharge {
         let total = Money::from_proto(placed.total.clone())
             .map_err(|e| HandlerError::Permanent(format!("OrderPlaced {} has a bad total: {e}", placed.order_id)))?;
         Ok(Self { order_id: placed.order_id.clone(), user_id: placed.user_id.clone(), total })
-    }
-}
-
-// --- Consumed -----------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-pub struct PaymentHandler {
-    store: Store,
-}
-
-impl PaymentHandler {
-    pub fn new(store: Store) -> Self {
-        Self { store }
-    }
-}
-
-/// A database error may pass (retried); any other will not (dead-lettered).
-fn handler_error(e: Error) -> HandlerError {
-    match e {
-        Error::Database(e) => e.into(),
-        other => HandlerError::Permanent(other.to_string()),
-    }
-}
-
-#[async_trait]
-impl Handler for PaymentHandler {
-    fn handles(&self) -> &[&'static str] {
-        // OrderPaid and future events are not ours.
-        &[UserRegistered::TYPE, OrderPlaced::TYPE, OrderCancelled::TYPE]
-    }
-
-    async fn handle(&self, tx: &mut EventTx, envelope: &EventEnvelope) -> Result<(), HandlerError> {
-        match envelope.event_type.as_str() {
-            UserRegistered::TYPE => {
-                let user = decode::<UserRegistered>(envelope)?;
-                if self.store.open_wallet_in(tx, &user.user_id).await.map_err(handler_error)? {
-                    tracing::info!(user_id = %user.user_id, "wallet opened");
-                }
-            }
-            OrderPlaced::TYPE => {
-                let order = OrderToCharge::try_from(&decode::<OrderPlaced>(envelope)?)?;
-                let payment = self.store.charge_in(tx, &order).await.map_err(handler_error)?;
-                tracing::info!(order_id = %payment.order_id, status = ?payment.status, amount = %payment.amount, "payment processed");
-                if !payment.decline_reason.is_empty() {
-                    // The saga's failure: the span that handled OrderPlaced says why.
-                    let reason = format!("payment declined: {}", payment.decline_reason);
-                    agora_kit::trace_context::fail(&tracing::Span::current(), &reason);
-                }
-            }
-            _ => {
-                let cancelled = decode::<OrderCancelled>(envelope)?;
-                if let Some(payment) = self.store.refund_in(tx, &cancelled.order_id).await.map_err(handler_error)? {
-                    tracing::info!(order_id = %payment.order_id, amount = %payment.amount, "payment refunded");
-                }
-            }
-        }
-        Ok(())
     }
 }

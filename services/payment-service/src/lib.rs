@@ -13,6 +13,7 @@
 //! - [`grpc`]: the protobuf edge. [`error`]: [`Error`] → `tonic::Status`.
 
 pub mod audit;
+pub mod consumer;
 pub mod domain;
 pub mod error;
 pub mod events;
@@ -75,7 +76,7 @@ pub async fn run(
             bus.clone(),
             ConsumerOptions::new(CONSUMER, topic),
             store.outbox().clone(),
-            Arc::new(events::PaymentHandler::new(store.clone())),
+            Arc::new(consumer::Consumer::new(store.clone())),
             shutdown.clone(),
         ));
     }

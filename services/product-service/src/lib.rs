@@ -13,9 +13,9 @@
 //! - [`error`]: [`Error`] → `tonic::Status`.
 
 pub mod audit;
+pub mod consumer;
 pub mod domain;
 pub mod error;
-pub mod events;
 pub mod grpc;
 pub mod store;
 
@@ -62,7 +62,7 @@ pub async fn run(
         ConsumerOptions::new(CONSUMER, topics::ORDERS),
         // Reservations settle from events; product-service announces none.
         Outbox::without_relay(db),
-        Arc::new(events::OrderEvents),
+        Arc::new(consumer::Consumer),
         shutdown.clone(),
     ));
     tasks.close();

@@ -256,7 +256,7 @@ async fn cancelled_order_events_release_stock_once(db: TestDatabase) {
     let event =
         envelope(&order, &OrderCancelled { order_id: order.clone(), user_id: "u".into(), reason: "test".into() });
     let consumer = product_service::CONSUMER;
-    let handler = product_service::events::OrderEvents;
+    let handler = product_service::consumer::Consumer;
     assert!(agora_events::apply(&outbox, consumer, &handler, &event).await.unwrap(), "released");
     assert!(!agora_events::apply(&outbox, consumer, &handler, &event).await.unwrap(), "claimed already");
     assert_eq!(stock(&mut app.client, &mug).await, 5, "the same event twice releases once");

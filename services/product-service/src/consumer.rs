@@ -10,10 +10,10 @@ use crate::{Error, store};
 
 /// Settles reservations from order outcomes.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct OrderEvents;
+pub struct Consumer;
 
 #[async_trait]
-impl Handler for OrderEvents {
+impl Handler for Consumer {
     fn handles(&self) -> &[&'static str] {
         &[OrderPaid::TYPE, OrderCancelled::TYPE]
     }
