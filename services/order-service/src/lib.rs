@@ -25,10 +25,10 @@ pub mod sweeper;
 
 use std::{sync::Arc, time::Duration};
 
-use agora_events::{ConsumerOptions, EventBus, Relay, run_consumer, topics};
+use agora_events::{Background, EventBus, topics};
 use agora_proto::order::order_service_server::OrderServiceServer;
 use serde::Deserialize;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub use error::Error;
@@ -77,36 +77,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let db = store::connect(&config.database_url).await?;
-    let relay = Relay::new(db, bus.clone()).named("order-service");
-    let outbox = relay.outbox();
-    let store = store::Store::new(outbox.clone());
+    let background = Background::new(CONSUMER, db, bus, &shutdown);
+    let store = store::Store::new(background.outbox());
     let placer = placing::Placer::new(
         store.clone(),
         config.resolver.channel(&config.user_addr)?,
         config.resolver.channel(&config.product_addr)?,
     );
-
-    let tasks = TaskTracker::new();
-    tasks.spawn(relay.run(shutdown.clone()));
-    tasks.spawn(run_consumer(
-        bus,
-        ConsumerOptions::new(CONSUMER, topics::PAYMENTS),
-        outbox,
-        Arc::new(consumer::Consumer),
-        shutdown.clone(),
-    ));
-    tasks.spawn(
-        sweeper::Sweeper {
-            store: store.clone(),
-            timeout: Duration::from_secs(config.payment_timeout_secs),
-            interval: Duration::from_secs(config.sweep_interval_secs.max(1)),
-        }
-        .run(shutdown.clone()),
-    );
-    tasks.close();
+    background.consume(topics::PAYMENTS, Arc::new(consumer::Consumer));
+    let sweeper = sweeper::Sweeper {
+        store: store.clone(),
+        timeout: Duration::from_secs(config.payment_timeout_secs),
+        interval: Duration::from_secs(config.sweep_interval_secs.max(1)),
+    };
+    background.spawn(|shutdown| sweeper.run(shutdown));
 
     let routes = tonic::service::Routes::new(OrderServiceServer::new(grpc::OrderApi::new(store, placer)));
-    agora_kit::grpc::serve(routes, &[SERVICE_NAME], listener, shutdown).await?;
-    tasks.wait().await;
-    Ok(())
+    background.serve(routes, &[SERVICE_NAME], listener).await
 }

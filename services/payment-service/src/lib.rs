@@ -22,11 +22,11 @@ pub mod store;
 
 use std::sync::Arc;
 
-use agora_events::{ConsumerOptions, EventBus, Relay, run_consumer, topics};
+use agora_events::{Background, EventBus, topics};
 use agora_kit::money::Money;
 use agora_proto::payment::payment_service_server::PaymentServiceServer;
 use serde::Deserialize;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub use error::Error;
@@ -66,24 +66,13 @@ pub async fn run(
     let opening = Money::new(&config.currency, config.opening_balance_minor)
         .map_err(|e| anyhow::anyhow!("invalid opening balance in config: {e}"))?;
     let db = store::connect(&config.database_url).await?;
-    let relay = Relay::new(db, bus.clone()).named("payment-service");
-    let store = store::Store::new(relay.outbox(), opening);
-
-    let tasks = TaskTracker::new();
-    tasks.spawn(relay.run(shutdown.clone()));
+    let background = Background::new(CONSUMER, db, bus, &shutdown);
+    let store = store::Store::new(background.outbox(), opening);
+    let consumer = Arc::new(consumer::Consumer::new(store.clone()));
     for topic in [topics::USERS, topics::ORDERS] {
-        tasks.spawn(run_consumer(
-            bus.clone(),
-            ConsumerOptions::new(CONSUMER, topic),
-            store.outbox().clone(),
-            Arc::new(consumer::Consumer::new(store.clone())),
-            shutdown.clone(),
-        ));
+        background.consume(topic, consumer.clone());
     }
-    tasks.close();
 
     let routes = tonic::service::Routes::new(PaymentServiceServer::new(grpc::PaymentApi::new(store)));
-    agora_kit::grpc::serve(routes, &[SERVICE_NAME], listener, shutdown).await?;
-    tasks.wait().await;
-    Ok(())
+    background.serve(routes, &[SERVICE_NAME], listener).await
 }

@@ -21,10 +21,10 @@ pub mod store;
 
 use std::sync::Arc;
 
-use agora_events::{ConsumerOptions, EventBus, Outbox, run_consumer, topics};
+use agora_events::{Background, EventBus, topics};
 use agora_proto::product::product_service_server::ProductServiceServer;
 use serde::Deserialize;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub use error::Error;
@@ -55,20 +55,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let db = store::connect(&config.database_url).await?;
     let store = store::Store::new(db.clone());
-
-    let tasks = TaskTracker::new();
-    tasks.spawn(run_consumer(
-        bus,
-        ConsumerOptions::new(CONSUMER, topics::ORDERS),
-        // Reservations settle from events; product-service announces none.
-        Outbox::without_relay(db),
-        Arc::new(consumer::Consumer),
-        shutdown.clone(),
-    ));
-    tasks.close();
+    // Reservations settle from events; product-service announces none.
+    let background = Background::without_publishing(CONSUMER, db, bus, &shutdown);
+    background.consume(topics::ORDERS, Arc::new(consumer::Consumer));
 
     let routes = tonic::service::Routes::new(ProductServiceServer::new(grpc::ProductApi::new(store)));
-    agora_kit::grpc::serve(routes, &[SERVICE_NAME], listener, shutdown).await?;
-    tasks.wait().await;
-    Ok(())
+    background.serve(routes, &[SERVICE_NAME], listener).await
 }

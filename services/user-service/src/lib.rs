@@ -19,12 +19,12 @@ pub mod store;
 
 use std::{sync::Arc, time::Duration};
 
-use agora_events::{EventBus, Relay};
+use agora_events::{Background, EventBus};
 use agora_kit::auth::JwtKeys;
 use agora_proto::user::user_service_server::UserServiceServer;
 use secrecy::SecretString;
 use serde::Deserialize;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub use error::Error;
@@ -70,21 +70,15 @@ pub async fn run(
     let keys = JwtKeys::new(&config.jwt_secret, Duration::from_secs(config.token_ttl_secs))
         .map_err(|e| anyhow::anyhow!("user-service: {e} (set AGORA_JWT_SECRET)"))?;
     let db = store::connect(&config.database_url).await?;
-    let relay = Relay::new(db, bus).named("user-service");
-    let store = store::Store::new(relay.outbox());
+    let background = Background::new("user-service", db, bus, &shutdown);
+    let store = store::Store::new(background.outbox());
     if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
         seed_admin(&store, email, password).await?;
     }
 
-    let tasks = TaskTracker::new();
-    tasks.spawn(relay.run(shutdown.clone()));
-    tasks.close();
-
     let api = grpc::UserApi::new(store, keys);
     let routes = tonic::service::Routes::new(UserServiceServer::new(api));
-    agora_kit::grpc::serve(routes, &[SERVICE_NAME], listener, shutdown).await?;
-    tasks.wait().await;
-    Ok(())
+    background.serve(routes, &[SERVICE_NAME], listener).await
 }
 
 async fn seed_admin(store: &store::Store, email: &str, password: &SecretString) -> anyhow::Result<()> {
