@@ -5,3 +5,4 @@
 //! The suites are this package's `[[test]]` targets:
 //! - `discovery`: balanced channels following product-service instances through a real
 //!   Consul agent: registration, health, ejection, retries, an agent restart.
+//! - `migrations`: no released migration changes, on either backend.

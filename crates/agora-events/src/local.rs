@@ -36,7 +36,7 @@ impl LocalBus {
                 db::redact(url)
             )));
         }
-        let db = db::connect(url, Migrations { sqlite: &MIGRATIONS, postgres: &MIGRATIONS })
+        let db = db::connect(url, Migrations::portable(&MIGRATIONS))
             .await
             .map_err(|e| BusError::Unavailable(e.to_string()))?;
         Ok(Self { db, published: Arc::new(watch::channel(0).0) })

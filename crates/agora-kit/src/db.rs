@@ -1,14 +1,15 @@
 //! The database pool, chosen by URL: `sqlite:…` for the embedded default, `postgres:…` for
 //! the distributed stack. Queries are written once in the SQL both backends accept (`$1`
 //! placeholders, `ON CONFLICT`, `RETURNING`, integers and text only) and run through sqlx's
-//! `Any` driver; only the DDL differs, so each service ships one migration folder per backend.
+//! `Any` driver. Only the DDL differs, and it is written once too: in PostgreSQL's dialect,
+//! from which SQLite's is derived (see [`Migrations`]).
 
-use std::{str::FromStr, sync::Once, time::Duration};
+use std::{future::Future, str::FromStr, sync::Once, time::Duration};
 
 use sqlx::{
-    AnyPool, Executor,
+    AnyPool, AssertSqlSafe, Executor, SqlSafeStr,
     any::{AnyConnectOptions, AnyPoolOptions},
-    migrate::Migrator,
+    migrate::{MigrateError, Migration, MigrationSource, Migrator},
 };
 
 /// Which engine a [`Db`] talks to; DDL and a few pragmas depend on it.
@@ -38,21 +39,92 @@ impl Backend {
     }
 }
 
-/// One migration folder per backend, embedded at compile time with `sqlx::migrate!`.
+/// A service's migrations: one folder, embedded at compile time with `sqlx::migrate!`.
+///
+/// A service's DDL is written in PostgreSQL's dialect, and SQLite's is derived from it by two
+/// rewrites ([`sqlite_dialect`]): an identity key becomes `INTEGER PRIMARY KEY AUTOINCREMENT`
+/// and `BIGINT` becomes `INTEGER` (SQLite's 64-bit integer either way). The derived text is
+/// byte for byte what the earlier per-backend folders held, so databases migrated before keep
+/// their checksums.
 #[derive(Debug, Clone, Copy)]
 pub struct Migrations {
-    pub sqlite: &'static Migrator,
-    pub postgres: &'static Migrator,
+    written: &'static Migrator,
+    derive_sqlite: bool,
 }
 
-/// The calling crate's `migrations/sqlite` and `migrations/postgres` folders as [`Migrations`]
-/// (every service keeps its schema there; the crate needs `sqlx` as a dependency).
+impl Migrations {
+    /// Migrations in PostgreSQL's dialect; SQLite runs them through [`sqlite_dialect`].
+    pub const fn postgres_dialect(written: &'static Migrator) -> Self {
+        Self { written, derive_sqlite: true }
+    }
+
+    /// Migrations that run as written on either backend.
+    pub const fn portable(written: &'static Migrator) -> Self {
+        Self { written, derive_sqlite: false }
+    }
+
+    /// The migrations `backend` runs.
+    pub async fn for_backend(&self, backend: Backend) -> Result<ForBackend, MigrateError> {
+        if backend == Backend::Postgres || !self.derive_sqlite {
+            return Ok(ForBackend::Written(self.written));
+        }
+        let derived = self
+            .written
+            .iter()
+            .map(|m| {
+                let sql = AssertSqlSafe(sqlite_dialect(m.sql.as_str())).into_sql_str();
+                Migration::new(m.version, m.description.clone(), m.migration_type, sql, m.no_tx)
+            })
+            .collect();
+        Ok(ForBackend::Derived(Migrator::new(Derived(derived)).await?))
+    }
+}
+
+/// The migrations one backend runs: as written, or derived for it.
+#[derive(Debug)]
+pub enum ForBackend {
+    Written(&'static Migrator),
+    Derived(Migrator),
+}
+
+impl std::ops::Deref for ForBackend {
+    type Target = Migrator;
+
+    fn deref(&self) -> &Migrator {
+        match self {
+            Self::Written(migrator) => migrator,
+            Self::Derived(migrator) => migrator,
+        }
+    }
+}
+
+/// SQLite's dialect of PostgreSQL DDL as Agora writes it (see [`Migrations`]).
+pub fn sqlite_dialect(postgres: &str) -> String {
+    postgres
+        .replace("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")
+        .replace("BIGINT", "INTEGER")
+}
+
+/// Migrations made at run time, as a source for [`Migrator::new`].
+#[derive(Debug)]
+struct Derived(Vec<Migration>);
+
+impl MigrationSource<'static> for Derived {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Migration>, sqlx::error::BoxDynError>> + Send + 'static>>
+    {
+        Box::pin(async move { Ok(self.0) })
+    }
+}
+
+/// The calling crate's `migrations/` folder, in PostgreSQL's dialect, as [`Migrations`] (every
+/// service keeps its schema there; the crate needs `sqlx` as a dependency).
 #[macro_export]
 macro_rules! service_migrations {
     () => {{
-        static SQLITE: ::sqlx::migrate::Migrator = ::sqlx::migrate!("migrations/sqlite");
-        static POSTGRES: ::sqlx::migrate::Migrator = ::sqlx::migrate!("migrations/postgres");
-        $crate::db::Migrations { sqlite: &SQLITE, postgres: &POSTGRES }
+        static MIGRATIONS: ::sqlx::migrate::Migrator = ::sqlx::migrate!();
+        $crate::db::Migrations::postgres_dialect(&MIGRATIONS)
     }};
 }
 
@@ -131,13 +203,11 @@ pub async fn connect(url: &str, migrations: Migrations) -> Result<Db, DbError> {
         .connect_with(options)
         .await
         .map_err(|source| DbError::Connect { url: shown.clone(), source })?;
-    let migrator = match backend {
-        Backend::Sqlite => migrations.sqlite,
-        Backend::Postgres => migrations.postgres,
-    };
+    let migrator =
+        migrations.for_backend(backend).await.map_err(|source| DbError::Migrate { url: shown.clone(), source })?;
     match backend {
         Backend::Sqlite => migrator.run(&pool).await.map_err(|source| DbError::Migrate { url: shown, source })?,
-        Backend::Postgres => migrate_alone(&pool, backend, migrator, &shown).await?,
+        Backend::Postgres => migrate_alone(&pool, backend, &migrator, &shown).await?,
     }
     crate::metrics::metrics().track_pool(&database_name(&url), pool.clone());
     Ok(Db { pool, backend })

@@ -9,6 +9,8 @@
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a cancellation token.
 //! - [`db`]: an `AnyPool` chosen by URL (`sqlite:` or `postgres:`), migrations per backend.
 //! - [`auth`]: access tokens (HS256 JWT).
+//! - [`fault`]: the failures every service shares (identity, database, internal) and their
+//!   statuses.
 //! - [`identity`]: the verified caller, carried as gRPC metadata.
 //! - [`trace_context`]: the W3C `traceparent` of the request or event being handled.
 //! - [`rpc`]: what is recorded of every gRPC call at either end (span, status, metrics) and the
@@ -20,6 +22,7 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod fault;
 pub mod grpc;
 pub mod id;
 pub mod identity;

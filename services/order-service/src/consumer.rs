@@ -2,6 +2,7 @@
 //! one CANCELLED, each in the transaction that claims the event (see [`agora_events::apply`]).
 
 use agora_events::{DomainEvent, EventTx, Handler, HandlerError, decode};
+use agora_kit::fault::Fault;
 use agora_proto::events::{EventEnvelope, PaymentFailed, PaymentSucceeded};
 use async_trait::async_trait;
 
@@ -45,7 +46,7 @@ impl Handler for Consumer {
 /// A database error may pass (retried); any other will not (dead-lettered).
 fn handler_error(e: Error) -> HandlerError {
     match e {
-        Error::Database(e) => e.into(),
+        Error::Fault(Fault::Database(e)) => e.into(),
         other => HandlerError::Permanent(other.to_string()),
     }
 }

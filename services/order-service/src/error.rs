@@ -1,5 +1,6 @@
 //! order-service's errors and their one mapping to gRPC status codes.
 
+use agora_kit::fault::Fault;
 use tonic::{Code, Status};
 
 use crate::domain::ParseError;
@@ -25,20 +26,10 @@ pub enum Error {
     #[error("{}: {}", .service, .status.message())]
     Upstream { service: &'static str, status: Status },
     #[error(transparent)]
-    Identity(#[from] Status),
-    #[error("database: {0}")]
-    Database(sqlx::Error),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Fault(#[from] Fault),
 }
 
-/// A database error fails the span it happened in (the store method's `db` span).
-impl From<sqlx::Error> for Error {
-    fn from(error: sqlx::Error) -> Self {
-        agora_kit::db::failed(&error);
-        Self::Database(error)
-    }
-}
+agora_kit::service_faults!(Error);
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
@@ -59,15 +50,7 @@ impl From<Error> for Status {
                     Status::unavailable(format!("{service} is unavailable; try again"))
                 }
             },
-            Error::Identity(status) => status,
-            Error::Database(e) => {
-                tracing::error!(error = %e, "database failure");
-                Status::unavailable("the order database is unavailable; try again")
-            }
-            Error::Internal(e) => {
-                tracing::error!(error = %e, "internal failure");
-                Status::internal("internal error")
-            }
+            Error::Fault(fault) => fault.into_status("order"),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! events it enqueues (see [`agora_events::apply`]).
 
 use agora_events::{DomainEvent, EventTx, Handler, HandlerError, decode};
+use agora_kit::fault::Fault;
 use agora_proto::events::{EventEnvelope, OrderCancelled, OrderPlaced, UserRegistered};
 use async_trait::async_trait;
 
@@ -23,7 +24,7 @@ impl Consumer {
 /// A database error may pass (retried); any other will not (dead-lettered).
 fn handler_error(e: Error) -> HandlerError {
     match e {
-        Error::Database(e) => e.into(),
+        Error::Fault(Fault::Database(e)) => e.into(),
         other => HandlerError::Permanent(other.to_string()),
     }
 }

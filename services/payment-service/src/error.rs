@@ -1,5 +1,6 @@
 //! payment-service's errors and their one mapping to gRPC status codes.
 
+use agora_kit::fault::Fault;
 use tonic::Status;
 
 use crate::domain::ParseError;
@@ -15,20 +16,10 @@ pub enum Error {
     #[error("the wallet balance would overflow")]
     Overflow,
     #[error(transparent)]
-    Identity(#[from] Status),
-    #[error("database: {0}")]
-    Database(sqlx::Error),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Fault(#[from] Fault),
 }
 
-/// A database error fails the span it happened in (the store method's `db` span).
-impl From<sqlx::Error> for Error {
-    fn from(error: sqlx::Error) -> Self {
-        agora_kit::db::failed(&error);
-        Self::Database(error)
-    }
-}
+agora_kit::service_faults!(Error);
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
@@ -36,15 +27,7 @@ impl From<Error> for Status {
             Error::Invalid(e) => Status::invalid_argument(e.to_string()),
             Error::CurrencyMismatch { .. } | Error::Overflow => Status::invalid_argument(err.to_string()),
             Error::NotYours => Status::permission_denied(err.to_string()),
-            Error::Identity(status) => status,
-            Error::Database(e) => {
-                tracing::error!(error = %e, "database failure");
-                Status::unavailable("the payment database is unavailable; try again")
-            }
-            Error::Internal(e) => {
-                tracing::error!(error = %e, "internal failure");
-                Status::internal("internal error")
-            }
+            Error::Fault(fault) => fault.into_status("payment"),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! transaction (see [`agora_events::apply`]).
 
 use agora_events::{DomainEvent, EventTx, Handler, HandlerError, decode};
+use agora_kit::fault::Fault;
 use agora_proto::events::{EventEnvelope, OrderCancelled, OrderPaid};
 use async_trait::async_trait;
 
@@ -31,7 +32,7 @@ impl Handler for Consumer {
                 tracing::info!(%order_id, state = ?reservation.state, "reservation settled from order event");
                 Ok(())
             }
-            (Err(Error::Database(e)), _) => Err(e.into()),
+            (Err(Error::Fault(Fault::Database(e))), _) => Err(e.into()),
             // A saga conflict (say, paid after released) will not fix itself: dead-letter it
             // for an operator instead of retrying forever.
             (Err(e), order_id) => Err(HandlerError::Permanent(format!("order {order_id}: {e}"))),

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 static EFFECTS: Migrator = sqlx::migrate!("tests/it/migrations");
 
 async fn database(test_db: &TestDatabase) -> Db {
-    let db = db::connect(&test_db.url, Migrations { sqlite: &EFFECTS, postgres: &EFFECTS }).await.unwrap();
+    let db = db::connect(&test_db.url, Migrations::portable(&EFFECTS)).await.unwrap();
     agora_events::schema::ensure(&db).await.unwrap();
     db
 }
