@@ -49,11 +49,11 @@ pub async fn start(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result
     let sqlite = |name: &str| format!("sqlite:{}", data.join(name).display());
     let bus: Arc<dyn EventBus> = Arc::new(LocalBus::open(&sqlite("events.db")).await?);
     let jwt_secret = match args.jwt_secret {
-        Some(secret) => SecretString::from(secret),
+        Some(secret) => secret,
         None => stored_secret(&data.join("jwt-secret"), agora_kit::auth::MIN_SECRET_LEN)?,
     };
     let (admin_password, admin_password_file) = match args.admin_password {
-        Some(password) => (SecretString::from(password), None),
+        Some(password) => (password, None),
         None => {
             let file = data.join("admin-password");
             (stored_secret(&file, 16)?, Some(file))

@@ -5,7 +5,8 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Serialize;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Serialize, Serializer};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -99,7 +100,7 @@ pub struct DiscoveryArgs {
 
     /// Consul ACL token, when the agent enforces ACLs.
     #[arg(long, env = "AGORA_CONSUL_TOKEN", hide_env_values = true)]
-    pub consul_token: Option<String>,
+    pub consul_token: Option<SecretString>,
 
     /// Address registered in Consul for callers to use [default: the listen address; required
     /// when listening on 0.0.0.0]. A port of 0 means the listening port.
@@ -125,8 +126,8 @@ pub struct Common {
 
     /// This role's database: `sqlite:PATH` or `postgres://USER:PASSWORD@HOST/DB`.
     #[arg(long, env = "AGORA_DATABASE_URL", hide_env_values = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
+    #[serde(serialize_with = "exposed", skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<SecretString>,
 
     /// The event bus.
     #[arg(long, env = "AGORA_EVENTS", value_enum, default_value_t = Events::Memory)]
@@ -176,8 +177,8 @@ pub struct UserArgs {
     pub common: Common,
     /// HS256 secret for access tokens, shared with the gateway (32 bytes or more).
     #[arg(long, env = "AGORA_JWT_SECRET", hide_env_values = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwt_secret: Option<String>,
+    #[serde(serialize_with = "exposed", skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<SecretString>,
     /// Access-token lifetime in seconds.
     #[arg(long, env = "AGORA_TOKEN_TTL_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,8 +189,8 @@ pub struct UserArgs {
     pub admin_email: Option<String>,
     /// Password of the admin account.
     #[arg(long, env = "AGORA_ADMIN_PASSWORD", hide_env_values = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub admin_password: Option<String>,
+    #[serde(serialize_with = "exposed", skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<SecretString>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -287,8 +288,8 @@ pub struct GatewayArgs {
     pub discovery: DiscoveryArgs,
     /// HS256 secret that user-service signs access tokens with (32 bytes or more).
     #[arg(long, env = "AGORA_JWT_SECRET", hide_env_values = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwt_secret: Option<String>,
+    #[serde(serialize_with = "exposed", skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<SecretString>,
     /// Largest accepted request body, in bytes [default: 1048576].
     #[arg(long, env = "AGORA_BODY_LIMIT_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -342,13 +343,13 @@ pub struct AllArgs {
     pub payment_addr: SocketAddr,
     /// Access-token secret; generated once and kept in the data directory when unset.
     #[arg(long, env = "AGORA_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
     /// Admin account created at start when missing.
     #[arg(long, env = "AGORA_ADMIN_EMAIL", default_value = "admin@agora.local")]
     pub admin_email: String,
     /// Password of the admin account; generated once and kept in the data directory when unset.
     #[arg(long, env = "AGORA_ADMIN_PASSWORD", hide_env_values = true)]
-    pub admin_password: Option<String>,
+    pub admin_password: Option<SecretString>,
     /// Cancel orders still unpaid after this many seconds [default: 900].
     #[arg(long, env = "AGORA_PAYMENT_TIMEOUT_SECS")]
     pub payment_timeout_secs: Option<u64>,
@@ -400,20 +401,20 @@ pub struct CheckArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ReconcileArgs {
     /// order-service's database URL.
-    #[arg(long, env = "AGORA_RECONCILE_ORDER_DB")]
-    pub order_db: String,
+    #[arg(long, env = "AGORA_RECONCILE_ORDER_DB", hide_env_values = true)]
+    pub order_db: SecretString,
 
     /// payment-service's database URL.
-    #[arg(long, env = "AGORA_RECONCILE_PAYMENT_DB")]
-    pub payment_db: String,
+    #[arg(long, env = "AGORA_RECONCILE_PAYMENT_DB", hide_env_values = true)]
+    pub payment_db: SecretString,
 
     /// product-service's database URL.
-    #[arg(long, env = "AGORA_RECONCILE_PRODUCT_DB")]
-    pub product_db: String,
+    #[arg(long, env = "AGORA_RECONCILE_PRODUCT_DB", hide_env_values = true)]
+    pub product_db: SecretString,
 
     /// user-service's database URL (only its outbox is looked at).
-    #[arg(long, env = "AGORA_RECONCILE_USER_DB")]
-    pub user_db: Option<String>,
+    #[arg(long, env = "AGORA_RECONCILE_USER_DB", hide_env_values = true)]
+    pub user_db: Option<SecretString>,
 
     /// Kafka brokers whose dead-letter topics must be empty [default: not looked at].
     #[arg(long, env = "AGORA_KAFKA_BROKERS")]
@@ -445,6 +446,12 @@ pub struct ReconcileArgs {
     /// Print the figures as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Secrets stay [`SecretString`]s from parsing on (so no `Debug` of the flags shows them) until
+/// they are handed, as overrides, to the config of the service that uses them.
+fn exposed<S: Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    secret.as_ref().map(ExposeSecret::expose_secret).serialize(serializer)
 }
 
 #[cfg(test)]
@@ -498,5 +505,28 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "docs/configuration.md and the flags disagree:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn secrets_reach_the_config_but_never_debug_output() {
+        let cli = Cli::parse_from([
+            "agora",
+            "user-service",
+            "--jwt-secret",
+            "jwt-secret-0123456789abcdef0123456789",
+            "--admin-password",
+            "admin-password-42",
+            "--database-url",
+            "postgres://agora:db-password-7@db/users",
+        ]);
+        let Some(Command::UserService(args)) = cli.command else { panic!("user-service parses as itself") };
+        let shown = format!("{args:?}");
+        for secret in ["jwt-secret-0123456789", "admin-password-42", "db-password-7"] {
+            assert!(!shown.contains(secret), "{secret} shows in {shown}");
+        }
+        let overrides = serde_json::to_value(&args).unwrap();
+        assert_eq!(overrides["jwt_secret"], "jwt-secret-0123456789abcdef0123456789");
+        assert_eq!(overrides["admin_password"], "admin-password-42");
+        assert_eq!(overrides["database_url"], "postgres://agora:db-password-7@db/users");
     }
 }

@@ -5,7 +5,6 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use agora_discovery::{CheckTiming, Consul, Probe, Registration, Resolver};
 use agora_events::{EventBus, KafkaBus, KafkaOptions, LocalBus};
 use agora_kit::{config, grpc::Listener};
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -139,7 +138,7 @@ fn consul_target(role: &str) -> String {
 }
 
 fn consul_client(args: &DiscoveryArgs) -> anyhow::Result<Consul> {
-    Consul::new(&args.consul_addr, args.consul_token.clone().map(SecretString::from))
+    Consul::new(&args.consul_addr, args.consul_token.clone())
 }
 
 /// Channels for `--*-addr` targets; `consul://` ones need `--discovery consul`.

@@ -31,6 +31,7 @@ use anyhow::{Context as _, bail};
 use order_service::domain::OrderStatus;
 use payment_service::{audit::Ledger, domain::PaymentStatus};
 use product_service::domain::ReservationState;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
@@ -181,7 +182,8 @@ impl Databases {
     }
 }
 
-async fn pool(url: &str) -> anyhow::Result<AnyPool> {
+async fn pool(url: &SecretString) -> anyhow::Result<AnyPool> {
+    let url = url.expose_secret();
     AnyPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(10))
