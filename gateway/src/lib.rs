@@ -36,7 +36,6 @@ use axum::{Router, routing::get, serve::ListenerExt as _};
 use http::{HeaderName, HeaderValue, Method};
 use secrecy::SecretString;
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, util::option_layer};
 use tower_http::{
@@ -172,13 +171,30 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
 }
 
 /// Serves the gateway on `listener` until `shutdown`, then drains in-flight requests.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: impl Into<agora_kit::grpc::Listener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let api = Api::agora()?;
     let app = app(&config, &api)?;
+    let (listener, announcer) = listener.into().into_parts();
     let addr = listener.local_addr()?;
     let ready_in_ms = agora_kit::telemetry::since_start().as_millis();
     tracing::info!(%addr, routes = api.bindings.len(), ready_in_ms, "gateway listening");
+    if let Some(announcer) = &announcer {
+        announcer.announce(addr).await;
+    }
+    // On shutdown callers are told first (the instance leaves the registry), then the
+    // in-flight requests drain.
     let drained = shutdown.clone();
+    let withdrawn = async move {
+        drained.cancelled().await;
+        if let Some(announcer) = announcer {
+            announcer.withdraw().await;
+        }
+        tracing::info!(%addr, "draining in-flight requests");
+    };
     // TCP_NODELAY: a small response must not wait for the client's delayed ACK (40 ms).
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
@@ -186,7 +202,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         }
     });
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { drained.cancelled().await });
+        .with_graceful_shutdown(withdrawn);
     tokio::select! {
         result = server => result?,
         () = async {

@@ -43,7 +43,8 @@ pub async fn bus(common: &Common) -> anyhow::Result<Arc<dyn EventBus>> {
 pub async fn user(args: UserArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: user_service::Config = config::load(args.common.config.as_deref(), &args)?;
     let bus = bus(&args.common).await?;
-    let listener = listen(args.listen, &args.common.discovery, USER, user_service::SERVICE_NAME).await?;
+    let listener =
+        listen(args.listen, &args.common.discovery, USER, Probe::Grpc(user_service::SERVICE_NAME.to_owned())).await?;
     serve_metrics(&args.common, &shutdown);
     user_service::run(cfg, bus, listener, shutdown).await
 }
@@ -51,7 +52,9 @@ pub async fn user(args: UserArgs, shutdown: CancellationToken) -> anyhow::Result
 pub async fn product(args: ProductArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: product_service::Config = config::load(args.common.config.as_deref(), &args)?;
     let bus = bus(&args.common).await?;
-    let listener = listen(args.listen, &args.common.discovery, PRODUCT, product_service::SERVICE_NAME).await?;
+    let listener =
+        listen(args.listen, &args.common.discovery, PRODUCT, Probe::Grpc(product_service::SERVICE_NAME.to_owned()))
+            .await?;
     if args.seed_demo {
         let addr = listener.local_addr()?.to_string();
         tokio::spawn(async move { crate::seed::demo_catalog_when_up(&addr).await });
@@ -69,7 +72,7 @@ pub async fn order(mut args: OrderArgs, shutdown: CancellationToken) -> anyhow::
     let mut cfg: order_service::Config = config::load(args.common.config.as_deref(), &args)?;
     cfg.resolver = resolver(&discovery)?;
     let bus = bus(&args.common).await?;
-    let listener = listen(args.listen, &discovery, ORDER, order_service::SERVICE_NAME).await?;
+    let listener = listen(args.listen, &discovery, ORDER, Probe::Grpc(order_service::SERVICE_NAME.to_owned())).await?;
     serve_metrics(&args.common, &shutdown);
     order_service::run(cfg, bus, listener, shutdown).await
 }
@@ -77,7 +80,9 @@ pub async fn order(mut args: OrderArgs, shutdown: CancellationToken) -> anyhow::
 pub async fn payment(args: PaymentArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: payment_service::Config = config::load(args.common.config.as_deref(), &args)?;
     let bus = bus(&args.common).await?;
-    let listener = listen(args.listen, &args.common.discovery, PAYMENT, payment_service::SERVICE_NAME).await?;
+    let listener =
+        listen(args.listen, &args.common.discovery, PAYMENT, Probe::Grpc(payment_service::SERVICE_NAME.to_owned()))
+            .await?;
     serve_metrics(&args.common, &shutdown);
     payment_service::run(cfg, bus, listener, shutdown).await
 }
@@ -108,29 +113,9 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
         }
     }
     cfg.resolver = resolver(&args.discovery)?;
-    let listener = agora_kit::net::bind(args.listen).await?;
-    if !consul {
-        return gateway::run(cfg, listener, shutdown).await;
-    }
-    // The gateway serves HTTP, so the agent checks `/healthz`. On shutdown it leaves Consul
-    // first, then stops serving.
-    let registration = registration(&args.discovery, GATEWAY, listener.local_addr()?, Probe::Http("/healthz".into()))?;
-    registration.start().await;
-    let serving = CancellationToken::new();
-    let stop = serving.clone();
-    let withdraw = async move {
-        shutdown.cancelled().await;
-        registration.stop().await;
-        stop.cancel();
-    };
-    let (result, ()) = tokio::join!(gateway::run(cfg, listener, serving.clone()), async {
-        tokio::select! {
-            () = withdraw => {}
-            // The gateway stopped on its own (an error): nothing to withdraw from.
-            () = serving.cancelled() => {}
-        }
-    });
-    result
+    // The gateway serves HTTP, so the agent checks `/healthz`.
+    let listener = listen(args.listen, &args.discovery, GATEWAY, Probe::Http("/healthz".into())).await?;
+    gateway::run(cfg, listener, shutdown).await
 }
 
 fn consul_target(role: &str) -> String {
@@ -177,13 +162,13 @@ fn advertise(args: &DiscoveryArgs, local: SocketAddr) -> anyhow::Result<SocketAd
 }
 
 /// Binds `addr`; with `--discovery consul` the server also registers as `role` once it
-/// serves, checked through grpc.health.v1 for `grpc_service`.
-async fn listen(addr: SocketAddr, args: &DiscoveryArgs, role: &str, grpc_service: &str) -> anyhow::Result<Listener> {
+/// serves, checked by `probe`, and deregisters first when it stops.
+async fn listen(addr: SocketAddr, args: &DiscoveryArgs, role: &str, probe: Probe) -> anyhow::Result<Listener> {
     let tcp: TcpListener = agora_kit::net::bind(addr).await?;
     let listener = Listener::from(tcp);
     if args.discovery == DiscoveryMode::Static {
         return Ok(listener);
     }
-    let registration = registration(args, role, listener.local_addr()?, Probe::Grpc(grpc_service.to_owned()))?;
+    let registration = registration(args, role, listener.local_addr()?, probe)?;
     Ok(listener.announced(Arc::new(registration)))
 }

@@ -105,6 +105,11 @@ impl Listener {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
     }
+
+    /// The socket and the announcer, for a server other than [`serve`] (the gateway's HTTP).
+    pub fn into_parts(self) -> (TcpListener, Option<Arc<dyn Announcer>>) {
+        (self.tcp, self.announcer)
+    }
 }
 
 /// Runs `routes` (plus health and reflection) on `listener` until `shutdown` is cancelled and
