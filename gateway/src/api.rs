@@ -14,7 +14,7 @@ use crate::template::{Template, TemplateError};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
+pub enum RouteAccess {
     Public,
     /// A valid access token.
     Authenticated,
@@ -24,7 +24,7 @@ pub enum Policy {
 
 /// Where the request message comes from besides the path.
 #[derive(Debug, Clone)]
-pub enum Body {
+pub enum BodyRule {
     /// No body; unbound fields come from the query string.
     None,
     /// `body: "*"`: the whole request message; the query string sets nothing.
@@ -38,10 +38,10 @@ pub struct Binding {
     pub method: MethodDescriptor,
     pub verb: http::Method,
     pub template: Template,
-    pub body: Body,
+    pub body: BodyRule,
     /// `response_body`: answer with this field of the response instead of the whole message.
     pub response_body: Option<FieldDescriptor>,
-    pub policy: Policy,
+    pub policy: RouteAccess,
     /// The RPC creates a resource, so success is `201 Created`.
     pub creates: bool,
     /// `/package.Service/Method`, the gRPC path.
@@ -112,9 +112,9 @@ impl Api {
                         )
                     })?;
                 let access = match declared.access() {
-                    Access::Public => Policy::Public,
-                    Access::Authenticated => Policy::Authenticated,
-                    Access::Admin => Policy::Admin,
+                    Access::Public => RouteAccess::Public,
+                    Access::Authenticated => RouteAccess::Authenticated,
+                    Access::Admin => RouteAccess::Admin,
                     Access::Internal => {
                         return Err(method_error(&method, "is internal and must not have a REST route".into()));
                     }
@@ -135,7 +135,12 @@ impl Api {
     }
 }
 
-fn binding(method: &MethodDescriptor, rule: &HttpRule, policy: Policy, creates: bool) -> Result<Binding, LoadError> {
+fn binding(
+    method: &MethodDescriptor,
+    rule: &HttpRule,
+    policy: RouteAccess,
+    creates: bool,
+) -> Result<Binding, LoadError> {
     let (verb, path) = match rule.pattern.as_ref() {
         Some(Pattern::Get(p)) => (http::Method::GET, p),
         Some(Pattern::Put(p)) => (http::Method::PUT, p),
@@ -161,9 +166,9 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule, policy: Policy, creates: 
         }
     }
     let body = match rule.body.as_str() {
-        "" => Body::None,
-        "*" => Body::Whole,
-        name => Body::Field(
+        "" => BodyRule::None,
+        "*" => BodyRule::Whole,
+        name => BodyRule::Field(
             input
                 .get_field_by_name(name)
                 .ok_or_else(|| method_error(method, format!("body field {name:?} is not in {}", input.full_name())))?,

@@ -20,7 +20,7 @@ use http::{Request, header};
 use tonic::Code;
 use tower::{Layer, Service};
 
-use crate::{api::Policy, error::ApiError, route::Matched};
+use crate::{api::RouteAccess, error::ApiError, route::Matched};
 
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
@@ -62,7 +62,7 @@ where
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         strip_identity_headers(request.headers_mut());
-        let policy = request.extensions().get::<Matched>().map_or(Policy::Public, |m| m.binding.policy);
+        let policy = request.extensions().get::<Matched>().map_or(RouteAccess::Public, |m| m.binding.policy);
         match authorize(&self.keys, policy, request.headers()) {
             Ok(caller) => {
                 if let Some(caller) = caller {
@@ -76,8 +76,8 @@ where
 }
 
 /// The caller `policy` admits, `None` on public routes, or the 401/403 to answer with.
-pub fn authorize(keys: &JwtKeys, policy: Policy, headers: &http::HeaderMap) -> Result<Option<Caller>, ApiError> {
-    if policy == Policy::Public {
+pub fn authorize(keys: &JwtKeys, policy: RouteAccess, headers: &http::HeaderMap) -> Result<Option<Caller>, ApiError> {
+    if policy == RouteAccess::Public {
         return Ok(None);
     }
     let header = headers.get(header::AUTHORIZATION).ok_or_else(|| {
@@ -101,7 +101,7 @@ pub fn authorize(keys: &JwtKeys, policy: Policy, headers: &http::HeaderMap) -> R
         "admin" => Caller::admin(claims.sub),
         _ => return Err(ApiError::unauthenticated("the access token carries an unknown role")),
     };
-    if policy == Policy::Admin && !caller.is_admin() {
+    if policy == RouteAccess::Admin && !caller.is_admin() {
         return Err(ApiError::new(Code::PermissionDenied, "this route is for administrators"));
     }
     Ok(Some(caller))
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn public_routes_need_no_token() {
-        assert_eq!(authorize(&keys(), Policy::Public, &http::HeaderMap::new()), Ok(None));
+        assert_eq!(authorize(&keys(), RouteAccess::Public, &http::HeaderMap::new()), Ok(None));
     }
 
     #[test]
@@ -149,7 +149,7 @@ mod tests {
         let forged =
             JwtKeys::new(&SecretString::from("x".repeat(32)), Duration::from_secs(60)).unwrap().issue("u1", "admin");
         for headers in [http::HeaderMap::new(), basic, bearer("not-a-jwt"), bearer(&forged)] {
-            let error = authorize(&keys, Policy::Authenticated, &headers).unwrap_err();
+            let error = authorize(&keys, RouteAccess::Authenticated, &headers).unwrap_err();
             assert_eq!(error.status, http::StatusCode::UNAUTHORIZED);
             assert!(error.headers.iter().any(|(name, _)| name == header::WWW_AUTHENTICATE));
         }
@@ -158,11 +158,11 @@ mod tests {
     #[test]
     fn users_are_refused_admin_routes_and_admins_pass() {
         let keys = keys();
-        let user = authorize(&keys, Policy::Admin, &bearer(&keys.issue("u1", "user"))).unwrap_err();
+        let user = authorize(&keys, RouteAccess::Admin, &bearer(&keys.issue("u1", "user"))).unwrap_err();
         assert_eq!(user.status, http::StatusCode::FORBIDDEN);
-        let admin = authorize(&keys, Policy::Admin, &bearer(&keys.issue("a1", "admin"))).unwrap();
+        let admin = authorize(&keys, RouteAccess::Admin, &bearer(&keys.issue("a1", "admin"))).unwrap();
         assert_eq!(admin, Some(Caller::admin("a1")));
-        let signed_in = authorize(&keys, Policy::Authenticated, &bearer(&keys.issue("u1", "user"))).unwrap();
+        let signed_in = authorize(&keys, RouteAccess::Authenticated, &bearer(&keys.issue("u1", "user"))).unwrap();
         assert_eq!(signed_in, Some(Caller::user("u1")));
     }
 

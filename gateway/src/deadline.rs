@@ -19,7 +19,7 @@ use crate::error::ApiError;
 
 /// When the current request must be answered by.
 #[derive(Debug, Clone, Copy)]
-pub struct Deadline(pub Instant);
+pub struct CallDeadline(pub Instant);
 
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
@@ -33,20 +33,20 @@ impl DeadlineLayer {
 }
 
 impl<S> Layer<S> for DeadlineLayer {
-    type Service = DeadlineService<S>;
+    type Service = Deadline<S>;
 
-    fn layer(&self, inner: S) -> DeadlineService<S> {
-        DeadlineService { timeout: self.timeout, inner }
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline { timeout: self.timeout, inner }
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct DeadlineService<S> {
+pub struct Deadline<S> {
     timeout: Duration,
     inner: S,
 }
 
-impl<S> Service<Request<Body>> for DeadlineService<S>
+impl<S> Service<Request<Body>> for Deadline<S>
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
     S::Future: Send,
@@ -62,7 +62,7 @@ where
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let timeout = self.timeout;
         let deadline = Instant::now() + timeout;
-        request.extensions_mut().insert(Deadline(deadline));
+        request.extensions_mut().insert(CallDeadline(deadline));
         let response = self.inner.call(request);
         Box::pin(async move {
             match tokio::time::timeout_at(deadline, response).await {

@@ -52,7 +52,7 @@ use crate::{
     deadline::DeadlineLayer,
     observe::ObserveLayer,
     proxy::Proxy,
-    rate_limit::{RateLimit, RateLimitLayer},
+    rate_limit::{Rate, RateLimitLayer},
     route::{RouteLayer, Routes},
 };
 
@@ -129,10 +129,10 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
         .service(Proxy::new(backends.clone(), config.body_limit_bytes));
 
     let rate_limit = (config.rate_limit_per_second > 0.0).then(|| {
-        RateLimitLayer::new(RateLimit { per_second: config.rate_limit_per_second, burst: config.rate_limit_burst })
+        RateLimitLayer::new(Rate { per_second: config.rate_limit_per_second, burst: config.rate_limit_burst })
     });
     let sign_in_limit = (config.sign_in_limit_per_minute > 0.0).then(|| {
-        RateLimitLayer::sign_ins(RateLimit {
+        RateLimitLayer::sign_ins(Rate {
             per_second: config.sign_in_limit_per_minute / 60.0,
             burst: config.sign_in_limit_burst,
         })

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use prost_reflect::{EnumDescriptor, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
-use crate::api::{Api, Binding, Body, Policy};
+use crate::api::{Api, Binding, BodyRule, RouteAccess};
 
 const SCHEMA_REF: &str = "#/components/schemas/";
 const ERROR_REF: &str = "#/components/responses/Error";
@@ -185,10 +185,10 @@ impl Schemas {
                 "schema": schema,
             }));
         }
-        if !matches!(binding.body, Body::Whole) {
+        if !matches!(binding.body, BodyRule::Whole) {
             let mut skip: BTreeSet<String> =
                 binding.template.variables().iter().map(|v| proto_path(&input, &v.field_path)).collect();
-            if let Body::Field(field) = &binding.body {
+            if let BodyRule::Field(field) = &binding.body {
                 skip.insert(field.name().to_owned());
             }
             let mut walk = QueryWalk { skip: &skip, stack: vec![input.full_name().to_owned()], parameters: Vec::new() };
@@ -210,9 +210,9 @@ impl Schemas {
         }
 
         let body = match &binding.body {
-            Body::None => None,
-            Body::Whole => Some(self.message(&input)),
-            Body::Field(field) => Some(self.field_schema(field)),
+            BodyRule::None => None,
+            BodyRule::Whole => Some(self.message(&input)),
+            BodyRule::Field(field) => Some(self.field_schema(field)),
         };
         if let Some(schema) = body {
             operation.insert(
@@ -233,11 +233,11 @@ impl Schemas {
         );
         responses.insert("default".to_owned(), json!({"$ref": ERROR_REF}));
         let (access, security) = match binding.policy {
-            Policy::Public => ("public", json!([])),
-            Policy::Authenticated => ("authenticated", json!([{"bearerAuth": []}])),
-            Policy::Admin => ("admin", json!([{"bearerAuth": []}])),
+            RouteAccess::Public => ("public", json!([])),
+            RouteAccess::Authenticated => ("authenticated", json!([{"bearerAuth": []}])),
+            RouteAccess::Admin => ("admin", json!([{"bearerAuth": []}])),
         };
-        if binding.policy != Policy::Public {
+        if binding.policy != RouteAccess::Public {
             // Listed apart from `default` so clients see that these are expected answers here.
             responses.insert("401".to_owned(), json!({"$ref": ERROR_REF}));
             responses.insert("403".to_owned(), json!({"$ref": ERROR_REF}));

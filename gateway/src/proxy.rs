@@ -15,9 +15,9 @@ use tonic::{Code, metadata::MetadataValue};
 use tower::Service;
 
 use crate::{
-    api::Body as BodyRule,
+    api::BodyRule,
     client::{self, Backends},
-    deadline::{Deadline, deadline_exceeded},
+    deadline::{CallDeadline, deadline_exceeded},
     error::ApiError,
     route::Matched,
     transcode,
@@ -67,7 +67,7 @@ impl Proxy {
         }
         // The trace goes on to the backend: the channel's client span (a child of this
         // request's span) sends its own `traceparent`.
-        let deadline = parts.extensions.get::<Deadline>().map(|d| d.0);
+        let deadline = parts.extensions.get::<CallDeadline>().map(|d| d.0);
         if let Some(deadline) = deadline {
             let left = client::remaining(deadline).ok_or_else(|| deadline_exceeded(Duration::ZERO))?;
             call.set_timeout(left);

@@ -33,7 +33,7 @@ use crate::error::ApiError;
 const SWEEP_ABOVE: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RateLimit {
+pub struct Rate {
     /// Sustained requests per second per client.
     pub per_second: f64,
     /// Requests a client may make at once after being idle.
@@ -49,18 +49,18 @@ struct Bucket {
 /// The shared bucket table.
 #[derive(Debug, Clone)]
 pub struct Limiter {
-    limit: RateLimit,
+    limit: Rate,
     buckets: Arc<Mutex<HashMap<IpAddr, Bucket>>>,
 }
 
 impl Limiter {
-    pub fn new(limit: RateLimit) -> Self {
+    pub fn new(limit: Rate) -> Self {
         Self { limit, buckets: Arc::default() }
     }
 
     /// Takes a token for `client`, or says how many seconds until one is available.
     pub fn try_acquire(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
-        let RateLimit { per_second, burst } = self.limit;
+        let Rate { per_second, burst } = self.limit;
         let burst = f64::from(burst.max(1));
         let mut buckets = self.buckets.lock().expect("the bucket lock is never poisoned");
         if buckets.len() > SWEEP_ABOVE {
@@ -102,32 +102,32 @@ pub struct RateLimitLayer {
 
 impl RateLimitLayer {
     /// A limit on every request.
-    pub fn new(limit: RateLimit) -> Self {
+    pub fn new(limit: Rate) -> Self {
         Self { limiter: Limiter::new(limit), scope: EVERY_REQUEST }
     }
 
     /// A limit on sign-ins and sign-ups only.
-    pub fn sign_ins(limit: RateLimit) -> Self {
+    pub fn sign_ins(limit: Rate) -> Self {
         Self { limiter: Limiter::new(limit), scope: Scope { applies: is_sign_in, what: "too many sign-in attempts" } }
     }
 }
 
 impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimited<S>;
+    type Service = RateLimit<S>;
 
-    fn layer(&self, inner: S) -> RateLimited<S> {
-        RateLimited { limiter: self.limiter.clone(), scope: self.scope, inner }
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit { limiter: self.limiter.clone(), scope: self.scope, inner }
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct RateLimited<S> {
+pub struct RateLimit<S> {
     limiter: Limiter,
     scope: Scope,
     inner: S,
 }
 
-impl<S> Service<Request<Body>> for RateLimited<S>
+impl<S> Service<Request<Body>> for RateLimit<S>
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
     S::Future: Send,
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_burst_is_allowed_then_refused_until_refilled() {
-        let limiter = Limiter::new(RateLimit { per_second: 2.0, burst: 3 });
+        let limiter = Limiter::new(Rate { per_second: 2.0, burst: 3 });
         let client: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         let start = Instant::now();
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn retry_after_counts_whole_seconds_until_a_token() {
-        let limiter = Limiter::new(RateLimit { per_second: 0.2, burst: 1 });
+        let limiter = Limiter::new(Rate { per_second: 0.2, burst: 1 });
         let client: IpAddr = "::1".parse().unwrap();
         let start = Instant::now();
         limiter.try_acquire(client, start).unwrap();

@@ -10,7 +10,7 @@
 use prost_reflect::{DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions};
 
 use crate::{
-    api::{Binding, Body},
+    api::{Binding, BodyRule},
     error::ApiError,
     fields,
     template::Captures,
@@ -25,11 +25,11 @@ pub fn request(
 ) -> Result<DynamicMessage, ApiError> {
     let input = binding.method.input();
     let mut message = match &binding.body {
-        Body::None => DynamicMessage::new(input),
-        Body::Whole if is_blank(body) => DynamicMessage::new(input),
-        Body::Whole => from_json(input, body)?,
-        Body::Field(_) if is_blank(body) => return Err(ApiError::bad_request("this route needs a JSON body")),
-        Body::Field(field) => {
+        BodyRule::None => DynamicMessage::new(input),
+        BodyRule::Whole if is_blank(body) => DynamicMessage::new(input),
+        BodyRule::Whole => from_json(input, body)?,
+        BodyRule::Field(_) if is_blank(body) => return Err(ApiError::bad_request("this route needs a JSON body")),
+        BodyRule::Field(field) => {
             // One JSON value only: anything after it could smuggle in other fields.
             serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(json_error(""))?;
             let mut wrapped = Vec::with_capacity(body.len() + field.name().len() + 8);
@@ -48,12 +48,12 @@ pub fn request(
         fields::set(&mut message, &path, &value, "path variable").map_err(ApiError::bad_request)?;
         bound.push(path.join("."));
     }
-    if let Body::Field(field) = &binding.body {
+    if let BodyRule::Field(field) = &binding.body {
         bound.push(field.name().to_owned());
     }
 
     if let Some(query) = query.filter(|q| !q.is_empty()) {
-        if matches!(binding.body, Body::Whole)
+        if matches!(binding.body, BodyRule::Whole)
             && let Some((key, _)) = form_urlencoded::parse(query.as_bytes()).next()
         {
             return Err(ApiError::bad_request(format!(

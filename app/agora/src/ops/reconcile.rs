@@ -42,7 +42,7 @@ const SHOWN_PROBLEMS: usize = 50;
 
 /// What was found; every field but the first group counts broken promises.
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct Figures {
+pub struct Tally {
     pub orders: u64,
     pub paid: u64,
     pub cancelled: u64,
@@ -76,7 +76,7 @@ pub struct Figures {
     pub dead_letters: Option<u64>,
 }
 
-impl Figures {
+impl Tally {
     /// Broken promises of every kind.
     pub fn broken(&self) -> u64 {
         self.lost
@@ -93,11 +93,11 @@ impl Figures {
     }
 }
 
-/// The figures, and each broken promise in a sentence.
+/// The tally, and each broken promise in a sentence.
 #[derive(Debug, Serialize)]
 pub struct Report {
     #[serde(flatten)]
-    pub figures: Figures,
+    pub tally: Tally,
     pub problems: Vec<String>,
 }
 
@@ -122,7 +122,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", table(&report));
     }
-    let broken = report.figures.broken();
+    let broken = report.tally.broken();
     if broken > 0 {
         bail!("{broken} broken promises (listed above)");
     }
@@ -137,21 +137,21 @@ pub async fn reconcile(args: &ReconcileArgs) -> anyhow::Result<Report> {
     settle(&dbs, Duration::from_secs(args.settle_secs), !args.json).await?;
 
     let mut problems = Vec::new();
-    let mut figures = Figures { accepted: accepted.as_ref().map(|ids| ids.len() as u64), ..Figures::default() };
-    check_orders(&dbs, accepted.as_ref(), &mut figures, &mut problems).await?;
-    check_wallets(&dbs, &mut figures, &mut problems).await?;
-    check_stock(&dbs, before.as_ref(), &mut figures, &mut problems).await?;
+    let mut tally = Tally { accepted: accepted.as_ref().map(|ids| ids.len() as u64), ..Tally::default() };
+    check_orders(&dbs, accepted.as_ref(), &mut tally, &mut problems).await?;
+    check_wallets(&dbs, &mut tally, &mut problems).await?;
+    check_stock(&dbs, before.as_ref(), &mut tally, &mut problems).await?;
     for (name, db) in dbs.with_outbox() {
         let unpublished = unpublished(db).await?;
         if unpublished > 0 {
             problems.push(format!("{name}'s outbox holds {unpublished} unpublished events"));
         }
-        figures.unpublished_events += unpublished;
+        tally.unpublished_events += unpublished;
     }
     if let Some(brokers) = &args.kafka_brokers {
-        figures.dead_letters = Some(check_dead_letters(brokers, &args.kafka_prefix, &mut problems).await?);
+        tally.dead_letters = Some(check_dead_letters(brokers, &args.kafka_prefix, &mut problems).await?);
     }
-    Ok(Report { figures, problems })
+    Ok(Report { tally, problems })
 }
 
 struct Databases {
@@ -237,7 +237,7 @@ async fn settle(dbs: &Databases, patience: Duration, show: bool) -> anyhow::Resu
 async fn check_orders(
     dbs: &Databases,
     accepted: Option<&Vec<String>>,
-    figures: &mut Figures,
+    tally: &mut Tally,
     problems: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     let orders = order_service::audit::orders(&dbs.order).await?;
@@ -245,12 +245,12 @@ async fn check_orders(
     let ledgers = payment_service::audit::ledgers(&dbs.payment).await?;
     let reservations = product_service::audit::reservations(&dbs.product).await?;
 
-    figures.orders = orders.len() as u64;
-    figures.payments = payments.len() as u64;
-    figures.refunded = payments.values().filter(|p| p.status == PaymentStatus::Refunded).count() as u64;
+    tally.orders = orders.len() as u64;
+    tally.payments = payments.len() as u64;
+    tally.refunded = payments.values().filter(|p| p.status == PaymentStatus::Refunded).count() as u64;
     if let Some(accepted) = accepted {
         for id in accepted.iter().filter(|id| !orders.contains_key(*id)) {
-            figures.lost += 1;
+            tally.lost += 1;
             problems.push(format!("order {id} was accepted (201) but order-service does not have it"));
         }
     }
@@ -261,7 +261,7 @@ async fn check_orders(
         let payment = payments.get(id).map(|p| (p.status.as_str(), p.amount_minor));
         let reservation = reservations.get(id).copied();
         if ledger.debits > 1 || ledger.net_minor < -total {
-            figures.double_charges += 1;
+            tally.double_charges += 1;
             problems.push(format!(
                 "order {id} ({status}, total {total}) was debited {} times, net {}",
                 ledger.debits, ledger.net_minor
@@ -270,37 +270,37 @@ async fn check_orders(
         }
         match order.status {
             OrderStatus::Paid => {
-                figures.paid += 1;
+                tally.paid += 1;
                 let charged = payment == Some((PaymentStatus::Succeeded.as_str(), total))
                     && (ledger.debits, ledger.refunds, ledger.net_minor) == (1, 0, -total);
                 if !charged {
-                    figures.paid_not_charged += 1;
+                    tally.paid_not_charged += 1;
                     problems.push(format!(
                         "order {id} is PAID (total {total}) but its payment is {payment:?} and its ledger {ledger:?}"
                     ));
                 }
                 if reservation != Some(ReservationState::Committed) {
-                    figures.stock_mismatches += 1;
+                    tally.stock_mismatches += 1;
                     let reservation = reservation.map(ReservationState::as_str);
                     problems.push(format!("order {id} is PAID but its reservation is {reservation:?}"));
                 }
             }
             OrderStatus::Cancelled => {
-                figures.cancelled += 1;
+                tally.cancelled += 1;
                 let costless = payments.get(id).is_none_or(|p| p.status != PaymentStatus::Succeeded);
                 if !(costless && ledger.net_minor == 0) {
-                    figures.cancelled_but_charged += 1;
+                    tally.cancelled_but_charged += 1;
                     problems.push(format!(
                         "order {id} is CANCELLED but its payment is {payment:?} and its ledger {ledger:?}"
                     ));
                 }
                 if reservation == Some(ReservationState::Committed) {
-                    figures.stock_mismatches += 1;
+                    tally.stock_mismatches += 1;
                     problems.push(format!("order {id} is CANCELLED but its stock stayed committed"));
                 }
             }
             OrderStatus::PendingPayment => {
-                figures.unsettled += 1;
+                tally.unsettled += 1;
                 problems.push(format!("order {id} is still {status}"));
             }
         }
@@ -308,15 +308,15 @@ async fn check_orders(
     let unknown: HashSet<&String> =
         payments.keys().chain(ledgers.keys()).filter(|order| !orders.contains_key(*order)).collect();
     for order in unknown {
-        figures.orphan_payments += 1;
+        tally.orphan_payments += 1;
         problems.push(format!("payment-service charged or refunded order {order}, which order-service does not have"));
     }
     Ok(())
 }
 
-async fn check_wallets(dbs: &Databases, figures: &mut Figures, problems: &mut Vec<String>) -> anyhow::Result<()> {
+async fn check_wallets(dbs: &Databases, tally: &mut Tally, problems: &mut Vec<String>) -> anyhow::Result<()> {
     for wallet in payment_service::audit::wallets_off_their_ledger(&dbs.payment).await? {
-        figures.wallet_mismatches += 1;
+        tally.wallet_mismatches += 1;
         problems.push(format!(
             "wallet of {} holds {} but its ledger sums to {}",
             wallet.user_id, wallet.balance_minor, wallet.entries_minor
@@ -328,12 +328,12 @@ async fn check_wallets(dbs: &Databases, figures: &mut Figures, problems: &mut Ve
 async fn check_stock(
     dbs: &Databases,
     before: Option<&StockSnapshot>,
-    figures: &mut Figures,
+    tally: &mut Tally,
     problems: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    figures.open_reservations = product_service::audit::open_reservations(&dbs.product).await?;
-    if figures.open_reservations > 0 {
-        problems.push(format!("{} reservations are neither committed nor released", figures.open_reservations));
+    tally.open_reservations = product_service::audit::open_reservations(&dbs.product).await?;
+    if tally.open_reservations > 0 {
+        problems.push(format!("{} reservations are neither committed nor released", tally.open_reservations));
     }
     let paid = order_service::audit::paid_units(&dbs.order).await?;
     let committed = product_service::audit::committed_units(&dbs.product).await?;
@@ -341,15 +341,15 @@ async fn check_stock(
     for (product, now) in &stock {
         let (paid, committed) = (paid.get(product).copied().unwrap_or(0), committed.get(product).copied().unwrap_or(0));
         if paid != committed {
-            figures.stock_mismatches += 1;
+            tally.stock_mismatches += 1;
             problems.push(format!(
                 "product {product}: PAID orders hold {paid} units, product-service committed {committed}"
             ));
         }
         if let Some(initial) = before.and_then(|before| before.products.get(product)) {
-            figures.products_checked += 1;
+            tally.products_checked += 1;
             if now + paid != *initial {
-                figures.stock_mismatches += 1;
+                tally.stock_mismatches += 1;
                 problems.push(format!(
                     "product {product}: stock is {now}, not {}: stock plus PAID units was {initial} before, and \
                      PAID units are {paid} now",
@@ -395,7 +395,7 @@ fn read_snapshot(path: &Path) -> anyhow::Result<StockSnapshot> {
 }
 
 fn table(report: &Report) -> String {
-    let f = &report.figures;
+    let f = &report.tally;
     let mut out = String::new();
     let accepted = f.accepted.map_or_else(String::new, |n| format!(", {n} accepted by the gateway in the run"));
     out.push_str(&format!(
