@@ -3,8 +3,8 @@
 
 - Every workspace package sits in exactly one layer of ARCHITECTURE.md's "Layers" table, in
   that layer's folder.
-- A package depends only on packages of lower layers (`cargo metadata`); a dev-dependency also
-  on its own layer, never on a higher one.
+- A package depends only on packages of lower layers (`cargo metadata`), its tests included: a
+  test that needs a package of its own layer or above belongs a layer up (tests/, at the top).
 - Inside each package, the top-level modules use each other without a cycle (the `crate::` and
   `super::` paths of the non-test code).
 
@@ -64,9 +64,8 @@ def check_packages(layers, packages, root: Path):
             if other not in local or other == name or other not in layer_of:
                 continue
             theirs, their_layer, _ = layer_of[other]
-            dev = dep.get("kind") == "dev"
-            if theirs > number or (theirs == number and not dev):
-                kind = "dev-depends" if dev else "depends"
+            if theirs >= number:
+                kind = "dev-depends" if dep.get("kind") == "dev" else "depends"
                 problems.append(f"{name} ({layer}, layer {number}) {kind} on {other} ({their_layer}, layer {theirs})")
     for name in layer_of:
         if name not in local:
@@ -166,7 +165,7 @@ def self_test():
         root = Path(tmp)
         (root / "ARCHITECTURE.md").write_text(
             "# x\n## Layers\n| layer | name | folders | packages |\n|---|---|---|---|\n"
-            "| 0 | base | `crates/` | `low` |\n| 1 | top | `app/` | `high`, `missing` |\n## Next\n"
+            "| 0 | base | `crates/` | `low`, `peer` |\n| 1 | top | `app/` | `high`, `missing` |\n## Next\n"
         )
         src = root / "crates/low/src"
         (src / "b").mkdir(parents=True)
@@ -189,6 +188,7 @@ def self_test():
             package("low", "crates", [{"name": "high", "kind": None}]),
             package("high", "crates", [{"name": "low", "kind": None}]),
             package("stray", "app", []),
+            package("peer", "crates", [{"name": "low", "kind": "dev"}]),
         ]
         problems, _ = check(root, packages)
         expected = [
@@ -197,6 +197,7 @@ def self_test():
             "stray is in no layer of ARCHITECTURE.md",
             "ARCHITECTURE.md's layers name missing, which is no workspace package",
             "low: modules use each other in a cycle: a -> b -> a",
+            "peer (base, layer 0) dev-depends on low (base, layer 0)",
         ]
         missed = [e for e in expected if e not in problems]
         unexpected = [p for p in problems if p not in expected]

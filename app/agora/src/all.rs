@@ -5,14 +5,16 @@
 //! limps on half-alive. Everything it generates (the JWT secret, the admin password) is kept
 //! in the data directory, so a restart on the same directory keeps accounts and tokens valid.
 
-use std::{collections::BTreeMap, io::Write as _, net::SocketAddr, path::Path, sync::Arc};
+use std::{io::Write as _, net::SocketAddr, path::Path, sync::Arc};
 
 use agora_events::{EventBus, LocalBus};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::AllArgs;
+use crate::{
+    cli::AllArgs,
+    platform::{self, Addrs, Settings, Started},
+};
 
 /// A started platform.
 #[derive(Debug)]
@@ -25,8 +27,7 @@ pub struct Running {
     pub admin_password_file: Option<std::path::PathBuf>,
     /// Demo products added at this start (0 when the catalog already had products).
     pub seeded: usize,
-    components: JoinSet<anyhow::Result<()>>,
-    stop: CancellationToken,
+    started: Started,
 }
 
 /// Runs the platform until `shutdown`, after telling the user how to reach it.
@@ -40,8 +41,8 @@ pub async fn run(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result<(
     running.wait().await
 }
 
-/// Binds every port (port 0 picks a free one), starts every component and seeds the demo
-/// catalog. Components stop when `shutdown` is cancelled.
+/// Starts the platform ([`platform::start`]) on the data directory's SQLite files and seeds the
+/// demo catalog. Components stop when `shutdown` is cancelled.
 pub async fn start(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let data = &args.data_dir;
     std::fs::create_dir_all(data)
@@ -60,62 +61,31 @@ pub async fn start(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result
         }
     };
 
-    // Bind every port before starting anything, so a port in use fails fast and clearly,
-    // and so each component knows the others' real addresses even when they were port 0.
-    let gateway_listener = agora_kit::net::bind(args.listen).await?;
-    let user_listener = agora_kit::net::bind(args.user_addr).await?;
-    let product_listener = agora_kit::net::bind(args.product_addr).await?;
-    let order_listener = agora_kit::net::bind(args.order_addr).await?;
-    let payment_listener = agora_kit::net::bind(args.payment_addr).await?;
-    let user_addr = user_listener.local_addr()?.to_string();
-    let product_addr = product_listener.local_addr()?.to_string();
-    let order_addr = order_listener.local_addr()?.to_string();
-    let payment_addr = payment_listener.local_addr()?.to_string();
-    let gateway_addr = gateway_listener.local_addr()?;
-
-    let user = user_service::Config {
-        database_url: sqlite("user.db"),
-        jwt_secret: jwt_secret.clone(),
-        admin_email: Some(args.admin_email.clone()),
-        admin_password: Some(admin_password.clone()),
-        ..Default::default()
-    };
-    let product = product_service::Config { database_url: sqlite("product.db") };
-    let mut order = order_service::Config {
-        database_url: sqlite("order.db"),
-        user_addr: user_addr.clone(),
-        product_addr: product_addr.clone(),
-        ..Default::default()
+    let mut settings = Settings::new(
+        bus,
+        |service| sqlite(&format!("{service}.db")),
+        jwt_secret,
+        &args.admin_email,
+        admin_password.clone(),
+    );
+    settings.addrs = Addrs {
+        gateway: args.listen,
+        user: args.user_addr,
+        product: args.product_addr,
+        order: args.order_addr,
+        payment: args.payment_addr,
     };
     if let Some(secs) = args.payment_timeout_secs {
-        order.payment_timeout_secs = secs;
+        settings.order.payment_timeout_secs = secs;
     }
-    let payment = payment_service::Config { database_url: sqlite("payment.db"), ..Default::default() };
-    let mut gateway = gateway::Config {
-        backends: BTreeMap::from([
-            (user_service::SERVICE_NAME.to_owned(), user_addr),
-            (product_service::SERVICE_NAME.to_owned(), product_addr.clone()),
-            (order_service::SERVICE_NAME.to_owned(), order_addr),
-            (payment_service::SERVICE_NAME.to_owned(), payment_addr),
-        ]),
-        jwt_secret,
-        ..Default::default()
-    };
     if let Some(rate) = args.rate_limit_per_second {
-        gateway.rate_limit_per_second = rate;
+        settings.gateway.rate_limit_per_second = rate;
     }
     if let Some(rate) = args.sign_in_limit_per_minute {
-        gateway.sign_in_limit_per_minute = rate;
+        settings.gateway.sign_in_limit_per_minute = rate;
     }
-
-    let stop = shutdown.child_token();
-    let mut components = JoinSet::new();
-    components.spawn(named("user-service", user_service::run(user, bus.clone(), user_listener, stop.clone())));
-    components
-        .spawn(named("product-service", product_service::run(product, bus.clone(), product_listener, stop.clone())));
-    components.spawn(named("order-service", order_service::run(order, bus.clone(), order_listener, stop.clone())));
-    components.spawn(named("payment-service", payment_service::run(payment, bus, payment_listener, stop.clone())));
-    components.spawn(named("gateway", gateway::run(gateway, gateway_listener, stop.clone())));
+    let started = platform::start(settings, &shutdown).await?;
+    let (gateway_addr, product_addr) = (started.addrs.gateway, started.addrs.product.to_string());
 
     let seeded = if args.seed_demo { crate::seed::demo_catalog_when_up(&product_addr).await } else { 0 };
     tracing::info!(data_dir = %data.display(), gateway = %gateway_addr, "agora is running; Ctrl-C to stop");
@@ -125,28 +95,14 @@ pub async fn start(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result
         admin_password,
         admin_password_file,
         seeded,
-        components,
-        stop,
+        started,
     })
 }
 
 impl Running {
     /// Waits until every component has stopped; the first failure stops the rest.
-    pub async fn wait(mut self) -> anyhow::Result<()> {
-        let mut first_error = None;
-        while let Some(joined) = self.components.join_next().await {
-            let failure = match joined {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e),
-                Err(e) => Some(anyhow::anyhow!("a component task panicked: {e}")),
-            };
-            if let Some(e) = failure {
-                tracing::error!("{e:#}; stopping the other components");
-                self.stop.cancel();
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.started.wait().await
     }
 }
 
@@ -167,10 +123,6 @@ pub fn banner(running: &Running) -> String {
         email = running.admin_email,
         password = running.admin_password.expose_secret(),
     )
-}
-
-async fn named(name: &'static str, component: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    component.await.map_err(|e| e.context(name))
 }
 
 /// A random secret kept in `path`, created on first run (mode 0600), so that what it

@@ -1,9 +1,8 @@
 //! The gateway's tests: routes and transcoding built from test descriptors, the OpenAPI
-//! document, the JSON round-trip property, and end-to-end REST against the services.
+//! document and the JSON round-trip property (end-to-end REST runs in the top-level tests/rest).
 
 mod library;
 mod loading;
 mod openapi;
-mod rest;
 mod roundtrip;
 mod transcoder;

@@ -1,11 +1,12 @@
-//! Starts the four services on fresh databases and hands out clients.
+//! The platform (`agora::platform`) on fresh databases, with a gRPC client per service.
 
 use std::{sync::Arc, time::Duration};
 
+use agora::platform::{Settings, Started};
 use agora_events::LocalBus;
 use agora_kit::{
     identity::Caller,
-    testing::{TestDatabase, channel, eventually, loopback},
+    testing::{TestDatabase, channel, eventually},
 };
 use agora_proto::{
     Money,
@@ -15,7 +16,6 @@ use agora_proto::{
     user::{LoginRequest, RegisterRequest, user_service_client::UserServiceClient},
 };
 use secrecy::SecretString;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -39,63 +39,50 @@ pub struct Platform {
     pub orders: OrderServiceClient<Channel>,
     pub payments: Option<PaymentServiceClient<Channel>>,
     pub admin: Caller,
-    stop: CancellationToken,
-    servers: Vec<JoinHandle<anyhow::Result<()>>>,
+    started: Started,
 }
 
 pub async fn start(db: TestDatabase, options: Options) -> Platform {
-    let bus = LocalBus::in_memory().await.unwrap();
-    let stop = CancellationToken::new();
-    let mut servers = Vec::new();
-
-    let (listener, user_url) = loopback().await;
-    let user_cfg = user_service::Config {
-        database_url: db.url.clone(),
-        jwt_secret: SecretString::from(SECRET),
-        admin_email: Some("admin@agora.test".into()),
-        admin_password: Some(SecretString::from("admin-password")),
-        ..Default::default()
+    let bus = Arc::new(LocalBus::in_memory().await.unwrap());
+    let urls = [db.url.clone(), db.another().await.url, db.another().await.url, db.another().await.url];
+    let database = |service: &str| match service {
+        "user" => urls[0].clone(),
+        "product" => urls[1].clone(),
+        "order" => urls[2].clone(),
+        _ => urls[3].clone(),
     };
-    servers.push(tokio::spawn(user_service::run(user_cfg, Arc::new(bus.clone()), listener, stop.clone())));
+    let mut settings = Settings::new(
+        bus,
+        database,
+        SecretString::from(SECRET),
+        "admin@agora.test",
+        SecretString::from("admin-password"),
+    );
+    settings.order.payment_timeout_secs = options.payment_timeout.as_secs();
+    settings.order.sweep_interval_secs = 1;
+    if !options.payments {
+        settings.payment = None;
+    }
+    let started = agora::platform::start(settings, &CancellationToken::new()).await.unwrap();
+    let url = |addr: std::net::SocketAddr| format!("http://{addr}");
 
-    let (listener, product_url) = loopback().await;
-    let product_cfg = product_service::Config { database_url: db.another().await.url };
-    servers.push(tokio::spawn(product_service::run(product_cfg, Arc::new(bus.clone()), listener, stop.clone())));
-
-    let (listener, order_url) = loopback().await;
-    let order_cfg = order_service::Config {
-        database_url: db.another().await.url,
-        user_addr: user_url.clone(),
-        product_addr: product_url.clone(),
-        payment_timeout_secs: options.payment_timeout.as_secs(),
-        sweep_interval_secs: 1,
-        ..Default::default()
-    };
-    servers.push(tokio::spawn(order_service::run(order_cfg, Arc::new(bus.clone()), listener, stop.clone())));
-
-    let payments = if options.payments {
-        let (listener, payment_url) = loopback().await;
-        let payment_cfg = payment_service::Config { database_url: db.another().await.url, ..Default::default() };
-        servers.push(tokio::spawn(payment_service::run(payment_cfg, Arc::new(bus.clone()), listener, stop.clone())));
-        Some(PaymentServiceClient::new(channel(&payment_url).await))
-    } else {
-        None
-    };
-
-    let mut users = UserServiceClient::new(channel(&user_url).await);
+    let mut users = UserServiceClient::new(channel(&url(started.addrs.user)).await);
     let login = LoginRequest { email: "admin@agora.test".into(), password: "admin-password".into() };
     let token = users.login(login).await.unwrap().into_inner().access_token;
     let keys = agora_kit::auth::JwtKeys::new(&SecretString::from(SECRET), Duration::from_secs(60)).unwrap();
     let admin = Caller::admin(keys.verify(&token).unwrap().sub);
+    let payments = match options.payments {
+        true => Some(PaymentServiceClient::new(channel(&url(started.addrs.payment)).await)),
+        false => None,
+    };
 
     Platform {
         users,
-        products: ProductServiceClient::new(channel(&product_url).await),
-        orders: OrderServiceClient::new(channel(&order_url).await),
+        products: ProductServiceClient::new(channel(&url(started.addrs.product)).await),
+        orders: OrderServiceClient::new(channel(&url(started.addrs.order)).await),
         payments,
         admin,
-        stop,
-        servers,
+        started,
     }
 }
 
@@ -104,12 +91,9 @@ pub fn usd(minor: i64) -> Option<Money> {
 }
 
 impl Platform {
-    /// Stops every service and checks that each shut down cleanly.
+    /// Stops every component and checks that each shut down cleanly.
     pub async fn stop(self) {
-        self.stop.cancel();
-        for server in self.servers {
-            server.await.unwrap().expect("graceful shutdown returns Ok");
-        }
+        self.started.stop().await.expect("graceful shutdown returns Ok");
     }
 
     /// Registers a user and returns their identity.
