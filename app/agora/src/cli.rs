@@ -529,4 +529,46 @@ mod tests {
         assert_eq!(overrides["admin_password"], "admin-password-42");
         assert_eq!(overrides["database_url"], "postgres://agora:db-password-7@db/users");
     }
+
+    /// What `agora <command> --help` says a flag defaults to: clap's default, or the
+    /// `[default: …]` its help text states (for flags whose default lives in the config).
+    fn help_default(arg: &clap::Arg) -> Option<String> {
+        let given: Vec<String> = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+        if !given.is_empty() {
+            return Some(given.join(","));
+        }
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        let stated = help.split("[default: ").nth(1)?;
+        Some(stated.split(']').next()?.to_owned())
+    }
+
+    #[test]
+    fn every_default_in_help_is_the_one_documented() {
+        let rows = documented_rows();
+        let mut wrong = Vec::new();
+        for command in Cli::command().get_subcommands() {
+            for arg in command.get_arguments() {
+                let (Some(long), Some(default)) = (arg.get_long(), help_default(arg)) else { continue };
+                // A flag several commands share with different meanings (--kafka-brokers) has a
+                // row per meaning: one of them must state this default.
+                let documented: Vec<&str> = rows
+                    .iter()
+                    .filter(|row| {
+                        let cell = row.split('|').nth(1).unwrap_or_default();
+                        cell.contains(&format!("`--{long}`")) || cell.contains(&format!("`--{long} "))
+                    })
+                    .map(|row| row.split('|').nth(3).unwrap_or_default().trim())
+                    .collect();
+                // The value itself: "8, unless --rate is given" defaults to 8.
+                let value = default.split_whitespace().next().unwrap_or_default().trim_end_matches([',', ';']);
+                if !documented.iter().any(|cell| cell.contains(value)) {
+                    wrong.push(format!(
+                        "`agora {} --help` says --{long} defaults to {default:?}; docs/configuration.md says {documented:?}",
+                        command.get_name(),
+                    ));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "defaults disagree:\n{}", wrong.join("\n"));
+    }
 }
