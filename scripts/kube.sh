@@ -12,7 +12,8 @@
 #               locally
 #   install-packages  only the Debian part of install (apt; quick)
 #   start       install, then start the cluster; no-op if it runs already; returns once the
-#               node is Ready and cluster DNS answers
+#               node is Ready and cluster DNS answers. A cluster whose certificates are not
+#               valid at this machine's time (a copied disk, a clock set back) is reset first
 #   stop        stop every process the cluster started (its containers too) and restore every
 #               host setting it changed: sysctls, folders, iptables chains, ipsets, network
 #               devices, mounts, cgroups. The cluster's state (etcd, certificates) stays.
@@ -358,6 +359,22 @@ unmount_under() {
 }
 
 # --- Certificates and kubeconfigs -------------------------------------------
+
+# The validity period of the cluster's CA, as openssl prints it.
+pki_validity() {
+  openssl x509 -in "$STATE/pki/ca.crt" -noout -startdate -enddate 2>/dev/null | tr '\n' ' ' | sed 's/ $//'
+}
+
+# True unless the cluster has certificates and this machine's clock is outside their validity
+# (every certificate is made with the CA, so the CA's period stands for all of them).
+pki_valid_now() {
+  [[ -f "$STATE/pki/done" ]] || return 0
+  local not_before
+  not_before="$(openssl x509 -in "$STATE/pki/ca.crt" -noout -startdate 2>/dev/null | cut -d= -f2)" || return 1
+  [[ -n "$not_before" ]] || return 1
+  (($(date -d "$not_before" +%s) <= $(date +%s))) || return 1
+  openssl x509 -in "$STATE/pki/ca.crt" -noout -checkend 86400 >/dev/null 2>&1
+}
 
 # One CA signs every certificate; each client's identity is its subject (CN user, O group).
 pki() {
@@ -706,6 +723,13 @@ cmd_start() {
     return 0
   fi
   local begin=$SECONDS
+  if ! pki_valid_now; then
+    # A cluster made while this machine's clock said otherwise (a disk copied to another
+    # machine, a VM started from a snapshot) holds certificates that are not valid now, and
+    # every TLS handshake in it would fail: it is reset and a new one starts.
+    log "the cluster's certificates are not valid at $(date -u '+%F %T') UTC ($(pki_validity)): resetting the cluster"
+    cmd_reset
+  fi
   mkdir -p "$STATE" "$RUN"
   save_host
   node_network
