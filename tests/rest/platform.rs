@@ -39,13 +39,7 @@ pub async fn start() -> Platform {
 pub async fn start_with(options: Options) -> Platform {
     let db = TestDatabase::sqlite();
     let bus = Arc::new(LocalBus::in_memory().await.unwrap());
-    let urls = [db.url.clone(), db.another().await.url, db.another().await.url, db.another().await.url];
-    let database = |service: &str| match service {
-        "user" => urls[0].clone(),
-        "product" => urls[1].clone(),
-        "order" => urls[2].clone(),
-        _ => urls[3].clone(),
-    };
+    let database = agora_tests::databases(&db).await;
     let mut settings =
         Settings::new(bus, database, SecretString::from(SECRET), ADMIN_EMAIL, SecretString::from(ADMIN_PASSWORD));
     settings.gateway = options.gateway;

@@ -44,13 +44,7 @@ pub struct Platform {
 
 pub async fn start(db: TestDatabase, options: Options) -> Platform {
     let bus = Arc::new(LocalBus::in_memory().await.unwrap());
-    let urls = [db.url.clone(), db.another().await.url, db.another().await.url, db.another().await.url];
-    let database = |service: &str| match service {
-        "user" => urls[0].clone(),
-        "product" => urls[1].clone(),
-        "order" => urls[2].clone(),
-        _ => urls[3].clone(),
-    };
+    let database = agora_tests::databases(&db).await;
     let mut settings = Settings::new(
         bus,
         database,
