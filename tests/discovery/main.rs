@@ -15,7 +15,7 @@ use std::{
 };
 
 use agora_discovery::{Balanced, CheckTiming, Consul, Probe, Registration, Resolver};
-use agora_events::LocalBus;
+use agora_events::{Host, LocalBus};
 use agora_kit::{
     grpc::{Health, Listener},
     identity::Caller,
@@ -66,7 +66,7 @@ impl ProductInstance {
         let listener = Listener::from(tcp).announced(Arc::new(registration)).with_health(health.clone());
         let bus = Arc::new(LocalBus::in_memory().await.unwrap());
         let config = product_service::Config { database_url: "sqlite::memory:".to_owned() };
-        let served = Served::spawn(|stop| product_service::run(config, bus, listener, stop));
+        let served = Served::spawn(|stop| product_service::run(config, Host::new(bus, listener, stop)));
         let mut direct = ProductServiceClient::new(channel(&url).await);
         let request = CreateProductRequest {
             name: label.to_owned(),
@@ -202,7 +202,7 @@ async fn an_instance_that_refuses_connections_is_ejected_until_its_health_check_
     };
     let bus = Arc::new(LocalBus::in_memory().await.unwrap());
     let config = product_service::Config { database_url: "sqlite::memory:".to_owned() };
-    let live = Served::spawn(|stop| product_service::run(config, bus, live_tcp, stop));
+    let live = Served::spawn(|stop| product_service::run(config, Host::new(bus, live_tcp, stop)));
     channel(&live_url).await;
     let live_addr = live_url.trim_start_matches("http://").to_owned();
     let dead_addr = dead.to_string();
@@ -222,7 +222,7 @@ async fn an_instance_that_refuses_connections_is_ejected_until_its_health_check_
     let tcp = tokio::net::TcpListener::bind(dead).await.unwrap();
     let bus = Arc::new(LocalBus::in_memory().await.unwrap());
     let config = product_service::Config { database_url: "sqlite::memory:".to_owned() };
-    let revived = Served::spawn(|stop| product_service::run(config, bus, tcp, stop));
+    let revived = Served::spawn(|stop| product_service::run(config, Host::new(bus, tcp, stop)));
     eventually(10, "the revived instance to return to rotation", || async {
         (ejected(&dead_addr) == Some(false)).then_some(())
     })

@@ -1,5 +1,6 @@
 //! Each order-service RPC's error codes.
 
+use agora_events::Host;
 use agora_kit::{identity::Caller, testing::TestDatabase};
 use agora_proto::order::{CancelOrderRequest, CreateOrderItem, CreateOrderRequest, GetOrderRequest, ListOrdersRequest};
 use tonic::Code;
@@ -117,7 +118,7 @@ async fn dependencies_down_means_unavailable_not_a_crash() {
         ..Default::default()
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(order_service::run(config, bus, listener, stop.clone()));
+    let server = tokio::spawn(order_service::run(config, Host::new(bus, listener, stop.clone())));
     let mut orders =
         agora_proto::order::order_service_client::OrderServiceClient::new(agora_kit::testing::channel(&url).await);
     let request = CreateOrderRequest { items: items(&[(&agora_kit::id::new_id(), 1)]), idempotency_key: String::new() };

@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc};
 
-use agora_events::EventBus;
+use agora_events::{EventBus, Host};
 use secrecy::SecretString;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -111,14 +111,15 @@ pub async fn start(settings: Settings, shutdown: &CancellationToken) -> anyhow::
     gateway.jwt_secret = user.jwt_secret.clone();
 
     let stop = shutdown.child_token();
+    let host = |listener| Host::new(bus.clone(), listener, stop.clone());
     let mut components = JoinSet::new();
-    components.spawn(named("user-service", user_service::run(user, bus.clone(), user_listener, stop.clone())));
-    components
-        .spawn(named("product-service", product_service::run(product, bus.clone(), product_listener, stop.clone())));
-    components.spawn(named("order-service", order_service::run(order, bus.clone(), order_listener, stop.clone())));
+    components.spawn(named("user-service", user_service::run(user, host(user_listener))));
+    components.spawn(named("product-service", product_service::run(product, host(product_listener))));
+    components.spawn(named("order-service", order_service::run(order, host(order_listener))));
     match payment {
-        Some(payment) => components
-            .spawn(named("payment-service", payment_service::run(payment, bus, payment_listener, stop.clone()))),
+        Some(payment) => {
+            components.spawn(named("payment-service", payment_service::run(payment, host(payment_listener))))
+        }
         None => {
             drop(payment_listener);
             components.spawn(async { Ok(()) })

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use agora_discovery::{CheckTiming, Consul, Probe, Registration, Resolver};
-use agora_events::{EventBus, KafkaBus, KafkaOptions, LocalBus};
+use agora_events::{EventBus, Host, KafkaBus, KafkaOptions, LocalBus};
 use agora_kit::{config, grpc::Listener};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ pub async fn user(args: UserArgs, shutdown: CancellationToken) -> anyhow::Result
     let listener =
         listen(args.listen, &args.common.discovery, USER, Probe::Grpc(user_service::SERVICE_NAME.to_owned())).await?;
     serve_metrics(&args.common, &shutdown);
-    user_service::run(cfg, bus, listener, shutdown).await
+    user_service::run(cfg, Host::new(bus, listener, shutdown)).await
 }
 
 pub async fn product(args: ProductArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -60,7 +60,7 @@ pub async fn product(args: ProductArgs, shutdown: CancellationToken) -> anyhow::
         tokio::spawn(async move { crate::seed::demo_catalog_when_up(&addr).await });
     }
     serve_metrics(&args.common, &shutdown);
-    product_service::run(cfg, bus, listener, shutdown).await
+    product_service::run(cfg, Host::new(bus, listener, shutdown)).await
 }
 
 pub async fn order(mut args: OrderArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -74,7 +74,7 @@ pub async fn order(mut args: OrderArgs, shutdown: CancellationToken) -> anyhow::
     let bus = bus(&args.common).await?;
     let listener = listen(args.listen, &discovery, ORDER, Probe::Grpc(order_service::SERVICE_NAME.to_owned())).await?;
     serve_metrics(&args.common, &shutdown);
-    order_service::run(cfg, bus, listener, shutdown).await
+    order_service::run(cfg, Host::new(bus, listener, shutdown)).await
 }
 
 pub async fn payment(args: PaymentArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -84,7 +84,7 @@ pub async fn payment(args: PaymentArgs, shutdown: CancellationToken) -> anyhow::
         listen(args.listen, &args.common.discovery, PAYMENT, Probe::Grpc(payment_service::SERVICE_NAME.to_owned()))
             .await?;
     serve_metrics(&args.common, &shutdown);
-    payment_service::run(cfg, bus, listener, shutdown).await
+    payment_service::run(cfg, Host::new(bus, listener, shutdown)).await
 }
 
 pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {

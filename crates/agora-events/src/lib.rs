@@ -18,8 +18,8 @@
 //! - [`kafka`]: [`KafkaBus`], Apache Kafka through rdkafka.
 //! - [`consumer`]: run a [`Handler`] in a transaction that holds the event's claim, with
 //!   retries, backoff and a dead-letter topic.
-//! - [`background`]: [`Background`], a service's relay, consumers and periodic tasks beside
-//!   its gRPC server.
+//! - [`background`]: [`Host`], what a service runs on (bus, listener, shutdown), and
+//!   [`Background`], its relay, consumers and periodic tasks beside its gRPC server.
 
 pub mod background;
 pub mod bus;
@@ -31,7 +31,7 @@ pub mod outbox;
 pub mod relay;
 pub mod schema;
 
-pub use background::Background;
+pub use background::{Background, Host};
 pub use bus::{BusError, Delivery, EventBus, OutgoingMessage, Subscription};
 pub use consumer::{ConsumerOptions, Handler, HandlerError, apply, run_consumer};
 pub use event::{DomainEvent, decode, topics};

@@ -25,10 +25,9 @@ pub mod sweeper;
 
 use std::{sync::Arc, time::Duration};
 
-use agora_events::{Background, EventBus, topics};
+use agora_events::{Background, Host, topics};
 use agora_proto::order::order_service_server::OrderServiceServer;
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub use error::Error;
@@ -70,14 +69,9 @@ pub const SERVICE_NAME: &str = <OrderServiceServer<grpc::OrderApi> as NamedServi
 /// Consumer group for payment events.
 pub const CONSUMER: &str = "order-service";
 
-pub async fn run(
-    config: Config,
-    bus: Arc<dyn EventBus>,
-    listener: impl Into<agora_kit::grpc::Listener>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, host: Host) -> anyhow::Result<()> {
     let db = store::connect(&config.database_url).await?;
-    let background = Background::new(CONSUMER, db, bus, &shutdown);
+    let background = Background::new(CONSUMER, db, host);
     let store = store::Store::new(background.outbox());
     let placer = placing::Placer::new(
         store.clone(),
@@ -93,5 +87,5 @@ pub async fn run(
     background.spawn(|shutdown| sweeper.run(shutdown));
 
     let routes = tonic::service::Routes::new(OrderServiceServer::new(grpc::OrderApi::new(store, placer)));
-    background.serve(routes, &[SERVICE_NAME], listener).await
+    background.serve(routes, &[SERVICE_NAME]).await
 }

@@ -22,11 +22,10 @@ pub mod store;
 
 use std::sync::Arc;
 
-use agora_events::{Background, EventBus, topics};
+use agora_events::{Background, Host, topics};
 use agora_kit::money::Money;
 use agora_proto::payment::payment_service_server::PaymentServiceServer;
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub use error::Error;
@@ -57,16 +56,11 @@ pub const SERVICE_NAME: &str = <PaymentServiceServer<grpc::PaymentApi> as NamedS
 /// Consumer group for user and order events.
 pub const CONSUMER: &str = "payment-service";
 
-pub async fn run(
-    config: Config,
-    bus: Arc<dyn EventBus>,
-    listener: impl Into<agora_kit::grpc::Listener>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, host: Host) -> anyhow::Result<()> {
     let opening = Money::new(&config.currency, config.opening_balance_minor)
         .map_err(|e| anyhow::anyhow!("invalid opening balance in config: {e}"))?;
     let db = store::connect(&config.database_url).await?;
-    let background = Background::new(CONSUMER, db, bus, &shutdown);
+    let background = Background::new(CONSUMER, db, host);
     let store = store::Store::new(background.outbox(), opening);
     let consumer = Arc::new(consumer::Consumer::new(store.clone()));
     for topic in [topics::USERS, topics::ORDERS] {
@@ -74,5 +68,5 @@ pub async fn run(
     }
 
     let routes = tonic::service::Routes::new(PaymentServiceServer::new(grpc::PaymentApi::new(store)));
-    background.serve(routes, &[SERVICE_NAME], listener).await
+    background.serve(routes, &[SERVICE_NAME]).await
 }

@@ -21,10 +21,9 @@ pub mod store;
 
 use std::sync::Arc;
 
-use agora_events::{Background, EventBus, topics};
+use agora_events::{Background, Host, topics};
 use agora_proto::product::product_service_server::ProductServiceServer;
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub use error::Error;
@@ -47,18 +46,13 @@ pub const SERVICE_NAME: &str = <ProductServiceServer<grpc::ProductApi> as NamedS
 /// Consumer group for the order events.
 pub const CONSUMER: &str = "product-service";
 
-pub async fn run(
-    config: Config,
-    bus: Arc<dyn EventBus>,
-    listener: impl Into<agora_kit::grpc::Listener>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, host: Host) -> anyhow::Result<()> {
     let db = store::connect(&config.database_url).await?;
     let store = store::Store::new(db.clone());
     // Reservations settle from events; product-service announces none.
-    let background = Background::without_publishing(CONSUMER, db, bus, &shutdown);
+    let background = Background::without_publishing(CONSUMER, db, host);
     background.consume(topics::ORDERS, Arc::new(consumer::Consumer));
 
     let routes = tonic::service::Routes::new(ProductServiceServer::new(grpc::ProductApi::new(store)));
-    background.serve(routes, &[SERVICE_NAME], listener).await
+    background.serve(routes, &[SERVICE_NAME]).await
 }

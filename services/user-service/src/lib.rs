@@ -17,14 +17,13 @@ pub mod grpc;
 pub mod password;
 pub mod store;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use agora_events::{Background, EventBus};
+use agora_events::{Background, Host};
 use agora_kit::auth::JwtKeys;
 use agora_proto::user::user_service_server::UserServiceServer;
 use secrecy::SecretString;
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub use error::Error;
@@ -61,16 +60,11 @@ pub const SERVICE_NAME: &str = <UserServiceServer<grpc::UserApi> as NamedService
 
 /// Connects to the database, seeds the admin, and serves on `listener` until `shutdown`,
 /// relaying outbox events to `bus` in the background.
-pub async fn run(
-    config: Config,
-    bus: Arc<dyn EventBus>,
-    listener: impl Into<agora_kit::grpc::Listener>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, host: Host) -> anyhow::Result<()> {
     let keys = JwtKeys::new(&config.jwt_secret, Duration::from_secs(config.token_ttl_secs))
         .map_err(|e| anyhow::anyhow!("user-service: {e} (set AGORA_JWT_SECRET)"))?;
     let db = store::connect(&config.database_url).await?;
-    let background = Background::new("user-service", db, bus, &shutdown);
+    let background = Background::new("user-service", db, host);
     let store = store::Store::new(background.outbox());
     if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
         seed_admin(&store, email, password).await?;
@@ -78,7 +72,7 @@ pub async fn run(
 
     let api = grpc::UserApi::new(store, keys);
     let routes = tonic::service::Routes::new(UserServiceServer::new(api));
-    background.serve(routes, &[SERVICE_NAME], listener).await
+    background.serve(routes, &[SERVICE_NAME]).await
 }
 
 async fn seed_admin(store: &store::Store, email: &str, password: &SecretString) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agora_events::{DomainEvent, EventBus, LocalBus, OutgoingMessage, event::envelope, topics};
+use agora_events::{DomainEvent, EventBus, Host, LocalBus, OutgoingMessage, event::envelope, topics};
 use agora_kit::{
     identity::Caller,
     testing::{Served, TestDatabase, channel, eventually, loopback},
@@ -31,7 +31,7 @@ async fn start(db: TestDatabase) -> Running {
     let (listener, url) = loopback().await;
     let config = payment_service::Config { database_url: db.url, ..Default::default() };
     let shared: Arc<LocalBus> = Arc::new(bus.clone());
-    let server = Served::spawn(|stop| payment_service::run(config, shared, listener, stop));
+    let server = Served::spawn(|stop| payment_service::run(config, Host::new(shared, listener, stop)));
     Running { client: Client::new(channel(&url).await), bus, server }
 }
 

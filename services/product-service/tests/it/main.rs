@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agora_events::{LocalBus, event::envelope};
+use agora_events::{Host, LocalBus, event::envelope};
 use agora_kit::{
     identity::Caller,
     testing::{Served, TestDatabase, channel, loopback},
@@ -36,7 +36,7 @@ async fn start(db: TestDatabase) -> Running {
     let bus = Arc::new(LocalBus::in_memory().await.unwrap());
     let (listener, url) = loopback().await;
     let config = product_service::Config { database_url: db.url.clone() };
-    let server = Served::spawn(|stop| product_service::run(config, bus, listener, stop));
+    let server = Served::spawn(|stop| product_service::run(config, Host::new(bus, listener, stop)));
     Running { client: Client::new(channel(&url).await), db_url: db.url, server }
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agora_events::{DomainEvent, LocalBus, topics};
+use agora_events::{DomainEvent, Host, LocalBus, topics};
 use agora_kit::{
     auth::JwtKeys,
     identity::Caller,
@@ -42,7 +42,7 @@ async fn start(db: TestDatabase) -> Running {
     };
     let (listener, url) = loopback().await;
     let shared: Arc<LocalBus> = Arc::new(bus.clone());
-    let server = Served::spawn(|stop| user_service::run(config, shared, listener, stop));
+    let server = Served::spawn(|stop| user_service::run(config, Host::new(shared, listener, stop)));
     Running { client: UserServiceClient::new(channel(&url).await), bus, server }
 }
 
@@ -166,6 +166,6 @@ async fn a_weak_jwt_secret_stops_start_up_with_a_clear_error() {
     let (listener, _) = loopback().await;
     let config = user_service::Config { database_url: "sqlite::memory:".into(), ..Default::default() };
     let bus = Arc::new(LocalBus::in_memory().await.unwrap());
-    let err = user_service::run(config, bus, listener, CancellationToken::new()).await.unwrap_err();
+    let err = user_service::run(config, Host::new(bus, listener, CancellationToken::new())).await.unwrap_err();
     assert!(err.to_string().contains("AGORA_JWT_SECRET"), "{err}");
 }
