@@ -153,10 +153,13 @@ pub fn system_of(conn: &sqlx::AnyConnection) -> &'static str {
     if conn.backend_name().eq_ignore_ascii_case("sqlite") { Backend::Sqlite } else { Backend::Postgres }.system()
 }
 
-/// Marks the current span failed with a database error. The services' `From<sqlx::Error>`
-/// call it, so an error that leaves a store method fails that method's `db` span (each is
-/// a `#[tracing::instrument]` span named `OPERATION table`, with `otel.kind = "client"`,
-/// `db.system`, `db.operation.name` and `db.collection.name`).
+/// Marks the current span failed with a database error. `Fault`'s `From<sqlx::Error>` calls
+/// it, so an error that leaves a store method fails that method's span.
+///
+/// Each store method is a span `#[tracing::instrument(name = "SELECT orders", skip_all,
+/// fields(db.system = …))]`: its name is `OPERATION table` and it carries `db.system`. The
+/// exporter completes it as OpenTelemetry's database conventions want it (a CLIENT span with
+/// `db.operation.name` and `db.collection.name` from its name; see `telemetry`).
 pub fn failed(error: &sqlx::Error) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     tracing::Span::current().set_status(opentelemetry::trace::Status::error(error.to_string()));

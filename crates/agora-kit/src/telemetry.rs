@@ -19,8 +19,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use opentelemetry::{KeyValue, trace::TracerProvider as _};
+use opentelemetry_sdk::{
+    Resource,
+    error::OTelSdkResult,
+    trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanProcessor},
+};
 use tracing_subscriber::{EnvFilter, Layer, fmt, prelude::*};
 
 /// What [`init`] installed; call [`Telemetry::shutdown`] before exiting to flush spans.
@@ -95,7 +99,44 @@ fn provider(service: &str) -> anyhow::Result<SdkTracerProvider> {
     let resource =
         resource.with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))).build();
     // The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based, always on).
-    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+    let batch = BatchSpanProcessor::builder(exporter).build();
+    Ok(SdkTracerProvider::builder().with_span_processor(DbSpans(batch)).with_resource(resource).build())
+}
+
+/// Completes database spans as OpenTelemetry's database conventions want them, so that each
+/// store method declares only its span's name (`SELECT orders`) and `db.system` (see
+/// [`crate::db::failed`]): a finished span with a `db.system` attribute is a CLIENT span, and
+/// its name's two words are its `db.operation.name` and `db.collection.name`.
+#[derive(Debug)]
+struct DbSpans<P>(P);
+
+impl<P: SpanProcessor> SpanProcessor for DbSpans<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, mut span: SpanData) {
+        let database = span.attributes.iter().any(|kv| kv.key.as_str() == "db.system");
+        if let Some((operation, collection)) = span.name.split_once(' ').filter(|_| database) {
+            let (operation, collection) = (operation.to_owned(), collection.to_owned());
+            span.span_kind = opentelemetry::trace::SpanKind::Client;
+            span.attributes.push(KeyValue::new("db.operation.name", operation));
+            span.attributes.push(KeyValue::new("db.collection.name", collection));
+        }
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
 }
 
 fn install(provider: Option<SdkTracerProvider>) -> Result<(), tracing_subscriber::util::TryInitError> {
@@ -114,4 +155,57 @@ fn install(provider: Option<SdkTracerProvider>) -> Result<(), tracing_subscriber
     let traces = provider.map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("agora")));
     // An already-installed subscriber is fine: the first caller wins.
     tracing_subscriber::registry().with(filter).with(logs).with(traces).try_init()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::{SpanKind, Tracer as _};
+
+    use super::*;
+
+    /// Keeps what reaches it.
+    #[derive(Debug, Clone, Default)]
+    struct Kept(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanProcessor for Kept {
+        fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+
+        fn on_end(&self, span: SpanData) {
+            self.0.lock().unwrap().push(span);
+        }
+
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+
+        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn database_spans_get_their_kind_operation_and_collection_from_the_name() {
+        let kept = Kept::default();
+        let provider = SdkTracerProvider::builder().with_span_processor(DbSpans(kept.clone())).build();
+        let tracer = provider.tracer("test");
+        tracer.build(
+            opentelemetry::trace::SpanBuilder::from_name("SELECT orders")
+                .with_attributes([KeyValue::new("db.system", "postgresql")]),
+        );
+        tracer.start("agora.user.v1.UserService/GetUser");
+        drop(provider);
+        let spans = kept.0.lock().unwrap();
+        let attribute = |span: &SpanData, key: &str| {
+            span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
+        };
+        let select = spans.iter().find(|s| s.name == "SELECT orders").expect("the database span");
+        assert_eq!(select.span_kind, SpanKind::Client);
+        assert_eq!(attribute(select, "db.operation.name").as_deref(), Some("SELECT"));
+        assert_eq!(attribute(select, "db.collection.name").as_deref(), Some("orders"));
+        let rpc = spans.iter().find(|s| s.name.starts_with("agora.user")).expect("the other span");
+        assert_eq!(rpc.span_kind, SpanKind::Internal, "a span without db.system is left as it is");
+        assert_eq!(attribute(rpc, "db.operation.name"), None);
+    }
 }

@@ -56,7 +56,7 @@ impl Store {
 
     /// Writes a new PENDING_PAYMENT order and its `OrderPlaced` event. When the id exists
     /// (a concurrent retry with the same idempotency key won), returns the stored order.
-    #[tracing::instrument(name = "INSERT orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "INSERT", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "INSERT orders", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn insert(&self, order: &Order, key: Option<&str>, fingerprint: &str) -> Result<(Order, String), Error> {
         let mut tx = self.outbox.begin().await?;
         let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -98,13 +98,13 @@ impl Store {
         Ok((order.clone(), fingerprint.to_owned()))
     }
 
-    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "SELECT orders", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn get(&self, id: &str) -> Result<Option<Order>, Error> {
         Ok(self.get_with_fingerprint(id).await?.map(|(order, _)| order))
     }
 
     /// The order and the fingerprint of the request that created it.
-    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "SELECT orders", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn get_with_fingerprint(&self, id: &str) -> Result<Option<(Order, String)>, Error> {
         let mut conn = self.db().pool.acquire().await?;
         fetch(&mut conn, id).await
@@ -112,7 +112,7 @@ impl Store {
 
     /// The user's orders, newest first, before the cursor `before`: two queries, the page of
     /// orders and then the items of exactly those orders.
-    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "SELECT orders", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn list_for_user(
         &self,
         user_id: &str,
@@ -154,7 +154,7 @@ impl Store {
     }
 
     /// PENDING_PAYMENT → CANCELLED with `reason`, plus `OrderCancelled`.
-    #[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "UPDATE", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "UPDATE orders", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn cancel(&self, id: &str, reason: &str) -> Result<Transition, Error> {
         let mut tx = self.outbox.begin().await?;
         let result = cancel_in(&mut tx, id, reason).await?;
@@ -163,7 +163,7 @@ impl Store {
     }
 
     /// Ids of orders still pending that were created before `cutoff` (Unix ms).
-    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "orders"))]
+    #[tracing::instrument(name = "SELECT orders", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn overdue(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, Error> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM orders WHERE status = 'PENDING_PAYMENT' AND created_at < $1 ORDER BY created_at LIMIT $2",
@@ -176,7 +176,7 @@ impl Store {
 }
 
 /// PENDING_PAYMENT → CANCELLED inside `tx`, plus `OrderCancelled`.
-#[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(tx), db.operation.name = "UPDATE", db.collection.name = "orders"))]
+#[tracing::instrument(name = "UPDATE orders", skip_all, fields(db.system = agora_kit::db::system_of(tx)))]
 pub async fn cancel_in(tx: &mut EventTx, id: &str, reason: &str) -> Result<Transition, Error> {
     let changed = sqlx::query("UPDATE orders SET status = 'CANCELLED', cancel_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'PENDING_PAYMENT'")
         .bind(reason)
@@ -193,7 +193,7 @@ pub async fn cancel_in(tx: &mut EventTx, id: &str, reason: &str) -> Result<Trans
 }
 
 /// PENDING_PAYMENT → PAID inside `tx`, plus `OrderPaid`.
-#[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(tx), db.operation.name = "UPDATE", db.collection.name = "orders"))]
+#[tracing::instrument(name = "UPDATE orders", skip_all, fields(db.system = agora_kit::db::system_of(tx)))]
 pub async fn mark_paid_in(tx: &mut EventTx, id: &str, payment_id: &str) -> Result<Transition, Error> {
     let changed =
         sqlx::query("UPDATE orders SET status = 'PAID', updated_at = $1 WHERE id = $2 AND status = 'PENDING_PAYMENT'")

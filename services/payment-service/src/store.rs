@@ -47,7 +47,7 @@ impl Store {
     }
 
     /// Opens the wallet with the opening balance unless it exists; true when it was opened.
-    #[tracing::instrument(name = "INSERT wallets", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "INSERT", db.collection.name = "wallets"))]
+    #[tracing::instrument(name = "INSERT wallets", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn open_wallet_in(&self, conn: &mut AnyConnection, user_id: &str) -> Result<bool, Error> {
         let now = now_millis();
         let opened = sqlx::query(
@@ -66,7 +66,7 @@ impl Store {
         Ok(true)
     }
 
-    #[tracing::instrument(name = "SELECT wallets", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "wallets"))]
+    #[tracing::instrument(name = "SELECT wallets", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn wallet(&self, user_id: &str) -> Result<Wallet, Error> {
         let mut tx = self.db().pool.begin().await?;
         self.open_wallet_in(&mut tx, user_id).await?;
@@ -75,7 +75,7 @@ impl Store {
         Ok(wallet)
     }
 
-    #[tracing::instrument(name = "UPDATE wallets", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "UPDATE", db.collection.name = "wallets"))]
+    #[tracing::instrument(name = "UPDATE wallets", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn top_up(&self, user_id: &str, top_up: TopUp) -> Result<Wallet, Error> {
         let amount = top_up.amount();
         let mut tx = self.db().pool.begin().await?;
@@ -107,7 +107,7 @@ impl Store {
     /// Debits the order's total or declines it (as [`domain::charge`] decides), and enqueues
     /// the outcome. A second call for the same order returns the first payment and changes
     /// nothing.
-    #[tracing::instrument(name = "UPDATE wallets", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "UPDATE", db.collection.name = "wallets"))]
+    #[tracing::instrument(name = "UPDATE wallets", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn charge_in(&self, tx: &mut EventTx, order: &OrderToCharge) -> Result<Payment, Error> {
         if let Some(existing) = payment_for_order_in(tx, &order.order_id).await? {
             return Ok(existing);
@@ -159,7 +159,7 @@ impl Store {
 
     /// Gives back a succeeded payment of a cancelled order; `None` when there was nothing to
     /// refund (declined, never charged, or refunded already).
-    #[tracing::instrument(name = "UPDATE payments", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "UPDATE", db.collection.name = "payments"))]
+    #[tracing::instrument(name = "UPDATE payments", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn refund_in(&self, conn: &mut AnyConnection, order_id: &str) -> Result<Option<Payment>, Error> {
         let now = now_millis();
         let refunded = sqlx::query(
@@ -184,14 +184,14 @@ impl Store {
         Ok(Some(payment))
     }
 
-    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "payments"))]
+    #[tracing::instrument(name = "SELECT payments", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn payment_for_order(&self, order_id: &str) -> Result<Option<Payment>, Error> {
         let mut conn = self.db().pool.acquire().await?;
         payment_for_order_in(&mut conn, order_id).await
     }
 
     /// The user's payments, newest first, before the cursor.
-    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "payments"))]
+    #[tracing::instrument(name = "SELECT payments", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn list(&self, user_id: &str, before: Option<&str>, limit: i64) -> Result<(Vec<Payment>, bool), Error> {
         let rows = match before {
             Some(before) => {

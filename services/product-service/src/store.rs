@@ -39,7 +39,7 @@ impl Store {
         &self.db
     }
 
-    #[tracing::instrument(name = "INSERT products", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "INSERT", db.collection.name = "products"))]
+    #[tracing::instrument(name = "INSERT products", skip_all, fields(db.system = self.db.backend.system()))]
     pub async fn create(&self, new: NewProduct) -> Result<Product, Error> {
         let now = now_millis();
         let product = Product {
@@ -67,7 +67,7 @@ impl Store {
         Ok(product)
     }
 
-    #[tracing::instrument(name = "UPDATE products", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "products"))]
+    #[tracing::instrument(name = "UPDATE products", skip_all, fields(db.system = self.db.backend.system()))]
     pub async fn update(&self, id: &str, patch: ProductPatch) -> Result<Product, Error> {
         let mut tx = self.db.pool.begin().await?;
         let mut product = fetch(&mut tx, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
@@ -100,7 +100,7 @@ impl Store {
         Ok(product)
     }
 
-    #[tracing::instrument(name = "SELECT products", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "products"))]
+    #[tracing::instrument(name = "SELECT products", skip_all, fields(db.system = self.db.backend.system()))]
     pub async fn get(&self, id: &str) -> Result<Product, Error> {
         let mut conn = self.db.pool.acquire().await?;
         fetch(&mut conn, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))
@@ -108,7 +108,7 @@ impl Store {
 
     /// Up to `limit` products after `after` (by id, which is creation order), plus whether
     /// more follow.
-    #[tracing::instrument(name = "SELECT products", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "SELECT", db.collection.name = "products"))]
+    #[tracing::instrument(name = "SELECT products", skip_all, fields(db.system = self.db.backend.system()))]
     pub async fn list(&self, after: Option<&str>, limit: i64) -> Result<(Vec<Product>, bool), Error> {
         let rows = match after {
             Some(after) => {
@@ -135,7 +135,7 @@ impl Store {
 
     /// Reserves every line or none. A repeated call for the same order returns the existing
     /// reservation unchanged.
-    #[tracing::instrument(name = "INSERT reservations", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "INSERT", db.collection.name = "reservations"))]
+    #[tracing::instrument(name = "INSERT reservations", skip_all, fields(db.system = self.db.backend.system()))]
     pub async fn reserve(&self, request: &ReservationRequest) -> Result<Reservation, Error> {
         let mut tx = self.db.pool.begin().await?;
         if let Some(existing) = reservation(&mut tx, &request.order_id).await? {
@@ -205,7 +205,7 @@ impl Store {
         }
     }
 
-    #[tracing::instrument(name = "UPDATE reservations", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "reservations"))]
+    #[tracing::instrument(name = "UPDATE reservations", skip_all, fields(db.system = self.db.backend.system()))]
     pub async fn commit(&self, order_id: &str) -> Result<Reservation, Error> {
         let mut tx = self.db.pool.begin().await?;
         let done = commit_in(&mut tx, order_id).await?;
@@ -213,7 +213,7 @@ impl Store {
         Ok(done)
     }
 
-    #[tracing::instrument(name = "UPDATE reservations", skip_all, fields(otel.kind = "client", db.system = self.db.backend.system(), db.operation.name = "UPDATE", db.collection.name = "reservations"))]
+    #[tracing::instrument(name = "UPDATE reservations", skip_all, fields(db.system = self.db.backend.system()))]
     pub async fn release(&self, order_id: &str) -> Result<Reservation, Error> {
         let mut tx = self.db.pool.begin().await?;
         let done = release_in(&mut tx, order_id).await?;
@@ -223,7 +223,7 @@ impl Store {
 }
 
 /// Marks a reservation committed; already committed is fine, released or unknown is not.
-#[tracing::instrument(name = "UPDATE reservations", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(conn), db.operation.name = "UPDATE", db.collection.name = "reservations"))]
+#[tracing::instrument(name = "UPDATE reservations", skip_all, fields(db.system = agora_kit::db::system_of(conn)))]
 pub async fn commit_in(conn: &mut AnyConnection, order_id: &str) -> Result<Reservation, Error> {
     sqlx::query(
         "UPDATE reservations SET state = 'committed', updated_at = $1 WHERE order_id = $2 AND state = 'reserved'",
@@ -241,7 +241,7 @@ pub async fn commit_in(conn: &mut AnyConnection, order_id: &str) -> Result<Reser
 
 /// Returns reserved stock. Releasing twice is fine; releasing an unknown order records a
 /// tombstone so that a reservation arriving late for it is refused.
-#[tracing::instrument(name = "UPDATE reservations", skip_all, fields(otel.kind = "client", db.system = agora_kit::db::system_of(conn), db.operation.name = "UPDATE", db.collection.name = "reservations"))]
+#[tracing::instrument(name = "UPDATE reservations", skip_all, fields(db.system = agora_kit::db::system_of(conn)))]
 pub async fn release_in(conn: &mut AnyConnection, order_id: &str) -> Result<Reservation, Error> {
     let now = now_millis();
     let released = sqlx::query(

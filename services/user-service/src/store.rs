@@ -41,7 +41,7 @@ impl Store {
     }
 
     /// Creates an account with `role` and enqueues `UserRegistered` in the same transaction.
-    #[tracing::instrument(name = "INSERT users", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "INSERT", db.collection.name = "users"))]
+    #[tracing::instrument(name = "INSERT users", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn create(&self, new: &NewUser, password_hash: &str, role: Role) -> Result<User, Error> {
         let user = User {
             id: agora_kit::id::new_id(),
@@ -61,7 +61,7 @@ impl Store {
     }
 
     /// The account and its password hash.
-    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "users"))]
+    #[tracing::instrument(name = "SELECT users", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn find_by_email(&self, email: &str) -> Result<Option<(User, String)>, Error> {
         let row =
             sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS}, password_hash FROM users WHERE email = $1")))
@@ -71,7 +71,7 @@ impl Store {
         row.map(|r| Ok((user_from_row(&r)?, r.try_get("password_hash")?))).transpose()
     }
 
-    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = self.db().backend.system(), db.operation.name = "SELECT", db.collection.name = "users"))]
+    #[tracing::instrument(name = "SELECT users", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn find_by_id(&self, id: &str) -> Result<Option<User>, Error> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = $1")))
             .bind(id)
