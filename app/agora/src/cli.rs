@@ -169,7 +169,7 @@ pub struct Common {
 #[derive(Debug, Args, Serialize)]
 pub struct UserArgs {
     /// Address to serve gRPC on.
-    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "AGORA_LISTEN", default_value = agora_kit::defaults::USER_ADDR)]
     #[serde(skip)]
     pub listen: SocketAddr,
     #[command(flatten)]
@@ -196,7 +196,7 @@ pub struct UserArgs {
 #[derive(Debug, Args, Serialize)]
 pub struct ProductArgs {
     /// Address to serve gRPC on.
-    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:50052")]
+    #[arg(long, env = "AGORA_LISTEN", default_value = agora_kit::defaults::PRODUCT_ADDR)]
     #[serde(skip)]
     pub listen: SocketAddr,
     #[command(flatten)]
@@ -211,7 +211,7 @@ pub struct ProductArgs {
 #[derive(Debug, Args, Serialize)]
 pub struct OrderArgs {
     /// Address to serve gRPC on.
-    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:50053")]
+    #[arg(long, env = "AGORA_LISTEN", default_value = agora_kit::defaults::ORDER_ADDR)]
     #[serde(skip)]
     pub listen: SocketAddr,
     #[command(flatten)]
@@ -240,7 +240,7 @@ pub struct OrderArgs {
 #[derive(Debug, Args, Serialize)]
 pub struct PaymentArgs {
     /// Address to serve gRPC on.
-    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:50054")]
+    #[arg(long, env = "AGORA_LISTEN", default_value = agora_kit::defaults::PAYMENT_ADDR)]
     #[serde(skip)]
     pub listen: SocketAddr,
     #[command(flatten)]
@@ -259,7 +259,7 @@ pub struct PaymentArgs {
 #[derive(Debug, Args, Serialize)]
 pub struct GatewayArgs {
     /// Address to serve REST on.
-    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "AGORA_LISTEN", default_value = agora_kit::defaults::GATEWAY_ADDR)]
     #[serde(skip)]
     pub listen: SocketAddr,
     /// A TOML file with the gateway's settings (below defaults' precedence: flags and env win).
@@ -324,22 +324,22 @@ pub struct GatewayArgs {
 #[derive(Debug, Args)]
 pub struct AllArgs {
     /// Address the REST gateway serves on.
-    #[arg(long, env = "AGORA_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "AGORA_LISTEN", default_value = agora_kit::defaults::GATEWAY_ADDR)]
     pub listen: SocketAddr,
     /// Directory for the SQLite databases, the event log and generated secrets.
     #[arg(long, env = "AGORA_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
     /// user-service address.
-    #[arg(long, env = "AGORA_USER_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "AGORA_USER_ADDR", default_value = agora_kit::defaults::USER_ADDR)]
     pub user_addr: SocketAddr,
     /// product-service address.
-    #[arg(long, env = "AGORA_PRODUCT_ADDR", default_value = "127.0.0.1:50052")]
+    #[arg(long, env = "AGORA_PRODUCT_ADDR", default_value = agora_kit::defaults::PRODUCT_ADDR)]
     pub product_addr: SocketAddr,
     /// order-service address.
-    #[arg(long, env = "AGORA_ORDER_ADDR", default_value = "127.0.0.1:50053")]
+    #[arg(long, env = "AGORA_ORDER_ADDR", default_value = agora_kit::defaults::ORDER_ADDR)]
     pub order_addr: SocketAddr,
     /// payment-service address.
-    #[arg(long, env = "AGORA_PAYMENT_ADDR", default_value = "127.0.0.1:50054")]
+    #[arg(long, env = "AGORA_PAYMENT_ADDR", default_value = agora_kit::defaults::PAYMENT_ADDR)]
     pub payment_addr: SocketAddr,
     /// Access-token secret; generated once and kept in the data directory when unset.
     #[arg(long, env = "AGORA_JWT_SECRET", hide_env_values = true)]
@@ -570,5 +570,31 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "defaults disagree:\n{}", wrong.join("\n"));
+    }
+
+    /// The addresses a flag's help states as its default are `agora_kit::defaults`' (the help
+    /// of an optional flag is written by hand, so this keeps it to the one declaration).
+    #[test]
+    fn every_address_default_in_help_is_the_declared_one() {
+        use agora_kit::defaults::{GATEWAY_ADDR, ORDER_ADDR, PAYMENT_ADDR, PRODUCT_ADDR, USER_ADDR};
+        let mut checked = 0;
+        for command in Cli::command().get_subcommands() {
+            for arg in command.get_arguments() {
+                let declared = match (command.get_name(), arg.get_long().unwrap_or_default()) {
+                    ("all" | "gateway", "listen") => GATEWAY_ADDR,
+                    ("user-service", "listen") | (_, "user-addr") => USER_ADDR,
+                    ("product-service", "listen") | (_, "product-addr") => PRODUCT_ADDR,
+                    ("order-service", "listen") | (_, "order-addr") => ORDER_ADDR,
+                    ("payment-service", "listen") | (_, "payment-addr") => PAYMENT_ADDR,
+                    _ => continue,
+                };
+                let default = help_default(arg).unwrap_or_default();
+                let value = default.split_whitespace().next().unwrap_or_default().trim_end_matches([',', ';']);
+                assert_eq!(value, declared, "`agora {} --help`: --{:?}", command.get_name(), arg.get_long());
+                checked += 1;
+            }
+        }
+        // Six listen flags; order-service's two backends; the gateway's and all's four each.
+        assert_eq!(checked, 16, "every listen and backend address flag of every command is checked");
     }
 }

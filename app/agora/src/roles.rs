@@ -93,10 +93,10 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
     // A flag or variable names a backend; otherwise the file's address, otherwise the
     // default: the role's name in Consul, or its usual local address.
     let addresses = [
-        (user_service::SERVICE_NAME, args.user_addr, USER, "127.0.0.1:50051"),
-        (product_service::SERVICE_NAME, args.product_addr, PRODUCT, "127.0.0.1:50052"),
-        (order_service::SERVICE_NAME, args.order_addr, ORDER, "127.0.0.1:50053"),
-        (payment_service::SERVICE_NAME, args.payment_addr, PAYMENT, "127.0.0.1:50054"),
+        (user_service::SERVICE_NAME, args.user_addr, USER, agora_kit::defaults::USER_ADDR),
+        (product_service::SERVICE_NAME, args.product_addr, PRODUCT, agora_kit::defaults::PRODUCT_ADDR),
+        (order_service::SERVICE_NAME, args.order_addr, ORDER, agora_kit::defaults::ORDER_ADDR),
+        (payment_service::SERVICE_NAME, args.payment_addr, PAYMENT, agora_kit::defaults::PAYMENT_ADDR),
     ];
     for (service, flag, role, local) in addresses {
         let default = if consul { consul_target(role) } else { local.to_owned() };

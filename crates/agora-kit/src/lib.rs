@@ -9,6 +9,7 @@
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a cancellation token.
 //! - [`db`]: an `AnyPool` chosen by URL (`sqlite:` or `postgres:`), migrations per backend.
 //! - [`auth`]: access tokens (HS256 JWT).
+//! - [`defaults`]: where each role listens unless told otherwise.
 //! - [`fault`]: the failures every service shares (identity, database, internal) and their
 //!   statuses.
 //! - [`identity`]: the verified caller, carried as gRPC metadata.
@@ -22,6 +23,7 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod defaults;
 pub mod fault;
 pub mod grpc;
 pub mod id;

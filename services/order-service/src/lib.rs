@@ -55,8 +55,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: "sqlite:data/order.db".to_owned(),
-            user_addr: "127.0.0.1:50051".to_owned(),
-            product_addr: "127.0.0.1:50052".to_owned(),
+            user_addr: agora_kit::defaults::USER_ADDR.to_owned(),
+            product_addr: agora_kit::defaults::PRODUCT_ADDR.to_owned(),
             payment_timeout_secs: 900,
             sweep_interval_secs: 30,
             resolver: agora_discovery::Resolver::fixed(),
