@@ -179,7 +179,7 @@ pub struct UserArgs {
     #[arg(long, env = "AGORA_JWT_SECRET", hide_env_values = true)]
     #[serde(serialize_with = "exposed", skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<SecretString>,
-    /// Access-token lifetime in seconds.
+    /// Access-token lifetime in seconds [default: 900].
     #[arg(long, env = "AGORA_TOKEN_TTL_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_ttl_secs: Option<u64>,
@@ -227,11 +227,11 @@ pub struct OrderArgs {
     #[arg(long, env = "AGORA_PRODUCT_ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product_addr: Option<String>,
-    /// Cancel orders still unpaid after this many seconds.
+    /// Cancel orders still unpaid after this many seconds [default: 900].
     #[arg(long, env = "AGORA_PAYMENT_TIMEOUT_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment_timeout_secs: Option<u64>,
-    /// How often to look for unpaid orders, in seconds.
+    /// How often to look for unpaid orders, in seconds [default: 30].
     #[arg(long, env = "AGORA_SWEEP_INTERVAL_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep_interval_secs: Option<u64>,
@@ -246,11 +246,11 @@ pub struct PaymentArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub common: Common,
-    /// Wallet currency (ISO 4217).
+    /// Wallet currency (ISO 4217) [default: USD].
     #[arg(long, env = "AGORA_WALLET_CURRENCY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
-    /// Balance of a new wallet, in minor units (10000 = 100.00).
+    /// Balance of a new wallet, in minor units (10000 = 100.00) [default: 10000].
     #[arg(long, env = "AGORA_OPENING_BALANCE_MINOR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub opening_balance_minor: Option<i64>,
@@ -596,5 +596,36 @@ mod tests {
         }
         // Six listen flags; order-service's two backends; the gateway's and all's four each.
         assert_eq!(checked, 16, "every listen and backend address flag of every command is checked");
+    }
+
+    /// The defaults an optional flag's help states are the ones its component's config has
+    /// (the flag overrides the config only when given).
+    #[test]
+    fn every_config_default_in_help_is_the_components_own() {
+        let (gateway, order) = (gateway::Config::default(), order_service::Config::default());
+        let (user, payment) = (user_service::Config::default(), payment_service::Config::default());
+        let declared = [
+            ("user-service", "token-ttl-secs", user.token_ttl_secs.to_string()),
+            ("order-service", "payment-timeout-secs", order.payment_timeout_secs.to_string()),
+            ("order-service", "sweep-interval-secs", order.sweep_interval_secs.to_string()),
+            ("payment-service", "currency", payment.currency.clone()),
+            ("payment-service", "opening-balance-minor", payment.opening_balance_minor.to_string()),
+            ("gateway", "body-limit-bytes", gateway.body_limit_bytes.to_string()),
+            ("gateway", "request-timeout-ms", gateway.request_timeout_ms.to_string()),
+            ("gateway", "rate-limit-per-second", gateway.rate_limit_per_second.to_string()),
+            ("gateway", "rate-limit-burst", gateway.rate_limit_burst.to_string()),
+            ("gateway", "sign-in-limit-per-minute", gateway.sign_in_limit_per_minute.to_string()),
+            ("gateway", "sign-in-limit-burst", gateway.sign_in_limit_burst.to_string()),
+            ("all", "payment-timeout-secs", order.payment_timeout_secs.to_string()),
+            ("all", "rate-limit-per-second", gateway.rate_limit_per_second.to_string()),
+            ("all", "sign-in-limit-per-minute", gateway.sign_in_limit_per_minute.to_string()),
+        ];
+        let cli = Cli::command();
+        for (command, flag, value) in declared {
+            let command = cli.find_subcommand(command).unwrap_or_else(|| panic!("no command {command}"));
+            let arg = command.get_arguments().find(|a| a.get_long() == Some(flag)).expect("the flag exists");
+            let stated = help_default(arg).unwrap_or_else(|| panic!("--{flag} states no default"));
+            assert_eq!(stated, value, "`agora {} --help` --{flag} against the config's default", command.get_name());
+        }
     }
 }
