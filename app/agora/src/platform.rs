@@ -118,13 +118,10 @@ pub async fn start(settings: Settings, shutdown: &CancellationToken) -> anyhow::
     components.spawn(named("order-service", order_service::run(order, host(order_listener))));
     match payment {
         Some(payment) => {
-            components.spawn(named("payment-service", payment_service::run(payment, host(payment_listener))))
+            components.spawn(named("payment-service", payment_service::run(payment, host(payment_listener))));
         }
-        None => {
-            drop(payment_listener);
-            components.spawn(async { Ok(()) })
-        }
-    };
+        None => drop(payment_listener),
+    }
     components.spawn(named("gateway", gateway::run(gateway, gateway_listener, stop.clone())));
     Ok(Started { addrs: bound, components, stop })
 }

@@ -40,51 +40,53 @@ pub async fn bus(common: &Common) -> anyhow::Result<Arc<dyn EventBus>> {
     }
 }
 
+/// What a service role runs on: the bus its flags ask for, its listener (announced with
+/// `--discovery consul`, checked through grpc.health.v1 for `grpc_service`) and, with
+/// `--metrics-listen`, `/metrics` beside it.
+async fn host(
+    common: &Common,
+    listen_addr: SocketAddr,
+    role: &str,
+    grpc_service: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Host> {
+    let bus = bus(common).await?;
+    let listener = listen(listen_addr, &common.discovery, role, Probe::Grpc(grpc_service.to_owned())).await?;
+    serve_metrics(common, &shutdown);
+    Ok(Host::new(bus, listener, shutdown))
+}
+
 pub async fn user(args: UserArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: user_service::Config = config::load(args.common.config.as_deref(), &args)?;
-    let bus = bus(&args.common).await?;
-    let listener =
-        listen(args.listen, &args.common.discovery, USER, Probe::Grpc(user_service::SERVICE_NAME.to_owned())).await?;
-    serve_metrics(&args.common, &shutdown);
-    user_service::run(cfg, Host::new(bus, listener, shutdown)).await
+    let host = host(&args.common, args.listen, USER, user_service::SERVICE_NAME, shutdown).await?;
+    user_service::run(cfg, host).await
 }
 
 pub async fn product(args: ProductArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: product_service::Config = config::load(args.common.config.as_deref(), &args)?;
-    let bus = bus(&args.common).await?;
-    let listener =
-        listen(args.listen, &args.common.discovery, PRODUCT, Probe::Grpc(product_service::SERVICE_NAME.to_owned()))
-            .await?;
+    let host = host(&args.common, args.listen, PRODUCT, product_service::SERVICE_NAME, shutdown).await?;
     if args.seed_demo {
-        let addr = listener.local_addr()?.to_string();
+        let addr = host.listener.local_addr()?.to_string();
         tokio::spawn(async move { crate::seed::demo_catalog_when_up(&addr).await });
     }
-    serve_metrics(&args.common, &shutdown);
-    product_service::run(cfg, Host::new(bus, listener, shutdown)).await
+    product_service::run(cfg, host).await
 }
 
 pub async fn order(mut args: OrderArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let discovery = args.common.discovery.clone();
-    if discovery.discovery == DiscoveryMode::Consul {
+    if args.common.discovery.discovery == DiscoveryMode::Consul {
         args.user_addr.get_or_insert_with(|| consul_target(USER));
         args.product_addr.get_or_insert_with(|| consul_target(PRODUCT));
     }
     let mut cfg: order_service::Config = config::load(args.common.config.as_deref(), &args)?;
-    cfg.resolver = resolver(&discovery)?;
-    let bus = bus(&args.common).await?;
-    let listener = listen(args.listen, &discovery, ORDER, Probe::Grpc(order_service::SERVICE_NAME.to_owned())).await?;
-    serve_metrics(&args.common, &shutdown);
-    order_service::run(cfg, Host::new(bus, listener, shutdown)).await
+    cfg.resolver = resolver(&args.common.discovery)?;
+    let host = host(&args.common, args.listen, ORDER, order_service::SERVICE_NAME, shutdown).await?;
+    order_service::run(cfg, host).await
 }
 
 pub async fn payment(args: PaymentArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: payment_service::Config = config::load(args.common.config.as_deref(), &args)?;
-    let bus = bus(&args.common).await?;
-    let listener =
-        listen(args.listen, &args.common.discovery, PAYMENT, Probe::Grpc(payment_service::SERVICE_NAME.to_owned()))
-            .await?;
-    serve_metrics(&args.common, &shutdown);
-    payment_service::run(cfg, Host::new(bus, listener, shutdown)).await
+    let host = host(&args.common, args.listen, PAYMENT, payment_service::SERVICE_NAME, shutdown).await?;
+    payment_service::run(cfg, host).await
 }
 
 pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
