@@ -20,6 +20,7 @@
 //!   retries, backoff and a dead-letter topic.
 //! - [`background`]: [`Host`], what a service runs on (bus, listener, shutdown), and
 //!   [`Background`], its relay, consumers and periodic tasks beside its gRPC server.
+//! - `testing` (feature): one service served for a test on a loopback port and an in-memory bus.
 
 pub mod background;
 pub mod bus;
@@ -30,6 +31,8 @@ pub mod local;
 pub mod outbox;
 pub mod relay;
 pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use background::{Background, Host};
 pub use bus::{BusError, Delivery, EventBus, OutgoingMessage, Subscription};

@@ -13,6 +13,24 @@ pub async fn connect(url: &str, migrations: Migrations) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// A service store's two schema functions, for the calling crate's `migrations/` folder (in
+/// PostgreSQL's dialect; SQLite's is derived): `connect(url)`, which connects, migrates and
+/// creates the outbox tables, and `migrations()`, the schema itself (for tests and checks).
+#[macro_export]
+macro_rules! service_schema {
+    () => {
+        /// Connects, migrates, and creates the outbox tables.
+        pub async fn connect(url: &str) -> ::anyhow::Result<::agora_kit::db::Db> {
+            ::agora_events::schema::connect(url, migrations()).await
+        }
+
+        /// This service's schema: `migrations/`, in PostgreSQL's dialect (SQLite's is derived).
+        pub fn migrations() -> ::agora_kit::db::Migrations {
+            ::agora_kit::service_migrations!()
+        }
+    };
+}
+
 const SQLITE: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS outbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -1,8 +1,7 @@
 //! The failures every service shares beside its own domain errors: a caller without a valid
 //! identity, the database, and the unexpected. A service's error enum holds one variant
-//! `Fault(Fault)`, [`service_faults!`](crate::service_faults) writes its conversions (so `?`
-//! works on `sqlx`, `tonic::Status` and `anyhow` results), and its status mapping hands the
-//! fault to [`Fault::into_status`].
+//! `Fault(Fault)`, and [`service_errors!`](crate::service_errors) writes its conversions (so `?`
+//! works on `sqlx`, `tonic::Status` and `anyhow` results) and its one mapping to a status code.
 
 use tonic::Status;
 
@@ -56,11 +55,24 @@ impl Fault {
     }
 }
 
-/// `From` a database error, a `tonic::Status` (the caller's identity) and an `anyhow::Error`
-/// for a service error enum `$error` with a variant `Fault(agora_kit::fault::Fault)`.
+/// A service error enum's conversions, written once for the four services.
+///
+/// `$error` has a variant `Fault(agora_kit::fault::Fault)`; the macro writes `From` a database
+/// error, a `tonic::Status` (the caller's identity) and an `anyhow::Error` into it, so `?` works
+/// on those results, and its one mapping to a gRPC status: a fault through
+/// [`Fault::into_status`] (naming `$database`), every domain error with the code listed for its
+/// variant and its own message. The list must name every domain variant: the match is checked
+/// for exhaustiveness like any other.
+///
+/// ```ignore
+/// agora_kit::service_errors!(Error, database: "order", codes: {
+///     Error::NotFound(_) => Code::NotFound,
+///     Error::Refused(status) => status.code(),
+/// });
+/// ```
 #[macro_export]
-macro_rules! service_faults {
-    ($error:ty) => {
+macro_rules! service_errors {
+    ($error:ident, database: $database:literal, codes: { $($variant:pat => $code:expr),+ $(,)? }) => {
         impl From<::sqlx::Error> for $error {
             fn from(error: ::sqlx::Error) -> Self {
                 Self::Fault(error.into())
@@ -76,6 +88,22 @@ macro_rules! service_faults {
         impl From<::anyhow::Error> for $error {
             fn from(error: ::anyhow::Error) -> Self {
                 Self::Fault(error.into())
+            }
+        }
+
+        impl From<$error> for ::tonic::Status {
+            fn from(err: $error) -> Self {
+                match err {
+                    $error::Fault(fault) => fault.into_status($database),
+                    err => {
+                        let code = match &err {
+                            // Answered above; listed so that the match stays exhaustive.
+                            $error::Fault(_) => ::tonic::Code::Internal,
+                            $($variant => $code,)+
+                        };
+                        ::tonic::Status::new(code, err.to_string())
+                    }
+                }
             }
         }
     };

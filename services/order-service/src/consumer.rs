@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::{
     Error,
-    store::{self, Transition},
+    store::{self, Settlement, Transition},
 };
 
 /// Settles orders from payment results.
@@ -24,10 +24,11 @@ impl Handler for Consumer {
     async fn handle(&self, tx: &mut EventTx, envelope: &EventEnvelope) -> Result<(), HandlerError> {
         let transition = if envelope.event_type == PaymentSucceeded::TYPE {
             let paid = decode::<PaymentSucceeded>(envelope)?;
-            store::mark_paid_in(tx, &paid.order_id, &paid.payment_id).await
+            store::settle_in(tx, &paid.order_id, Settlement::Paid { payment_id: &paid.payment_id }).await
         } else {
             let failed = decode::<PaymentFailed>(envelope)?;
-            store::cancel_in(tx, &failed.order_id, &format!("payment declined: {}", failed.reason)).await
+            let reason = format!("payment declined: {}", failed.reason);
+            store::settle_in(tx, &failed.order_id, Settlement::Cancelled { reason: &reason }).await
         };
         match transition.map_err(handler_error)? {
             Transition::Applied(order) => {

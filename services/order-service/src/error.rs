@@ -1,4 +1,4 @@
-//! order-service's errors and their one mapping to gRPC status codes.
+//! order-service's errors, each with the gRPC status code it answers with.
 
 use agora_kit::fault::Fault;
 use tonic::{Code, Status};
@@ -21,36 +21,59 @@ pub enum Error {
     UnknownUser(String),
     #[error("order total: {0}")]
     Total(String),
-    /// A dependency (user-service, product-service) answered with an error we pass on as is:
-    /// its code (NotFound product, FailedPrecondition stock, Unavailable) is already precise.
-    #[error("{}: {}", .service, .status.message())]
-    Upstream { service: &'static str, status: Status },
+    /// A dependency turned the request down for a reason the caller can act on (no such
+    /// product, not enough stock, an invalid item): its code and message are passed on as is.
+    #[error("{}", .0.message())]
+    Refused(Status),
+    #[error("{0} did not answer in time")]
+    DependencyTimeout(&'static str),
+    #[error("{0} is unavailable; try again")]
+    DependencyUnavailable(&'static str),
     #[error(transparent)]
     Fault(#[from] Fault),
 }
 
-agora_kit::service_faults!(Error);
+impl Error {
+    /// What a dependency's (user-service's, product-service's) error means to our caller; a
+    /// failure that is not the caller's is logged here with the dependency's own words.
+    pub fn upstream(service: &'static str, status: Status) -> Self {
+        match status.code() {
+            Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument => Self::Refused(status),
+            Code::DeadlineExceeded => Self::DependencyTimeout(service),
+            code => {
+                tracing::warn!(%service, ?code, message = status.message(), "dependency failed");
+                Self::DependencyUnavailable(service)
+            }
+        }
+    }
+}
 
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::Invalid(e) => Status::invalid_argument(e.to_string()),
-            Error::Total(_) => Status::invalid_argument(err.to_string()),
-            Error::NotFound(_) => Status::not_found(err.to_string()),
-            Error::NotYours(_) => Status::permission_denied(err.to_string()),
-            Error::AlreadyPaid(_) | Error::UnknownUser(_) => Status::failed_precondition(err.to_string()),
-            Error::KeyReused(_) => Status::already_exists(err.to_string()),
-            Error::Upstream { service, status } => match status.code() {
-                Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument => {
-                    Status::new(status.code(), status.message().to_owned())
-                }
-                Code::DeadlineExceeded => Status::deadline_exceeded(format!("{service} did not answer in time")),
-                code => {
-                    tracing::warn!(%service, ?code, message = status.message(), "dependency failed");
-                    Status::unavailable(format!("{service} is unavailable; try again"))
-                }
-            },
-            Error::Fault(fault) => fault.into_status("order"),
+agora_kit::service_errors!(Error, database: "order", codes: {
+    Error::Invalid(_) | Error::Total(_) => Code::InvalidArgument,
+    Error::NotFound(_) => Code::NotFound,
+    Error::NotYours(_) => Code::PermissionDenied,
+    Error::AlreadyPaid(_) | Error::UnknownUser(_) => Code::FailedPrecondition,
+    Error::KeyReused(_) => Code::AlreadyExists,
+    Error::Refused(status) => status.code(),
+    Error::DependencyTimeout(_) => Code::DeadlineExceeded,
+    Error::DependencyUnavailable(_) => Code::Unavailable,
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dependency_error_is_passed_on_only_when_it_is_the_callers() {
+        let answer = |code| Status::from(Error::upstream("product-service", Status::new(code, "its words")));
+        for code in [Code::NotFound, Code::FailedPrecondition, Code::InvalidArgument] {
+            assert_eq!((answer(code).code(), answer(code).message().to_owned()), (code, "its words".to_owned()));
+        }
+        let late = answer(Code::DeadlineExceeded);
+        assert_eq!((late.code(), late.message()), (Code::DeadlineExceeded, "product-service did not answer in time"));
+        for code in [Code::Internal, Code::Unavailable, Code::PermissionDenied] {
+            let down = answer(code);
+            assert_eq!((down.code(), down.message()), (Code::Unavailable, "product-service is unavailable; try again"));
         }
     }
 }

@@ -84,7 +84,7 @@ impl Placer {
         match users.get_user(Caller::service().request(GetUserRequest { id: user_id.to_owned() })).await {
             Ok(_) => Ok(()),
             Err(status) if status.code() == Code::NotFound => Err(Error::UnknownUser(user_id.to_owned())),
-            Err(status) => Err(Error::Upstream { service: "user-service", status }),
+            Err(status) => Err(Error::upstream("user-service", status)),
         }
     }
 
@@ -102,7 +102,7 @@ impl Placer {
         let reservation = products
             .reserve_stock(Caller::service().request(ReserveStockRequest { order_id: order_id.to_owned(), items }))
             .await
-            .map_err(|status| Error::Upstream { service: "product-service", status })?
+            .map_err(|status| Error::upstream("product-service", status))?
             .into_inner();
         reservation
             .items

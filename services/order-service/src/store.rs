@@ -18,15 +18,7 @@ use crate::{
     events,
 };
 
-/// Connects, migrates, and creates the outbox tables.
-pub async fn connect(url: &str) -> anyhow::Result<Db> {
-    agora_events::schema::connect(url, migrations()).await
-}
-
-/// This service's schema: `migrations/`, in PostgreSQL's dialect (SQLite's is derived).
-pub fn migrations() -> agora_kit::db::Migrations {
-    agora_kit::service_migrations!()
-}
+agora_events::service_schema!();
 
 const COLUMNS: &str =
     "id, user_id, status, total_currency, total_minor, cancel_reason, request_fingerprint, created_at, updated_at";
@@ -157,7 +149,7 @@ impl Store {
     #[tracing::instrument(name = "UPDATE orders", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn cancel(&self, id: &str, reason: &str) -> Result<Transition, Error> {
         let mut tx = self.outbox.begin().await?;
-        let result = cancel_in(&mut tx, id, reason).await?;
+        let result = settle_in(&mut tx, id, Settlement::Cancelled { reason }).await?;
         tx.commit().await?;
         Ok(result)
     }
@@ -175,37 +167,38 @@ impl Store {
     }
 }
 
-/// PENDING_PAYMENT → CANCELLED inside `tx`, plus `OrderCancelled`.
-#[tracing::instrument(name = "UPDATE orders", skip_all, fields(db.system = agora_kit::db::system_of(tx)))]
-pub async fn cancel_in(tx: &mut EventTx, id: &str, reason: &str) -> Result<Transition, Error> {
-    let changed = sqlx::query("UPDATE orders SET status = 'CANCELLED', cancel_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'PENDING_PAYMENT'")
-        .bind(reason)
-        .bind(now_millis())
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    let (order, _) = fetch(tx, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
-    if changed.rows_affected() == 0 {
-        return Ok(Transition::Unchanged(order));
-    }
-    events::cancelled(tx, &order).await?;
-    Ok(Transition::Applied(order))
+/// How a pending order is settled: paid by a payment, or cancelled for a reason.
+#[derive(Debug, Clone, Copy)]
+pub enum Settlement<'a> {
+    Paid { payment_id: &'a str },
+    Cancelled { reason: &'a str },
 }
 
-/// PENDING_PAYMENT → PAID inside `tx`, plus `OrderPaid`.
+/// PENDING_PAYMENT → PAID or CANCELLED inside `tx`, plus its event (`OrderPaid`,
+/// `OrderCancelled`); `Unchanged` when the order had already left PENDING_PAYMENT.
 #[tracing::instrument(name = "UPDATE orders", skip_all, fields(db.system = agora_kit::db::system_of(tx)))]
-pub async fn mark_paid_in(tx: &mut EventTx, id: &str, payment_id: &str) -> Result<Transition, Error> {
-    let changed =
-        sqlx::query("UPDATE orders SET status = 'PAID', updated_at = $1 WHERE id = $2 AND status = 'PENDING_PAYMENT'")
-            .bind(now_millis())
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
+pub async fn settle_in(tx: &mut EventTx, id: &str, settlement: Settlement<'_>) -> Result<Transition, Error> {
+    let (status, reason) = match settlement {
+        Settlement::Paid { .. } => (OrderStatus::Paid, ""),
+        Settlement::Cancelled { reason } => (OrderStatus::Cancelled, reason),
+    };
+    let changed = sqlx::query(
+        "UPDATE orders SET status = $1, cancel_reason = $2, updated_at = $3 WHERE id = $4 AND status = 'PENDING_PAYMENT'",
+    )
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(now_millis())
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
     let (order, _) = fetch(tx, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
     if changed.rows_affected() == 0 {
         return Ok(Transition::Unchanged(order));
     }
-    events::paid(tx, &order, payment_id).await?;
+    match settlement {
+        Settlement::Paid { payment_id } => events::paid(tx, &order, payment_id).await?,
+        Settlement::Cancelled { .. } => events::cancelled(tx, &order).await?,
+    }
     Ok(Transition::Applied(order))
 }
 

@@ -1,7 +1,7 @@
-//! payment-service's errors and their one mapping to gRPC status codes.
+//! payment-service's errors, each with the gRPC status code it answers with.
 
 use agora_kit::fault::Fault;
-use tonic::Status;
+use tonic::Code;
 
 use crate::domain::ParseError;
 
@@ -19,15 +19,7 @@ pub enum Error {
     Fault(#[from] Fault),
 }
 
-agora_kit::service_faults!(Error);
-
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::Invalid(e) => Status::invalid_argument(e.to_string()),
-            Error::CurrencyMismatch { .. } | Error::Overflow => Status::invalid_argument(err.to_string()),
-            Error::NotYours => Status::permission_denied(err.to_string()),
-            Error::Fault(fault) => fault.into_status("payment"),
-        }
-    }
-}
+agora_kit::service_errors!(Error, database: "payment", codes: {
+    Error::Invalid(_) | Error::CurrencyMismatch { .. } | Error::Overflow => Code::InvalidArgument,
+    Error::NotYours => Code::PermissionDenied,
+});

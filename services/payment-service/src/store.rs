@@ -13,15 +13,7 @@ use crate::{
     events,
 };
 
-/// Connects, migrates, and creates the outbox tables.
-pub async fn connect(url: &str) -> anyhow::Result<Db> {
-    agora_events::schema::connect(url, migrations()).await
-}
-
-/// This service's schema: `migrations/`, in PostgreSQL's dialect (SQLite's is derived).
-pub fn migrations() -> agora_kit::db::Migrations {
-    agora_kit::service_migrations!()
-}
+agora_events::service_schema!();
 
 const COLUMNS: &str = "id, order_id, user_id, currency, amount_minor, status, decline_reason, created_at";
 

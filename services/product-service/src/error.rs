@@ -1,7 +1,7 @@
-//! product-service's errors and their one mapping to gRPC status codes.
+//! product-service's errors, each with the gRPC status code it answers with.
 
 use agora_kit::fault::Fault;
-use tonic::Status;
+use tonic::Code;
 
 use crate::domain::ParseError;
 
@@ -25,18 +25,9 @@ pub enum Error {
     Fault(#[from] Fault),
 }
 
-agora_kit::service_faults!(Error);
-
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::Invalid(e) => Status::invalid_argument(e.to_string()),
-            Error::NotFound(_) | Error::NoReservation(_) => Status::not_found(err.to_string()),
-            Error::InsufficientStock { .. } | Error::Released(_) | Error::Committed(_) => {
-                Status::failed_precondition(err.to_string())
-            }
-            Error::PermissionDenied(_) => Status::permission_denied(err.to_string()),
-            Error::Fault(fault) => fault.into_status("product"),
-        }
-    }
-}
+agora_kit::service_errors!(Error, database: "product", codes: {
+    Error::Invalid(_) => Code::InvalidArgument,
+    Error::NotFound(_) | Error::NoReservation(_) => Code::NotFound,
+    Error::InsufficientStock { .. } | Error::Released(_) | Error::Committed(_) => Code::FailedPrecondition,
+    Error::PermissionDenied(_) => Code::PermissionDenied,
+});

@@ -13,15 +13,7 @@ use crate::{
     domain::{NewProduct, Product, ProductPatch, Reservation, ReservationRequest, ReservationState, ReservedLine},
 };
 
-/// Connects, migrates, and creates the outbox tables.
-pub async fn connect(url: &str) -> anyhow::Result<Db> {
-    agora_events::schema::connect(url, migrations()).await
-}
-
-/// This service's schema: `migrations/`, in PostgreSQL's dialect (SQLite's is derived).
-pub fn migrations() -> agora_kit::db::Migrations {
-    agora_kit::service_migrations!()
-}
+agora_events::service_schema!();
 
 const COLUMNS: &str = "id, name, description, price_currency, price_minor, stock, created_at, updated_at";
 

@@ -1,7 +1,7 @@
-//! user-service's errors and their one mapping to gRPC status codes.
+//! user-service's errors, each with the gRPC status code it answers with.
 
 use agora_kit::fault::Fault;
-use tonic::Status;
+use tonic::Code;
 
 use crate::domain::ParseError;
 
@@ -24,18 +24,10 @@ pub enum Error {
     Fault(#[from] Fault),
 }
 
-agora_kit::service_faults!(Error);
-
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::Invalid(e) => Status::invalid_argument(e.to_string()),
-            Error::InvalidArgument(m) => Status::invalid_argument(m),
-            Error::EmailTaken => Status::already_exists(err.to_string()),
-            Error::BadCredentials => Status::unauthenticated(err.to_string()),
-            Error::NotFound(_) => Status::not_found(err.to_string()),
-            Error::PermissionDenied => Status::permission_denied(err.to_string()),
-            Error::Fault(fault) => fault.into_status("user"),
-        }
-    }
-}
+agora_kit::service_errors!(Error, database: "user", codes: {
+    Error::Invalid(_) | Error::InvalidArgument(_) => Code::InvalidArgument,
+    Error::EmailTaken => Code::AlreadyExists,
+    Error::BadCredentials => Code::Unauthenticated,
+    Error::NotFound(_) => Code::NotFound,
+    Error::PermissionDenied => Code::PermissionDenied,
+});

@@ -14,15 +14,7 @@ use crate::{
     events,
 };
 
-/// Connects, migrates, and creates the outbox tables.
-pub async fn connect(url: &str) -> anyhow::Result<Db> {
-    agora_events::schema::connect(url, migrations()).await
-}
-
-/// This service's schema: `migrations/`, in PostgreSQL's dialect (SQLite's is derived).
-pub fn migrations() -> agora_kit::db::Migrations {
-    agora_kit::service_migrations!()
-}
+agora_events::service_schema!();
 
 #[derive(Debug, Clone)]
 pub struct Store {

@@ -1,11 +1,14 @@
 //! payment-service over real gRPC and its real consumers, on SQLite and on PostgreSQL.
 
-use std::sync::Arc;
-
-use agora_events::{DomainEvent, EventBus, Host, LocalBus, OutgoingMessage, event::envelope, topics};
+use agora_events::{
+    DomainEvent, EventBus, OutgoingMessage,
+    event::envelope,
+    testing::{Hosted, on_loopback},
+    topics,
+};
 use agora_kit::{
     identity::Caller,
-    testing::{Served, TestDatabase, channel, eventually, loopback},
+    testing::{TestDatabase, channel, eventually},
 };
 use agora_proto::{
     Money,
@@ -22,22 +25,18 @@ type Client = PaymentServiceClient<Channel>;
 
 struct Running {
     client: Client,
-    bus: LocalBus,
-    server: Served,
+    service: Hosted,
 }
 
 async fn start(db: TestDatabase) -> Running {
-    let bus = LocalBus::in_memory().await.unwrap();
-    let (listener, url) = loopback().await;
     let config = payment_service::Config { database_url: db.url, ..Default::default() };
-    let shared: Arc<LocalBus> = Arc::new(bus.clone());
-    let server = Served::spawn(|stop| payment_service::run(config, Host::new(shared, listener, stop)));
-    Running { client: Client::new(channel(&url).await), bus, server }
+    let service = on_loopback(|host| payment_service::run(config, host)).await;
+    Running { client: Client::new(channel(&service.url).await), service }
 }
 
 impl Running {
     async fn stop(self) {
-        self.server.stop().await;
+        self.service.stop().await;
     }
 
     async fn send(&self, topic: &str, env: &EventEnvelope) {
@@ -47,7 +46,7 @@ impl Running {
             payload: env.encode_to_vec(),
             headers: Default::default(),
         };
-        self.bus.publish(&message).await.unwrap();
+        self.service.bus.publish(&message).await.unwrap();
     }
 
     async fn balance(&mut self, user: &str) -> i64 {
@@ -90,7 +89,7 @@ async fn wallets(db: TestDatabase) {
     let registered = envelope(&bob, &UserRegistered { user_id: bob.clone(), email: "b@x.io".into(), name: "B".into() });
     app.send(topics::USERS, &registered).await;
     app.send(topics::USERS, &registered).await;
-    let bus = app.bus.clone();
+    let bus = app.service.bus.clone();
     eventually(5, "user events consumed", || {
         let bus = bus.clone();
         async move { (bus.lag(payment_service::CONSUMER, topics::USERS).await.unwrap() == 0).then_some(()) }
@@ -167,7 +166,7 @@ async fn orders_are_charged_once_declined_or_refunded(db: TestDatabase) {
     assert_eq!(all.payments[0].order_id, cancelled, "newest first");
 
     // The outcomes went out as events, one per order.
-    let published = app.bus.messages(topics::PAYMENTS).await.unwrap();
+    let published = app.service.bus.messages(topics::PAYMENTS).await.unwrap();
     let types: Vec<String> =
         published.iter().map(|m| EventEnvelope::decode(m.payload.as_slice()).unwrap().event_type).collect();
     let succeeded = types.iter().filter(|t| *t == PaymentSucceeded::TYPE).count();

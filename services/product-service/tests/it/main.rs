@@ -1,11 +1,12 @@
 //! product-service over a real gRPC connection on 127.0.0.1, on SQLite and on PostgreSQL.
 
-use std::sync::Arc;
-
-use agora_events::{Host, LocalBus, event::envelope};
+use agora_events::{
+    event::envelope,
+    testing::{Hosted, on_loopback},
+};
 use agora_kit::{
     identity::Caller,
-    testing::{Served, TestDatabase, channel, loopback},
+    testing::{TestDatabase, channel},
 };
 use agora_proto::{
     Money,
@@ -23,21 +24,19 @@ type Client = ProductServiceClient<Channel>;
 struct Running {
     client: Client,
     db_url: String,
-    server: Served,
+    service: Hosted,
 }
 
 impl Running {
     async fn stop(self) {
-        self.server.stop().await;
+        self.service.stop().await;
     }
 }
 
 async fn start(db: TestDatabase) -> Running {
-    let bus = Arc::new(LocalBus::in_memory().await.unwrap());
-    let (listener, url) = loopback().await;
     let config = product_service::Config { database_url: db.url.clone() };
-    let server = Served::spawn(|stop| product_service::run(config, Host::new(bus, listener, stop)));
-    Running { client: Client::new(channel(&url).await), db_url: db.url, server }
+    let service = on_loopback(|host| product_service::run(config, host)).await;
+    Running { client: Client::new(channel(&service.url).await), db_url: db.url, service }
 }
 
 fn usd(minor: i64) -> Option<Money> {

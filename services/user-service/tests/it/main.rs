@@ -2,11 +2,15 @@
 
 use std::sync::Arc;
 
-use agora_events::{DomainEvent, Host, LocalBus, topics};
+use agora_events::{
+    DomainEvent, Host, LocalBus,
+    testing::{Hosted, on_loopback},
+    topics,
+};
 use agora_kit::{
     auth::JwtKeys,
     identity::Caller,
-    testing::{Served, TestDatabase, channel, eventually, loopback},
+    testing::{TestDatabase, channel, eventually, loopback},
 };
 use agora_proto::{
     events::{EventEnvelope, UserRegistered},
@@ -21,18 +25,16 @@ const SECRET: &str = "test-secret-test-secret-test-secret!";
 
 struct Running {
     client: UserServiceClient<Channel>,
-    bus: LocalBus,
-    server: Served,
+    service: Hosted,
 }
 
 impl Running {
     async fn stop(self) {
-        self.server.stop().await;
+        self.service.stop().await;
     }
 }
 
 async fn start(db: TestDatabase) -> Running {
-    let bus = LocalBus::in_memory().await.unwrap();
     let config = user_service::Config {
         database_url: db.url,
         jwt_secret: SecretString::from(SECRET),
@@ -40,10 +42,8 @@ async fn start(db: TestDatabase) -> Running {
         admin_password: Some(SecretString::from("admin-password")),
         ..Default::default()
     };
-    let (listener, url) = loopback().await;
-    let shared: Arc<LocalBus> = Arc::new(bus.clone());
-    let server = Served::spawn(|stop| user_service::run(config, Host::new(shared, listener, stop)));
-    Running { client: UserServiceClient::new(channel(&url).await), bus, server }
+    let service = on_loopback(|host| user_service::run(config, host)).await;
+    Running { client: UserServiceClient::new(channel(&service.url).await), service }
 }
 
 fn register(email: &str) -> RegisterRequest {
@@ -71,7 +71,7 @@ async fn register_login_and_me(db: TestDatabase) {
     assert_eq!(me, user);
 
     // UserRegistered reaches the bus through the outbox.
-    let bus = app.bus.clone();
+    let bus = app.service.bus.clone();
     let user_id = user.id.clone();
     eventually(5, "UserRegistered on the bus", || {
         let (bus, user_id) = (bus.clone(), user_id.clone());
