@@ -4,6 +4,10 @@
 /// `price * quantity` cannot be used to probe for overflows with absurd numbers.
 pub const MAX_QUANTITY: i64 = 10_000;
 
+/// The most lines one order (and so one stock reservation) may hold: bounds the work one
+/// request can cause downstream. order-service and product-service check the same number.
+pub const MAX_LINES: usize = 100;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantityError {
     #[error("quantity must be at least 1, got {0}")]

@@ -1,9 +1,10 @@
 //! Orders as the domain sees them.
 
-use agora_kit::{money::Money, quantity::Quantity};
+use agora_kit::{
+    money::Money,
+    quantity::{MAX_LINES, Quantity},
+};
 
-/// Lines per order; bounds the work one request can cause downstream.
-pub const MAX_LINES: usize = 100;
 /// Idempotency keys are opaque client strings; 255 is what common APIs allow.
 pub const MAX_KEY: usize = 255;
 

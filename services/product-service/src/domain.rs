@@ -1,13 +1,14 @@
 //! Catalog data parsed from the wire.
 
-use agora_kit::{money::Money, quantity::Quantity};
+use agora_kit::{
+    money::Money,
+    quantity::{MAX_LINES, Quantity},
+};
 
 const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 2000;
 /// More than any warehouse holds; keeps stock arithmetic far from overflow.
 pub const MAX_STOCK: i64 = 1_000_000_000;
-/// Lines per order; bounds the work one reservation can ask for.
-pub const MAX_LINES: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
