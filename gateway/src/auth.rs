@@ -5,62 +5,32 @@
 //! Identity headers a client sends (`x-agora-*`, `x-user-*`) are removed first, whatever
 //! the route, so nothing downstream can mistake them for the gateway's word.
 
-use std::{convert::Infallible, task::Poll};
-
 use agora_kit::{
     auth::{JwtKeys, TokenError},
     identity::Caller,
 };
-use axum::{
-    body::Body,
-    response::{IntoResponse, Response},
-};
-use futures::future::BoxFuture;
+use axum::body::Body;
 use http::{Request, header};
 use tonic::Code;
-use tower::{Layer, Service};
 
+use crate::stage::{Answer, Next, Stage, answer};
 use crate::{api::RouteAccess, error::ApiError, route::Matched};
 
+/// The authentication stage: strips identity headers, then admits the caller the matched
+/// route's policy asks for (a [`Caller`] extension) or answers 401/403.
 #[derive(Debug, Clone)]
-pub struct AuthLayer {
+pub struct Auth {
     keys: JwtKeys,
 }
 
-impl AuthLayer {
+impl Auth {
     pub fn new(keys: JwtKeys) -> Self {
         Self { keys }
     }
 }
 
-impl<S> Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Auth<S> {
-        Auth { keys: self.keys.clone(), inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Auth<S> {
-    keys: JwtKeys,
-    inner: S,
-}
-
-impl<S> Service<Request<Body>> for Auth<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+impl Stage for Auth {
+    fn call(&self, mut request: Request<Body>, next: &mut impl Next) -> Answer {
         strip_identity_headers(request.headers_mut());
         let policy = request.extensions().get::<Matched>().map_or(RouteAccess::Public, |m| m.binding.policy);
         match authorize(&self.keys, policy, request.headers()) {
@@ -68,9 +38,9 @@ where
                 if let Some(caller) = caller {
                     request.extensions_mut().insert(caller);
                 }
-                Box::pin(self.inner.call(request))
+                Box::pin(next.call(request))
             }
-            Err(error) => Box::pin(std::future::ready(Ok(error.into_response()))),
+            Err(error) => answer(error),
         }
     }
 }

@@ -3,67 +3,39 @@
 //!
 //! Bounding requests at the edge keeps a slow backend from holding connections forever.
 
-use std::{convert::Infallible, task::Poll, time::Duration};
+use std::time::Duration;
 
-use axum::{
-    body::Body,
-    response::{IntoResponse, Response},
-};
-use futures::future::BoxFuture;
+use axum::{body::Body, response::IntoResponse};
 use http::Request;
 use tokio::time::Instant;
 use tonic::Code;
-use tower::{Layer, Service};
 
 use crate::error::ApiError;
+use crate::stage::{Answer, Next, Stage};
 
 /// When the current request must be answered by.
 #[derive(Debug, Clone, Copy)]
 pub struct CallDeadline(pub Instant);
 
+/// The deadline stage: every request gets a [`CallDeadline`] `timeout` from now, and is
+/// answered 504 if it is still running then.
 #[derive(Debug, Clone)]
-pub struct DeadlineLayer {
+pub struct Deadline {
     timeout: Duration,
 }
 
-impl DeadlineLayer {
+impl Deadline {
     pub fn new(timeout: Duration) -> Self {
         Self { timeout }
     }
 }
 
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
-
-    fn layer(&self, inner: S) -> Deadline<S> {
-        Deadline { timeout: self.timeout, inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Deadline<S> {
-    timeout: Duration,
-    inner: S,
-}
-
-impl<S> Service<Request<Body>> for Deadline<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+impl Stage for Deadline {
+    fn call(&self, mut request: Request<Body>, next: &mut impl Next) -> Answer {
         let timeout = self.timeout;
         let deadline = Instant::now() + timeout;
         request.extensions_mut().insert(CallDeadline(deadline));
-        let response = self.inner.call(request);
+        let response = next.call(request);
         Box::pin(async move {
             match tokio::time::timeout_at(deadline, response).await {
                 Ok(response) => response,

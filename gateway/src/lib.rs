@@ -10,6 +10,8 @@
 //! - [`transcode`], [`fields`]: JSON ⇄ protobuf; [`client`]: the generic gRPC client;
 //!   [`proxy`]: the one service that ties them together.
 //! - [`deadline`], [`rate_limit`], [`observe`]: cross-cutting layers, assembled in [`app`].
+//! - [`stage`]: the one shape of the gateway's own layers (a [`stage::Stage`] answers a request
+//!   or hands it on); the five above are stages.
 //! - [`error`]: the error body and grpc-gateway's status table; [`health`], [`openapi`].
 
 pub mod api;
@@ -24,6 +26,7 @@ pub mod openapi;
 pub mod proxy;
 pub mod rate_limit;
 pub mod route;
+pub mod stage;
 pub mod template;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -47,13 +50,14 @@ use tower_http::{
 
 use crate::{
     api::Api,
-    auth::AuthLayer,
+    auth::Auth,
     client::Backends,
-    deadline::DeadlineLayer,
-    observe::ObserveLayer,
+    deadline::Deadline,
+    observe::Observe,
     proxy::Proxy,
-    rate_limit::{Rate, RateLimitLayer},
-    route::{RouteLayer, Routes},
+    rate_limit::{Rate, RateLimit},
+    route::Routes,
+    stage::Stage,
 };
 
 /// How long in-flight requests may take to finish after shutdown begins.
@@ -124,18 +128,19 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
 
     let transcoded = ServiceBuilder::new()
         // Routing first: the auth layer needs the matched route's policy.
-        .layer(RouteLayer::new(Routes::new(api.bindings.clone())))
-        .layer(AuthLayer::new(keys))
+        .layer(Routes::new(api.bindings.clone()).into_layer())
+        .layer(Auth::new(keys).into_layer())
         .service(Proxy::new(backends.clone(), config.body_limit_bytes));
 
     let rate_limit = (config.rate_limit_per_second > 0.0).then(|| {
-        RateLimitLayer::new(Rate { per_second: config.rate_limit_per_second, burst: config.rate_limit_burst })
+        RateLimit::new(Rate { per_second: config.rate_limit_per_second, burst: config.rate_limit_burst }).into_layer()
     });
     let sign_in_limit = (config.sign_in_limit_per_minute > 0.0).then(|| {
-        RateLimitLayer::sign_ins(Rate {
+        RateLimit::sign_ins(Rate {
             per_second: config.sign_in_limit_per_minute / 60.0,
             burst: config.sign_in_limit_burst,
         })
+        .into_layer()
     });
     // Layers are listed innermost first; each `.layer` wraps everything above it.
     Ok(Router::new()
@@ -148,7 +153,7 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
         )
         .with_state(backends)
         .fallback_service(transcoded)
-        .layer(DeadlineLayer::new(Duration::from_millis(config.request_timeout_ms)))
+        .layer(Deadline::new(Duration::from_millis(config.request_timeout_ms)).into_layer())
         // Decompressed bytes still count against the body limit the proxy enforces.
         .layer(
             ServiceBuilder::new()
@@ -164,7 +169,7 @@ pub fn app(config: &Config, api: &Api) -> anyhow::Result<Router> {
         .layer(option_layer(cors(&config.cors_origins)?))
         // A span, the route metrics and a log line for each request, including the ones
         // refused by the layers inside.
-        .layer(ObserveLayer)
+        .layer(Observe.into_layer())
         // Outermost, so every log line and every response carries the request id.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid)))

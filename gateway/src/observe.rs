@@ -10,21 +10,19 @@
 //! a [`RouteSlot`] this layer put on the request.
 
 use std::{
-    convert::Infallible,
     net::SocketAddr,
     sync::{Arc, OnceLock},
-    task::Poll,
 };
 
 use agora_kit::{
     metrics::{RouteLabels, RouteStatusLabels, metrics},
     trace_context::{self, Incoming},
 };
-use axum::{body::Body, extract::ConnectInfo, response::Response};
-use futures::future::BoxFuture;
+use axum::{body::Body, extract::ConnectInfo};
 use http::Request;
 use tokio::time::Instant;
-use tower::{Layer, Service};
+
+use crate::stage::{Answer, Next, Stage};
 
 /// The `http.route` label of requests no route matched (404, 405).
 pub const UNMATCHED: &str = "unmatched";
@@ -50,43 +48,19 @@ fn own_route(path: &str) -> Option<&'static str> {
     (path == "/openapi.json").then_some("/openapi.json")
 }
 
+/// The observation stage: a span, the route metrics and an access-log line per request.
 #[derive(Debug, Clone, Default)]
-pub struct ObserveLayer;
+pub struct Observe;
 
-impl<S> Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
-
-    fn layer(&self, inner: S) -> Observe<S> {
-        Observe { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Observe<S> {
-    inner: S,
-}
-
-impl<S> Service<Request<Body>> for Observe<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+impl Stage for Observe {
+    fn call(&self, mut request: Request<Body>, next: &mut impl Next) -> Answer {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
         let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
         if untraced(&path) {
-            let response = self.inner.call(request);
+            let response = next.call(request);
             return Box::pin(async move {
                 let response = response.await?;
                 access_log(&method, &path, response.status().as_u16(), started, client, request_id);
@@ -111,7 +85,7 @@ where
             span_id = tracing::field::Empty,
         );
         let incoming = Incoming::from_http(request.headers());
-        let response = self.inner.call(request);
+        let response = next.call(request);
         let handled = async move {
             let response = response.await?;
             let status = response.status();

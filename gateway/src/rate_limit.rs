@@ -4,29 +4,22 @@
 //! Clients are told apart by the connection's peer address; behind a proxy that is the
 //! proxy, so there the limit applies to all of its clients together.
 //!
-//! A second, much lower limit covers sign-ins ([`RateLimitLayer::sign_ins`]): each one costs
+//! A second, much lower limit covers sign-ins ([`RateLimit::sign_ins`]): each one costs
 //! an argon2 hash, and a password guesser gets a few tries a minute.
 
 use std::{
     collections::HashMap,
-    convert::Infallible,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
-    task::Poll,
 };
 
-use axum::{
-    body::Body,
-    extract::ConnectInfo,
-    response::{IntoResponse, Response},
-};
-use futures::future::BoxFuture;
+use axum::{body::Body, extract::ConnectInfo};
 use http::{HeaderValue, Request, header};
 use tokio::time::Instant;
 use tonic::Code;
-use tower::{Layer, Service};
 
 use crate::error::ApiError;
+use crate::stage::{Answer, Next, Stage, answer};
 
 /// Buckets beyond this many are swept of the full ones, which bounds memory under a
 /// flood of distinct addresses.
@@ -94,13 +87,14 @@ fn is_sign_in(request: &Request<Body>) -> bool {
     request.method() == http::Method::POST && matches!(request.uri().path(), "/v1/auth/login" | "/v1/users")
 }
 
+/// The rate-limit stage: a token bucket per client over the requests its scope covers.
 #[derive(Debug, Clone)]
-pub struct RateLimitLayer {
+pub struct RateLimit {
     limiter: Limiter,
     scope: Scope,
 }
 
-impl RateLimitLayer {
+impl RateLimit {
     /// A limit on every request.
     pub fn new(limit: Rate) -> Self {
         Self { limiter: Limiter::new(limit), scope: EVERY_REQUEST }
@@ -112,49 +106,22 @@ impl RateLimitLayer {
     }
 }
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
-
-    fn layer(&self, inner: S) -> RateLimit<S> {
-        RateLimit { limiter: self.limiter.clone(), scope: self.scope, inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct RateLimit<S> {
-    limiter: Limiter,
-    scope: Scope,
-    inner: S,
-}
-
-impl<S> Service<Request<Body>> for RateLimit<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible> + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+impl Stage for RateLimit {
+    fn call(&self, request: Request<Body>, next: &mut impl Next) -> Answer {
         if !(self.scope.applies)(&request) {
-            return Box::pin(self.inner.call(request));
+            return Box::pin(next.call(request));
         }
         let client = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
         match self.limiter.try_acquire(client, Instant::now()) {
-            Ok(()) => Box::pin(self.inner.call(request)),
+            Ok(()) => Box::pin(next.call(request)),
             Err(retry_after) => {
                 let error =
                     ApiError::new(Code::ResourceExhausted, format!("{}; retry in {retry_after} s", self.scope.what))
                         .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                Box::pin(std::future::ready(Ok(error.into_response())))
+                answer(error)
             }
         }
     }

@@ -3,17 +3,13 @@
 //! The matched binding and its path captures travel on as a request extension, so the
 //! layers inside (auth) and the proxy need no routing knowledge of their own.
 
-use std::{convert::Infallible, sync::Arc, task::Poll};
+use std::sync::Arc;
 
-use axum::{
-    body::Body,
-    response::{IntoResponse, Response},
-};
-use futures::future::BoxFuture;
+use axum::body::Body;
 use http::{HeaderValue, Request, StatusCode, header};
 use tonic::Code;
-use tower::{Layer, Service};
 
+use crate::stage::{Answer, Next, Stage, answer};
 use crate::{api::Binding, error::ApiError, observe::RouteSlot, template::Captures};
 
 /// The binding a request was routed to.
@@ -69,54 +65,19 @@ impl Routes {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct RouteLayer {
-    routes: Routes,
-}
-
-impl RouteLayer {
-    pub fn new(routes: Routes) -> Self {
-        Self { routes }
-    }
-}
-
-impl<S> Layer<S> for RouteLayer {
-    type Service = Route<S>;
-
-    fn layer(&self, inner: S) -> Route<S> {
-        Route { routes: self.routes.clone(), inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Route<S> {
-    routes: Routes,
-    inner: S,
-}
-
-impl<S> Service<Request<Body>> for Route<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        match self.routes.find(request.method(), request.uri().path()) {
+/// Routing: the matched binding becomes the request's [`Matched`] extension (and names the
+/// request's span); a request no binding serves is answered 404 or 405 here.
+impl Stage for Routes {
+    fn call(&self, mut request: Request<Body>, next: &mut impl Next) -> Answer {
+        match self.find(request.method(), request.uri().path()) {
             Ok(matched) => {
                 if let Some(slot) = request.extensions().get::<RouteSlot>() {
                     slot.set(&matched.binding.template.to_string());
                 }
                 request.extensions_mut().insert(matched);
-                Box::pin(self.inner.call(request))
+                Box::pin(next.call(request))
             }
-            Err(error) => Box::pin(std::future::ready(Ok(error.into_response()))),
+            Err(error) => answer(error),
         }
     }
 }
