@@ -27,11 +27,9 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT_DIR="$(dirname "$SCRIPT_DIR")"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/common.sh"
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
-
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-$CACHE_DIR/target}")"
 BIN="$TARGET_DIR/release/agora"
 OUT_DIR="$CACHE_DIR/bench/$(date -u +%Y%m%dT%H%M%SZ)"

@@ -40,9 +40,8 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT_DIR="$(dirname "$SCRIPT_DIR")"
-
-log() { printf '[chaos] %s\n' "$*" >&2; }
-die() { printf '[chaos] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/common.sh"
 
 QUICK=false
 case "${1:-}" in
@@ -51,7 +50,6 @@ case "${1:-}" in
   *) sed -n '26,29s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac
 
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-$CACHE_DIR/target}")"
 OUT_DIR="$CACHE_DIR/chaos/$(date -u +%Y%m%dT%H%M%SZ)$($QUICK && echo -quick || true)"
 if $QUICK; then RATE="${AGORA_CHAOS_RATE:-20}" PAUSE="${AGORA_CHAOS_PAUSE:-3}"; else

@@ -45,8 +45,6 @@ source "$SCRIPT_DIR/lib/daemon.sh"
 # --- Configuration ----------------------------------------------------------
 
 CONSUL_HOST="$DAEMON_HOST"
-INSTANCE_TOOL=consul
-INSTANCE_NAME="${AGORA_CONSUL_INSTANCE:-dev}"
 
 PORT_KEYS=(http dns server serf_lan serf_wan grpc grpc_tls)
 PORT_ENV=(
@@ -63,27 +61,15 @@ PORT_REQ=(
 )
 PORT_OFF_OK=([dns]=1 [grpc]=1 [grpc_tls]=1)
 
-# Absolute path (need not exist yet): the agent runs from another directory.
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
-INSTANCE_ROOT="$CACHE_DIR/consul/$INSTANCE_NAME"
+instance_init consul "${AGORA_CONSUL_INSTANCE:-dev}" AGORA_CONSUL_INSTANCE "$CACHE_DIR/consul"
 CONSUL_CONF="$INSTANCE_ROOT/consul.hcl"  # rewritten on every start (while stopped)
 CONSUL_DATA="$INSTANCE_ROOT/data"        # -dev keeps the state in memory; holds the node id
-INSTANCE_LOG="$INSTANCE_ROOT/consul.log"   # one per run; the previous one is consul.log.prev
-INSTANCE_PID="$INSTANCE_ROOT/consul.pid"
-INSTANCE_STATE="$INSTANCE_ROOT/ports"      # the ports in use, written at start
-INSTANCE_LOCK="$INSTANCE_ROOT/.lock"
 # What our agent's command line contains (the config path is per instance).
 INSTANCE_PATTERN="agent -dev -config-file=$CONSUL_CONF"
 
 CURL_TIMEOUT_SECS=2
 
 # --- Helpers ----------------------------------------------------------------
-
-log() { printf '[consul] %s\n' "$*" >&2; }
-die() { printf '[consul] error: %s\n' "$*" >&2; exit 1; }
-
-[[ "$INSTANCE_NAME" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] \
-  || die "AGORA_CONSUL_INSTANCE='$INSTANCE_NAME': use letters, digits, '_', '.', '-'"
 
 # Where it listens, from PORTS as they are (no lookup).
 instance_where() { printf 'http://%s:%s\n' "$CONSUL_HOST" "${PORTS[http]}"; }

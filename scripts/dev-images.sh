@@ -24,16 +24,14 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/common.sh"
+# shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/versions.env"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/lib/debian.sh"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/lib/libs.sh"
 
-log() { printf '[dev-images] %s\n' "$*" >&2; }
-die() { printf '[dev-images] error: %s\n' "$*" >&2; exit 1; }
-
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 OUT_DIR="$CACHE_DIR/images"
 WORK="$OUT_DIR/build"
 FILES="$SCRIPT_DIR/dev-images"

@@ -32,12 +32,13 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/common.sh"
+# shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/versions.env"
 
 ALL_TOOLS=(grpcurl helm consul jaeger coredns kube-router local-path-provisioner)
 
 # Absolute (need not exist yet), because `path` prints paths built from it.
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 BIN_DIR="$CACHE_DIR/bin"
 BUILD_ROOT="$CACHE_DIR/build"
 LOCK="$CACHE_DIR/.go-tools.lock"
@@ -47,9 +48,6 @@ LOCK="$CACHE_DIR/.go-tools.lock"
 export GOTOOLCHAIN=local GOWORK=off
 # The module and build caches live with the rest of the cache (GBs; scripts/kube.sh shares them).
 export GOMODCACHE="$CACHE_DIR/go/mod" GOCACHE="$CACHE_DIR/go/build"
-
-log() { printf '[go-tools] %s\n' "$*" >&2; }
-die() { printf '[go-tools] error: %s\n' "$*" >&2; exit 1; }
 
 verbose() { [[ "${AGORA_VERBOSE:-0}" == 1 ]]; }
 

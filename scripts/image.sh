@@ -20,13 +20,11 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT_DIR="$(dirname "$SCRIPT_DIR")"
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/common.sh"
 OUT_DIR="$CACHE_DIR/images"
 # The image's name: a domain of our own, never a registry's (nothing is pulled from it).
 REPOSITORY=agora.local/agora
-
-log() { printf '[image] %s\n' "$*" >&2; }
-die() { printf '[image] error: %s\n' "$*" >&2; exit 1; }
 
 app_version() { sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$ROOT_DIR/helm/agora/Chart.yaml"; }
 

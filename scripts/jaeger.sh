@@ -52,8 +52,6 @@ source "$SCRIPT_DIR/lib/daemon.sh"
 # --- Configuration ----------------------------------------------------------
 
 JAEGER_HOST="$DAEMON_HOST"
-INSTANCE_TOOL=jaeger
-INSTANCE_NAME="${AGORA_JAEGER_INSTANCE:-dev}"
 JAEGER_MAX_TRACES="${AGORA_JAEGER_MAX_TRACES:-100000}"
 
 PORT_KEYS=(otlp_grpc otlp_http ui query_grpc health)
@@ -68,14 +66,8 @@ PORT_REQ=(
   [health]="${AGORA_JAEGER_HEALTH_PORT:-13133}"
 )
 
-# Absolute path (need not exist yet): Jaeger runs from another directory.
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
-INSTANCE_ROOT="$CACHE_DIR/jaeger/$INSTANCE_NAME"
+instance_init jaeger "${AGORA_JAEGER_INSTANCE:-dev}" AGORA_JAEGER_INSTANCE "$CACHE_DIR/jaeger"
 JAEGER_CONF="$INSTANCE_ROOT/config.yaml"  # rewritten on every start (while stopped)
-INSTANCE_LOG="$INSTANCE_ROOT/jaeger.log"    # one per run; the previous one is jaeger.log.prev
-INSTANCE_PID="$INSTANCE_ROOT/jaeger.pid"
-INSTANCE_STATE="$INSTANCE_ROOT/ports"       # the ports in use, written at start
-INSTANCE_LOCK="$INSTANCE_ROOT/.lock"
 # What our Jaeger's command line contains (the config path is per instance).
 INSTANCE_PATTERN="--config=file:$JAEGER_CONF"
 
@@ -83,11 +75,6 @@ CURL_TIMEOUT_SECS=2
 
 # --- Helpers ----------------------------------------------------------------
 
-log() { printf '[jaeger] %s\n' "$*" >&2; }
-die() { printf '[jaeger] error: %s\n' "$*" >&2; exit 1; }
-
-[[ "$INSTANCE_NAME" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] \
-  || die "AGORA_JAEGER_INSTANCE='$INSTANCE_NAME': use letters, digits, '_', '.', '-'"
 [[ "$JAEGER_MAX_TRACES" =~ ^[1-9][0-9]*$ ]] \
   || die "AGORA_JAEGER_MAX_TRACES='$JAEGER_MAX_TRACES' is not a positive number"
 

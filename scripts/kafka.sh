@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throwaway local Apache Kafka broker for Agora's development and tests.
 #
-# Usage: scripts/kafka.sh {install|start|stop|status|url|brokers|reset|topics ARGS...}
+# Usage: scripts/kafka.sh {install|start|stop|status|url|brokers|ports|reset|topics ARGS...}
 #
 #   install         fetch Kafka and a log4j2 backend with mvn (once per version)
 #   start           install and format storage (once) and start the broker; no-op if running
@@ -10,7 +10,8 @@
 #                   1 = its process runs but it does not answer)
 #   url, brokers    print the bootstrap address (host:port; the running broker's own when
 #                   it was started on a free port)
-#   reset           stop the broker and delete its data (keeps the installed jars)
+#   ports           print both listeners' ports, as key=port lines
+#   reset           stop the broker and delete the instance's files (keeps the installed jars)
 #   topics ARGS...  run Kafka's topic tool against the broker, e.g.
 #                   topics --list | topics --create --topic T --partitions 3
 #
@@ -37,56 +38,47 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/versions.env"
 # shellcheck source-path=SCRIPTDIR
-source "$SCRIPT_DIR/lib/daemon.sh"  # free_port
+source "$SCRIPT_DIR/lib/daemon.sh"
 
 # --- Configuration ----------------------------------------------------------
 
 KAFKA_VERSION="${KAFKA_VERSION:?missing in versions.env}"
 KAFKA_LOG4J_VERSION="${KAFKA_LOG4J_VERSION:?missing in versions.env}"
 
-KAFKA_HOST="${AGORA_BIND_HOST:-127.0.0.1}"  # one of this machine's addresses
-KAFKA_PORT="${AGORA_KAFKA_PORT:-9092}"
-KAFKA_CONTROLLER_PORT="${AGORA_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_HOST="$DAEMON_HOST"  # one of this machine's addresses
 KAFKA_NODE_ID=1
-KAFKA_INSTANCE="${AGORA_KAFKA_INSTANCE:-dev}"
-[[ "$KAFKA_INSTANCE" =~ ^[a-zA-Z0-9_-]+$ ]] \
-  || { echo "[kafka] error: AGORA_KAFKA_INSTANCE must be letters, digits, - or _" >&2; exit 2; }
 
-# Absolute path (need not exist yet): the broker runs from another directory.
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
+PORT_KEYS=(client controller)
+PORT_ENV=([client]=AGORA_KAFKA_PORT [controller]=AGORA_KAFKA_CONTROLLER_PORT)
+PORT_REQ=([client]="${AGORA_KAFKA_PORT:-9092}" [controller]="${AGORA_KAFKA_CONTROLLER_PORT:-9093}")
+
 KAFKA_ROOT="$CACHE_DIR/kafka"
 # Installed jars, per version, so bumping the pin installs beside the old one.
 KAFKA_HOME="$KAFKA_ROOT/$KAFKA_VERSION"
 KAFKA_LIBS="$KAFKA_HOME/libs"
 KAFKA_INSTALLED="$KAFKA_HOME/.installed"  # written only after a complete install
 KAFKA_INSTALL_LOCK="$KAFKA_ROOT/.install.lock"
-# One instance: config, data, pid.
-KAFKA_RUN="$KAFKA_ROOT/instances/$KAFKA_INSTANCE"
+# One instance: config, data, pid, ports, the JVM's own output (kafka.log).
+instance_init kafka "${AGORA_KAFKA_INSTANCE:-dev}" AGORA_KAFKA_INSTANCE "$KAFKA_ROOT/instances"
 # Config, rewritten on every start so port overrides always take effect.
-KAFKA_CONF="$KAFKA_RUN/config"
+KAFKA_CONF="$INSTANCE_ROOT/config"
 KAFKA_PROPS="$KAFKA_CONF/server.properties"
 KAFKA_LOG4J="$KAFKA_CONF/log4j2.properties"
 KAFKA_TOOLS_LOG4J="$KAFKA_CONF/tools-log4j2.properties"
 KAFKA_CLIENT_PROPS="$KAFKA_CONF/tools-client.properties"
-# Everything `reset` deletes.
-KAFKA_DATA="$KAFKA_RUN/data"
+KAFKA_DATA="$INSTANCE_ROOT/data"
 KAFKA_LOG_DIRS="$KAFKA_DATA/logs"  # partitions and metadata log (Kafka's "log.dirs")
 KAFKA_CLUSTER_ID_FILE="$KAFKA_DATA/cluster-id"
 KAFKA_LOG="$KAFKA_DATA/server.log"  # the broker's log4j2 output
-KAFKA_OUT="$KAFKA_DATA/kafka.out"   # the JVM's own stdout/stderr (crashes, JVM errors)
-KAFKA_PID="$KAFKA_RUN/kafka.pid"
-KAFKA_LOCK="$KAFKA_RUN/.lock"
+DAEMON_MORE_LOGS=("$KAFKA_LOG")
+# What our broker's command line contains (the config path is per instance).
+INSTANCE_PATTERN="kafka.Kafka $KAFKA_PROPS"
+INSTANCE_NOT_READY="does not answer as node $KAFKA_NODE_ID"
+INSTANCE_STOP_TIMEOUT_SECS=30
 
-START_TIMEOUT_SECS=60
-STOP_TIMEOUT_SECS=30
 TOOL_TIMEOUT_SECS=120  # any one command-line tool run (a hung JVM must not hang tests)
-# A cold install downloads ~55 MB with mvn, so a second caller may wait that long.
-LOCK_TIMEOUT_SECS=900
 
 # --- Helpers ----------------------------------------------------------------
-
-log() { printf '[kafka] %s\n' "$*" >&2; }
-die() { printf '[kafka] error: %s\n' "$*" >&2; exit 1; }
 
 is_root() { [[ "$(id -u)" -eq 0 ]]; }
 
@@ -111,63 +103,31 @@ kafka_tool() {
     -cp "$KAFKA_LIBS/*" "$@" 8>&- 9>&-)
 }
 
-# Serialise start/stop/reset of one instance (two test runs must not both format or
-# start it) on fd 9, and installs (all instances share the jars) on fd 8. Bounded waits,
-# so a stuck holder gives an error instead of a hang. Each is taken at most once per run;
-# the broker itself never inherits the descriptors.
-LOCK_HELD=0
-take_lock() {
-  ((LOCK_HELD)) && return 0
-  mkdir -p "$KAFKA_RUN"
-  exec 9>>"$KAFKA_LOCK"
-  flock -w "$LOCK_TIMEOUT_SECS" 9 \
-    || die "another run still holds $KAFKA_LOCK after ${LOCK_TIMEOUT_SECS}s"
-  LOCK_HELD=1
-}
+# Installs (all instances share the jars) are serialised on fd 8, with a bounded wait; the
+# broker never inherits the descriptor.
 INSTALL_LOCK_HELD=0
 take_install_lock() {
   ((INSTALL_LOCK_HELD)) && return 0
   mkdir -p "$KAFKA_ROOT"
   exec 8>>"$KAFKA_INSTALL_LOCK"
-  flock -w "$LOCK_TIMEOUT_SECS" 8 \
-    || die "another install still holds $KAFKA_INSTALL_LOCK after ${LOCK_TIMEOUT_SECS}s"
+  flock -w "$INSTANCE_LOCK_TIMEOUT_SECS" 8 \
+    || die "another install still holds $KAFKA_INSTALL_LOCK after ${INSTANCE_LOCK_TIMEOUT_SECS}s"
   INSTALL_LOCK_HELD=1
 }
 
-
-# The client port in the written config (that of the running or last-run broker).
-configured_port() {
-  [[ -f "$KAFKA_PROPS" ]] || return 1
-  sed -n 's|^advertised.listeners=PLAINTEXT://[^:]*:\([0-9]*\)$|\1|p' "$KAFKA_PROPS"
-}
-
-# Pid of our broker if it runs (pid file names a live JVM started with our config).
-running_pid() {
-  local pid
-  [[ -f "$KAFKA_PID" ]] || return 1
-  pid="$(<"$KAFKA_PID")"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  # Guard against pid reuse: the process must be kafka.Kafka on our server.properties.
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $KAFKA_PROPS" \
-    || return 1
-  printf '%s\n' "$pid"
-}
-
-# True if anything at all accepts TCP connections on $KAFKA_HOST:$1.
-port_open() {
-  # shellcheck disable=SC2016  # expanded by the inner shell
-  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$KAFKA_HOST" "$1" 2>/dev/null
-}
+# Where it listens, from PORTS as they are (no lookup).
+instance_where() { printf '%s:%s\n' "$KAFKA_HOST" "${PORTS[client]}"; }
 
 # True if a broker answers API-versions requests on our port and it is our node
 # (the tool first fetches metadata, then asks every broker listed there).
-broker_answers() {
+instance_ready() {
   [[ -f "$KAFKA_INSTALLED" && -f "$KAFKA_CLIENT_PROPS" ]] || return 1
+  port_open "${PORTS[client]}" || return 1
   local out
   out="$(kafka_tool org.apache.kafka.tools.BrokerApiVersionsCommand \
-    --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" --command-config "$KAFKA_CLIENT_PROPS" \
+    --bootstrap-server "$KAFKA_HOST:${PORTS[client]}" --command-config "$KAFKA_CLIENT_PROPS" \
     2>/dev/null)" || return 1
-  grep -qF "$KAFKA_HOST:$KAFKA_PORT (id: $KAFKA_NODE_ID " <<<"$out"
+  grep -qF "$KAFKA_HOST:${PORTS[client]} (id: $KAFKA_NODE_ID " <<<"$out"
 }
 
 # The generated Maven project whose only job is to copy Kafka's runtime jars.
@@ -224,13 +184,7 @@ write_pom() {
 EOF
 }
 
-# The broker's listeners line, from the current environment.
-listeners() {
-  printf 'PLAINTEXT://%s:%s,CONTROLLER://%s:%s' \
-    "$KAFKA_HOST" "$KAFKA_PORT" "$KAFKA_HOST" "$KAFKA_CONTROLLER_PORT"
-}
-
-# Broker config. Regenerated on every start (while stopped) from the current environment.
+# Broker config for PORTS. Regenerated on every start (while stopped).
 write_config() {
   mkdir -p "$KAFKA_CONF"
   cat >"$KAFKA_PROPS" <<EOF
@@ -242,12 +196,12 @@ node.id=$KAFKA_NODE_ID
 # Static single-voter quorum. (With a dynamic quorum, format --standalone records the
 # controller's host:port in the metadata log, which would go stale when
 # AGORA_KAFKA_CONTROLLER_PORT changes; a static voter list is config only.)
-controller.quorum.voters=$KAFKA_NODE_ID@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+controller.quorum.voters=$KAFKA_NODE_ID@$KAFKA_HOST:${PORTS[controller]}
 
 # One address (loopback unless AGORA_BIND_HOST), for clients and for the controller alike.
-listeners=$(listeners)
+listeners=PLAINTEXT://$KAFKA_HOST:${PORTS[client]},CONTROLLER://$KAFKA_HOST:${PORTS[controller]}
 # What clients are told to connect to after bootstrap; must be reachable by them.
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:${PORTS[client]}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -274,7 +228,7 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 EOF
 
-  # The broker logs to a file in the data dir (one per run; see cmd_start).
+  # The broker logs to a file in the data dir (one per run; see instance_launch).
   cat >"$KAFKA_LOG4J" <<EOF
 # Generated by scripts/kafka.sh: the broker's log4j2 configuration.
 status = warn
@@ -334,26 +288,21 @@ format_storage() {
     || { tail -n 20 "$KAFKA_DATA/format.log" >&2; die "storage format failed (log: $KAFKA_DATA/format.log)"; }
 }
 
-# Wait until pid $1 answers as our broker, or fail with the log tail.
-wait_ready() {
-  local pid="$1" deadline=$((SECONDS + START_TIMEOUT_SECS))
-  until port_open "$KAFKA_PORT" && broker_answers; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 30 "$KAFKA_LOG" "$KAFKA_OUT" >&2 2>/dev/null || true
-      rm -f "$KAFKA_PID"
-      die "broker exited during start-up (log: $KAFKA_LOG, $KAFKA_OUT)"
-    fi
-    if ((SECONDS >= deadline)); then
-      tail -n 30 "$KAFKA_LOG" "$KAFKA_OUT" >&2 2>/dev/null || true
-      die "broker (pid $pid) did not answer on $KAFKA_HOST:$KAFKA_PORT within ${START_TIMEOUT_SECS}s; try: $0 stop (log: $KAFKA_LOG)"
-    fi
-    sleep 0.5
-  done
+# The config for PORTS, and the storage formatted once (instance_start, while stopped).
+instance_config() {
+  write_config
+  format_storage
 }
 
-# --- Subcommands ------------------------------------------------------------
+# The JVM (its own output goes to kafka.log, the broker's log to server.log, one per run).
+instance_launch() {
+  if [[ -f "$KAFKA_LOG" ]]; then mv -f "$KAFKA_LOG" "$KAFKA_LOG.prev"; fi
+  daemon_launch "$INSTANCE_PID" "$INSTANCE_LOG" \
+    "$1" -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS"
+}
 
-cmd_install() {
+instance_install() {
   take_install_lock
   if [[ -f "$KAFKA_INSTALLED" ]]; then
     log "Kafka $KAFKA_VERSION already installed ($KAFKA_LIBS)"
@@ -386,141 +335,32 @@ cmd_install() {
   log "installed Kafka $KAFKA_VERSION ($(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars in $KAFKA_LIBS)"
 }
 
-cmd_start() {
-  take_lock
-  cmd_install
-
-  local pid
-  if pid="$(running_pid)"; then
-    # Ours already runs (perhaps still starting): its ports must be the ones asked for
-    # (any, for 0), and it must answer.
-    KAFKA_PORT="$(configured_port)"
-    if [[ "${AGORA_KAFKA_PORT:-9092}" != 0 && "$KAFKA_PORT" != "${AGORA_KAFKA_PORT:-9092}" ]]; then
-      die "instance $KAFKA_INSTANCE already runs (pid $pid) on port $KAFKA_PORT, not ${AGORA_KAFKA_PORT:-9092}; run: AGORA_KAFKA_INSTANCE=$KAFKA_INSTANCE $0 stop"
-    fi
-    wait_ready "$pid"
-    log "already running on $(cmd_url) (pid $pid)"
-    return 0
-  fi
-  rm -f "$KAFKA_PID"
-  # 0 asks for any free port (tests, and several instances on one machine).
-  if [[ "$KAFKA_PORT" == 0 ]]; then KAFKA_PORT="$(free_port)"; fi
-  DAEMON_TAKEN_PORTS+="$KAFKA_PORT "  # so the controller gets another one
-  if [[ "$KAFKA_CONTROLLER_PORT" == 0 ]]; then KAFKA_CONTROLLER_PORT="$(free_port)"; fi
-  write_config
-
-  # Refuse to start if something else owns a port: our broker would fail to bind,
-  # and tests would silently talk to the wrong server.
-  local port
-  for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-    if port_open "$port"; then
-      die "something else already listens on $KAFKA_HOST:$port; stop it or set AGORA_KAFKA_PORT / AGORA_KAFKA_CONTROLLER_PORT"
-    fi
-  done
-
-  format_storage
-
-  log "starting Kafka $KAFKA_VERSION instance $KAFKA_INSTANCE on $(cmd_url) (log: $KAFKA_LOG)"
-  # One log per broker run, so a failure's log tail is about this run only.
-  local f
-  for f in "$KAFKA_LOG" "$KAFKA_OUT"; do
-    if [[ -f "$f" ]]; then mv -f "$f" "$f.prev"; fi
-  done
-  # Own session (no terminal, survives this script), detached from stdin, without the
-  # lock fd. The shell writes its pid and then becomes java, so the pid is the broker's.
-  (
-    cd /
-    # shellcheck disable=SC2016  # expanded by the inner shell
-    setsid nohup bash -c 'echo "$$" >"$1"; shift; exec "$@"' _ "$KAFKA_PID" \
-      java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-      -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
-      -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" \
-      </dev/null >"$KAFKA_OUT" 2>&1 8>&- 9>&- &
-  )
-  # Wait for the pid file the launcher writes.
-  local i
-  for ((i = 0; i < 50; i++)); do
-    [[ -s "$KAFKA_PID" ]] && break
-    sleep 0.1
-  done
-  [[ -s "$KAFKA_PID" ]] || die "broker launcher did not write $KAFKA_PID"
-  pid="$(<"$KAFKA_PID")"
-
-  wait_ready "$pid"
-  log "ready: $(cmd_url) (pid $pid)"
-}
-
-cmd_stop() {
-  [[ -d "$KAFKA_RUN" ]] || { log "not running"; return 0; }
-  take_lock
-  local pid
-  if ! pid="$(running_pid)"; then
-    rm -f "$KAFKA_PID"
-    log "not running"
-    return 0
-  fi
-  log "stopping (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT_SECS))
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
-      log "still running after ${STOP_TIMEOUT_SECS}s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-      break
-    fi
-    sleep 0.2
-  done
-  rm -f "$KAFKA_PID"
-  log "stopped"
-}
-
-cmd_status() {
-  local pid
-  if ! pid="$(running_pid)"; then
-    log "not running"
-    return 3
-  fi
-  KAFKA_PORT="$(configured_port)"
-  if broker_answers; then
-    log "running on $(cmd_url) (pid $pid, data: $KAFKA_DATA)"
-    return 0
-  fi
-  log "process $pid runs but does not answer on $(cmd_url) (log: $KAFKA_LOG)"
-  return 1
-}
-
-cmd_url() {
-  local port="$KAFKA_PORT"
-  # The running broker's port wins: with 0 it was chosen at start.
-  if running_pid >/dev/null || [[ "$port" == 0 ]]; then
-    port="$(configured_port)" || die "instance $KAFKA_INSTANCE has no port yet; run: $0 start"
-  fi
-  printf '%s:%s\n' "$KAFKA_HOST" "$port"
-}
-
-cmd_reset() {
-  take_lock
-  cmd_stop
-  log "deleting $KAFKA_DATA"
-  rm -rf "$KAFKA_DATA"
+# The program instance_launch runs, once Kafka is installed.
+instance_binary() {
+  instance_install >&2
+  command -v java
 }
 
 cmd_topics() {
   [[ -f "$KAFKA_INSTALLED" ]] || die "Kafka not installed; run: $0 start"
+  local server
+  server="$(instance_endpoint client "" "")"
   [[ -f "$KAFKA_CLIENT_PROPS" ]] || write_config
   kafka_tool org.apache.kafka.tools.TopicCommand \
-    --bootstrap-server "$(cmd_url)" --command-config "$KAFKA_CLIENT_PROPS" "$@"
+    --bootstrap-server "$server" --command-config "$KAFKA_CLIENT_PROPS" "$@"
 }
+
+# --- Subcommands (scripts/lib/daemon.sh) -----------------------------------
 
 main() {
   case "${1:-}" in
-    install) cmd_install ;;
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    url | brokers) cmd_url ;;
-    reset) cmd_reset ;;
+    install) instance_install ;;
+    start) instance_start ;;
+    stop) instance_stop ;;
+    status) instance_status ;;
+    url | brokers) instance_endpoint client "" "" ;;
+    ports) instance_ports ;;
+    reset) instance_reset ;;
     topics) shift; cmd_topics "$@" ;;
     *) usage ;;
   esac

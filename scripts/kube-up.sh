@@ -27,11 +27,9 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT_DIR="$(dirname "$SCRIPT_DIR")"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/common.sh"
 
-log() { printf '[kube-up] %s\n' "$*" >&2; }
-die() { printf '[kube-up] error: %s\n' "$*" >&2; exit 1; }
-
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 NAMESPACE="${AGORA_KUBE_NAMESPACE:-agora}"
 RELEASE="${AGORA_KUBE_RELEASE:-agora}"
 NODE_PORT="${AGORA_KUBE_NODE_PORT:-30080}"

@@ -56,12 +56,9 @@ source "$SCRIPT_DIR/lib/daemon.sh"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/lib/debian.sh"
 
-log() { printf '[kube] %s\n' "$*" >&2; }
-die() { printf '[kube] error: %s\n' "$*" >&2; exit 1; }
 
 # --- Configuration ----------------------------------------------------------
 
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 KUBE_HOME="$CACHE_DIR/kube"
 BIN="$KUBE_HOME/bin"          # kube (multi-call), containerd, runc, ctr
 CNI_BIN="$KUBE_HOME/cni-bin"  # bridge, host-local, loopback, portmap

@@ -51,8 +51,6 @@ PG_SUPERUSER="agora"
 # this dedicated system account instead.
 PG_OS_USER="agora-pg"
 
-# Absolute path (need not exist yet): the server runs from another directory.
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 PG_ROOT="$CACHE_DIR/postgres/$PG_INSTANCE"
 PG_DATA="$PG_ROOT/data"
 PG_SOCKET_DIR="$PG_ROOT/run"  # keep it short: unix socket paths max ~107 bytes
@@ -64,8 +62,6 @@ START_TIMEOUT_SECS=30
 
 # --- Helpers ----------------------------------------------------------------
 
-log() { printf '[postgres] %s\n' "$*" >&2; }
-die() { printf '[postgres] error: %s\n' "$*" >&2; exit 1; }
 
 is_root() { [[ "$(id -u)" -eq 0 ]]; }
 

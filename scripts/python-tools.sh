@@ -21,6 +21,10 @@
 #   AGORA_VERBOSE  1 to show pip's output (default: quiet)
 set -euo pipefail
 
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/common.sh"
+
 # Pinned to a minor series: 0.7 added OpenAPI 3.1 detection, and a new minor may change the
 # checks and so turn a green build red without any change here.
 VALIDATOR_REQUIREMENT="openapi-spec-validator==0.9.*"
@@ -31,16 +35,12 @@ REQUIREMENTS=("$VALIDATOR_REQUIREMENT" "kubernetes-validate==1.37.*" "PyYAML==6.
   "schemathesis==4.32.*")
 
 # Absolute (need not exist yet), because `path` prints paths built from it.
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 VENV="$CACHE_DIR/venv"
 VALIDATOR="$VENV/bin/openapi-spec-validator"
 SCHEMATHESIS="$VENV/bin/st"
 LOCK="$CACHE_DIR/.python-tools.lock"
 # Records the requirements installed, so a changed list installs again.
 STAMP="$VENV/.agora-requirements"
-
-log() { printf '[python-tools] %s\n' "$*" >&2; }
-die() { printf '[python-tools] error: %s\n' "$*" >&2; exit 1; }
 
 is_root() { [[ "$(id -u)" -eq 0 ]]; }
 

@@ -40,14 +40,11 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT_DIR="$(dirname "$SCRIPT_DIR")"
 
-log() { printf '[up] %s\n' "$*" >&2; }
-die() { printf '[up] error: %s\n' "$*" >&2; exit 1; }
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/lib/daemon.sh"
 
 # --- Configuration ----------------------------------------------------------
 
-CACHE_DIR="$(realpath -m "${AGORA_CACHE:-$HOME/.cache/agora}")"
 INSTANCE="${AGORA_UP_INSTANCE:-up}"
 [[ "$INSTANCE" =~ ^[a-zA-Z0-9_-]+$ ]] || die "AGORA_UP_INSTANCE must be letters, digits, - or _"
 UP_DIR="$CACHE_DIR/up/$INSTANCE"

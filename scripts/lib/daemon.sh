@@ -1,18 +1,20 @@
 # shellcheck shell=bash
 # Shared helpers for the scripts that run Agora's private local daemons: loopback ports
 # (all of them), a pid file guarded against pid reuse, detached launch, readiness wait, stop,
-# an instance lock, and the whole start/stop/status/reset life cycle of one instance of a
-# Go-built tool (consul.sh, jaeger.sh).
+# an instance lock, and the whole start/stop/status/reset life cycle of one named instance of
+# a daemon (consul.sh, jaeger.sh, kafka.sh).
 #
-# Source it from a script that runs under `set -euo pipefail` and defines its own
-#   log MSG...   progress/info line on stderr, prefixed with the script's name
-#   die MSG...   error line on stderr, then exit 1
-# with:  source "$SCRIPT_DIR/lib/daemon.sh"
+# Source it from a script that runs under `set -euo pipefail`:
+#   source "$SCRIPT_DIR/lib/daemon.sh"
+# It sources lib/common.sh (log, die, CACHE_DIR).
 #
 # Everything here is about one address, 127.0.0.1 unless AGORA_BIND_HOST names another of
 # this machine's addresses (the test cluster's node IP, so that pods can reach the daemons; see
 # scripts/kube.sh). File descriptor 9 is the lock (see daemon_lock); daemons and helper commands
 # never inherit it.
+
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 DAEMON_HOST="${AGORA_BIND_HOST:-127.0.0.1}"
 [[ "$DAEMON_HOST" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] \
@@ -222,21 +224,24 @@ daemon_launch() {
   DAEMON_LAUNCHED_PID="$(<"$pidfile")"
 }
 
+# Logs beside the daemon's own output that a failed start shows too (Kafka's server.log).
+declare -a DAEMON_MORE_LOGS=()
+
 # daemon_wait_ready PID PIDFILE LOG TIMEOUT CHECK...: poll until the command CHECK...
-# succeeds. If the daemon exits first, or TIMEOUT seconds pass, show the log's tail and die.
+# succeeds. If the daemon exits first, or TIMEOUT seconds pass, show the logs' tails and die.
 daemon_wait_ready() {
   local pid="$1" pidfile="$2" logfile="$3" timeout="$4"
   shift 4
   local deadline=$((SECONDS + timeout))
   until "$@"; do
     if ! pid_alive "$pid"; then
-      tail -n 30 "$logfile" >&2 2>/dev/null || true
+      tail -n 30 "$logfile" "${DAEMON_MORE_LOGS[@]}" >&2 2>/dev/null || true
       rm -f "$pidfile"
-      die "exited during start-up (log: $logfile)"
+      die "exited during start-up (log: $logfile ${DAEMON_MORE_LOGS[*]})"
     fi
     if ((SECONDS >= deadline)); then
-      tail -n 30 "$logfile" >&2 2>/dev/null || true
-      die "pid $pid not ready within ${timeout}s; try: $0 stop (log: $logfile)"
+      tail -n 30 "$logfile" "${DAEMON_MORE_LOGS[@]}" >&2 2>/dev/null || true
+      die "pid $pid not ready within ${timeout}s; try: $0 stop (log: $logfile ${DAEMON_MORE_LOGS[*]})"
     fi
     sleep 0.2
   done
@@ -287,24 +292,41 @@ daemon_lock() {
   DAEMON_LOCK_HELD=1
 }
 
-# --- One instance of a Go-built tool (consul.sh, jaeger.sh) ------------------
+# --- One named instance of a daemon (consul.sh, jaeger.sh, kafka.sh) --------
 #
-# The subcommands every such script has, written once. The sourcing script sets
-#   INSTANCE_TOOL     the go-tools.sh tool name (also in messages), e.g. consul
-#   INSTANCE_NAME     the instance's name
-#   INSTANCE_ROOT     its directory; INSTANCE_PID, _LOG, _STATE (ports), _LOCK in it
+# The subcommands every such script has, written once. The sourcing script calls
+#   instance_init TOOL NAME NAME_VAR PARENT
+# (TOOL: the go-tools.sh tool name, also in messages; NAME: the instance's name, checked, from
+# the variable NAME_VAR; its directory INSTANCE_ROOT is PARENT/NAME and holds INSTANCE_PID,
+# INSTANCE_LOG (the daemon's output), INSTANCE_STATE (its ports) and INSTANCE_LOCK), fills the
+# port table,
+# sets
 #   INSTANCE_PATTERN  what the daemon's command line contains (daemon_pid's guard)
-# fills the port table, and defines
+# and defines
 #   instance_ready        true once the daemon answers (PORTS set)
 #   instance_config       writes the config for PORTS (called while stopped)
 #   instance_launch BIN   daemon_launch "$INSTANCE_PID" "$INSTANCE_LOG" BIN ARGS...
 #   instance_where        one line saying where it listens (PORTS set), for messages
 #   INSTANCE_NOT_READY    what `status` says when the process runs but does not answer
+# A daemon that is not a Go tool redefines instance_install (install it; idempotent) and
+# instance_binary (install it and print what instance_launch runs).
 
 INSTANCE_START_TIMEOUT_SECS=60
 INSTANCE_STOP_TIMEOUT_SECS=20
 # A cold install builds the tool from source (minutes), so a second caller may wait that long.
 INSTANCE_LOCK_TIMEOUT_SECS=900
+
+instance_init() {
+  INSTANCE_TOOL="$1"
+  INSTANCE_NAME="$2"
+  [[ "$INSTANCE_NAME" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] \
+    || die "$3='$INSTANCE_NAME': use letters, digits, '_', '.', '-'"
+  INSTANCE_ROOT="$4/$INSTANCE_NAME"
+  INSTANCE_LOG="$INSTANCE_ROOT/$INSTANCE_TOOL.log"  # one per run; the previous one is .prev
+  INSTANCE_PID="$INSTANCE_ROOT/$INSTANCE_TOOL.pid"
+  INSTANCE_STATE="$INSTANCE_ROOT/ports"  # the ports in use, written at start
+  INSTANCE_LOCK="$INSTANCE_ROOT/.lock"
+}
 
 instance_running_pid() { daemon_pid "$INSTANCE_PID" "$INSTANCE_PATTERN"; }
 
@@ -318,10 +340,14 @@ instance_install() {
   bash "$SCRIPT_DIR/go-tools.sh" install "$INSTANCE_TOOL" 9>&-
 }
 
+instance_binary() {
+  bash "$SCRIPT_DIR/go-tools.sh" path "$INSTANCE_TOOL" 9>&-
+}
+
 instance_start() {
   daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
   local bin pid
-  bin="$(bash "$SCRIPT_DIR/go-tools.sh" path "$INSTANCE_TOOL" 9>&-)"
+  bin="$(instance_binary)"
   if pid="$(instance_running_pid)"; then
     # Ours already runs (perhaps still starting): it must have the ports asked for.
     ports_load "$INSTANCE_STATE" || die "running (pid $pid) but $INSTANCE_STATE is missing; run: $0 stop"
