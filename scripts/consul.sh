@@ -46,20 +46,13 @@ source "$SCRIPT_DIR/lib/daemon.sh"
 
 CONSUL_HOST="$DAEMON_HOST"
 
-PORT_KEYS=(http dns server serf_lan serf_wan grpc grpc_tls)
-PORT_ENV=(
-  [http]=AGORA_CONSUL_HTTP_PORT [dns]=AGORA_CONSUL_DNS_PORT
-  [server]=AGORA_CONSUL_SERVER_PORT [serf_lan]=AGORA_CONSUL_SERF_LAN_PORT
-  [serf_wan]=AGORA_CONSUL_SERF_WAN_PORT [grpc]=AGORA_CONSUL_GRPC_PORT
-  [grpc_tls]=AGORA_CONSUL_GRPC_TLS_PORT
-)
-PORT_REQ=(
-  [http]="${AGORA_CONSUL_HTTP_PORT:-8500}" [dns]="${AGORA_CONSUL_DNS_PORT:-8600}"
-  [server]="${AGORA_CONSUL_SERVER_PORT:-8300}" [serf_lan]="${AGORA_CONSUL_SERF_LAN_PORT:-8301}"
-  [serf_wan]="${AGORA_CONSUL_SERF_WAN_PORT:-8302}" [grpc]="${AGORA_CONSUL_GRPC_PORT:-8502}"
-  [grpc_tls]="${AGORA_CONSUL_GRPC_TLS_PORT:--1}"
-)
-PORT_OFF_OK=([dns]=1 [grpc]=1 [grpc_tls]=1)
+port_declare http AGORA_CONSUL_HTTP_PORT 8500
+port_declare dns AGORA_CONSUL_DNS_PORT 8600 off
+port_declare server AGORA_CONSUL_SERVER_PORT 8300
+port_declare serf_lan AGORA_CONSUL_SERF_LAN_PORT 8301
+port_declare serf_wan AGORA_CONSUL_SERF_WAN_PORT 8302
+port_declare grpc AGORA_CONSUL_GRPC_PORT 8502 off
+port_declare grpc_tls AGORA_CONSUL_GRPC_TLS_PORT -1 off
 
 instance_init consul "${AGORA_CONSUL_INSTANCE:-dev}" AGORA_CONSUL_INSTANCE "$CACHE_DIR/consul"
 CONSUL_CONF="$INSTANCE_ROOT/consul.hcl"  # rewritten on every start (while stopped)
@@ -126,20 +119,14 @@ instance_launch() {
 
 # --- Subcommands (scripts/lib/daemon.sh) -----------------------------------
 
-main() {
-  case "${1:-}" in
-    install) instance_install ;;
-    start) instance_start ;;
-    stop) instance_stop ;;
-    status) instance_status ;;
+instance_command() {
+  case "$1" in
     url) instance_endpoint http http:// "" ;;
     addr) instance_endpoint http "" "" ;;
     dns) instance_endpoint dns "" "" ;;
     grpc) instance_endpoint grpc "" "" ;;
-    ports) instance_ports ;;
-    reset) instance_reset ;;
     *) usage ;;
   esac
 }
 
-main "$@"
+instance_main "$@"

@@ -54,17 +54,11 @@ source "$SCRIPT_DIR/lib/daemon.sh"
 JAEGER_HOST="$DAEMON_HOST"
 JAEGER_MAX_TRACES="${AGORA_JAEGER_MAX_TRACES:-100000}"
 
-PORT_KEYS=(otlp_grpc otlp_http ui query_grpc health)
-PORT_ENV=(
-  [otlp_grpc]=AGORA_JAEGER_OTLP_GRPC_PORT [otlp_http]=AGORA_JAEGER_OTLP_HTTP_PORT
-  [ui]=AGORA_JAEGER_UI_PORT [query_grpc]=AGORA_JAEGER_QUERY_GRPC_PORT
-  [health]=AGORA_JAEGER_HEALTH_PORT
-)
-PORT_REQ=(
-  [otlp_grpc]="${AGORA_JAEGER_OTLP_GRPC_PORT:-4317}" [otlp_http]="${AGORA_JAEGER_OTLP_HTTP_PORT:-4318}"
-  [ui]="${AGORA_JAEGER_UI_PORT:-16686}" [query_grpc]="${AGORA_JAEGER_QUERY_GRPC_PORT:-16685}"
-  [health]="${AGORA_JAEGER_HEALTH_PORT:-13133}"
-)
+port_declare otlp_grpc AGORA_JAEGER_OTLP_GRPC_PORT 4317
+port_declare otlp_http AGORA_JAEGER_OTLP_HTTP_PORT 4318
+port_declare ui AGORA_JAEGER_UI_PORT 16686
+port_declare query_grpc AGORA_JAEGER_QUERY_GRPC_PORT 16685
+port_declare health AGORA_JAEGER_HEALTH_PORT 13133
 
 instance_init jaeger "${AGORA_JAEGER_INSTANCE:-dev}" AGORA_JAEGER_INSTANCE "$CACHE_DIR/jaeger"
 JAEGER_CONF="$INSTANCE_ROOT/config.yaml"  # rewritten on every start (while stopped)
@@ -165,22 +159,16 @@ instance_launch() {
 
 # --- Subcommands (scripts/lib/daemon.sh) -----------------------------------
 
-main() {
-  case "${1:-}" in
-    install) instance_install ;;
-    start) instance_start ;;
-    stop) instance_stop ;;
-    status) instance_status ;;
+instance_command() {
+  case "$1" in
     url) instance_endpoint ui http:// "" ;;
     api) instance_endpoint ui http:// /api ;;
     otlp-grpc) instance_endpoint otlp_grpc http:// "" ;;
     otlp-http) instance_endpoint otlp_http http:// "" ;;
     query-grpc) instance_endpoint query_grpc "" "" ;;
     health) instance_endpoint health http:// /status ;;
-    ports) instance_ports ;;
-    reset) instance_reset ;;
     *) usage ;;
   esac
 }
 
-main "$@"
+instance_main "$@"

@@ -48,9 +48,8 @@ KAFKA_LOG4J_VERSION="${KAFKA_LOG4J_VERSION:?missing in versions.env}"
 KAFKA_HOST="$DAEMON_HOST"  # one of this machine's addresses
 KAFKA_NODE_ID=1
 
-PORT_KEYS=(client controller)
-PORT_ENV=([client]=AGORA_KAFKA_PORT [controller]=AGORA_KAFKA_CONTROLLER_PORT)
-PORT_REQ=([client]="${AGORA_KAFKA_PORT:-9092}" [controller]="${AGORA_KAFKA_CONTROLLER_PORT:-9093}")
+port_declare client AGORA_KAFKA_PORT 9092
+port_declare controller AGORA_KAFKA_CONTROLLER_PORT 9093
 
 KAFKA_ROOT="$CACHE_DIR/kafka"
 # Installed jars, per version, so bumping the pin installs beside the old one.
@@ -352,18 +351,12 @@ cmd_topics() {
 
 # --- Subcommands (scripts/lib/daemon.sh) -----------------------------------
 
-main() {
-  case "${1:-}" in
-    install) instance_install ;;
-    start) instance_start ;;
-    stop) instance_stop ;;
-    status) instance_status ;;
+instance_command() {
+  case "$1" in
     url | brokers) instance_endpoint client "" "" ;;
-    ports) instance_ports ;;
-    reset) instance_reset ;;
     topics) shift; cmd_topics "$@" ;;
     *) usage ;;
   esac
 }
 
-main "$@"
+instance_main "$@"

@@ -70,7 +70,8 @@ free_port() {
   return 1
 }
 
-# The port table. The sourcing script fills, before calling resolve_ports / ports_load:
+# The port table. The sourcing script fills it with port_declare, before calling
+# resolve_ports / ports_load:
 #   PORT_KEYS=(k...)   the listeners, in order; also the keys of the state file
 #   PORT_ENV[k]        the environment variable that sets k (named in error messages)
 #   PORT_REQ[k]        the requested value: N = that port, 0 = any free port chosen at
@@ -80,6 +81,15 @@ free_port() {
 # ports_load from the state file of a running instance.
 declare -a PORT_KEYS=()
 declare -A PORT_ENV=() PORT_REQ=() PORT_OFF_OK=() PORTS=()
+
+# port_declare KEY ENV_VAR DEFAULT [off]: one listener of the table, requested by $ENV_VAR
+# (DEFAULT when unset); `off` lets -1 disable it.
+port_declare() {
+  PORT_KEYS+=("$1")
+  PORT_ENV[$1]="$2"
+  PORT_REQ[$1]="${!2:-$3}"
+  if [[ "${4:-}" == off ]]; then PORT_OFF_OK[$1]=1; fi
+}
 
 # Die unless every PORT_REQ value is a valid port, 0, or (where allowed) -1.
 ports_validate() {
@@ -410,6 +420,20 @@ instance_reset() {
   log "deleting the files of instance $INSTANCE_NAME in $INSTANCE_ROOT"
   # Everything but the lock file, which other runs may be waiting on.
   find "$INSTANCE_ROOT" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
+}
+
+# instance_main ARGS...: the life-cycle subcommands (install, start, stop, status, ports,
+# reset); any other goes to the sourcing script's instance_command, which ends in `*) usage`.
+instance_main() {
+  case "${1:-}" in
+    install) instance_install ;;
+    start) instance_start ;;
+    stop) instance_stop ;;
+    status) instance_status ;;
+    ports) instance_ports ;;
+    reset) instance_reset ;;
+    *) instance_command "$@" ;;
+  esac
 }
 
 # Print the sourcing script's header comment (after the shebang, up to the code); exit 2.

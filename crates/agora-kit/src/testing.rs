@@ -168,31 +168,39 @@ impl PrivateInstance {
     pub fn kafka(name: &str) -> Self {
         Self::start(
             "kafka.sh",
-            vec![
-                ("AGORA_KAFKA_INSTANCE", unique(name)),
-                ("AGORA_KAFKA_PORT", free_port().to_string()),
-                ("AGORA_KAFKA_CONTROLLER_PORT", free_port().to_string()),
-            ],
+            ("AGORA_KAFKA_INSTANCE", name),
+            &["AGORA_KAFKA_PORT", "AGORA_KAFKA_CONTROLLER_PORT"],
+            &[],
         )
     }
 
     /// A Consul agent (`scripts/consul.sh`) named `NAME-…`, HTTP API only.
     pub fn consul(name: &str) -> Self {
+        let ports = [
+            "AGORA_CONSUL_HTTP_PORT",
+            "AGORA_CONSUL_SERVER_PORT",
+            "AGORA_CONSUL_SERF_LAN_PORT",
+            "AGORA_CONSUL_SERF_WAN_PORT",
+        ];
         Self::start(
             "consul.sh",
-            vec![
-                ("AGORA_CONSUL_INSTANCE", unique(name)),
-                ("AGORA_CONSUL_HTTP_PORT", free_port().to_string()),
-                ("AGORA_CONSUL_SERVER_PORT", free_port().to_string()),
-                ("AGORA_CONSUL_SERF_LAN_PORT", free_port().to_string()),
-                ("AGORA_CONSUL_SERF_WAN_PORT", free_port().to_string()),
-                ("AGORA_CONSUL_DNS_PORT", "-1".to_owned()),
-                ("AGORA_CONSUL_GRPC_PORT", "-1".to_owned()),
-            ],
+            ("AGORA_CONSUL_INSTANCE", name),
+            &ports,
+            &["AGORA_CONSUL_DNS_PORT", "AGORA_CONSUL_GRPC_PORT"],
         )
     }
 
-    fn start(script: &'static str, env: Vec<(&'static str, String)>) -> Self {
+    /// Starts `script` as instance `NAME-…` (named by the variable `instance.0`), each of
+    /// `ports` on a free port of its own and each of `off` disabled (-1).
+    fn start(
+        script: &'static str,
+        instance: (&'static str, &str),
+        ports: &[&'static str],
+        off: &[&'static str],
+    ) -> Self {
+        let mut env = vec![(instance.0, unique(instance.1))];
+        env.extend(ports.iter().map(|&var| (var, free_port().to_string())));
+        env.extend(off.iter().map(|&var| (var, "-1".to_owned())));
         let instance = Self { script, env };
         instance.script("start");
         instance

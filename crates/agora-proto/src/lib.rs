@@ -17,42 +17,34 @@ pub mod google {
     }
 }
 
+/// `pub mod NAME { pub mod v1 { … } }` for each `agora.NAME.v1` package.
+macro_rules! v1_packages {
+    ($($name:ident => $package:literal),+ $(,)?) => {
+        $(
+            pub mod $name {
+                pub mod v1 {
+                    tonic::include_proto!($package);
+                }
+            }
+        )+
+    };
+}
+
 pub mod agora {
-    pub mod api {
-        pub mod v1 {
-            tonic::include_proto!("agora.api.v1");
-        }
-    }
     pub mod r#type {
         pub mod v1 {
             // `type` is a keyword, so prost names the file with its raw identifier.
             include!(concat!(env!("OUT_DIR"), "/agora.r#type.v1.rs"));
         }
     }
-    pub mod user {
-        pub mod v1 {
-            tonic::include_proto!("agora.user.v1");
-        }
-    }
-    pub mod product {
-        pub mod v1 {
-            tonic::include_proto!("agora.product.v1");
-        }
-    }
-    pub mod order {
-        pub mod v1 {
-            tonic::include_proto!("agora.order.v1");
-        }
-    }
-    pub mod payment {
-        pub mod v1 {
-            tonic::include_proto!("agora.payment.v1");
-        }
-    }
-    pub mod events {
-        pub mod v1 {
-            tonic::include_proto!("agora.events.v1");
-        }
+
+    v1_packages! {
+        api => "agora.api.v1",
+        user => "agora.user.v1",
+        product => "agora.product.v1",
+        order => "agora.order.v1",
+        payment => "agora.payment.v1",
+        events => "agora.events.v1",
     }
 }
 
