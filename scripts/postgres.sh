@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Throwaway local PostgreSQL for Agora's development and tests.
 #
-# Usage: scripts/postgres.sh {install|start|stop|status|url|create-db NAME...|reset-test-dbs}
+# Usage: scripts/postgres.sh {install|start|stop|status|url|ports|reset|create-db NAME...|reset-test-dbs}
 #
 #   install         install the distro PostgreSQL server if no initdb is found
 #   start           init (once) and start a private cluster; no-op if running
-#   stop            fast-stop the cluster; no-op if not running
-#   status          report whether the cluster runs (exit 0 = running, 3 = not)
+#   stop            fast-stop the cluster (SIGKILL after 30s); no-op if not running
+#   status          report whether the cluster runs and answers (0 = yes, 3 = not running,
+#                   1 = its process runs but it does not answer)
 #   url             print the admin connection URL
+#   ports           print its port, as a key=port line
+#   reset           stop the cluster and delete its files (data included)
 #   create-db NAME  create each named database that does not exist yet
 #   reset-test-dbs  drop every database named agora_test_*
 #
@@ -31,37 +34,34 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR
-source "$SCRIPT_DIR/lib/daemon.sh"  # free_port
+source "$SCRIPT_DIR/lib/daemon.sh"
 
 # --- Configuration ----------------------------------------------------------
 
-PG_PORT="${AGORA_PG_PORT:-55432}"
-PG_HOST="${AGORA_BIND_HOST:-127.0.0.1}"
+PG_HOST="$DAEMON_HOST"
+port_declare pg AGORA_PG_PORT 55432
 PG_CLIENTS="${AGORA_PG_CLIENTS:-}"
 [[ -z "$PG_CLIENTS" || "$PG_CLIENTS" =~ ^[0-9.]+/[0-9]+$ ]] \
-  || { echo "[postgres] error: AGORA_PG_CLIENTS must be an IPv4 CIDR, e.g. 10.241.0.0/24" >&2; exit 2; }
+  || die "AGORA_PG_CLIENTS must be an IPv4 CIDR, e.g. 10.241.0.0/24"
 [[ -z "$PG_CLIENTS" || -n "${AGORA_PG_PASSWORD:-}" ]] \
-  || { echo "[postgres] error: AGORA_PG_CLIENTS needs AGORA_PG_PASSWORD (the password they sign in with)" >&2; exit 2; }
-PG_INSTANCE="${AGORA_PG_INSTANCE:-test}"
-[[ "$PG_INSTANCE" =~ ^[a-zA-Z0-9_-]+$ ]] \
-  || { echo "[postgres] error: AGORA_PG_INSTANCE must be letters, digits, - or _" >&2; exit 2; }
+  || die "AGORA_PG_CLIENTS needs AGORA_PG_PASSWORD (the password they sign in with)"
 PG_DURABLE="${AGORA_PG_DURABLE:-0}"
 PG_SUPERUSER="agora"
 # PostgreSQL refuses to run as root; when we are root we run the server as
 # this dedicated system account instead.
 PG_OS_USER="agora-pg"
 
-PG_ROOT="$CACHE_DIR/postgres/$PG_INSTANCE"
-PG_DATA="$PG_ROOT/data"
-PG_SOCKET_DIR="$PG_ROOT/run"  # keep it short: unix socket paths max ~107 bytes
-PG_LOG="$PG_ROOT/postgres.log"
-PG_LOCK="$PG_ROOT/.lock"
-PG_PORT_FILE="$PG_ROOT/port"  # the running server's port (chosen at start when 0)
-
-START_TIMEOUT_SECS=30
+instance_init postgres "${AGORA_PG_INSTANCE:-test}" AGORA_PG_INSTANCE "$CACHE_DIR/postgres"
+PG_DATA="$INSTANCE_ROOT/data"
+PG_SOCKET_DIR="$INSTANCE_ROOT/run"  # keep it short: unix socket paths max ~107 bytes
+# What our server's command line contains (the data directory is per instance).
+INSTANCE_PATTERN="bin/postgres -D $PG_DATA "
+INSTANCE_NOT_READY="does not accept connections"
+INSTANCE_START_TIMEOUT_SECS=30
+INSTANCE_STOP_TIMEOUT_SECS=30
+INSTANCE_STOP_SIGNAL=INT  # fast shutdown: roll back open transactions, then stop cleanly
 
 # --- Helpers ----------------------------------------------------------------
-
 
 is_root() { [[ "$(id -u)" -eq 0 ]]; }
 
@@ -94,42 +94,21 @@ as_pg() {
   fi
 }
 
-# Same-user pg_ctl wrapper.
-pg_ctl_() { as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" "$@"; }
-
 # psql as the superuser against the admin database, over TCP.
 psql_() {
   "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 \
-    -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d postgres "$@"
+    -h "$PG_HOST" -p "${PORTS[pg]}" -U "$PG_SUPERUSER" -d postgres "$@"
 }
 
-
-# When our server runs, its port is the one it was started on (see cmd_start).
-use_running_port() {
-  if is_running && [[ -s "$PG_PORT_FILE" ]]; then PG_PORT="$(<"$PG_PORT_FILE")"; fi
+# PG_BIN and the running server's PORTS, or die.
+require_running() {
+  require_bin_dir
+  instance_load_ports
+  instance_running_pid >/dev/null && instance_ready \
+    || die "instance $INSTANCE_NAME is not running; run: AGORA_PG_INSTANCE=$INSTANCE_NAME $0 start"
 }
 
-# True if our cluster's postmaster is running.
-is_running() {
-  [[ -f "$PG_DATA/PG_VERSION" ]] || return 1
-  pg_ctl_ status >/dev/null 2>&1
-}
-
-# True if something (anything) accepts PostgreSQL connections on our port.
-port_answers() {
-  "$PG_BIN/pg_isready" -q -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d postgres -t 1 \
-    >/dev/null 2>&1
-}
-
-# Serialise concurrent starts (two test runs must not both initdb/start).
-# Bounded wait, so a stuck holder gives an error instead of a hang.
-take_start_lock() {
-  exec 9>>"$PG_LOCK"
-  flock -w "$START_TIMEOUT_SECS" 9 \
-    || die "another 'start' still holds $PG_LOCK after ${START_TIMEOUT_SECS}s"
-}
-
-# As root: make sure the system account exists and can reach $PG_ROOT.
+# As root: make sure the system account exists and can reach $INSTANCE_ROOT.
 prepare_os_user() {
   is_root || return 0
 
@@ -139,14 +118,14 @@ prepare_os_user() {
       --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_OS_USER"
   fi
 
-  mkdir -p "$PG_ROOT"
+  mkdir -p "$INSTANCE_ROOT"
 
   # The server must be able to traverse every ancestor of its data dir (e.g.
   # /root is usually 0700). Grant search-only access where it is missing:
   # via an ACL for just this user if setfacl exists, else o+x (no listing).
   local path="" part
   local -a parts
-  IFS=/ read -r -a parts <<<"${PG_ROOT#/}"
+  IFS=/ read -r -a parts <<<"${INSTANCE_ROOT#/}"
   for part in "${parts[@]:0:${#parts[@]}-1}"; do
     path="$path/$part"
     if ! runuser -u "$PG_OS_USER" -- test -x "$path"; then
@@ -160,12 +139,12 @@ prepare_os_user() {
     fi
   done
 
-  chown "$PG_OS_USER:$PG_OS_USER" "$PG_ROOT"
+  chown "$PG_OS_USER:$PG_OS_USER" "$INSTANCE_ROOT"
 }
 
-# --- Subcommands ------------------------------------------------------------
+# --- The instance (scripts/lib/daemon.sh) -----------------------------------
 
-cmd_install() {
+instance_install() {
   if PG_BIN="$(find_bin_dir)"; then
     log "PostgreSQL already installed ($PG_BIN)"
     return 0
@@ -178,78 +157,53 @@ cmd_install() {
   log "installed PostgreSQL ($PG_BIN)"
 }
 
-cmd_start() {
-  find_bin_dir >/dev/null || cmd_install
+# The server binary, once PostgreSQL is installed.
+instance_binary() {
+  find_bin_dir >/dev/null || instance_install >&2
+  printf '%s/postgres\n' "$(find_bin_dir)"
+}
+
+instance_where() { printf '%s:%s\n' "$PG_HOST" "${PORTS[pg]}"; }
+
+# True if the server accepts connections on its port (resolve_ports made sure no other
+# server had it).
+instance_ready() {
+  [[ -n "${PG_BIN:-}" ]] || PG_BIN="$(find_bin_dir)" || return 1
+  "$PG_BIN/pg_isready" -q -h "$PG_HOST" -p "${PORTS[pg]}" -U "$PG_SUPERUSER" -d postgres -t 1 \
+    >/dev/null 2>&1
+}
+
+# The cluster, created once, and who may connect (while stopped).
+instance_config() {
   require_bin_dir
-
   prepare_os_user
-  mkdir -p "$PG_ROOT"
-  take_start_lock
-
-  if is_running; then
-    local asked="$PG_PORT"
-    use_running_port
-    if [[ "$asked" != 0 && "$asked" != "$PG_PORT" ]]; then
-      die "instance $PG_INSTANCE already runs on port $PG_PORT, not $asked; run: AGORA_PG_INSTANCE=$PG_INSTANCE $0 stop"
-    fi
-    set_password
-    log "already running on $PG_HOST:$PG_PORT ($PG_DATA)"
-    return 0
-  fi
-  if [[ "$PG_PORT" == 0 ]]; then PG_PORT="$(free_port)"; fi
-
-  # Refuse to start if some other server already owns the port: our pg_ctl
-  # would fail, and tests would silently talk to the wrong database.
-  if port_answers; then
-    die "another server already answers on $PG_HOST:$PG_PORT; stop it or set AGORA_PG_PORT"
-  fi
-
-  # One-time cluster creation.
   if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
     log "initialising cluster in $PG_DATA"
     rm -rf "$PG_DATA"  # leftovers of an interrupted initdb
     as_pg "$PG_BIN/initdb" -D "$PG_DATA" --auth=trust --username="$PG_SUPERUSER" \
-      --encoding=UTF8 --locale=C >"$PG_ROOT/initdb.log" 2>&1 \
-      || { tail -n 20 "$PG_ROOT/initdb.log" >&2; die "initdb failed (log: $PG_ROOT/initdb.log)"; }
+      --encoding=UTF8 --locale=C >"$INSTANCE_ROOT/initdb.log" 2>&1 \
+      || { tail -n 20 "$INSTANCE_ROOT/initdb.log" >&2; die "initdb failed (log: $INSTANCE_ROOT/initdb.log)"; }
   fi
-
   as_pg mkdir -p "$PG_SOCKET_DIR"
   write_hba
+}
 
-  # Server options: loopback only, private socket dir, and (unless durable)
-  # throughput over durability (fine for disposable test data).
-  local opts
-  opts="-c listen_addresses=$PG_HOST -p $PG_PORT -k '$PG_SOCKET_DIR'"
-  if [[ "$PG_DURABLE" != 1 ]]; then
-    opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-  fi
-  opts+=" -c max_connections=300"
-
-  log "starting instance $PG_INSTANCE on $PG_HOST:$PG_PORT (log: $PG_LOG)"
-  printf '%s\n' "$PG_PORT" >"$PG_PORT_FILE"
-  # One log per server run, so a failure's log tail is about this run only.
-  if [[ -f "$PG_LOG" ]]; then mv -f "$PG_LOG" "$PG_LOG.prev"; fi
-  if ! pg_ctl_ start -w -t "$START_TIMEOUT_SECS" -l "$PG_LOG" -o "$opts" >/dev/null; then
-    tail -n 30 "$PG_LOG" >&2 || true
-    die "pg_ctl start failed (log: $PG_LOG)"
-  fi
-
-  # pg_ctl -w waits for the socket; also wait until TCP accepts connections.
-  local deadline=$((SECONDS + START_TIMEOUT_SECS))
-  until port_answers; do
-    if ((SECONDS >= deadline)); then
-      tail -n 30 "$PG_LOG" >&2 || true
-      die "server did not accept connections on $PG_HOST:$PG_PORT within ${START_TIMEOUT_SECS}s (log: $PG_LOG)"
-    fi
-    sleep 0.2
-  done
-  set_password
-  log "ready: $(cmd_url)"
+# The server itself (as PG_OS_USER when we are root; setpriv execs, so the pid is the
+# postmaster's): one address, a private socket dir, and (unless durable) throughput over
+# durability, fine for disposable test data.
+instance_launch() {
+  local -a as_user=() durability=()
+  if is_root; then as_user=(setpriv --reuid="$PG_OS_USER" --regid="$PG_OS_USER" --init-groups --); fi
+  if [[ "$PG_DURABLE" != 1 ]]; then durability=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off); fi
+  daemon_launch "$INSTANCE_PID" "$INSTANCE_LOG" "${as_user[@]}" "$1" -D "$PG_DATA" \
+    -c listen_addresses="$PG_HOST" -p "${PORTS[pg]}" -k "$PG_SOCKET_DIR" -c max_connections=300 \
+    "${durability[@]}"
 }
 
 # The password AGORA_PG_CLIENTS sign in with (set on every start, so it follows the variable).
-set_password() {
+instance_started() {
   [[ -n "$PG_CLIENTS" ]] || return 0
+  require_bin_dir
   # Through stdin, so the password shows in no process list.
   printf "ALTER ROLE %s PASSWORD '%s'\n" "$PG_SUPERUSER" "${AGORA_PG_PASSWORD//\'/\'\'}" | psql_ >/dev/null
 }
@@ -265,40 +219,10 @@ write_hba() {
   } | as_pg tee "$PG_DATA/pg_hba.conf" >/dev/null
 }
 
-cmd_stop() {
-  if ! PG_BIN="$(find_bin_dir)" || [[ ! -d "$PG_ROOT" ]]; then
-    log "not running"
-    return 0
-  fi
-  if ! is_running; then
-    log "not running"
-    return 0
-  fi
-  log "stopping"
-  pg_ctl_ stop -m fast -w -t "$START_TIMEOUT_SECS" >/dev/null
-  log "stopped"
-}
-
-cmd_status() {
-  if PG_BIN="$(find_bin_dir)" && is_running; then
-    use_running_port
-    log "running on $PG_HOST:$PG_PORT (data: $PG_DATA)"
-    return 0
-  fi
-  log "not running"
-  return 3  # same convention as pg_ctl status
-}
-
-cmd_url() {
-  if PG_BIN="$(find_bin_dir)"; then use_running_port; fi
-  [[ "$PG_PORT" != 0 ]] || die "instance $PG_INSTANCE is not running, so it has no port yet; run: $0 start"
-  printf 'postgres://%s@%s:%s/postgres\n' "$PG_SUPERUSER" "$PG_HOST" "$PG_PORT"
-}
+# --- Databases --------------------------------------------------------------
 
 cmd_create_db() {
-  require_bin_dir
-  use_running_port
-  port_answers || die "not running on $PG_HOST:$PG_PORT; run: $0 start"
+  require_running
   local name
   for name in "$@"; do
     [[ "$name" =~ ^[a-z_][a-z0-9_]*$ ]] || die "database name '$name' must be lowercase letters, digits and _"
@@ -310,10 +234,7 @@ cmd_create_db() {
 }
 
 cmd_reset_test_dbs() {
-  require_bin_dir
-  use_running_port
-  port_answers || die "not running on $PG_HOST:$PG_PORT; run: $0 start"
-
+  require_running
   local dbs
   dbs="$(psql_ -At -c "SELECT datname FROM pg_database WHERE datname LIKE 'agora\_test\_%' ORDER BY 1")"
   if [[ -z "$dbs" ]]; then
@@ -330,17 +251,13 @@ WHERE datname LIKE 'agora\_test\_%'
 SQL
 }
 
-main() {
-  case "${1:-}" in
-    install) cmd_install ;;
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    url) cmd_url ;;
+instance_command() {
+  case "$1" in
+    url) instance_endpoint pg "postgres://$PG_SUPERUSER@" /postgres ;;
     create-db) shift; cmd_create_db "$@" ;;
     reset-test-dbs) cmd_reset_test_dbs ;;
     *) usage ;;
   esac
 }
 
-main "$@"
+instance_main "$@"

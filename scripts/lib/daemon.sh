@@ -257,11 +257,11 @@ daemon_wait_ready() {
   done
 }
 
-# daemon_stop PIDFILE PATTERN TIMEOUT: SIGTERM the daemon's process group, SIGKILL it after
-# TIMEOUT seconds, wait until the daemon is gone, remove the pid file. No-op (logs "not
-# running") if daemon_pid finds no daemon.
+# daemon_stop PIDFILE PATTERN TIMEOUT [SIGNAL]: SIGNAL (default TERM) to the daemon's process
+# group, SIGKILL it after TIMEOUT seconds, wait until the daemon is gone, remove the pid file.
+# No-op (logs "not running") if daemon_pid finds no daemon.
 daemon_stop() {
-  local pidfile="$1" pattern="$2" timeout="$3" pid
+  local pidfile="$1" pattern="$2" timeout="$3" signal="${4:-TERM}" pid
   if ! pid="$(daemon_pid "$pidfile" "$pattern")"; then
     rm -f "$pidfile"
     log "not running"
@@ -269,7 +269,7 @@ daemon_stop() {
   fi
   log "stopping (pid $pid)"
   # The daemon leads its own process group (setsid), so this also reaches any children.
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  kill -"$signal" -- "-$pid" 2>/dev/null || kill -"$signal" "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + timeout))
   while pid_alive "$pid"; do
     if ((SECONDS >= deadline)); then
@@ -319,10 +319,13 @@ daemon_lock() {
 #   instance_where        one line saying where it listens (PORTS set), for messages
 #   INSTANCE_NOT_READY    what `status` says when the process runs but does not answer
 # A daemon that is not a Go tool redefines instance_install (install it; idempotent) and
-# instance_binary (install it and print what instance_launch runs).
+# instance_binary (install it and print what instance_launch runs). It may define
+#   instance_started      run once the daemon answers, on every start (PostgreSQL's password)
+# and set INSTANCE_STOP_SIGNAL (PostgreSQL's fast shutdown is INT).
 
 INSTANCE_START_TIMEOUT_SECS=60
 INSTANCE_STOP_TIMEOUT_SECS=20
+INSTANCE_STOP_SIGNAL=TERM
 # A cold install builds the tool from source (minutes), so a second caller may wait that long.
 INSTANCE_LOCK_TIMEOUT_SECS=900
 
@@ -364,6 +367,7 @@ instance_start() {
     ports_match_request \
       || die "already running (pid $pid) with other ports than asked for ($INSTANCE_STATE); run: $0 stop"
     daemon_wait_ready "$pid" "$INSTANCE_PID" "$INSTANCE_LOG" "$INSTANCE_START_TIMEOUT_SECS" instance_ready
+    if declare -F instance_started >/dev/null; then instance_started; fi
     log "already running on $(instance_where) (pid $pid)"
     return 0
   fi
@@ -376,13 +380,14 @@ instance_start() {
   instance_launch "$bin"
   pid="$DAEMON_LAUNCHED_PID"
   daemon_wait_ready "$pid" "$INSTANCE_PID" "$INSTANCE_LOG" "$INSTANCE_START_TIMEOUT_SECS" instance_ready
+  if declare -F instance_started >/dev/null; then instance_started; fi
   log "ready: $(instance_where) (pid $pid)"
 }
 
 instance_stop() {
   [[ -d "$INSTANCE_ROOT" ]] || { log "not running"; return 0; }
   daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
-  daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" "$INSTANCE_STOP_TIMEOUT_SECS"
+  daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" "$INSTANCE_STOP_TIMEOUT_SECS" "$INSTANCE_STOP_SIGNAL"
 }
 
 # 0 = running and answering, 3 = not running, 1 = running but not answering.
@@ -416,7 +421,7 @@ instance_ports() {
 
 instance_reset() {
   daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
-  daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" "$INSTANCE_STOP_TIMEOUT_SECS"
+  daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" "$INSTANCE_STOP_TIMEOUT_SECS" "$INSTANCE_STOP_SIGNAL"
   log "deleting the files of instance $INSTANCE_NAME in $INSTANCE_ROOT"
   # Everything but the lock file, which other runs may be waiting on.
   find "$INSTANCE_ROOT" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
