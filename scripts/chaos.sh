@@ -121,19 +121,17 @@ reconcile() {
     --product-db "$PG_BASE/agora_product" --user-db "$PG_BASE/agora_user" "$@"
 }
 
-# JSON field from stdin: json KEY (top level); "" when missing.
-json() { python3 -c 'import json, sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1"; }
-
-post() { curl -sS --max-time 10 -H 'content-type: application/json' "$@"; }
-token="$(post "$GATEWAY/v1/auth/login" -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | json accessToken)"
-[[ -n "$token" ]] || die "cannot sign in as $ADMIN_EMAIL"
+client() { "$BIN" client --gateway "$GATEWAY" "$@"; }
+# The password through the environment, out of the process list.
+token="$(AGORA_CLIENT_PASSWORD="$ADMIN_PASSWORD" client --get accessToken sign-in --email "$ADMIN_EMAIL")" \
+  || die "cannot sign in as $ADMIN_EMAIL"
 # Four products that last, and one that sells out mid-run (its later orders are cancelled).
 SCARCE_STOCK=$($QUICK && echo 25 || echo 80)
 for spec in "chaos tea:150:1000000" "chaos pot:420:1000000" "chaos cup:275:1000000" "chaos tray:990:1000000" \
   "chaos scarce print:1250:$SCARCE_STOCK"; do
   IFS=: read -r name cents stock <<<"$spec"
-  id="$(post -H "authorization: Bearer $token" "$GATEWAY/v1/products" -d "{\"name\":\"$name\",\"description\":\"For the chaos run.\",\"price\":{\"currencyCode\":\"USD\",\"amountMinor\":\"$cents\"},\"stock\":\"$stock\"}" | json id)"
-  [[ -n "$id" ]] || die "cannot create the product '$name'"
+  id="$(client --token "$token" --get id create-product --name "$name" --description "For the chaos run." \
+    --price-minor "$cents" --stock "$stock")" || die "cannot create the product '$name'"
   if [[ "$name" == *scarce* ]]; then SCARCE_ID="$id"; fi
 done
 reconcile --save-stock "$OUT_DIR/stock-before.json"

@@ -29,11 +29,12 @@
 #   AGORA_ADMIN_PASSWORD=fuzz-admin-1 tests/api-fuzz.sh http://127.0.0.1:18080
 #
 # About a minute on two cores against the debug binary (1 min 45 s with AGORA_FUZZ_MAX_EXAMPLES=300).
-# schemathesis comes from scripts/python-tools.sh; needs curl and python3.
+# schemathesis comes from scripts/python-tools.sh; needs python3 and the agora binary.
 #
 # Environment:
 #   AGORA_FUZZ_URL           gateway base URL, when not given as the argument
-#   AGORA_FUZZ_BIN           the agora binary to start when there is no URL
+#   AGORA_FUZZ_BIN           the agora binary: its `client` signs the users up, and without
+#                            a URL it is the platform started
 #                            (default: $CARGO_TARGET_DIR/debug/agora)
 #   AGORA_ADMIN_EMAIL        admin account                       (default: admin@agora.local)
 #   AGORA_ADMIN_PASSWORD     its password; unset: no admin identity, the admin routes are only
@@ -58,7 +59,6 @@ REPORT_DIR="${AGORA_FUZZ_REPORT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/agora-api-fuzz
 mkdir -p "$REPORT_DIR"
 REPORT_DIR="$(realpath "$REPORT_DIR")"
 
-command -v curl >/dev/null || die "curl not found"
 command -v python3 >/dev/null || die "python3 not found"
 python="$(bash scripts/python-tools.sh python)"
 st="$(dirname "$python")/st"
@@ -75,9 +75,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The binary signs the fuzzing identities up (`agora client`) and, without a URL, is the
+# platform under test.
+bin="${AGORA_FUZZ_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/agora/target}/debug/agora}"
+[[ -x "$bin" ]] || die "no agora binary at $bin (build it: cargo build -p agora; or set AGORA_FUZZ_BIN)"
 if [[ -z "$URL" ]]; then
-  bin="${AGORA_FUZZ_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/agora/target}/debug/agora}"
-  [[ -x "$bin" ]] || die "no agora binary at $bin (build it, or pass a gateway URL)"
   # shellcheck source-path=SCRIPTDIR/../scripts
   source scripts/lib/daemon.sh
   port="$(free_port)"
@@ -92,35 +94,18 @@ if [[ -z "$URL" ]]; then
 fi
 URL="${URL%/}"
 
-# JSON field from stdin: json PATH (e.g. products.0.id); prints "" when missing.
-json() {
-  python3 -c '
-import json, sys
-value = json.load(sys.stdin)
-for key in sys.argv[1].split("."):
-    value = value[int(key)] if isinstance(value, list) else value.get(key, "")
-print(value)' "$1"
+# The gateway's answer (or one field of it, with --get) to an `agora client` call; dies
+# with the gateway's message unless it is a 2xx.
+client() {
+  "$bin" client --gateway "$URL" "$@" || die "agora client ${*:1:3}... was refused (a 429: run the gateway with AGORA_RATE_LIMIT_PER_SECOND=0 AGORA_SIGN_IN_LIMIT_PER_MINUTE=0)"
 }
 
-# post PATH BODY [TOKEN]: the response body; dies naming the call unless it is a 2xx.
-post() {
-  local auth=() out status
-  [[ -n "${3:-}" ]] && auth=(-H "authorization: Bearer $3")
-  out="$(curl -sS -w '\n%{http_code}' -X POST "$URL$1" -H 'content-type: application/json' "${auth[@]}" -d "$2")" \
-    || die "POST $1: gateway unreachable"
-  status="${out##*$'\n'}"
-  out="${out%$'\n'*}"
-  [[ "$status" == 429 ]] && die "POST $1 was rate-limited (429): run the gateway with AGORA_RATE_LIMIT_PER_SECOND=0 AGORA_SIGN_IN_LIMIT_PER_MINUTE=0"
-  [[ "$status" == 2* ]] || die "POST $1 answered $status: $out"
-  printf '%s' "$out"
-}
-
-log "waiting for $URL/readyz"
+log "waiting for the gateway at $URL to pass agora check"
 for _ in $(seq 1 60); do
-  curl -fsS -o /dev/null "$URL/readyz" 2>/dev/null && break
+  "$bin" check --gateway "$URL" >/dev/null 2>&1 && break
   sleep 0.5
 done
-curl -fsS -o /dev/null "$URL/readyz" || die "$URL/readyz is not 200: is the gateway running, with its backends?"
+"$bin" check --gateway "$URL" >/dev/null || die "agora check fails against $URL: is the gateway running, with its backends?"
 
 # Fresh users each run, so a reused gateway gives the same starting point.
 password="fuzz-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
@@ -128,13 +113,13 @@ run_id="$(date +%s)-$$"
 declare -A token user_id
 for name in alice bob; do
   email="fuzz-$name-$run_id@example.com"
-  user_id[$name]="$(post /v1/users "{\"email\":\"$email\",\"password\":\"$password\",\"name\":\"$name\"}" | json id)"
-  token[$name]="$(post /v1/auth/login "{\"email\":\"$email\",\"password\":\"$password\"}" | json accessToken)"
+  user_id[$name]="$(AGORA_CLIENT_PASSWORD="$password" client --get id sign-up --email "$email" --name "$name")"
+  token[$name]="$(AGORA_CLIENT_PASSWORD="$password" client --get accessToken sign-in --email "$email")"
   [[ -n "${token[$name]}" ]] || die "no access token for $name"
 done
 identities=(alice bob)
 if [[ -n "$ADMIN_PASSWORD" ]]; then
-  token[admin]="$(post /v1/auth/login "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | json accessToken)"
+  token[admin]="$(AGORA_CLIENT_PASSWORD="$ADMIN_PASSWORD" client --get accessToken sign-in --email "$ADMIN_EMAIL")"
   identities+=(admin)
 else
   log "AGORA_ADMIN_PASSWORD is unset: no admin identity, the admin routes are only checked to refuse users"
@@ -142,13 +127,13 @@ fi
 
 # Something for the order and payment routes to find: one order each, which the signup
 # credit (100.00) pays.
-products="$(curl -fsS "$URL/v1/products?page_size=100")"
+products="$(client products)"
 product_ids="$(python3 -c 'import json, sys; print(json.dumps([p["id"] for p in json.load(sys.stdin)["products"]]))' <<<"$products")"
 [[ "$product_ids" != "[]" ]] || die "the catalog is empty: start the gateway with the demo catalog (--seed-demo true)"
-first_product="$(json products.0.id <<<"$products")"
+first_product="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["products"][0]["id"])' <<<"$products")"
 order_ids=()
 for name in alice bob; do
-  order_ids+=("$(post /v1/orders "{\"items\":[{\"productId\":\"$first_product\",\"quantity\":1}]}" "${token[$name]}" | json id)")
+  order_ids+=("$(client --token "${token[$name]}" --get id order "$first_product")")
 done
 log "signed up alice (${user_id[alice]}) and bob (${user_id[bob]}), each with an order"
 

@@ -10,7 +10,7 @@
 #   - a second up restarts nothing;
 #   - down leaves no process behind, and the next up still has the order (durable data);
 #   - purge deletes the stack.
-# Run by scripts/test.sh after `cargo test`; needs curl and python3.
+# Run by scripts/test.sh after `cargo test`; needs curl (Consul, Jaeger, metrics) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,25 +49,19 @@ consul="$(sed -n 's/^ *Consul UI *\(http:[^ ]*\)\/ui.*/\1/p' <<<"$banner")"
 [[ -n "$gateway" && -n "$jaeger" && -n "$consul" ]] || fail "the banner lacks the gateway, Jaeger or Consul URL"
 pass "up printed gateway $gateway, Jaeger $jaeger, Consul $consul"
 
-products="$(curl -fsS "$gateway/v1/products")"
+# The REST calls go through `agora client`, as a user of the platform would make them.
+client() { "$AGORA_UP_BIN" client --gateway "$gateway" "$@"; }
+products="$(client products)"
 [[ "$(json products <<<"$products")" == 5 ]] || fail "expected the 5 demo products, got: $products"
 mug="$(python3 -c 'import json,sys; print(next(p["id"] for p in json.load(sys.stdin)["products"] if p["name"] == "Ceramic mug"))' <<<"$products")"
 pass "the gateway serves the seeded catalog"
 "$AGORA_UP_BIN" check --gateway "$gateway" >/dev/null || fail "agora check failed against $gateway"
 pass "agora check passes against the running stack"
 
-post() { curl -sS -H 'content-type: application/json' "$@"; }
-post -o /dev/null -f "$gateway/v1/users" -d '{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}'
-token="$(post -f "$gateway/v1/auth/login" -d '{"email":"ada@example.com","password":"correct horse battery"}' | json accessToken)"
-order="$(post -f "$gateway/v1/orders" -H "authorization: Bearer $token" -H 'idempotency-key: up-1' \
-  -d "{\"items\":[{\"productId\":\"$mug\",\"quantity\":2}]}")"
-order_id="$(json id <<<"$order")"
-status=""
-for _ in $(seq 1 120); do
-  status="$(curl -fsS -H "authorization: Bearer $token" "$gateway/v1/orders/$order_id" | json status)"
-  [[ "$status" == ORDER_STATUS_PENDING_PAYMENT ]] || break
-  sleep 0.5
-done
+client sign-up --email ada@example.com --password "correct horse battery" --name Ada >/dev/null
+token="$(client --get accessToken sign-in --email ada@example.com --password "correct horse battery")"
+order_id="$(client --token "$token" --get id order "$mug:2" --idempotency-key up-1)"
+status="$(client --token "$token" --get status get-order "$order_id" --wait 60)" || fail "order $order_id did not settle"
 [[ "$status" == ORDER_STATUS_PAID ]] || fail "order $order_id ended $status, not PAID"
 pass "an order through the gateway is paid across the processes"
 
@@ -130,8 +124,8 @@ pass "down leaves no process behind"
 
 banner="$(bash scripts/up.sh up)"
 gateway="$(sed -n 's/^ *Gateway *\(http:[^ ]*\).*/\1/p' <<<"$banner")"
-token="$(post -f "$gateway/v1/auth/login" -d '{"email":"ada@example.com","password":"correct horse battery"}' | json accessToken)"
-status="$(curl -fsS -H "authorization: Bearer $token" "$gateway/v1/orders/$order_id" | json status)"
+token="$(client --get accessToken sign-in --email ada@example.com --password "correct horse battery")"
+status="$(client --token "$token" --get status get-order "$order_id")"
 [[ "$status" == ORDER_STATUS_PAID ]] || fail "after down and up, order $order_id is '$status'"
 pass "down and up keep the data"
 

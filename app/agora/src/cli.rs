@@ -38,6 +38,9 @@ pub enum Command {
     Trace(TraceArgs),
     /// Check that a running platform answers: the gateway's /readyz and GET /v1/products.
     Check(CheckArgs),
+    /// Call the REST API through the gateway: sign up, sign in, list and create products,
+    /// place and follow orders. Prints the JSON answer; a refusal exits non-zero.
+    Client(ClientArgs),
     /// Send realistic traffic through the gateway (or straight to product-service over gRPC)
     /// and print latency percentiles per route, status codes and the orders' time to PAID.
     Loadgen(agora_loadgen::Args),
@@ -56,7 +59,11 @@ impl Command {
             Command::ProductService(_) => crate::role::PRODUCT,
             Command::OrderService(_) => crate::role::ORDER,
             Command::PaymentService(_) => crate::role::PAYMENT,
-            Command::Trace(_) | Command::Check(_) | Command::Loadgen(_) | Command::Reconcile(_) => "agora-client",
+            Command::Trace(_)
+            | Command::Check(_)
+            | Command::Client(_)
+            | Command::Loadgen(_)
+            | Command::Reconcile(_) => "agora-client",
         }
     }
 
@@ -398,6 +405,87 @@ pub struct CheckArgs {
     pub timeout_secs: u64,
 }
 
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "AGORA_GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+    pub gateway: String,
+
+    /// An access token (`agora client sign-in ... --get accessToken`), sent as a bearer token.
+    #[arg(long, env = "AGORA_TOKEN", hide_env_values = true)]
+    pub token: Option<SecretString>,
+
+    /// Print only this field of the answer: a dot path such as `id`, `total.amountMinor` or
+    /// `products.0.id` (a string is printed without quotes).
+    #[arg(long)]
+    pub get: Option<String>,
+
+    /// Seconds each request may take.
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
+
+    #[command(subcommand)]
+    pub call: ClientCall,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCall {
+    /// Create an account (POST /v1/users).
+    SignUp {
+        #[arg(long)]
+        email: String,
+        /// The new account's password (the variable keeps it out of process lists).
+        #[arg(long, env = "AGORA_CLIENT_PASSWORD", hide_env_values = true)]
+        password: SecretString,
+        /// The name the account goes by.
+        #[arg(long)]
+        name: String,
+    },
+    /// Sign in (POST /v1/auth/login): the answer holds the access token.
+    SignIn {
+        #[arg(long)]
+        email: String,
+        /// The account's password (the variable keeps it out of process lists).
+        #[arg(long, env = "AGORA_CLIENT_PASSWORD", hide_env_values = true)]
+        password: SecretString,
+    },
+    /// The whole catalog, every page of GET /v1/products, as one `{"products": [...]}`.
+    Products,
+    /// Add a product to the catalog (POST /v1/products; needs an admin's token).
+    CreateProduct {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// The price in minor units (cents).
+        #[arg(long)]
+        price_minor: i64,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        #[arg(long, default_value_t = 0)]
+        stock: i64,
+    },
+    /// Place an order (POST /v1/orders).
+    Order {
+        /// What to buy: PRODUCT_ID or PRODUCT_ID:QUANTITY, one or more.
+        #[arg(required = true)]
+        items: Vec<String>,
+        /// Sent as `Idempotency-Key`: the same key places the order once, however often sent.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Follow the order until it is PAID or CANCELLED, at most this many seconds.
+        #[arg(long = "wait")]
+        wait_secs: Option<u64>,
+    },
+    /// Show an order (GET /v1/orders/{id}).
+    GetOrder {
+        id: String,
+        /// Follow the order until it is PAID or CANCELLED, at most this many seconds.
+        #[arg(long = "wait")]
+        wait_secs: Option<u64>,
+    },
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ReconcileArgs {
     /// order-service's database URL.
@@ -460,6 +548,20 @@ mod tests {
 
     use super::*;
 
+    /// Every command and nested command (`client sign-up`), by its full name.
+    fn commands() -> Vec<(String, clap::Command)> {
+        fn walk(prefix: &str, command: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+            for sub in command.get_subcommands() {
+                let name = format!("{prefix}{}", sub.get_name());
+                out.push((name.clone(), sub.clone()));
+                walk(&format!("{name} "), sub, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk("", &Cli::command(), &mut out);
+        out
+    }
+
     /// docs/configuration.md's table rows (the lines that start with `|`).
     fn documented_rows() -> Vec<String> {
         let doc = include_str!("../../../docs/configuration.md");
@@ -479,18 +581,15 @@ mod tests {
             })
         };
         let (mut flags, mut wrong) = (std::collections::BTreeSet::new(), Vec::new());
-        for command in Cli::command().get_subcommands() {
+        for (name, command) in commands() {
             for arg in command.get_arguments() {
                 let Some(long) = arg.get_long().filter(|long| !["help", "version"].contains(long)) else { continue };
                 flags.insert(long.to_owned());
                 let env = arg.get_env().map(|env| env.to_string_lossy().into_owned());
                 match (row_of(long), env) {
-                    (None, _) => wrong.push(format!("`agora {} --{long}` has no row", command.get_name())),
+                    (None, _) => wrong.push(format!("`agora {name} --{long}` has no row")),
                     (Some(row), Some(env)) if !row.contains(&env) => {
-                        wrong.push(format!(
-                            "`agora {} --{long}` reads {env}, which its row does not name",
-                            command.get_name()
-                        ));
+                        wrong.push(format!("`agora {name} --{long}` reads {env}, which its row does not name"));
                     }
                     _ => {}
                 }
@@ -546,7 +645,7 @@ mod tests {
     fn every_default_in_help_is_the_one_documented() {
         let rows = documented_rows();
         let mut wrong = Vec::new();
-        for command in Cli::command().get_subcommands() {
+        for (name, command) in commands() {
             for arg in command.get_arguments() {
                 let (Some(long), Some(default)) = (arg.get_long(), help_default(arg)) else { continue };
                 // A flag several commands share with different meanings (--kafka-brokers) has a
@@ -563,8 +662,7 @@ mod tests {
                 let value = default.split_whitespace().next().unwrap_or_default().trim_end_matches([',', ';']);
                 if !documented.iter().any(|cell| cell.contains(value)) {
                     wrong.push(format!(
-                        "`agora {} --help` says --{long} defaults to {default:?}; docs/configuration.md says {documented:?}",
-                        command.get_name(),
+                        "`agora {name} --help` says --{long} defaults to {default:?}; docs/configuration.md says {documented:?}",
                     ));
                 }
             }

@@ -13,6 +13,7 @@ async fn main() -> ExitCode {
     let command = match command {
         cli::Command::Trace(args) => return client("trace", agora::ops::trace::run(args).await),
         cli::Command::Check(args) => return client("check", agora::ops::check::run(args).await),
+        cli::Command::Client(args) => return client("client", agora::ops::client::run(args).await),
         cli::Command::Loadgen(args) => return client("loadgen", agora_loadgen::run(args).await),
         cli::Command::Reconcile(args) => return client("reconcile", agora::ops::reconcile::run(args).await),
         role => role,
@@ -32,7 +33,11 @@ async fn main() -> ExitCode {
         cli::Command::ProductService(args) => roles::product(args, shutdown).await,
         cli::Command::OrderService(args) => roles::order(args, shutdown).await,
         cli::Command::PaymentService(args) => roles::payment(args, shutdown).await,
-        cli::Command::Trace(_) | cli::Command::Check(_) | cli::Command::Loadgen(_) | cli::Command::Reconcile(_) => {
+        cli::Command::Trace(_)
+        | cli::Command::Check(_)
+        | cli::Command::Client(_)
+        | cli::Command::Loadgen(_)
+        | cli::Command::Reconcile(_) => {
             unreachable!("clients returned above")
         }
     };

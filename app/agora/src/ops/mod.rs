@@ -3,9 +3,12 @@
 //!
 //! - [`trace`]: `agora trace`, a trace from Jaeger printed as a tree.
 //! - [`check`]: `agora check`, whether a deployed platform answers (what `helm test` runs).
+//! - [`client`]: `agora client`, the REST API from the command line (sign up, sign in,
+//!   products, orders followed until they settle).
 //! - [`reconcile`]: `agora reconcile`, whether every order, payment, debit and unit of stock
 //!   adds up, from the audit queries each service exports over its own tables.
 
 pub mod check;
+pub mod client;
 pub mod reconcile;
 pub mod trace;

@@ -3,6 +3,7 @@
 //! down), and exits 0 on SIGTERM.
 
 mod all;
+mod client;
 mod distributed;
 mod loadgen;
 mod reconcile;
