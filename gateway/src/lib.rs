@@ -60,9 +60,6 @@ use crate::{
     stage::Stage,
 };
 
-/// How long in-flight requests may take to finish after shutdown begins.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Gateway settings (flags and `AGORA_*` variables are mapped onto these by `agora`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -208,13 +205,7 @@ pub async fn run(
     });
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(withdrawn);
-    tokio::select! {
-        result = server => result?,
-        () = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
-        } => tracing::warn!(%addr, timeout = ?DRAIN_TIMEOUT, "drain timed out; closing the remaining connections"),
-    }
+    agora_kit::net::drain_bounded(server.into_future(), &shutdown, addr).await?;
     tracing::info!(%addr, "gateway stopped");
     Ok(())
 }

@@ -20,11 +20,6 @@ use tonic_health::{
     server::{HealthReporter, HealthService},
 };
 
-/// How long in-flight calls may take to finish after shutdown starts. Kubernetes allows 30 s
-/// by default before SIGKILL; 10 s leaves room for deregistration and the rest of shutdown,
-/// and stops one client that never closes its connection from holding the process open.
-pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Tells the outside world (a service registry) that this server is up, and later that it
 /// is going away.
 #[async_trait::async_trait]
@@ -162,13 +157,7 @@ pub async fn serve(
         // Without TCP_NODELAY a reply that ends in a small write waits for the caller's
         // delayed ACK: 40 ms on Linux, at the p90 of a busy service (docs/benchmarks.md).
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), drained);
-    tokio::select! {
-        result = server => result?,
-        () = async {
-            deadline.cancelled().await;
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
-        } => tracing::warn!(%addr, timeout = ?DRAIN_TIMEOUT, "drain timed out; closing the remaining connections"),
-    }
+    crate::net::drain_bounded(server, &deadline, addr).await?;
     tracing::info!(%addr, "gRPC server stopped");
     Ok(())
 }

@@ -113,6 +113,15 @@ pub struct Metrics {
     pools: Mutex<Vec<(String, sqlx::AnyPool)>>,
 }
 
+/// `metric`, registered under `name` with `help`.
+fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// The process's metrics.
@@ -123,52 +132,64 @@ pub fn metrics() -> &'static Metrics {
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("agora");
-        let http_requests = Family::default();
-        let http_duration = Family::new_with_constructor(Seconds);
-        let rpc_server_calls = Family::default();
-        let rpc_server_duration = Family::new_with_constructor(Seconds);
-        let rpc_client_calls = Family::default();
-        let rpc_client_duration = Family::new_with_constructor(Seconds);
-        let outbox_backlog = Family::default();
-        let consumer_lag = Family::new_with_constructor(Seconds);
-        let consumer_lag_messages = Family::default();
-        let dlq_messages = Family::default();
-        let db_pool_connections = Family::default();
-        registry.register("http_server_requests", "REST requests answered, by route and status", http_requests.clone());
-        registry.register("http_server_request_duration_seconds", "REST request duration", http_duration.clone());
-        registry.register("rpc_server_calls", "gRPC calls served, by method and code", rpc_server_calls.clone());
-        registry.register(
-            "rpc_server_call_duration_seconds",
-            "gRPC calls served: duration",
-            rpc_server_duration.clone(),
-        );
-        registry.register("rpc_client_calls", "gRPC calls made, by method and code", rpc_client_calls.clone());
-        registry.register(
-            "rpc_client_call_duration_seconds",
-            "gRPC calls made: duration, retries included",
-            rpc_client_duration.clone(),
-        );
-        registry.register("outbox_backlog", "Outbox rows not yet published", outbox_backlog.clone());
-        registry.register("consumer_lag_seconds", "Age of an event when its consumer handles it", consumer_lag.clone());
-        registry.register(
-            "consumer_lag_messages",
-            "Messages after the last one a consumer group handled, per partition (Kafka)",
-            consumer_lag_messages.clone(),
-        );
-        registry.register("dlq_messages", "Messages sent to a dead-letter topic", dlq_messages.clone());
-        registry.register("db_pool_connections", "Database pool connections by state", db_pool_connections.clone());
+        let r = &mut registry;
         Self {
-            http_requests,
-            http_duration,
-            rpc_server_calls,
-            rpc_server_duration,
-            rpc_client_calls,
-            rpc_client_duration,
-            outbox_backlog,
-            consumer_lag,
-            consumer_lag_messages,
-            dlq_messages,
-            db_pool_connections,
+            http_requests: registered(
+                r,
+                "http_server_requests",
+                "REST requests answered, by route and status",
+                Family::default(),
+            ),
+            http_duration: registered(
+                r,
+                "http_server_request_duration_seconds",
+                "REST request duration",
+                Family::new_with_constructor(Seconds),
+            ),
+            rpc_server_calls: registered(
+                r,
+                "rpc_server_calls",
+                "gRPC calls served, by method and code",
+                Family::default(),
+            ),
+            rpc_server_duration: registered(
+                r,
+                "rpc_server_call_duration_seconds",
+                "gRPC calls served: duration",
+                Family::new_with_constructor(Seconds),
+            ),
+            rpc_client_calls: registered(
+                r,
+                "rpc_client_calls",
+                "gRPC calls made, by method and code",
+                Family::default(),
+            ),
+            rpc_client_duration: registered(
+                r,
+                "rpc_client_call_duration_seconds",
+                "gRPC calls made: duration, retries included",
+                Family::new_with_constructor(Seconds),
+            ),
+            outbox_backlog: registered(r, "outbox_backlog", "Outbox rows not yet published", Family::default()),
+            consumer_lag: registered(
+                r,
+                "consumer_lag_seconds",
+                "Age of an event when its consumer handles it",
+                Family::new_with_constructor(Seconds),
+            ),
+            consumer_lag_messages: registered(
+                r,
+                "consumer_lag_messages",
+                "Messages after the last one a consumer group handled, per partition (Kafka)",
+                Family::default(),
+            ),
+            dlq_messages: registered(r, "dlq_messages", "Messages sent to a dead-letter topic", Family::default()),
+            db_pool_connections: registered(
+                r,
+                "db_pool_connections",
+                "Database pool connections by state",
+                Family::default(),
+            ),
             registry,
             pools: Mutex::new(Vec::new()),
         }
