@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Throwaway local Consul agent (dev mode) for Agora's development and tests.
 #
-# Usage: scripts/consul.sh {install|start|stop|status|url|addr|dns|grpc|ports|reset}
+# Usage: scripts/consul.sh {install|start|stop|kill|status|url|addr|dns|grpc|ports|reset}
 #
 #   install  build the pinned consul binary (scripts/go-tools.sh install consul)
 #   start    install and start the agent; no-op if it runs already; returns once it has
 #            elected itself leader (answers /v1/status/leader)
 #   stop     SIGTERM the agent (SIGKILL after 20s); no-op if not running
+#   kill     SIGKILL it, as a crash would (for fault tests); no-op if not running
 #   status   report whether the agent runs and has a leader (0 = yes, 3 = not running,
 #            1 = its process runs but it does not answer)
 #   url      print the HTTP API URL (http://127.0.0.1:PORT)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Throwaway local Jaeger v2 (all-in-one, in-memory storage) for Agora's development and tests.
 #
-# Usage: scripts/jaeger.sh {install|start|stop|status|url|api|otlp-grpc|otlp-http|query-grpc|health|ports|reset}
+# Usage: scripts/jaeger.sh {install|start|stop|kill|status|url|api|otlp-grpc|otlp-http|query-grpc|health|ports|reset}
 #
 #   install     build the pinned jaeger binary (scripts/go-tools.sh install jaeger)
 #   start       install and start Jaeger; no-op if it runs already; returns once its health
 #               check reports OK and its query API answers
 #   stop        SIGTERM Jaeger (SIGKILL after 20s); no-op if not running
+#   kill        SIGKILL it, as a crash would (for fault tests); no-op if not running
 #   status      report whether Jaeger runs and answers (0 = yes, 3 = not running,
 #               1 = its process runs but it does not answer)
 #   url         print the UI URL (http://127.0.0.1:PORT)

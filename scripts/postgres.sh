@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Throwaway local PostgreSQL for Agora's development and tests.
 #
-# Usage: scripts/postgres.sh {install|start|stop|status|url|ports|reset|create-db NAME...|reset-test-dbs}
+# Usage: scripts/postgres.sh {install|start|stop|kill|status|url|ports|reset|create-db NAME...|reset-test-dbs}
 #
 #   install         install the distro PostgreSQL server if no initdb is found
 #   start           init (once) and start a private cluster; no-op if running
 #   stop            fast-stop the cluster (SIGKILL after 30s); no-op if not running
+#   kill            SIGKILL it, as a crash would (for fault tests); no-op if not running
 #   status          report whether the cluster runs and answers (0 = yes, 3 = not running,
 #                   1 = its process runs but it does not answer)
 #   url             print the admin connection URL

@@ -390,6 +390,24 @@ instance_stop() {
   daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" "$INSTANCE_STOP_TIMEOUT_SECS" "$INSTANCE_STOP_SIGNAL"
 }
 
+# SIGKILL, as a crash or a machine loss would: no shutdown, whatever was in flight is lost
+# to the daemon (not to its disk). No-op if not running.
+instance_kill() {
+  local pid
+  if ! pid="$(instance_running_pid)"; then
+    log "not running (instance $INSTANCE_NAME)"
+    return 0
+  fi
+  log "killing (SIGKILL) instance $INSTANCE_NAME (pid $pid)"
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 10))
+  while pid_alive "$pid"; do
+    ((SECONDS < deadline)) || die "pid $pid survives SIGKILL"
+    sleep 0.1
+  done
+  rm -f "$INSTANCE_PID"
+}
+
 # 0 = running and answering, 3 = not running, 1 = running but not answering.
 instance_status() {
   local pid
@@ -427,13 +445,15 @@ instance_reset() {
   find "$INSTANCE_ROOT" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
 }
 
-# instance_main ARGS...: the life-cycle subcommands (install, start, stop, status, ports,
-# reset); any other goes to the sourcing script's instance_command, which ends in `*) usage`.
+# instance_main ARGS...: the life-cycle subcommands (install, start, stop, kill, status,
+# ports, reset); any other goes to the sourcing script's instance_command, which ends in
+# `*) usage`.
 instance_main() {
   case "${1:-}" in
     install) instance_install ;;
     start) instance_start ;;
     stop) instance_stop ;;
+    kill) instance_kill ;;
     status) instance_status ;;
     ports) instance_ports ;;
     reset) instance_reset ;;

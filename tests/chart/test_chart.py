@@ -142,7 +142,8 @@ def test_external_infrastructure_replaces_the_dev_components():
     for component in DEV:
         assert not any(o["metadata"]["name"] == f"t-agora-{component}" for o in objects), component
     config = find(objects, "ConfigMap", "t-agora-order-service")["data"]
-    assert config["AGORA_KAFKA_BROKERS"] == "kafka-0.kafka.data:9092,kafka-1.kafka.data:9092"
+    assert config["AGORA_KAFKA_BROKERS"] == "kafka-0.kafka.data:9092,kafka-1.kafka.data:9092,kafka-2.kafka.data:9092"
+    assert config["AGORA_KAFKA_REPLICATION"] == "3", "topics replicated on the external cluster"
     assert config["AGORA_CONSUL_ADDR"] == "consul-server.consul:8500"
     assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4317"
     order = env(find(objects, "Deployment", "t-agora-order-service"))

@@ -163,6 +163,12 @@ pub struct Common {
     #[serde(skip)]
     pub kafka_prefix: String,
 
+    /// Replicas of each topic created on Kafka (3 on a cluster of three or more brokers); a
+    /// majority of them must have an event before it counts as published.
+    #[arg(long, env = "AGORA_KAFKA_REPLICATION", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=9))]
+    #[serde(skip)]
+    pub kafka_replication: i32,
+
     #[command(flatten)]
     #[serde(skip)]
     pub discovery: DiscoveryArgs,

@@ -32,6 +32,7 @@ pub async fn bus(common: &Common) -> anyhow::Result<Arc<dyn EventBus>> {
         Events::Kafka => {
             let options = KafkaOptions {
                 partitions: common.kafka_partitions,
+                replication: common.kafka_replication,
                 prefix: common.kafka_prefix.clone(),
                 ..KafkaOptions::new(&common.kafka_brokers)
             };

@@ -43,7 +43,8 @@ pub struct KafkaOptions {
     pub brokers: String,
     /// Partitions of each topic Agora creates.
     pub partitions: i32,
-    /// Replicas of each topic Agora creates (1 on a single broker).
+    /// Replicas of each topic Agora creates (1 on a single broker, 3 on a cluster); a majority
+    /// of them must have an event before it is acknowledged (`min.insync.replicas`).
     pub replication: i32,
     /// Put in front of every topic and consumer-group name on the broker (e.g. `staging.`).
     pub prefix: String,
@@ -97,7 +98,11 @@ impl KafkaBus {
         if self.topics.lock().expect("the topic set lock is never poisoned").contains(topic) {
             return Ok(());
         }
-        let new = NewTopic::new(topic, self.options.partitions, TopicReplication::Fixed(self.options.replication));
+        // A majority of the replicas must have each write before `acks=all` acknowledges it,
+        // so losing a minority of brokers loses no acknowledged event and stops no producer.
+        let majority = (self.options.replication / 2 + 1).to_string();
+        let new = NewTopic::new(topic, self.options.partitions, TopicReplication::Fixed(self.options.replication))
+            .set("min.insync.replicas", &majority);
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = self.admin.create_topics([&new], &options).await.map_err(unavailable)?;
         for result in results {

@@ -154,7 +154,7 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()
 }
 
-/// A test's own instance of a component from `scripts/` (Kafka, Consul) on fixed free ports,
+/// A test's own instance of a component from `scripts/` (Kafka, a Kafka cluster, Consul) on fixed free ports,
 /// so that a restart brings it back where its clients expect it. Started on creation; reset
 /// (stopped, files deleted) when dropped.
 #[derive(Debug)]
@@ -172,6 +172,12 @@ impl PrivateInstance {
             &["AGORA_KAFKA_PORT", "AGORA_KAFKA_CONTROLLER_PORT"],
             &[],
         )
+    }
+
+    /// A Kafka cluster of three nodes (`scripts/kafka-cluster.sh`) named `NAME-…`: topics
+    /// replicated three times, a majority taking each write.
+    pub fn kafka_cluster(name: &str) -> Self {
+        Self::start("kafka-cluster.sh", ("AGORA_KAFKA_CLUSTER", name), &[], &[])
     }
 
     /// A Consul agent (`scripts/consul.sh`) named `NAME-…`, HTTP API only.
@@ -213,14 +219,22 @@ impl PrivateInstance {
 
     /// Runs `scripts/SCRIPT COMMAND` for this instance (`stop`, `start`…); panics on failure.
     pub fn script(&self, command: &str) {
+        self.output(&[command]);
+    }
+
+    /// What `scripts/SCRIPT ARGS...` prints for this instance (`brokers`, `kill 2`…); panics
+    /// on failure. Its log lines go to the test's stderr.
+    pub fn output(&self, args: &[&str]) -> String {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(self.script);
-        let status = std::process::Command::new("bash")
+        let out = std::process::Command::new("bash")
             .arg(script)
-            .arg(command)
+            .args(args)
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-            .status()
+            .stderr(std::process::Stdio::inherit())
+            .output()
             .expect("bash runs");
-        assert!(status.success(), "{} {command} failed", self.script);
+        assert!(out.status.success(), "{} {args:?} failed", self.script);
+        String::from_utf8(out.stdout).expect("UTF-8 output").trim_end().to_owned()
     }
 }
 

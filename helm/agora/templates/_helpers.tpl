@@ -207,6 +207,9 @@ AGORA_METRICS_LISTEN: {{ printf "0.0.0.0:%v" $r.metricsPort | quote }}
 AGORA_EVENTS: kafka
 AGORA_KAFKA_BROKERS: {{ include "agora.kafkaBrokers" $ | quote }}
 AGORA_KAFKA_PARTITIONS: {{ $.Values.kafka.partitions | quote }}
+{{- if not $.Values.kafka.enabled }}
+AGORA_KAFKA_REPLICATION: {{ $.Values.externalKafka.replication | quote }}
+{{- end }}
 {{- end }}
 {{- if eq $role "gateway" }}
 AGORA_REQUEST_TIMEOUT_MS: {{ $r.requestTimeoutMs | quote }}

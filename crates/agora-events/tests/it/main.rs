@@ -2,6 +2,7 @@
 //! in-process bus.
 
 mod kafka;
+mod kafka_cluster;
 
 use std::{
     sync::{
