@@ -37,6 +37,10 @@
 #   AGORA_CONSUL_SERF_WAN_PORT  WAN gossip, TCP and UDP              (default: 8302)
 #   AGORA_CONSUL_GRPC_PORT      gRPC (xDS, peering); -1 = disabled   (default: 8502)
 #   AGORA_CONSUL_GRPC_TLS_PORT  gRPC with TLS; -1 = disabled         (default: -1)
+# A member of a cluster (scripts/consul-cluster.sh sets these) instead of a dev agent:
+#   AGORA_CONSUL_ROLE           dev, server or client                (default: dev)
+#   AGORA_CONSUL_SERVERS        with server: how many servers the cluster waits for
+#   AGORA_CONSUL_JOIN           with server or client: HOST:SERF_LAN_PORT,… to join (retried)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -55,11 +59,21 @@ port_declare serf_wan AGORA_CONSUL_SERF_WAN_PORT 8302
 port_declare grpc AGORA_CONSUL_GRPC_PORT 8502 off
 port_declare grpc_tls AGORA_CONSUL_GRPC_TLS_PORT -1 off
 
+CONSUL_ROLE="${AGORA_CONSUL_ROLE:-dev}"
+case "$CONSUL_ROLE" in
+  dev) ;;
+  server)
+    [[ "${AGORA_CONSUL_SERVERS:-}" =~ ^[1-9]$ ]] || die "AGORA_CONSUL_ROLE=server needs AGORA_CONSUL_SERVERS, 1 to 9"
+    ;&
+  client) [[ -n "${AGORA_CONSUL_JOIN:-}" ]] || die "AGORA_CONSUL_ROLE=$CONSUL_ROLE needs AGORA_CONSUL_JOIN" ;;
+  *) die "AGORA_CONSUL_ROLE='$CONSUL_ROLE': use dev, server or client" ;;
+esac
+
 instance_init consul "${AGORA_CONSUL_INSTANCE:-dev}" AGORA_CONSUL_INSTANCE "$CACHE_DIR/consul"
 CONSUL_CONF="$INSTANCE_ROOT/consul.hcl"  # rewritten on every start (while stopped)
-CONSUL_DATA="$INSTANCE_ROOT/data"        # -dev keeps the state in memory; holds the node id
+CONSUL_DATA="$INSTANCE_ROOT/data"        # a server's Raft log; -dev keeps its state in memory
 # What our agent's command line contains (the config path is per instance).
-INSTANCE_PATTERN="agent -dev -config-file=$CONSUL_CONF"
+INSTANCE_PATTERN="-config-file=$CONSUL_CONF"
 
 CURL_TIMEOUT_SECS=2
 
@@ -69,16 +83,33 @@ CURL_TIMEOUT_SECS=2
 instance_where() { printf 'http://%s:%s\n' "$CONSUL_HOST" "${PORTS[http]}"; }
 INSTANCE_NOT_READY="has no leader on its HTTP port"
 
-# True if our agent answers on its HTTP port and is the leader: in dev mode it is the only
-# server, so the leader must be itself (its own server port; proves it is ours, too).
+# True if our agent answers on its HTTP port and knows the leader: in dev mode it is the
+# only server, so the leader must be itself (its own server port; proves it is ours, too); in
+# a cluster, any server, once a quorum has elected one.
 instance_ready() {
   local leader
   leader="$(curl -fsS --max-time "$CURL_TIMEOUT_SECS" \
     "http://$CONSUL_HOST:${PORTS[http]}/v1/status/leader" 2>/dev/null)" || return 1
-  [[ "$leader" == "\"$CONSUL_HOST:${PORTS[server]}\"" ]]
+  case "$CONSUL_ROLE" in
+    dev) [[ "$leader" == "\"$CONSUL_HOST:${PORTS[server]}\"" ]] ;;
+    *) [[ "$leader" =~ ^\"[^\"]+:[0-9]+\"$ ]] ;;
+  esac
 }
 
-# The agent's config (PORTS resolved). The rest of -dev's settings are kept.
+# The config lines of its role: a server waits for AGORA_CONSUL_SERVERS servers before the
+# first election and keeps Raft's fastest timing (a lost leader is replaced within seconds).
+role_config() {
+  local join
+  join="$(sed 's/[^,]*/"&"/g' <<<"${AGORA_CONSUL_JOIN:-}")"
+  case "$CONSUL_ROLE" in
+    dev) ;;
+    server) printf 'server = true\nbootstrap_expect = %s\nretry_join = [%s]\nperformance { raft_multiplier = 1 }\nui_config { enabled = true }\n' \
+      "$AGORA_CONSUL_SERVERS" "$join" ;;
+    client) printf 'server = false\nretry_join = [%s]\nui_config { enabled = true }\n' "$join" ;;
+  esac
+}
+
+# The agent's config (PORTS resolved). A dev agent keeps the rest of -dev's settings.
 instance_config() {
   mkdir -p "$INSTANCE_ROOT"
   cat >"$CONSUL_CONF.tmp" <<EOF
@@ -92,6 +123,8 @@ bind_addr = "$CONSUL_HOST"
 advertise_addr = "$CONSUL_HOST"
 advertise_addr_wan = "$CONSUL_HOST"
 client_addr = "$CONSUL_HOST"
+
+$(role_config)
 
 # No calls home (update check, anonymous signature).
 disable_update_check = true
@@ -114,8 +147,10 @@ EOF
 }
 
 instance_launch() {
+  local -a dev=()
+  [[ "$CONSUL_ROLE" != dev ]] || dev=(-dev)
   daemon_launch "$INSTANCE_PID" "$INSTANCE_LOG" \
-    "$1" agent -dev -config-file="$CONSUL_CONF" -bind="$CONSUL_HOST" -client="$CONSUL_HOST"
+    "$1" agent "${dev[@]}" -config-file="$CONSUL_CONF" -bind="$CONSUL_HOST" -client="$CONSUL_HOST"
 }
 
 # --- Subcommands (scripts/lib/daemon.sh) -----------------------------------

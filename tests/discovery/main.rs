@@ -5,12 +5,16 @@
 //!
 //! The agent-restart test runs a private agent, because it stops it.
 
+mod quorum;
 mod restart;
 
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -108,6 +112,60 @@ async fn spread(balanced: &Balanced, calls: usize) -> BTreeMap<String, usize> {
         *counts.entry(who_answers(balanced).await.unwrap()).or_default() += 1;
     }
     counts
+}
+
+/// Two instances, A and B, of a service of the test's own, and a balanced channel that has
+/// found both: the start of the tests that take Consul away under load.
+async fn two_instances(consul: &Consul) -> (String, ProductInstance, ProductInstance, Balanced) {
+    let service = unique_service();
+    let a = ProductInstance::start(consul, &service, "A").await;
+    let b = ProductInstance::start(consul, &service, "B").await;
+    let balanced = Resolver::with_consul(consul.clone()).channel(&format!("consul://{service}")).unwrap();
+    until_instances(&balanced, &[&a.id, &b.id]).await;
+    (service, a, b, balanced)
+}
+
+/// Calls through `balanced` every 10 ms until stopped, counting answers and failures.
+struct SteadyCalls {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SteadyCalls {
+    fn start(balanced: &Balanced) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let task = tokio::spawn({
+            let (balanced, stop, ok, failed) = (balanced.clone(), stop.clone(), ok.clone(), failed.clone());
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match who_answers(&balanced).await {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(status) => {
+                            eprintln!("failed call: {status:?}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        });
+        Self { stop, ok, failed, task }
+    }
+
+    /// Calls answered so far.
+    fn answered(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops the calls: (answered, failed).
+    async fn stop(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+    }
 }
 
 async fn until_instances(balanced: &Balanced, ids: &[&str]) {

@@ -2,18 +2,12 @@
 //! instances register again with the new agent (a `-dev` agent forgets everything). The
 //! agent is the test's own, on fixed ports, so it comes back where the instances expect it.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
-use agora_discovery::{Consul, Resolver};
+use agora_discovery::Consul;
 use agora_kit::testing::{PrivateInstance, consul_addr, eventually};
 
-use crate::{ProductInstance, unique_service, until_instances, until_status, who_answers};
+use crate::{SteadyCalls, two_instances, until_instances, until_status, who_answers};
 
 #[tokio::test]
 async fn an_agent_restart_keeps_calls_flowing_and_the_instances_register_again() {
@@ -21,35 +15,15 @@ async fn an_agent_restart_keeps_calls_flowing_and_the_instances_register_again()
     let Some(_) = consul_addr() else { return };
     let agent = PrivateInstance::consul("restart");
     let consul = Consul::new(&agent.addr(), None).unwrap();
-    let service = unique_service();
-    let a = ProductInstance::start(&consul, &service, "A").await;
-    let b = ProductInstance::start(&consul, &service, "B").await;
-    let balanced = Resolver::with_consul(consul.clone()).channel(&format!("consul://{service}")).unwrap();
-    until_instances(&balanced, &[&a.id, &b.id]).await;
+    let (service, a, b, balanced) = two_instances(&consul).await;
 
     // Steady calls for the whole restart.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let load = tokio::spawn({
-        let (balanced, stop, ok, failed) = (balanced.clone(), stop.clone(), ok.clone(), failed.clone());
-        async move {
-            while !stop.load(Ordering::Relaxed) {
-                match who_answers(&balanced).await {
-                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                    Err(status) => {
-                        eprintln!("failed call: {status:?}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    });
+    let calls = SteadyCalls::start(&balanced);
 
     agent.script("stop");
-    let during = ok.load(Ordering::Relaxed);
+    let during = calls.answered();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(ok.load(Ordering::Relaxed) > during + 20, "calls stopped while the agent was down");
+    assert!(calls.answered() > during + 20, "calls stopped while the agent was down");
     agent.script("start");
 
     // The new agent knows nothing; each instance's keeper registers it again.
@@ -65,9 +39,7 @@ async fn an_agent_restart_keeps_calls_flowing_and_the_instances_register_again()
     })
     .await;
 
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = calls.stop().await;
     eprintln!("{ok} calls answered during the restart, {failed} failed");
     assert_eq!(failed, 0);
     a.served.stop().await;

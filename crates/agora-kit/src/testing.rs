@@ -154,7 +154,7 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()
 }
 
-/// A test's own instance of a component from `scripts/` (Kafka, a Kafka cluster, Consul) on fixed free ports,
+/// A test's own instance of a component from `scripts/` (Kafka, Consul, or a cluster of them) on fixed free ports,
 /// so that a restart brings it back where its clients expect it. Started on creation; reset
 /// (stopped, files deleted) when dropped.
 #[derive(Debug)]
@@ -178,6 +178,12 @@ impl PrivateInstance {
     /// replicated three times, a majority taking each write.
     pub fn kafka_cluster(name: &str) -> Self {
         Self::start("kafka-cluster.sh", ("AGORA_KAFKA_CLUSTER", name), &[], &[])
+    }
+
+    /// A Consul cluster (`scripts/consul-cluster.sh`) named `NAME-…`: three servers and the
+    /// client agent processes talk to (`output(&["addr"])`).
+    pub fn consul_cluster(name: &str) -> Self {
+        Self::start("consul-cluster.sh", ("AGORA_CONSUL_CLUSTER", name), &[], &[])
     }
 
     /// A Consul agent (`scripts/consul.sh`) named `NAME-…`, HTTP API only.

@@ -60,7 +60,7 @@ async fn losing_the_busiest_node_loses_no_acknowledged_event_and_stops_no_produc
     cluster.output(&["kill", &victim.to_string()]);
     let slowest = publish(&bus, &topic, 100..200).await;
     eprintln!("node {victim} killed: the slowest of 100 acknowledgements took {slowest:?}");
-    cluster.output(&["start-node", &victim.to_string()]);
+    cluster.output(&["start-member", &victim.to_string()]);
     publish(&bus, &topic, 200..300).await;
 
     let mut subscription = bus.subscribe(&format!("test.ha.{}", uuid::Uuid::new_v4().simple()), &topic).await.unwrap();
