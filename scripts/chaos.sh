@@ -144,7 +144,7 @@ TOP_UP_MINOR=$($QUICK && echo 40000 || echo 150000)
 
 # Runs until stopped (SIGTERM ends the sending, then it follows the placed orders).
 "$BIN" loadgen --gateway "$GATEWAY" -r "$RATE" -d 1h --mix browse=20,product=20,order=40,cancel=10,read=10 \
-  --users 16 --top-up-minor "$TOP_UP_MINOR" --order-retries 8 --timeout 10s --settle-timeout 120s \
+  --users 16 --top-up-minor "$TOP_UP_MINOR" --retries 8 --timeout 10s --settle-timeout 120s \
   --accepted-orders "$OUT_DIR/accepted.txt" --json --quiet >"$OUT_DIR/loadgen.json" 2>"$OUT_DIR/loadgen.log" &
 LOADGEN_PID=$!
 # The customers are signed up before the first order; faults wait for that.
@@ -302,7 +302,8 @@ no_answer = sum(n for code, n in codes.items() if not code[0].isdigit())
 print()
 print(f"chaos run: {faults} faults under load")
 print(f"  requests sent                  {sent}  (answers by status, with the follow-ups after the run: {codes})")
-print(f"  5xx / no answer during faults  {server_errors} / {no_answer}")
+print(f"  5xx / no answer during faults  {server_errors} / {no_answer}  (after the client's retries)")
+print(f"  served                         {load['served'] * 100:.3f} %  ({load['retries']} retries after {load['retried']}; {load['retries_refused']} not allowed by the budget)")
 print(f"  orders accepted (201)          {rec['accepted']}")
 print(f"  orders PAID / CANCELLED        {rec['paid']} / {rec['cancelled']}  (of {rec['orders']} in order-service; {rec['refunded']} payments refunded)")
 print(f"  orders lost                    {rec['lost']}")

@@ -238,7 +238,7 @@ class Load:
         password = base64.b64decode(secret["admin-password"]).decode()
         self.proc = subprocess.Popen(
             [cluster.e["AGORA_BIN"], "loadgen", "--gateway", cluster.gateway, "-r", "15", "-d", "1h",
-             "--mix", "browse=20,product=20,order=40,read=20", "--users", "6", "--order-retries", "8",
+             "--mix", "browse=20,product=20,order=40,read=20", "--users", "6", "--retries", "8",
              "--timeout", "10s", "--settle-timeout", "120s", "--accepted-orders", self.accepted, "--json", "--quiet"],
             stdout=self.out, stderr=self.err, env={**os.environ, "AGORA_ADMIN_PASSWORD": password})
         deadline = time.monotonic() + 90

@@ -15,6 +15,7 @@
 
 pub mod mix;
 mod report;
+mod retry;
 pub mod stats;
 mod target;
 
@@ -127,11 +128,18 @@ pub struct Args {
     #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(i64).range(1..=100_000_000))]
     pub top_up_minor: i64,
 
-    /// Send an order again, with the same idempotency key, up to N times when the answer
-    /// was a 5xx, a 429 or no answer at all, as a careful client does (each try counts as a
-    /// request). The key makes a retry of an order that was in fact placed return it.
+    /// Send a request again, up to N times, when the answer was a 5xx, a 429 or no answer at
+    /// all, as a careful client does: reads, cancels, and orders with their idempotency key
+    /// (a retry of an order that was in fact placed returns it). Exponential backoff with
+    /// jitter, or the server's Retry-After; an operation counts once, with its last answer
+    /// and its whole time.
     #[arg(long, default_value_t = 0, value_name = "N")]
-    pub order_retries: u32,
+    pub retries: u32,
+
+    /// Retries may add at most this share of the operations (after a reserve of 10), so
+    /// that retrying cannot pile onto a struggling platform.
+    #[arg(long, default_value_t = 10, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub retry_budget: u32,
 
     /// Append the id of every order the gateway accepted (201) to FILE, one per line, as
     /// it is accepted (for `agora reconcile --accepted`).

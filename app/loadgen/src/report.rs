@@ -41,6 +41,17 @@ pub fn table(summary: &Summary) -> String {
 
     let codes: Vec<String> = f.status.iter().map(|(code, n)| format!("{code} ×{n}")).collect();
     let _ = writeln!(out, "\nstatus: {}", codes.join("  "));
+    let _ = writeln!(out, "served: {:.3} % (last answer neither a 5xx, a 429 nor none)", f.served * 100.0);
+    if f.retries > 0 || f.retries_refused > 0 {
+        let after: Vec<String> = f.retried.iter().map(|(code, n)| format!("{code} ×{n}")).collect();
+        let _ = writeln!(
+            out,
+            "retries: {} (after {}), {} not allowed by the budget",
+            f.retries,
+            after.join("  "),
+            f.retries_refused
+        );
+    }
     if f.dropped > 0 {
         let _ = writeln!(
             out,

@@ -76,6 +76,12 @@ struct Tally {
     /// The first `createdAt` and the last `updatedAt` of the PAID orders, in epoch ms.
     paid_span: Option<(i64, i64)>,
     unsettled: u64,
+    /// Retries sent, by the status of the answer that was retried.
+    retried: BTreeMap<String, u64>,
+    /// Retries the budget did not allow.
+    retries_refused: u64,
+    /// Requests whose last answer was not definite (a 5xx, a 429, none).
+    unanswered: u64,
 }
 
 /// Everything recorded during a run; shared by the workers.
@@ -110,6 +116,25 @@ impl Recorder {
             }
         }
         *tally.status.entry(outcome.status.clone()).or_default() += 1;
+        if !outcome.ok && outcome.indefinite() {
+            tally.unanswered += 1;
+        }
+    }
+
+    /// A request that is sent again after `outcome` (not definite); the operation is recorded
+    /// once, with its last outcome, by [`Recorder::request`].
+    pub fn retried(&self, outcome: &Outcome, counted: bool) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if counted {
+            *self.tally.lock().expect("recorder lock").retried.entry(outcome.status.clone()).or_default() += 1;
+        }
+    }
+
+    /// A retry the budget did not allow.
+    pub fn retry_refused(&self, counted: bool) {
+        if counted {
+            self.tally.lock().expect("recorder lock").retries_refused += 1;
+        }
     }
 
     pub fn placed(&self) {
@@ -167,6 +192,10 @@ impl Recorder {
             window_secs: window.as_secs_f64(),
             requests,
             throughput: requests as f64 / secs,
+            served: if requests == 0 { 1.0 } else { 1.0 - tally.unanswered as f64 / requests as f64 },
+            retries: tally.retried.values().sum(),
+            retried: tally.retried.clone(),
+            retries_refused: tally.retries_refused,
             errors: routes.iter().map(|r| r.errors).sum(),
             dropped: self.dropped.load(Ordering::Relaxed),
             routes,
@@ -234,6 +263,14 @@ pub struct Figures {
     pub window_secs: f64,
     pub requests: u64,
     pub throughput: f64,
+    /// The share of the requests whose last answer was definite: neither a 5xx nor a 429 nor
+    /// none at all (after the retries, with `--retries`). A 4xx counts as served.
+    pub served: f64,
+    /// Requests sent again (`--retries`), and by the status they were sent again after.
+    pub retries: u64,
+    pub retried: BTreeMap<String, u64>,
+    /// Retries the budget did not allow.
+    pub retries_refused: u64,
     pub errors: u64,
     /// Open loop only: arrivals not sent because `--max-in-flight` requests were waiting.
     pub dropped: u64,
@@ -275,6 +312,29 @@ mod tests {
         assert!((x.latency_ms.max - 100.0).abs() < 0.1, "{:?}", x.latency_ms);
         assert_eq!(recorder.sent.load(Ordering::Relaxed), 103);
         assert!(figures.orders.is_none());
+    }
+
+    #[test]
+    fn a_retried_request_counts_once_with_its_last_answer_and_served_counts_definite_answers() {
+        let recorder = Recorder::default();
+        let answer = |status: &str| Outcome { status: status.into(), ok: status == "201", message: None };
+        // Retried after a 503 and a timeout, then placed.
+        recorder.retried(&answer("503"), true);
+        recorder.retried(&answer("timeout"), true);
+        recorder.request("POST /v1/orders", &answer("201"), Duration::from_millis(900), true);
+        // Refused for a reason of the client's: served. Unavailable to the end: not served.
+        recorder.request("POST /v1/orders", &answer("409"), Duration::from_millis(5), true);
+        recorder.retry_refused(true);
+        recorder.request("POST /v1/orders", &answer("503"), Duration::from_millis(5), true);
+        recorder.request("POST /v1/orders", &answer("201"), Duration::from_millis(5), true);
+
+        let figures = recorder.summary(Duration::from_secs(1));
+        assert_eq!(figures.requests, 4, "each operation once");
+        assert_eq!(figures.retries, 2);
+        assert_eq!(figures.retried, BTreeMap::from([("503".to_owned(), 1), ("timeout".to_owned(), 1)]));
+        assert_eq!(figures.retries_refused, 1);
+        assert!((figures.served - 0.75).abs() < 1e-9, "{}", figures.served);
+        assert_eq!(recorder.sent.load(Ordering::Relaxed), 6, "every request sent, retries included");
     }
 
     #[test]

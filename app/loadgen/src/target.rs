@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Args,
     mix::Op,
+    retry::{self, Retries},
     stats::{Outcome, Recorder},
 };
 
@@ -101,8 +102,8 @@ pub struct Rest {
     orders: Mutex<Vec<(usize, String)>>,
     /// Where accepted orders' ids are appended (`--accepted-orders`).
     accepted: Option<Mutex<File>>,
-    /// Further tries of an order that got no definite answer (`--order-retries`).
-    order_retries: u32,
+    /// Further tries of a request that got no definite answer (`--retries`), and their budget.
+    retries: Retries,
 }
 
 impl Rest {
@@ -131,7 +132,7 @@ impl Rest {
             customers: Vec::new(),
             orders: Mutex::default(),
             accepted,
-            order_retries: args.order_retries,
+            retries: Retries::new(args.retries, args.retry_budget),
         };
 
         let (status, body) = rest.call(Method::GET, "/readyz", None, None).await.with_context(|| {
@@ -168,6 +169,17 @@ impl Rest {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), reqwest::Error> {
+        self.exchange(method, path, token, body).await.map(|(status, reply, _)| (status, reply))
+    }
+
+    /// `call`, and how long the server asked the client to wait (`Retry-After`, in seconds).
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value, Option<Duration>), reqwest::Error> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -177,15 +189,66 @@ impl Rest {
         }
         let reply = request.send().await?;
         let status = reply.status();
+        let retry_after = reply
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .map(Duration::from_secs);
         let bytes = reply.bytes().await?;
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), retry_after))
     }
 
     /// A measured call: its outcome as the recorder counts it, and the reply's JSON.
     async fn attempt(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (Outcome, Value) {
-        match self.call(method, path, token, body).await {
-            Ok((status, reply)) => (Outcome::http(status, (!status.is_success()).then(|| message(&reply))), reply),
-            Err(e) => (Outcome::failed(&e), Value::Null),
+        self.attempt_waiting(method, path, token, body).await.0
+    }
+
+    /// `attempt`, and the `Retry-After` of its answer.
+    async fn attempt_waiting(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> ((Outcome, Value), Option<Duration>) {
+        match self.exchange(method, path, token, body).await {
+            Ok((status, reply, after)) => {
+                ((Outcome::http(status, (!status.is_success()).then(|| message(&reply))), reply), after)
+            }
+            Err(e) => ((Outcome::failed(&e), Value::Null), None),
+        }
+    }
+
+    /// `attempt`, and again while the answer is not definite and `--retries` and the budget
+    /// allow (every request here is safe to send again). The operation is recorded once, with
+    /// its last outcome and the time since `started`; each retry is counted apart.
+    #[allow(clippy::too_many_arguments)]
+    async fn operation(
+        &self,
+        route: &'static str,
+        (method, path): (Method, &str),
+        token: Option<&str>,
+        body: Option<&Value>,
+        rng: &mut fastrand::Rng,
+        started: Instant,
+        counted: bool,
+        recorder: &Recorder,
+    ) -> (Outcome, Value) {
+        self.retries.budget.deposit();
+        let mut retried = 0;
+        loop {
+            let ((outcome, reply), asked) = self.attempt_waiting(method.clone(), path, token, body).await;
+            let again = !outcome.ok && outcome.indefinite() && retried < self.retries.max;
+            if !again || !self.retries.budget.withdraw() {
+                if again {
+                    recorder.retry_refused(counted);
+                }
+                recorder.request(route, &outcome, started.elapsed(), counted);
+                return (outcome, reply);
+            }
+            recorder.retried(&outcome, counted);
+            retried += 1;
+            tokio::time::sleep(retry::backoff(retried, rng, asked)).await;
         }
     }
 
@@ -318,17 +381,9 @@ impl Rest {
             }
         };
         let places = matches!(op, Op::Order | Op::Cancel);
-        let retries = if places { self.order_retries } else { 0 };
-        let mut tried = 0;
-        let (outcome, reply) = loop {
-            let (outcome, reply) = self.attempt(method.clone(), &path, token.as_deref(), body.as_ref()).await;
-            recorder.request(route, &outcome, started.elapsed(), counted);
-            if outcome.ok || tried >= retries || !outcome.indefinite() {
-                break (outcome, reply);
-            }
-            tried += 1;
-            tokio::time::sleep(Duration::from_millis(200) * tried).await;
-        };
+        let (outcome, reply) = self
+            .operation(route, (method, &path), token.as_deref(), body.as_ref(), rng, started, counted, recorder)
+            .await;
         if !places || !outcome.ok {
             return None;
         }
@@ -348,10 +403,20 @@ impl Rest {
             orders.push((customer, id.clone()));
         }
         if op == Op::Cancel {
-            let started = Instant::now();
-            let path = format!("/v1/orders/{id}:cancel");
-            let (outcome, _) = self.attempt(Method::POST, &path, Some(&self.token(customer)), Some(&json!({}))).await;
-            recorder.request("POST /v1/orders/{id}:cancel", &outcome, started.elapsed(), counted);
+            let (path, token) = (format!("/v1/orders/{id}:cancel"), self.token(customer));
+            let route = "POST /v1/orders/{id}:cancel";
+            let body = json!({});
+            self.operation(
+                route,
+                (Method::POST, &path),
+                Some(&token),
+                Some(&body),
+                rng,
+                Instant::now(),
+                counted,
+                recorder,
+            )
+            .await;
         }
         Some(Placed { customer, id })
     }
