@@ -307,6 +307,12 @@ pub struct GatewayArgs {
     #[arg(long, env = "AGORA_SIGN_IN_LIMIT_BURST", help = with_default("Sign-ins a client may make at once", gateway::Config::default().sign_in_limit_burst))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sign_in_limit_burst: Option<u32>,
+    /// Share the listening port with the other gateways started with this flag on this machine
+    /// (SO_REUSEPORT): the kernel spreads new connections over them, and while one is gone
+    /// the others take every new connection. Each registers in Consul under an id of its own.
+    #[arg(long, env = "AGORA_REUSE_PORT")]
+    #[serde(skip)]
+    pub reuse_port: bool,
     /// Origins browsers may call from, comma-separated, or `*`; none sends no CORS headers.
     #[arg(long, env = "AGORA_CORS_ORIGINS", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -117,7 +117,13 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
     }
     cfg.resolver = resolver(&args.discovery)?;
     // The gateway serves HTTP, so the agent checks `/healthz`.
-    let listener = listen(args.listen, &args.discovery, GATEWAY, Probe::Http("/healthz".into())).await?;
+    let probe = Probe::Http("/healthz".into());
+    let listener = if args.reuse_port {
+        let tcp = agora_kit::net::bind_shared(args.listen)?;
+        announce(Listener::from(tcp), &args.discovery, GATEWAY, probe, Registration::sharing_address)?
+    } else {
+        listen(args.listen, &args.discovery, GATEWAY, probe).await?
+    };
     gateway::run(cfg, listener, shutdown).await
 }
 
@@ -168,10 +174,20 @@ fn advertise(args: &DiscoveryArgs, local: SocketAddr) -> anyhow::Result<SocketAd
 /// serves, checked by `probe`, and deregisters first when it stops.
 async fn listen(addr: SocketAddr, args: &DiscoveryArgs, role: &str, probe: Probe) -> anyhow::Result<Listener> {
     let tcp: TcpListener = agora_kit::net::bind(addr).await?;
-    let listener = Listener::from(tcp);
+    announce(Listener::from(tcp), args, role, probe, |registration| registration)
+}
+
+/// `listener`, registered in Consul (`adjust`ed) when discovery is by Consul.
+fn announce(
+    listener: Listener,
+    args: &DiscoveryArgs,
+    role: &str,
+    probe: Probe,
+    adjust: impl FnOnce(Registration) -> Registration,
+) -> anyhow::Result<Listener> {
     if args.discovery == DiscoveryMode::Static {
         return Ok(listener);
     }
-    let registration = registration(args, role, listener.local_addr()?, probe)?;
+    let registration = adjust(registration(args, role, listener.local_addr()?, probe)?);
     Ok(listener.announced(Arc::new(registration)))
 }

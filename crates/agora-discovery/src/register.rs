@@ -96,6 +96,14 @@ impl Registration {
         &self.service.id
     }
 
+    /// For one of several processes that share their address (`SO_REUSEPORT`): an id of this
+    /// process's own, so that each registers, and one going away withdraws only itself.
+    #[must_use]
+    pub fn sharing_address(mut self) -> Self {
+        self.service.id = format!("{}-{}", self.service.id, std::process::id());
+        self
+    }
+
     /// Registers the instance now (if the agent answers) and keeps it registered.
     pub async fn start(&self) {
         self.stop_keeper();
@@ -186,5 +194,20 @@ async fn keep(consul: Consul, service: ServiceRegistration, mut registered: bool
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_sharing_an_address_register_under_ids_of_their_own() {
+        let consul = Consul::new("127.0.0.1:1", None).unwrap();
+        let timing = CheckTiming { interval: Duration::from_secs(5), deregister_after: Duration::from_secs(60) };
+        let addr: SocketAddr = "10.0.0.7:8080".parse().unwrap();
+        let one = || Registration::new(consul.clone(), "gateway", addr, Probe::Http("/healthz".into()), timing, "1");
+        assert_eq!(one().id(), "gateway-10.0.0.7-8080", "one per address: a restart replaces its old registration");
+        assert_eq!(one().sharing_address().id(), format!("gateway-10.0.0.7-8080-{}", std::process::id()));
     }
 }

@@ -159,6 +159,51 @@ async fn gateway_role_is_live_before_its_backends_and_ready_only_with_them() {
     assert!(status.success(), "the gateway exited with {status} on SIGTERM");
 }
 
+/// A gateway with `--reuse-port` on `port`, its access log in `log`.
+fn shared_gateway(port: u16, log: &std::path::Path) -> Role {
+    let dead = format!("127.0.0.1:{}", free_port());
+    Role {
+        child: Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["gateway", "--reuse-port", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--user-addr", &dead, "--product-addr", &dead, "--order-addr", &dead, "--payment-addr", &dead])
+            .env("AGORA_JWT_SECRET", "role-test-secret-role-test-secret!")
+            .env("AGORA_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn two_gateways_share_one_port_and_one_killed_leaves_every_new_connection_to_the_other() {
+    let (port, logs) = (free_port(), tempfile::tempdir().unwrap());
+    let log = |n: usize| logs.path().join(format!("gateway-{n}.log"));
+    let mut first = shared_gateway(port, &log(1));
+    let second = shared_gateway(port, &log(2));
+    // A new connection per request, so the kernel chooses a gateway for each.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let healthz = format!("{}/healthz", first.url);
+    let answered = |n: usize| std::fs::read_to_string(log(n)).unwrap_or_default().matches("/healthz").count();
+    agora_kit::testing::eventually(10, "both gateways to answer on the one port", || async {
+        http.get(&healthz).send().await.ok()?;
+        (answered(1) > 0 && answered(2) > 0).then_some(())
+    })
+    .await;
+
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let before = answered(2);
+    for i in 0..50 {
+        let reply = http.get(&healthz).send().await.unwrap_or_else(|e| panic!("request {i} after the kill: {e}"));
+        assert_eq!(reply.status(), 200);
+    }
+    assert_eq!(answered(2), before + 50, "the survivor answered every request after the kill");
+    drop(second);
+}
+
 #[test]
 fn gateway_refuses_to_start_without_a_usable_secret() {
     let out = Command::new(env!("CARGO_BIN_EXE_agora"))
