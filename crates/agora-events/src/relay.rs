@@ -5,6 +5,11 @@
 //! deduplicate by event id, so the effect still happens once. Rows are published strictly in
 //! order and the relay stops at the first failure, so one aggregate's events never overtake
 //! each other.
+//!
+//! Several replicas of a service share one outbox, and one of them publishes it: the one
+//! that holds the outbox's lease ([`agora_kit::db::Lease`]). The others wait, trying for the
+//! lease every second, and the first to get it after the holder dies (or loses its database
+//! connection) carries on where it stopped.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -27,6 +32,8 @@ const BATCH: i64 = 100;
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// Upper bound of the back-off while the bus is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a waiting replica tries for the lease, and the holder checks it still has it.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Relay {
@@ -76,14 +83,51 @@ impl Relay {
         Outbox::new(self.db.clone(), self.wake.clone())
     }
 
-    /// Publishes until `shutdown`; bus outages are retried with back-off, never fatal.
+    /// Publishes until `shutdown`, while this replica holds the outbox's lease; bus outages
+    /// are retried with back-off, never fatal.
     pub async fn run(self, shutdown: CancellationToken) {
+        let name = format!("agora.outbox.{}", self.service);
+        let mut waited = false;
+        loop {
+            match self.db.try_lease(&name).await {
+                Ok(Some(lease)) => {
+                    if waited {
+                        tracing::info!(outbox = %self.service, "took over publishing the outbox");
+                    }
+                    self.publish_holding(lease, &shutdown).await;
+                    waited = false;
+                }
+                Ok(None) => {
+                    if !waited {
+                        tracing::info!(outbox = %self.service, "another replica publishes the outbox; standing by");
+                    }
+                    waited = true;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot try for the outbox's lease; will retry"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(LEASE_CHECK) => {}
+            }
+        }
+    }
+
+    /// Publishes until `shutdown` or until the lease is lost.
+    async fn publish_holding(&self, mut lease: agora_kit::db::Lease, shutdown: &CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         let backlog = agora_kit::metrics::metrics()
             .outbox_backlog
             .get_or_create(&agora_kit::metrics::OutboxLabels { service: self.service.clone() })
             .clone();
+        let mut checked = tokio::time::Instant::now();
         loop {
+            if checked.elapsed() >= LEASE_CHECK {
+                if !lease.held().await {
+                    tracing::warn!(outbox = %self.service, "lost the outbox's lease (its database session ended)");
+                    return;
+                }
+                checked = tokio::time::Instant::now();
+            }
             let published = self.publish_batch().await;
             if let Ok(rows) = self.backlog().await {
                 backlog.set(rows);

@@ -273,6 +273,54 @@ impl Drop for SchemaLock {
     }
 }
 
+/// Work that at most one of several replicas does at a time (publishing one outbox, in
+/// order): a PostgreSQL session lock, held as long as its connection lives. A process that
+/// dies, or loses its connection, loses the lease, and another replica's next `try_lease`
+/// takes it. SQLite databases belong to one process, so there the lease is always granted.
+#[derive(Debug)]
+pub struct Lease {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+}
+
+impl Db {
+    /// Takes the lease `name` unless another session holds it (then `None`).
+    pub async fn try_lease(&self, name: &str) -> Result<Option<Lease>, sqlx::Error> {
+        if !matches!(self.backend, Backend::Postgres) {
+            return Ok(Some(Lease { conn: None }));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let taken: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(lease_key(name)).fetch_one(&mut *conn).await?;
+        // Not taken: the connection goes back to the pool holding nothing.
+        Ok(taken.then_some(Lease { conn: Some(conn) }))
+    }
+}
+
+impl Lease {
+    /// True while the session that holds the lease answers.
+    pub async fn held(&mut self) -> bool {
+        match &mut self.conn {
+            Some(conn) => sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok(),
+            None => true,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // Closing the session releases the lock; a locked connection never goes back to the pool.
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+/// A lease's advisory-lock key: FNV-1a of its name, the same in every process.
+fn lease_key(name: &str) -> i64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
 /// Runs `migrator` under the schema lock.
 async fn migrate_alone(pool: &AnyPool, backend: Backend, migrator: &Migrator, shown: &str) -> Result<(), DbError> {
     let failed = |source: sqlx::Error| DbError::Migrate { url: shown.to_owned(), source: source.into() };

@@ -228,6 +228,50 @@ async fn a_consumer_restarted_before_its_ack_applies_nothing_twice(test_db: Test
     assert_eq!(effects(&db).await, 2);
 }
 
+/// Replicas of a service on one PostgreSQL database share its outbox: one relay publishes
+/// (it holds the outbox's lease), the other stands by, and takes over when the first stops,
+/// carrying on in order with nothing published twice.
+#[tokio::test]
+async fn of_two_replicas_one_publishes_the_outbox_and_the_other_takes_over_when_it_stops() {
+    let Some(test_db) = TestDatabase::postgres().await else { return };
+    // Each replica with its own pool, as two processes would have.
+    let (db, other) = (database(&test_db).await, database(&test_db).await);
+    let bus = LocalBus::in_memory().await.unwrap();
+    let lease = "agora.outbox.replicated";
+    let relay = |db: &Db| Relay::new(db.clone(), Arc::new(bus.clone())).named("replicated");
+    let (first_stop, second_stop) = (CancellationToken::new(), CancellationToken::new());
+    let first = tokio::spawn(relay(&db).run(first_stop.clone()));
+    eventually(10, "the first relay to hold the lease", || async {
+        db.try_lease(lease).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let second = tokio::spawn(relay(&other).run(second_stop.clone()));
+
+    enqueue(&db, 20).await;
+    let published = |n: usize| {
+        let bus = bus.clone();
+        async move { bus.messages(topics::ORDERS).await.ok().filter(|m| m.len() >= n) }
+    };
+    eventually(10, "the first 20 events", || published(20)).await;
+    first_stop.cancel();
+    first.await.unwrap();
+
+    // Written while nobody published: the second relay takes the lease and publishes them.
+    let outbox = Outbox::without_relay(db.clone());
+    for i in 20..30 {
+        let mut tx = outbox.begin().await.unwrap();
+        let event = OrderPlaced { order_id: format!("o{i}"), ..Default::default() };
+        tx.enqueue(&event.order_id, &event).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let all = eventually(10, "the next 10 events, from the second relay", || published(30)).await;
+    assert_eq!(order_ids(&all), (0..30).map(|i| format!("o{i}")).collect::<Vec<_>>(), "each once, in order");
+    assert!(db.try_lease(lease).await.unwrap().is_none(), "the second relay holds the lease now");
+    second_stop.cancel();
+    second.await.unwrap();
+    assert!(db.try_lease(lease).await.unwrap().is_some(), "a stopped relay leaves the lease free");
+}
+
 agora_kit::db_tests!(
     a_committed_event_wakes_the_relay_and_a_rolled_back_one_vanishes,
     relay_publishes_every_row_once_in_order,
