@@ -135,7 +135,7 @@ impl Rest {
             retries: Retries::new(args.retries, args.retry_budget),
         };
 
-        let (status, body) = rest.call(Method::GET, "/readyz", None, None).await.with_context(|| {
+        let (status, body, _) = rest.call(Method::GET, "/readyz", None, None).await.with_context(|| {
             format!("cannot reach the gateway at {}: is the platform running (make run / make up)?", rest.base)
         })?;
         if status != StatusCode::OK {
@@ -161,19 +161,9 @@ impl Rest {
         Ok(rest)
     }
 
-    /// Sends a request; returns the status and the JSON body (`Null` when not JSON).
+    /// Sends a request; returns the status, the JSON body (`Null` when not JSON) and how long
+    /// the server asked the client to wait (`Retry-After`, in seconds).
     async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, Value), reqwest::Error> {
-        self.exchange(method, path, token, body).await.map(|(status, reply, _)| (status, reply))
-    }
-
-    /// `call`, and how long the server asked the client to wait (`Retry-After`, in seconds).
-    async fn exchange(
         &self,
         method: Method,
         path: &str,
@@ -198,20 +188,16 @@ impl Rest {
         Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), retry_after))
     }
 
-    /// A measured call: its outcome as the recorder counts it, and the reply's JSON.
-    async fn attempt(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (Outcome, Value) {
-        self.attempt_waiting(method, path, token, body).await.0
-    }
-
-    /// `attempt`, and the `Retry-After` of its answer.
-    async fn attempt_waiting(
+    /// A measured call: its outcome as the recorder counts it, the reply's JSON, and the
+    /// answer's `Retry-After`.
+    async fn attempt(
         &self,
         method: Method,
         path: &str,
         token: Option<&str>,
         body: Option<&Value>,
     ) -> ((Outcome, Value), Option<Duration>) {
-        match self.exchange(method, path, token, body).await {
+        match self.call(method, path, token, body).await {
             Ok((status, reply, after)) => {
                 ((Outcome::http(status, (!status.is_success()).then(|| message(&reply))), reply), after)
             }
@@ -237,7 +223,7 @@ impl Rest {
         self.retries.budget.deposit();
         let mut retried = 0;
         loop {
-            let ((outcome, reply), asked) = self.attempt_waiting(method.clone(), path, token, body).await;
+            let ((outcome, reply), asked) = self.attempt(method.clone(), path, token, body).await;
             let again = !outcome.ok && outcome.indefinite() && retried < self.retries.max;
             if !again || !self.retries.budget.withdraw() {
                 if again {
@@ -261,7 +247,7 @@ impl Rest {
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
         let what = format!("{method} {path}");
-        let (status, reply) = self.call(method, path, token, body).await.with_context(|| what.clone())?;
+        let (status, reply, _) = self.call(method, path, token, body).await.with_context(|| what.clone())?;
         if status == StatusCode::TOO_MANY_REQUESTS {
             bail!(
                 "{what} answered {status}: {}. The gateway limits requests and sign-ins per client address; \
@@ -437,7 +423,7 @@ impl Rest {
         loop {
             let started = Instant::now();
             let token = self.token(order.customer);
-            let (outcome, reply) = self.attempt(Method::GET, &path, Some(&token), None).await;
+            let ((outcome, reply), _) = self.attempt(Method::GET, &path, Some(&token), None).await;
             recorder.request("GET /v1/orders/{id} (settled?)", &outcome, started.elapsed(), counted);
             let settled = match reply["status"].as_str() {
                 Some("ORDER_STATUS_PAID") => Some("PAID"),

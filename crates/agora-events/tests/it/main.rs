@@ -40,8 +40,14 @@ async fn database(test_db: &TestDatabase) -> Db {
 
 /// Writes `n` OrderPlaced events for order ids `o0..o{n-1}`, each in its own transaction.
 async fn enqueue(db: &Db, n: usize) {
+    enqueue_orders(db, 0..n).await;
+}
+
+/// Writes an OrderPlaced event for each order id `o{i}`, `i` in `orders`, each in its own
+/// transaction.
+async fn enqueue_orders(db: &Db, orders: std::ops::Range<usize>) {
     let outbox = Outbox::without_relay(db.clone());
-    for i in 0..n {
+    for i in orders {
         let mut tx = outbox.begin().await.unwrap();
         let event = OrderPlaced { order_id: format!("o{i}"), ..Default::default() };
         tx.enqueue(&event.order_id, &event).await.unwrap();
@@ -257,13 +263,7 @@ async fn of_two_replicas_one_publishes_the_outbox_and_the_other_takes_over_when_
     first.await.unwrap();
 
     // Written while nobody published: the second relay takes the lease and publishes them.
-    let outbox = Outbox::without_relay(db.clone());
-    for i in 20..30 {
-        let mut tx = outbox.begin().await.unwrap();
-        let event = OrderPlaced { order_id: format!("o{i}"), ..Default::default() };
-        tx.enqueue(&event.order_id, &event).await.unwrap();
-        tx.commit().await.unwrap();
-    }
+    enqueue_orders(&db, 20..30).await;
     let all = eventually(10, "the next 10 events, from the second relay", || published(30)).await;
     assert_eq!(order_ids(&all), (0..30).map(|i| format!("o{i}")).collect::<Vec<_>>(), "each once, in order");
     assert!(db.try_lease(lease).await.unwrap().is_none(), "the second relay holds the lease now");
