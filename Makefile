@@ -13,7 +13,7 @@ help: ## List the targets
 run: ## Run the gateway and every service in one process (SQLite under ./data) on :8080
 	cargo run --release
 
-up: ## Run the distributed stack: gateway + 4 services as processes on PostgreSQL, Kafka, Consul, Jaeger (PRODUCT_REPLICAS=N for N product-service instances)
+up: ## Run the distributed stack: gateway + 4 services, two processes of each (AGORA_UP_REPLICAS=N), on PostgreSQL, Kafka, Consul, Jaeger
 	bash scripts/up.sh up
 
 down: ## Stop everything `make up` started (its data stays; `scripts/up.sh purge` deletes it)

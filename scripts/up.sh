@@ -11,18 +11,19 @@
 #           Whatever already runs is left running.
 #   down    stop the gateway, the services and the infrastructure; no process is left
 #           behind. The data (databases, topics, secrets) stays for the next `up`.
-#   logs    follow the logs: all of them, or the named ones (gateway, user-service,
-#           product-service, product-service-2…, order-service, payment-service, postgres,
+#   logs    follow the logs: all of them, or the named ones (gateway, gateway-2, user-service,
+#           user-service-2, product-service, …, order-service, payment-service, postgres,
 #           kafka, consul, jaeger)
 #   status  what runs, and where
 #   purge   `down`, then delete the stack's data: databases, topics, secrets and logs
 #
-# Every process registers with the stack's Consul agent (a gRPC health check per service, an
-# HTTP one for the gateway) and finds the others there, so several product-service instances
-# share the load (PRODUCT_REPLICAS). Every service gets its own database in the stack's
-# PostgreSQL (agora_user, agora_product, ...; product-service's instances share theirs) and
-# the events go through the stack's Kafka. The admin password and the token secret are
-# generated once into $AGORA_CACHE/up/secrets.
+# Every role runs twice by default (AGORA_UP_REPLICAS), so that losing any one process loses
+# no service: every process registers with the stack's Consul agent (a gRPC health check per
+# service, an HTTP one for the gateway) and finds the others there, and the gateways share
+# one port (--reuse-port), so clients keep one address. Every service gets its own database
+# in the stack's PostgreSQL (agora_user, agora_product, ...; a role's instances share theirs;
+# one relay at a time publishes its outbox) and the events go through the stack's Kafka. The
+# admin password and the token secret are generated once into $AGORA_CACHE/up/secrets.
 #
 # Environment:
 #   AGORA_CACHE          cache root (default: $HOME/.cache/agora)
@@ -33,8 +34,9 @@
 #   AGORA_UP_BIN         run this agora binary instead of building the release one
 #   CARGO_TARGET_DIR     where cargo builds (default: $AGORA_CACHE/target)
 #   AGORA_ADMIN_EMAIL    the admin account (default: admin@agora.local)
-#   PRODUCT_REPLICAS     product-service instances, 1 to 9 (default: 1); `up` with more
-#                        starts the missing ones, `down` stops them all
+#   AGORA_UP_REPLICAS    instances of every role, 1 to 9 (default: 2); `up` with more starts
+#                        the missing ones, `down` stops them all
+#   PRODUCT_REPLICAS     product-service instances, 1 to 9 (default: AGORA_UP_REPLICAS)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,18 +58,33 @@ TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-$CACHE_DIR/target}")"
 AGORA_BIN="$(realpath -m "${AGORA_UP_BIN:-$TARGET_DIR/release/agora}")"
 FREE_PORTS="${AGORA_UP_FREE_PORTS:-0}"
 ADMIN_EMAIL="${AGORA_ADMIN_EMAIL:-admin@agora.local}"
-PRODUCT_REPLICAS="${PRODUCT_REPLICAS:-1}"
+REPLICAS="${AGORA_UP_REPLICAS:-2}"
+[[ "$REPLICAS" =~ ^[1-9]$ ]] || die "AGORA_UP_REPLICAS must be a number from 1 to 9, not '$REPLICAS'"
+PRODUCT_REPLICAS="${PRODUCT_REPLICAS:-$REPLICAS}"
 [[ "$PRODUCT_REPLICAS" =~ ^[1-9]$ ]] || die "PRODUCT_REPLICAS must be a number from 1 to 9, not '$PRODUCT_REPLICAS'"
 
 # Every component script runs the stack's instance, beside any `dev` or `test` one.
 export AGORA_PG_INSTANCE="$INSTANCE" AGORA_PG_DURABLE=1
 export AGORA_KAFKA_INSTANCE="$INSTANCE" AGORA_CONSUL_INSTANCE="$INSTANCE" AGORA_JAEGER_INSTANCE="$INSTANCE"
 
-# The services' processes in start order (the gateway goes last); product-service's extra
-# instances are product-service-2, -3, ... Their usual ports and databases follow.
-PROCESSES=(user-service product-service)
-for ((replica = 2; replica <= PRODUCT_REPLICAS; replica++)); do PROCESSES+=("product-service-$replica"); done
-PROCESSES+=(order-service payment-service)
+# How many instances of each role; a role's extra instances are ROLE-2, ROLE-3, ...
+declare -A REPLICAS_OF=(
+  [user-service]="$REPLICAS" [product-service]="$PRODUCT_REPLICAS" [order-service]="$REPLICAS"
+  [payment-service]="$REPLICAS" [gateway]="$REPLICAS"
+)
+# Every instance of ROLE: ROLE, ROLE-2, ...
+instances_of() {
+  local replica
+  printf '%s\n' "$1"
+  for ((replica = 2; replica <= REPLICAS_OF[$1]; replica++)); do printf '%s-%s\n' "$1" "$replica"; done
+}
+# The services' processes in start order (the gateways go last). Their usual ports and
+# databases follow.
+PROCESSES=()
+for role in user-service product-service order-service payment-service; do
+  mapfile -t -O "${#PROCESSES[@]}" PROCESSES < <(instances_of "$role")
+done
+mapfile -t GATEWAYS < <(instances_of gateway)
 declare -A USUAL_PORT=(
   [user-service]=50051 [product-service]=50052 [order-service]=50053 [payment-service]=50054
   [gateway]=8080
@@ -107,9 +124,9 @@ role_port() {
   sed -n "s/^$1=//p" "$PORTS_FILE" | tail -n 1
 }
 
-# Where a running process serves its metrics.
+# Where a running process serves its metrics (the gateways on their shared port).
 metrics_url() {
-  if [[ "$1" == gateway ]]; then
+  if [[ "$(role_of "$1")" == gateway ]]; then
     printf 'http://127.0.0.1:%s/metrics\n' "$(role_port gateway)"
   else
     printf 'http://127.0.0.1:%s/metrics\n' "$(role_port "$1.metrics")"
@@ -125,12 +142,41 @@ role_pid() {
 all_processes() {
   local -A seen=()
   local name file
-  for name in gateway "${PROCESSES[@]}"; do seen[$name]=1; printf '%s\n' "$name"; done
+  for name in "${GATEWAYS[@]}" "${PROCESSES[@]}"; do seen[$name]=1; printf '%s\n' "$name"; done
   for file in "$PID_DIR"/*.pid; do
     [[ -e "$file" ]] || continue
     name="$(basename "$file" .pid)"
     [[ -n "${seen[$name]:-}" ]] || printf '%s\n' "$name"
   done
+}
+
+# The roles with fewer passing instances in Consul than they run ("gateway 1/2 …"), or nothing.
+roles_short() {
+  local role passing out=""
+  for role in "${!REPLICAS_OF[@]}"; do
+    passing="$(passing_instances "$role")"
+    ((passing >= REPLICAS_OF[$role])) || out+="$role $passing/${REPLICAS_OF[$role]} "
+  done
+  printf '%s' "${out% }"
+}
+
+# "2 instances of each role" or, where they differ, each role's count.
+instances_line() {
+  local role out=""
+  for role in gateway user-service product-service order-service payment-service; do
+    out+="$role ×${REPLICAS_OF[$role]}, "
+  done
+  printf '%s passing' "${out%, }"
+}
+
+# Waits (up to 10 s) until something accepts connections on port $1.
+wait_listening() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    port_open "$1" && return 0
+    sleep 0.1
+  done
+  die "nothing listens on 127.0.0.1:$1 after 10 s (log: $LOG_DIR/gateway.log)"
 }
 
 # Passing instances of a service in the stack's Consul.
@@ -162,8 +208,10 @@ start_role() {
   fi
   # A process started again gets its last port back while that is free, so clients (and a
   # load test) keep their address across a crash and restart.
-  local port="${PREVIOUS_PORT[$name]:-0}"
-  if [[ "$port" != 0 ]] && port_busy "$port"; then port=0; fi
+  local port="${PREVIOUS_PORT[$name]:-0}" shared
+  if [[ "$role" == gateway ]] && shared="$(running_gateway_port)"; then
+    port="$shared"  # the gateways share the port of the one that runs (SO_REUSEPORT)
+  elif [[ "$port" != 0 ]] && port_busy "$port"; then port=0; fi
   if [[ "$port" == 0 && -n "${USUAL_PORT[$name]:-}" ]]; then port="$(usual "${USUAL_PORT[$name]}")"; fi
   if [[ "$port" == 0 ]]; then port="$(free_port)"; fi
   DAEMON_TAKEN_PORTS+="$port "
@@ -185,6 +233,15 @@ start_role() {
   printf '%s=%s\n' "$name" "$port" >>"$PORTS_FILE"
   if ((${#metrics[@]})); then printf '%s.metrics=%s\n' "$name" "$metrics_port" >>"$PORTS_FILE"; fi
   log "$name starting on 127.0.0.1:$port (pid $DAEMON_LAUNCHED_PID, log: $LOG_DIR/$name.log)"
+}
+
+# The port of a gateway that runs, which the others share.
+running_gateway_port() {
+  local name
+  for name in "${GATEWAYS[@]}"; do
+    if role_pid "$name" >/dev/null; then role_port "$name"; return 0; fi
+  done
+  return 1
 }
 
 gateway_url() {
@@ -242,36 +299,45 @@ cmd_up() {
   # Everyone registers with Consul and finds the others there: no addresses to pass.
   local -a common=(AGORA_EVENTS=kafka AGORA_KAFKA_BROKERS="$brokers" OTEL_EXPORTER_OTLP_ENDPOINT="$otlp"
     AGORA_DISCOVERY=consul AGORA_CONSUL_ADDR="$consul")
-  local name
-  start_role user-service "${common[@]}" AGORA_DATABASE_URL="$pg_base/${DATABASE[user-service]}" \
-    AGORA_JWT_SECRET="$jwt_secret" AGORA_ADMIN_EMAIL="$ADMIN_EMAIL" AGORA_ADMIN_PASSWORD="$admin_password"
-  # The instances share one database; the first one seeds the demo catalog.
+  local name role
+  # A role's instances share its database; the first instance seeds it (the admin account,
+  # the demo catalog), so that two seeders never race.
   for name in "${PROCESSES[@]}"; do
-    [[ "$(role_of "$name")" == product-service ]] || continue
-    start_role "$name" "${common[@]}" AGORA_DATABASE_URL="$pg_base/${DATABASE[product-service]}" \
-      AGORA_SEED_DEMO="$([[ "$name" == product-service ]] && echo true || echo false)"
+    role="$(role_of "$name")"
+    local -a own=(AGORA_DATABASE_URL="$pg_base/${DATABASE[$role]}")
+    case "$role" in
+      user-service)
+        own+=(AGORA_JWT_SECRET="$jwt_secret")
+        if [[ "$name" == user-service ]]; then
+          own+=(AGORA_ADMIN_EMAIL="$ADMIN_EMAIL" AGORA_ADMIN_PASSWORD="$admin_password")
+        fi
+        ;;
+      product-service) own+=(AGORA_SEED_DEMO="$([[ "$name" == product-service ]] && echo true || echo false)") ;;
+    esac
+    start_role "$name" "${common[@]}" "${own[@]}"
   done
-  start_role order-service "${common[@]}" AGORA_DATABASE_URL="$pg_base/${DATABASE[order-service]}"
-  start_role payment-service "${common[@]}" AGORA_DATABASE_URL="$pg_base/${DATABASE[payment-service]}"
-  start_role gateway "${common[@]}" AGORA_JWT_SECRET="$jwt_secret"
+  # The first gateway binds the port before the others join it.
+  for name in "${GATEWAYS[@]}"; do
+    start_role "$name" "${common[@]}" AGORA_JWT_SECRET="$jwt_secret" AGORA_REUSE_PORT=true
+    [[ "$name" != gateway ]] || wait_listening "$(role_port gateway)"
+  done
 
   # Ready: the gateway reaches every service, and Consul lists every instance as passing.
-  local url deadline=$((SECONDS + START_TIMEOUT_SECS)) products=0
+  local url deadline=$((SECONDS + START_TIMEOUT_SECS)) short=""
   url="$(gateway_url)"
-  until curl -fsS --max-time 2 -o /dev/null "$url/readyz" 2>/dev/null \
-    && products="$(passing_instances product-service)" && ((products >= PRODUCT_REPLICAS)); do
-    for name in "${PROCESSES[@]}" gateway; do
+  until curl -fsS --max-time 2 -o /dev/null "$url/readyz" 2>/dev/null && short="$(roles_short)" && [[ -z "$short" ]]; do
+    for name in "${PROCESSES[@]}" "${GATEWAYS[@]}"; do
       role_pid "$name" >/dev/null || { tail -n 30 "$LOG_DIR/$name.log" >&2 || true; die "$name exited (log: $LOG_DIR/$name.log); see above, then: $0 down"; }
     done
     if ((SECONDS >= deadline)); then
       curl -sS --max-time 2 "$url/readyz" >&2 || true
-      die "not ready after ${START_TIMEOUT_SECS}s: gateway /readyz above, $products of $PRODUCT_REPLICAS product-service instances passing in Consul (logs: $LOG_DIR); run: $0 down"
+      die "not ready after ${START_TIMEOUT_SECS}s: gateway /readyz above; short of passing instances in Consul: ${short:-?} (logs: $LOG_DIR); run: $0 down"
     fi
     sleep 0.5
   done
 
   local metrics_lines="" label="Metrics"
-  for name in gateway "${PROCESSES[@]}"; do
+  for name in "${GATEWAYS[@]}" "${PROCESSES[@]}"; do
     metrics_lines+="$(printf '  %-11s %-18s %s' "$label" "$name" "$(metrics_url "$name")")"$'\n'
     label=""
   done
@@ -280,7 +346,7 @@ cmd_up() {
   cat <<EOF
 
 Agora is up: the gateway and four services as separate processes on PostgreSQL and Kafka,
-found through Consul ($products product-service instance(s) passing).
+found through Consul ($(instances_line)).
 
   Gateway     $url          (OpenAPI: $url/openapi.json)
   Jaeger UI   $(bash "$SCRIPT_DIR/jaeger.sh" url)   (query API; read traces with the command below)
@@ -325,9 +391,10 @@ log_file() {
     kafka) printf '%s\n' "$CACHE_DIR/kafka/instances/$INSTANCE/data/server.log" ;;
     consul) printf '%s\n' "$CACHE_DIR/consul/$INSTANCE/consul.log" ;;
     jaeger) printf '%s\n' "$CACHE_DIR/jaeger/$INSTANCE/jaeger.log" ;;
-    gateway | user-service | product-service | product-service-[0-9] | order-service | payment-service)
+    gateway | gateway-[0-9] | user-service | user-service-[0-9] | product-service | product-service-[0-9] | \
+      order-service | order-service-[0-9] | payment-service | payment-service-[0-9])
       printf '%s\n' "$LOG_DIR/$1.log" ;;
-    *) die "no log named '$1'; names: gateway ${PROCESSES[*]} ${INFRA[*]}" ;;
+    *) die "no log named '$1'; names: ${GATEWAYS[*]} ${PROCESSES[*]} ${INFRA[*]}" ;;
   esac
 }
 
