@@ -36,8 +36,6 @@ SERVERS="${AGORA_CONSUL_SERVERS:-3}"
 [[ "$SERVERS" =~ ^[1357]$ ]] || die "AGORA_CONSUL_SERVERS='$SERVERS': use 1, 3, 5 or 7 (a majority must survive)"
 MEMBERS=$((SERVERS + 1))  # the servers, then the agent
 
-cluster_new() { :; }
-
 member() {
   local n="$1" name role
   shift
@@ -70,6 +68,4 @@ cluster_command() {
   esac
 }
 
-# Built once, before the members start side by side.
-[[ "${1:-}" != start ]] || bash "$SCRIPT_DIR/consul.sh" install
 cluster_main "$@"

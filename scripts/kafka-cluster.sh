@@ -58,6 +58,4 @@ cluster_command() {
   esac
 }
 
-# Installed once, before the nodes start side by side.
-[[ "${1:-}" != start ]] || bash "$SCRIPT_DIR/kafka.sh" install
 cluster_main "$@"

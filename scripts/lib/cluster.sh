@@ -11,8 +11,10 @@
 #   MEMBER_PORTS     the listeners of each member, e.g. (client controller)
 # then MEMBERS, how many members, and defines
 #   member N ARGS...    the component script's ARGS... as member N (ports: member_port KEY N)
-#   cluster_new         prints extra KEY=VALUE state lines for a new cluster (a cluster id)
+#   cluster_new         prints extra KEY=VALUE state lines for a new cluster (optional: a
+#                       cluster id)
 #   cluster_started     runs after every member started (optional)
+# Each member is an instance of scripts/CLUSTER_OF.sh, which `start` installs once first.
 #   cluster_command     its own subcommands (cluster_existing loads the state); ends in
 #                       `*) usage`
 
@@ -47,7 +49,7 @@ cluster_state() {
       done
       printf 'CLUSTER_PORTS_%s=(%s)\n' "$key" "${chosen[*]}"
     done
-    cluster_new
+    if declare -F cluster_new >/dev/null; then cluster_new; fi
   } >"$CLUSTER_STATE.tmp"
   mv -f "$CLUSTER_STATE.tmp" "$CLUSTER_STATE"
   # shellcheck source=/dev/null
@@ -93,6 +95,8 @@ cluster_every() {
 cluster_start() {
   daemon_lock "$CLUSTER_ROOT/.lock" 900
   cluster_state
+  # Installed once, before the members start side by side.
+  bash "$(dirname "${BASH_SOURCE[0]}")/../$CLUSTER_OF.sh" install 9>&-
   log "starting cluster $CLUSTER ($MEMBERS members)"
   # Side by side: a member answers only once a majority of the members runs.
   cluster_every start || die "cluster $CLUSTER did not start (see the members' logs above)"

@@ -267,7 +267,7 @@ daemon_stop() {
     log "not running"
     return 0
   fi
-  log "stopping (pid $pid)"
+  if [[ "$signal" == TERM ]]; then log "stopping (pid $pid)"; else log "stopping (pid $pid, SIG$signal)"; fi
   # The daemon leads its own process group (setsid), so this also reaches any children.
   kill -"$signal" -- "-$pid" 2>/dev/null || kill -"$signal" "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + timeout))
@@ -393,19 +393,7 @@ instance_stop() {
 # SIGKILL, as a crash or a machine loss would: no shutdown, whatever was in flight is lost
 # to the daemon (not to its disk). No-op if not running.
 instance_kill() {
-  local pid
-  if ! pid="$(instance_running_pid)"; then
-    log "not running (instance $INSTANCE_NAME)"
-    return 0
-  fi
-  log "killing (SIGKILL) instance $INSTANCE_NAME (pid $pid)"
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 10))
-  while pid_alive "$pid"; do
-    ((SECONDS < deadline)) || die "pid $pid survives SIGKILL"
-    sleep 0.1
-  done
-  rm -f "$INSTANCE_PID"
+  daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" 10 KILL
 }
 
 # 0 = running and answering, 3 = not running, 1 = running but not answering.

@@ -36,7 +36,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     mix::parse_duration,
-    stats::Recorder,
+    stats::{Measure, Recorder},
     target::{Placed, Target},
 };
 pub use crate::{
@@ -409,7 +409,8 @@ impl Job {
     async fn send(&self, rng: &mut fastrand::Rng, due: Instant, counted: bool) {
         let op = self.mix.pick(rng);
         self.recorder.in_flight.fetch_add(1, Ordering::Relaxed);
-        let placed = self.target.send(op, rng, due.into_std(), counted, &self.recorder).await;
+        let measure = Measure { recorder: &self.recorder, started: due.into_std(), counted };
+        let placed = self.target.send(op, rng, measure).await;
         self.recorder.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some(order) = placed {
             if counted {

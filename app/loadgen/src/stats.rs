@@ -84,6 +84,32 @@ struct Tally {
     unanswered: u64,
 }
 
+/// How one operation is recorded: into `recorder`, its time counted from `started`, its
+/// figures kept only when `counted` (after the warm-up).
+#[derive(Debug, Clone, Copy)]
+pub struct Measure<'a> {
+    pub recorder: &'a Recorder,
+    pub started: std::time::Instant,
+    pub counted: bool,
+}
+
+impl Measure<'_> {
+    /// The operation ended with `outcome`, now.
+    pub fn done(&self, route: &'static str, outcome: &Outcome) {
+        self.recorder.request(route, outcome, self.started.elapsed(), self.counted);
+    }
+
+    /// It is sent again after `outcome`.
+    pub fn retried(&self, outcome: &Outcome) {
+        self.recorder.retried(outcome, self.counted);
+    }
+
+    /// A retry it needed that the budget did not allow.
+    pub fn retry_refused(&self) {
+        self.recorder.retry_refused(self.counted);
+    }
+}
+
 /// Everything recorded during a run; shared by the workers.
 #[derive(Debug, Default)]
 pub struct Recorder {

@@ -18,7 +18,7 @@ use crate::{
     Args,
     mix::Op,
     retry::{self, Retries},
-    stats::{Outcome, Recorder},
+    stats::{Measure, Outcome, Recorder},
 };
 
 /// The stock of the generator's products: the most product-service accepts, so a run
@@ -51,18 +51,11 @@ impl Target {
     }
 
     /// Sends one `op`; returns the order to follow when it placed one.
-    pub async fn send(
-        &self,
-        op: Op,
-        rng: &mut fastrand::Rng,
-        started: Instant,
-        counted: bool,
-        recorder: &Recorder,
-    ) -> Option<Placed> {
+    pub async fn send(&self, op: Op, rng: &mut fastrand::Rng, measure: Measure<'_>) -> Option<Placed> {
         match self {
-            Target::Rest(rest) => rest.send(op, rng, started, counted, recorder).await,
+            Target::Rest(rest) => rest.send(op, rng, measure).await,
             Target::Grpc(grpc) => {
-                grpc.send(op, rng, started, counted, recorder).await;
+                grpc.send(op, rng, measure).await;
                 None
             }
         }
@@ -207,8 +200,7 @@ impl Rest {
 
     /// `attempt`, and again while the answer is not definite and `--retries` and the budget
     /// allow (every request here is safe to send again). The operation is recorded once, with
-    /// its last outcome and the time since `started`; each retry is counted apart.
-    #[allow(clippy::too_many_arguments)]
+    /// its last outcome and its whole time; each retry is counted apart.
     async fn operation(
         &self,
         route: &'static str,
@@ -216,9 +208,7 @@ impl Rest {
         token: Option<&str>,
         body: Option<&Value>,
         rng: &mut fastrand::Rng,
-        started: Instant,
-        counted: bool,
-        recorder: &Recorder,
+        measure: Measure<'_>,
     ) -> (Outcome, Value) {
         self.retries.budget.deposit();
         let mut retried = 0;
@@ -227,12 +217,12 @@ impl Rest {
             let again = !outcome.ok && outcome.indefinite() && retried < self.retries.max;
             if !again || !self.retries.budget.withdraw() {
                 if again {
-                    recorder.retry_refused(counted);
+                    measure.retry_refused();
                 }
-                recorder.request(route, &outcome, started.elapsed(), counted);
+                measure.done(route, &outcome);
                 return (outcome, reply);
             }
-            recorder.retried(&outcome, counted);
+            measure.retried(&outcome);
             retried += 1;
             tokio::time::sleep(retry::backoff(retried, rng, asked)).await;
         }
@@ -322,14 +312,7 @@ impl Rest {
         self.customers[customer].token.read().expect("token lock").clone()
     }
 
-    async fn send(
-        &self,
-        op: Op,
-        rng: &mut fastrand::Rng,
-        started: Instant,
-        counted: bool,
-        recorder: &Recorder,
-    ) -> Option<Placed> {
+    async fn send(&self, op: Op, rng: &mut fastrand::Rng, measure: Measure<'_>) -> Option<Placed> {
         let customer = if self.customers.is_empty() { 0 } else { rng.usize(0..self.customers.len()) };
         let (route, method, path, token, body) = match op {
             Op::Browse => ("GET /v1/products", Method::GET, "/v1/products?page_size=20".to_owned(), None, None),
@@ -367,9 +350,8 @@ impl Rest {
             }
         };
         let places = matches!(op, Op::Order | Op::Cancel);
-        let (outcome, reply) = self
-            .operation(route, (method, &path), token.as_deref(), body.as_ref(), rng, started, counted, recorder)
-            .await;
+        let (outcome, reply) =
+            self.operation(route, (method, &path), token.as_deref(), body.as_ref(), rng, measure).await;
         if !places || !outcome.ok {
             return None;
         }
@@ -398,9 +380,7 @@ impl Rest {
                 Some(&token),
                 Some(&body),
                 rng,
-                Instant::now(),
-                counted,
-                recorder,
+                Measure { started: Instant::now(), ..measure },
             )
             .await;
         }
@@ -511,7 +491,7 @@ impl Grpc {
         Ok(Self { addr: addr.to_owned(), client, products })
     }
 
-    async fn send(&self, op: Op, rng: &mut fastrand::Rng, started: Instant, counted: bool, recorder: &Recorder) {
+    async fn send(&self, op: Op, rng: &mut fastrand::Rng, measure: Measure<'_>) {
         let mut client = self.client.clone();
         let (route, result) = match op {
             Op::Browse => {
@@ -523,7 +503,7 @@ impl Grpc {
                 ("GetProduct", client.get_product(GetProductRequest { id }).await.map(drop))
             }
         };
-        recorder.request(route, &Outcome::grpc(result), started.elapsed(), counted);
+        measure.done(route, &Outcome::grpc(result));
     }
 }
 
