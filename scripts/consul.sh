@@ -126,6 +126,10 @@ client_addr = "$CONSUL_HOST"
 
 $(role_config)
 
+# Sessions as short as 1 s (Consul's floor is 10 s otherwise): Patroni's leader session lapses
+# within its 10 s TTL, so a lost PostgreSQL primary is replaced that soon (scripts/patroni.sh).
+session_ttl_min = "1s"
+
 # No calls home (update check, anonymous signature).
 disable_update_check = true
 disable_anonymous_signature = true

@@ -36,6 +36,8 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/lib/daemon.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/pg.sh"
 
 # --- Configuration ----------------------------------------------------------
 
@@ -48,9 +50,6 @@ PG_CLIENTS="${AGORA_PG_CLIENTS:-}"
   || die "AGORA_PG_CLIENTS needs AGORA_PG_PASSWORD (the password they sign in with)"
 PG_DURABLE="${AGORA_PG_DURABLE:-0}"
 PG_SUPERUSER="agora"
-# PostgreSQL refuses to run as root; when we are root we run the server as
-# this dedicated system account instead.
-PG_OS_USER="agora-pg"
 
 instance_init postgres "${AGORA_PG_INSTANCE:-test}" AGORA_PG_INSTANCE "$CACHE_DIR/postgres"
 PG_DATA="$INSTANCE_ROOT/data"
@@ -64,35 +63,9 @@ INSTANCE_STOP_SIGNAL=INT  # fast shutdown: roll back open transactions, then sto
 
 # --- Helpers ----------------------------------------------------------------
 
-is_root() { [[ "$(id -u)" -eq 0 ]]; }
-
-# Print the bin dir of the highest installed PostgreSQL major version that has
-# an initdb, or nothing (and fail) if there is none.
-find_bin_dir() {
-  local dir
-  dir="$(
-    for d in /usr/lib/postgresql/*/bin; do
-      [[ -x "$d/initdb" ]] && printf '%s\n' "$d"
-    done | sort -V | tail -n 1
-  )"
-  [[ -n "$dir" ]] || return 1
-  printf '%s\n' "$dir"
-}
-
 # Set PG_BIN, failing with a hint if PostgreSQL is not installed.
 require_bin_dir() {
-  PG_BIN="$(find_bin_dir)" || die "PostgreSQL server not installed; run: $0 install"
-}
-
-# Run a command as the OS user that owns the cluster. From "/" so the server
-# never trips over a current directory it cannot read, and with the lock fd
-# closed so a long-lived postmaster never inherits (and holds) the start lock.
-as_pg() {
-  if is_root; then
-    (cd / && runuser -u "$PG_OS_USER" -- "$@" 9>&-)
-  else
-    (cd / && "$@" 9>&-)
-  fi
+  PG_BIN="$(pg_bin_dir)" || die "PostgreSQL server not installed; run: $0 install"
 }
 
 # psql as the superuser against the admin database, over TCP.
@@ -109,59 +82,14 @@ require_running() {
     || die "instance $INSTANCE_NAME is not running; run: AGORA_PG_INSTANCE=$INSTANCE_NAME $0 start"
 }
 
-# As root: make sure the system account exists and can reach $INSTANCE_ROOT.
-prepare_os_user() {
-  is_root || return 0
-
-  if ! id -u "$PG_OS_USER" >/dev/null 2>&1; then
-    log "creating system user $PG_OS_USER"
-    useradd --system --user-group --no-create-home \
-      --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_OS_USER"
-  fi
-
-  mkdir -p "$INSTANCE_ROOT"
-
-  # The server must be able to traverse every ancestor of its data dir (e.g.
-  # /root is usually 0700). Grant search-only access where it is missing:
-  # via an ACL for just this user if setfacl exists, else o+x (no listing).
-  local path="" part
-  local -a parts
-  IFS=/ read -r -a parts <<<"${INSTANCE_ROOT#/}"
-  for part in "${parts[@]:0:${#parts[@]}-1}"; do
-    path="$path/$part"
-    if ! runuser -u "$PG_OS_USER" -- test -x "$path"; then
-      if command -v setfacl >/dev/null 2>&1; then
-        log "granting $PG_OS_USER search access to $path (ACL)"
-        setfacl -m "u:$PG_OS_USER:x" "$path"
-      else
-        log "granting search (o+x) access to $path so $PG_OS_USER can reach its data"
-        chmod o+x "$path"
-      fi
-    fi
-  done
-
-  chown "$PG_OS_USER:$PG_OS_USER" "$INSTANCE_ROOT"
-}
-
 # --- The instance (scripts/lib/daemon.sh) -----------------------------------
 
-instance_install() {
-  if PG_BIN="$(find_bin_dir)"; then
-    log "PostgreSQL already installed ($PG_BIN)"
-    return 0
-  fi
-  is_root || die "PostgreSQL is not installed and installing needs root; run: sudo $0 install"
-  log "PostgreSQL not found; installing the distro package"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
-  PG_BIN="$(find_bin_dir)" || die "installed postgresql but found no initdb under /usr/lib/postgresql/*/bin"
-  log "installed PostgreSQL ($PG_BIN)"
-}
+instance_install() { pg_install; }
 
 # The server binary, once PostgreSQL is installed.
 instance_binary() {
-  find_bin_dir >/dev/null || instance_install >&2
-  printf '%s/postgres\n' "$(find_bin_dir)"
+  pg_bin_dir >/dev/null || instance_install >&2
+  printf '%s/postgres\n' "$(pg_bin_dir)"
 }
 
 instance_where() { printf '%s:%s\n' "$PG_HOST" "${PORTS[pg]}"; }
@@ -169,7 +97,7 @@ instance_where() { printf '%s:%s\n' "$PG_HOST" "${PORTS[pg]}"; }
 # True if the server accepts connections on its port (resolve_ports made sure no other
 # server had it).
 instance_ready() {
-  [[ -n "${PG_BIN:-}" ]] || PG_BIN="$(find_bin_dir)" || return 1
+  [[ -n "${PG_BIN:-}" ]] || PG_BIN="$(pg_bin_dir)" || return 1
   "$PG_BIN/pg_isready" -q -h "$PG_HOST" -p "${PORTS[pg]}" -U "$PG_SUPERUSER" -d postgres -t 1 \
     >/dev/null 2>&1
 }
@@ -177,7 +105,7 @@ instance_ready() {
 # The cluster, created once, and who may connect (while stopped).
 instance_config() {
   require_bin_dir
-  prepare_os_user
+  pg_prepare_user "$INSTANCE_ROOT"
   if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
     log "initialising cluster in $PG_DATA"
     rm -rf "$PG_DATA"  # leftovers of an interrupted initdb
@@ -193,8 +121,8 @@ instance_config() {
 # postmaster's): one address, a private socket dir, and (unless durable) throughput over
 # durability, fine for disposable test data.
 instance_launch() {
-  local -a as_user=() durability=()
-  if is_root; then as_user=(setpriv --reuid="$PG_OS_USER" --regid="$PG_OS_USER" --init-groups --); fi
+  local -a as_user durability=()
+  mapfile -t as_user < <(pg_as_user_prefix)
   if [[ "$PG_DURABLE" != 1 ]]; then durability=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off); fi
   daemon_launch "$INSTANCE_PID" "$INSTANCE_LOG" "${as_user[@]}" "$1" -D "$PG_DATA" \
     -c listen_addresses="$PG_HOST" -p "${PORTS[pg]}" -k "$PG_SOCKET_DIR" -c max_connections=300 \

@@ -14,6 +14,8 @@
 #   cluster_new         prints extra KEY=VALUE state lines for a new cluster (optional: a
 #                       cluster id)
 #   cluster_started     runs after every member started (optional)
+#   cluster_forget      runs when the cluster is reset, after its members (optional: state it
+#                       keeps elsewhere, as Patroni's in Consul)
 # Each member is an instance of scripts/CLUSTER_OF.sh, which `start` installs once first.
 #   cluster_command     its own subcommands (cluster_existing loads the state); ends in
 #                       `*) usage`
@@ -124,6 +126,7 @@ cluster_reset() {
   if [[ -f "$CLUSTER_STATE" ]]; then
     cluster_state
     cluster_every reset || true
+    if declare -F cluster_forget >/dev/null; then cluster_forget || true; fi
   fi
   log "deleting cluster $CLUSTER ($CLUSTER_ROOT)"
   rm -rf "$CLUSTER_ROOT"

@@ -321,6 +321,9 @@ daemon_lock() {
 # A daemon that is not a Go tool redefines instance_install (install it; idempotent) and
 # instance_binary (install it and print what instance_launch runs). It may define
 #   instance_started      run once the daemon answers, on every start (PostgreSQL's password)
+#   instance_stopped SIG  run after the daemon is gone (stop, kill, reset), with the signal it
+#                         got: children that run in sessions of their own (Patroni's
+#                         PostgreSQL) are stopped here
 # and set INSTANCE_STOP_SIGNAL (PostgreSQL's fast shutdown is INT).
 
 INSTANCE_START_TIMEOUT_SECS=60
@@ -387,13 +390,19 @@ instance_start() {
 instance_stop() {
   [[ -d "$INSTANCE_ROOT" ]] || { log "not running"; return 0; }
   daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
-  daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" "$INSTANCE_STOP_TIMEOUT_SECS" "$INSTANCE_STOP_SIGNAL"
+  instance_stop_as "$INSTANCE_STOP_TIMEOUT_SECS" "$INSTANCE_STOP_SIGNAL"
+}
+
+# instance_stop_as TIMEOUT SIGNAL: daemon_stop, then the instance_stopped hook.
+instance_stop_as() {
+  daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" "$1" "$2"
+  if declare -F instance_stopped >/dev/null; then instance_stopped "$2"; fi
 }
 
 # SIGKILL, as a crash or a machine loss would: no shutdown, whatever was in flight is lost
 # to the daemon (not to its disk). No-op if not running.
 instance_kill() {
-  daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" 10 KILL
+  instance_stop_as 10 KILL
 }
 
 # 0 = running and answering, 3 = not running, 1 = running but not answering.
@@ -427,7 +436,7 @@ instance_ports() {
 
 instance_reset() {
   daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
-  daemon_stop "$INSTANCE_PID" "$INSTANCE_PATTERN" "$INSTANCE_STOP_TIMEOUT_SECS" "$INSTANCE_STOP_SIGNAL"
+  instance_stop_as "$INSTANCE_STOP_TIMEOUT_SECS" "$INSTANCE_STOP_SIGNAL"
   log "deleting the files of instance $INSTANCE_NAME in $INSTANCE_ROOT"
   # Everything but the lock file, which other runs may be waiting on.
   find "$INSTANCE_ROOT" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +

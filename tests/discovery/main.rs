@@ -69,7 +69,7 @@ impl ProductInstance {
         let health = Health::new();
         let listener = Listener::from(tcp).announced(Arc::new(registration)).with_health(health.clone());
         let bus = Arc::new(LocalBus::in_memory().await.unwrap());
-        let config = product_service::Config { database_url: "sqlite::memory:".to_owned() };
+        let config = product_service::Config { database_url: "sqlite::memory:".to_owned(), ..Default::default() };
         let served = Served::spawn(|stop| product_service::run(config, Host::new(bus, listener, stop)));
         let mut direct = ProductServiceClient::new(channel(&url).await);
         let request = CreateProductRequest {
@@ -259,7 +259,7 @@ async fn an_instance_that_refuses_connections_is_ejected_until_its_health_check_
         tcp.local_addr().unwrap()
     };
     let bus = Arc::new(LocalBus::in_memory().await.unwrap());
-    let config = product_service::Config { database_url: "sqlite::memory:".to_owned() };
+    let config = product_service::Config { database_url: "sqlite::memory:".to_owned(), ..Default::default() };
     let live = Served::spawn(|stop| product_service::run(config, Host::new(bus, live_tcp, stop)));
     channel(&live_url).await;
     let live_addr = live_url.trim_start_matches("http://").to_owned();
@@ -279,7 +279,7 @@ async fn an_instance_that_refuses_connections_is_ejected_until_its_health_check_
     // Something serving appears at the dead address: the probe returns it to rotation.
     let tcp = tokio::net::TcpListener::bind(dead).await.unwrap();
     let bus = Arc::new(LocalBus::in_memory().await.unwrap());
-    let config = product_service::Config { database_url: "sqlite::memory:".to_owned() };
+    let config = product_service::Config { database_url: "sqlite::memory:".to_owned(), ..Default::default() };
     let revived = Served::spawn(|stop| product_service::run(config, Host::new(bus, tcp, stop)));
     eventually(10, "the revived instance to return to rotation", || async {
         (ejected(&dead_addr) == Some(false)).then_some(())

@@ -218,6 +218,15 @@ pub struct ProductArgs {
     #[arg(long, env = "AGORA_SEED_DEMO")]
     #[serde(skip)]
     pub seed_demo: bool,
+    /// A database for catalog reads, besides --database-url (PostgreSQL): typically its
+    /// standbys, `postgres://USER@H1:P1,H2:P2/DB?target_session_attrs=prefer-standby`. Writes
+    /// and reservations always go to --database-url.
+    #[arg(long, env = "AGORA_DATABASE_READ_URL", hide_env_values = true)]
+    #[serde(serialize_with = "exposed", skip_serializing_if = "Option::is_none")]
+    pub database_read_url: Option<SecretString>,
+    #[arg(long, env = "AGORA_READ_STALENESS_MS", help = with_default("Milliseconds the read database's replay may trail before catalog reads go to --database-url instead", product_service::Config::default().read_staleness_ms))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_staleness_ms: Option<u64>,
 }
 
 #[derive(Debug, Args, Serialize)]

@@ -67,7 +67,7 @@ impl Settings {
                 admin_password: Some(admin_password),
                 ..Default::default()
             },
-            product: product_service::Config { database_url: database("product") },
+            product: product_service::Config { database_url: database("product"), ..Default::default() },
             order: order_service::Config { database_url: database("order"), ..Default::default() },
             payment: Some(payment_service::Config { database_url: database("payment"), ..Default::default() }),
             gateway: gateway::Config::default(),

@@ -3,8 +3,20 @@
 //! placeholders, `ON CONFLICT`, `RETURNING`, integers and text only) and run through sqlx's
 //! `Any` driver. Only the DDL differs, and it is written once too: in PostgreSQL's dialect,
 //! from which SQLite's is derived (see [`Migrations`]).
+//!
+//! A PostgreSQL URL may name several servers, as libpq's do (`postgres://USER@H1:P1,H2:P2/DB?
+//! target_session_attrs=read-write`): the pool then follows the one that accepts writes through
+//! a failover (see [`servers`]). [`Db::with_reads`] adds a second pool, on a standby, for reads
+//! that may trail the primary by a stated bound.
 
-use std::{future::Future, str::FromStr, sync::Once, time::Duration};
+pub mod servers;
+
+use std::{
+    future::Future,
+    str::FromStr,
+    sync::{Arc, Once},
+    time::Duration,
+};
 
 use sqlx::{
     AnyPool, AssertSqlSafe, Executor, SqlSafeStr,
@@ -128,11 +140,21 @@ macro_rules! service_migrations {
     }};
 }
 
-/// A pool plus the backend it talks to.
+/// A pool plus the backend it talks to, and perhaps a second pool for reads off a standby.
 #[derive(Debug, Clone)]
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Follows the primary when the URL names several servers.
+    follower: Option<Arc<servers::Follower>>,
+    reads: Option<Reads>,
+}
+
+/// Reads that may be served by a standby (see [`Db::with_reads`]).
+#[derive(Debug, Clone)]
+struct Reads {
+    pool: AnyPool,
+    follower: Arc<servers::Follower>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +167,8 @@ pub enum DbError {
     Connect { url: String, source: sqlx::Error },
     #[error("migrations failed on {url}: {source}")]
     Migrate { url: String, source: sqlx::migrate::MigrateError },
+    #[error("none of the database servers {servers} answers as {target:?} asks (target_session_attrs)")]
+    NoServer { servers: String, target: servers::Target },
 }
 
 /// The `db.system` of a connection (for store functions that run inside a caller's
@@ -181,31 +205,33 @@ pub async fn connect(url: &str, migrations: Migrations) -> Result<Db, DbError> {
         Backend::Sqlite => sqlite_url(url)?,
         Backend::Postgres => url.to_owned(),
     };
-    let options =
-        AnyConnectOptions::from_str(&url).map_err(|source| DbError::Connect { url: shown.clone(), source })?;
-    let pool_options = match backend {
-        Backend::Sqlite => AnyPoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA busy_timeout = 5000").await?;
-                    // WAL is refused (harmlessly) by in-memory databases.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    Ok(())
+    let (pool, follower) = match backend {
+        Backend::Sqlite => {
+            let options =
+                AnyConnectOptions::from_str(&url).map_err(|source| DbError::Connect { url: shown.clone(), source })?;
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        // WAL is refused (harmlessly) by in-memory databases.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        Ok(())
+                    })
                 })
-            }),
-        Backend::Postgres => AnyPoolOptions::new().max_connections(10),
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(|source| DbError::Connect { url: shown.clone(), source })?;
+            (pool, None)
+        }
+        Backend::Postgres => postgres_pool(&url, &shown, Duration::ZERO, None).await?,
     };
-    let pool = pool_options
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await
-        .map_err(|source| DbError::Connect { url: shown.clone(), source })?;
     let migrator =
         migrations.for_backend(backend).await.map_err(|source| DbError::Migrate { url: shown.clone(), source })?;
     match backend {
@@ -213,7 +239,90 @@ pub async fn connect(url: &str, migrations: Migrations) -> Result<Db, DbError> {
         Backend::Postgres => migrate_alone(&pool, backend, &migrator, &shown).await?,
     }
     crate::metrics::metrics().track_pool(&database_name(&url), pool.clone());
-    Ok(Db { pool, backend })
+    Ok(Db { pool, backend, follower, reads: None })
+}
+
+/// How long a request waits for a connection before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a process starting waits for the server its URL asks for (a cluster may be
+/// electing a primary just then).
+const LOCATE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// A PostgreSQL pool on `url`; on a URL of several servers, pointed at the one that fits and
+/// kept there by a follower (`staleness` and `primary` for a follower of standbys).
+async fn postgres_pool(
+    url: &str,
+    shown: &str,
+    staleness: Duration,
+    primary: Option<Arc<servers::Follower>>,
+) -> Result<(AnyPool, Option<Arc<servers::Follower>>), DbError> {
+    let pool_options = AnyPoolOptions::new().max_connections(10).acquire_timeout(ACQUIRE_TIMEOUT);
+    let connect_failed = |source| DbError::Connect { url: shown.to_owned(), source };
+    let Some(servers) = servers::Servers::parse(url)? else {
+        let options = AnyConnectOptions::from_str(url).map_err(connect_failed)?;
+        return Ok((pool_options.connect_with(options).await.map_err(connect_failed)?, None));
+    };
+    let follower = servers::Follower::locate(servers, staleness, primary, LOCATE_PATIENCE).await?;
+    let admit = follower.clone();
+    let fresh = follower.clone();
+    let pool = pool_options
+        .after_connect(move |conn, _| {
+            let admit = admit.clone();
+            Box::pin(async move { admit.admit(conn).await })
+        })
+        .before_acquire(move |_, meta| {
+            let fresh = fresh.opened_since_move(meta.age);
+            Box::pin(async move { Ok(fresh) })
+        })
+        .connect_with(follower.options())
+        .await
+        .map_err(connect_failed)?;
+    tracing::info!(database = %database_name(url), server = %follower.current(), "database server found");
+    tokio::spawn(follower.clone().follow(pool.clone(), database_name(url)));
+    Ok((pool, Some(follower)))
+}
+
+impl Db {
+    /// Adds a pool for reads on `url` (PostgreSQL; typically its servers with
+    /// `target_session_attrs=prefer-standby`), used while its server's replay trails by at most
+    /// `staleness` (see [`servers::Follower::fresh`]); [`Db::reader`] falls back to the primary
+    /// otherwise. A URL of one server is read from as it is, with no bound checked.
+    pub async fn with_reads(mut self, url: &str, staleness: Duration) -> Result<Self, DbError> {
+        if Backend::from_url(url)? != Backend::Postgres || self.backend != Backend::Postgres {
+            return Err(DbError::UnsupportedUrl(format!(
+                "{}: reads off a standby need PostgreSQL for both URLs",
+                redact(url)
+            )));
+        }
+        let shown = redact(url);
+        let (pool, follower) = postgres_pool(url, &shown, staleness, self.follower.clone()).await?;
+        self.reads = follower.map(|follower| Reads { pool, follower });
+        Ok(self)
+    }
+
+    /// The pool for reads that may trail the primary by the stated bound: the standby's while
+    /// it is fresh enough, else the primary's. Writes, and reads that decide a write, use
+    /// [`Db::pool`].
+    pub fn reader(&self) -> &AnyPool {
+        match &self.reads {
+            Some(reads) if reads.follower.fresh() || !self.primary_found() => &reads.pool,
+            _ => &self.pool,
+        }
+    }
+
+    /// False while the follower of a URL of several servers finds none that accepts writes
+    /// (a failover); then a standby's reads are the newest there are.
+    fn primary_found(&self) -> bool {
+        self.follower.as_ref().is_none_or(|f| f.found())
+    }
+
+    /// Where reads go now, for logs and tests: `primary` or the standby's address.
+    pub fn reads_from(&self) -> String {
+        match &self.reads {
+            Some(reads) if std::ptr::eq(self.reader(), &reads.pool) => reads.follower.current().to_owned(),
+            _ => "primary".to_owned(),
+        }
+    }
 }
 
 /// What the pool metrics call a database: its name on a server, its file for SQLite.

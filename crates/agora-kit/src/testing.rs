@@ -56,6 +56,12 @@ pub fn consul_addr() -> Option<String> {
     required_env("AGORA_TEST_CONSUL_ADDR", "Consul")
 }
 
+/// True when the suite has PostgreSQL (a test that runs its own cluster of it needs the server
+/// installed); `false` outside CI without it (the test is skipped with a message).
+pub fn postgres_available() -> bool {
+    required_env("AGORA_TEST_POSTGRES_URL", "PostgreSQL").is_some()
+}
+
 /// The test Jaeger: (query API URL, OTLP gRPC endpoint), or `None` when there is none
 /// (outside CI).
 pub fn jaeger() -> Option<(String, String)> {
@@ -184,6 +190,17 @@ impl PrivateInstance {
     /// client agent processes talk to (`output(&["addr"])`).
     pub fn consul_cluster(name: &str) -> Self {
         Self::start("consul-cluster.sh", ("AGORA_CONSUL_CLUSTER", name), &[], &[])
+    }
+
+    /// A replicated PostgreSQL (`scripts/pg-cluster.sh`) named `NAME-…`: a primary and a
+    /// synchronous standby that Patroni fails over, keeping its state in the Consul agent at
+    /// `consul` (HOST:PORT). `output(&["url"])` names both servers, for the one that accepts
+    /// writes; `output(&["primary"])` is the member that leads now.
+    pub fn pg_cluster(name: &str, consul: &str) -> Self {
+        let mut instance = Self { script: "pg-cluster.sh", env: vec![("AGORA_PG_CLUSTER", unique(name))] };
+        instance.env.push(("AGORA_PG_CONSUL", consul.to_owned()));
+        instance.script("start");
+        instance
     }
 
     /// A Consul agent (`scripts/consul.sh`) named `NAME-…`, HTTP API only.

@@ -33,11 +33,18 @@ pub use error::Error;
 pub struct Config {
     /// `sqlite:PATH` or `postgres://…`; this service's own database.
     pub database_url: String,
+    /// Where catalog reads may go instead (PostgreSQL: the standbys, e.g.
+    /// `postgres://…@H1:P1,H2:P2/product?target_session_attrs=prefer-standby`); writes and
+    /// reservations always use `database_url`.
+    pub database_read_url: Option<String>,
+    /// How far, in milliseconds, the read database's replay may trail what it received before
+    /// catalog reads go back to the primary.
+    pub read_staleness_ms: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { database_url: "sqlite:data/product.db".to_owned() }
+        Self { database_url: "sqlite:data/product.db".to_owned(), database_read_url: None, read_staleness_ms: 1000 }
     }
 }
 
@@ -47,7 +54,11 @@ pub const SERVICE_NAME: &str = <ProductServiceServer<grpc::ProductApi> as NamedS
 pub const CONSUMER: &str = "product-service";
 
 pub async fn run(config: Config, host: Host) -> anyhow::Result<()> {
-    let db = store::connect(&config.database_url).await?;
+    let mut db = store::connect(&config.database_url).await?;
+    if let Some(reads) = &config.database_read_url {
+        db = db.with_reads(reads, std::time::Duration::from_millis(config.read_staleness_ms)).await?;
+        tracing::info!(reads_from = %db.reads_from(), "catalog reads may go to a standby");
+    }
     let store = store::Store::new(db.clone());
     // Reservations settle from events; product-service announces none.
     let background = Background::without_publishing(CONSUMER, db, host);

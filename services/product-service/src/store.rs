@@ -92,9 +92,11 @@ impl Store {
         Ok(product)
     }
 
+    /// A catalog read: served by the standby when one is configured and fresh (see
+    /// [`Db::reader`]), like [`Store::list`].
     #[tracing::instrument(name = "SELECT products", skip_all, fields(db.system = self.db.backend.system()))]
     pub async fn get(&self, id: &str) -> Result<Product, Error> {
-        let mut conn = self.db.pool.acquire().await?;
+        let mut conn = self.db.reader().acquire().await?;
         fetch(&mut conn, id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))
     }
 
@@ -109,13 +111,13 @@ impl Store {
                 )))
                 .bind(after)
                 .bind(limit + 1)
-                .fetch_all(&self.db.pool)
+                .fetch_all(self.db.reader())
                 .await?
             }
             None => {
                 sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM products ORDER BY id LIMIT $1")))
                     .bind(limit + 1)
-                    .fetch_all(&self.db.pool)
+                    .fetch_all(self.db.reader())
                     .await?
             }
         };

@@ -34,7 +34,7 @@ impl Running {
 }
 
 async fn start(db: TestDatabase) -> Running {
-    let config = product_service::Config { database_url: db.url.clone() };
+    let config = product_service::Config { database_url: db.url.clone(), ..Default::default() };
     let service = on_loopback(|host| product_service::run(config, host)).await;
     Running { client: Client::new(channel(&service.url).await), db_url: db.url, service }
 }
