@@ -2,7 +2,10 @@
 # `make chaos`: the distributed stack keeps its promises while its parts fail.
 #
 #   1. a private `make up` stack (instance `chaos`, free ports, rate limits off, a 3 s
-#      request deadline at the gateway);
+#      request deadline at the gateway), in `make up`'s default topology: replicated (three
+#      Consul servers, a PostgreSQL primary and synchronous standby under Patroni, three Kafka
+#      nodes, two processes of every role); AGORA_UP_TOPOLOGY=single runs the one-of-each
+#      stack and its faults instead;
 #   2. products for the run (one stocked to sell out mid-run), and every product's stock
 #      saved (`agora reconcile --save-stock`);
 #   3. `agora loadgen` in the background: customers (whose wallets run dry part-way, so some
@@ -10,8 +13,11 @@
 #      through the gateway at a fixed rate, sending an order that got no answer again under the same
 #      idempotency key, and writing down every order the gateway accepted (201);
 #   4. the faults, one at a time, each waited out until the stack is ready again:
-#        SIGKILL of each role and a restart (payment-service twice, mid-batch),
-#        Kafka stopped and started, PostgreSQL restarted, Consul restarted,
+#        SIGKILL of one instance of each role and a restart (payment-service twice, mid-batch),
+#        replicated: SIGKILL of the Kafka node that leads the most partitions, of the
+#        PostgreSQL primary (Patroni and PostgreSQL at once, as a machine loss), of the Consul
+#        leader, and of a whole "node" (one instance of every role and one Kafka node);
+#        single: Kafka stopped and started, PostgreSQL restarted, Consul restarted;
 #        a hung product-service (SIGSTOP past the gateway's deadline: each read answered by the
 #        deadline, 504 from it or 200 from another instance, then SIGCONT),
 #        the gateway restarted (SIGTERM, drained) under load;
@@ -21,14 +27,19 @@
 #      stock before minus the units PAID; no outbox row unpublished; the dead-letter topics
 #      empty. Any broken promise fails the run.
 #
-# The figures are printed at the end; the generator's and the reconciliation's JSON, the
-# timeline of faults and every log stay in $AGORA_CACHE/chaos/<time>/. The stack is purged
+# The figures are printed at the end, with a table of the faults: for each, the requests sent
+# in its window (from the fault to 10 s after the stack was ready again), the share served
+# (answered, 4xx included, after the client's retries), p99 latency, and how long until an
+# order was accepted again. Replicated, every fault's window must be served at 99.9 % or more,
+# else the run fails. The generator's and the reconciliation's JSON, every operation's outcome,
+# the timeline of faults and every log stay in $AGORA_CACHE/chaos/<time>/. The stack is purged
 # when the run ends, however it ends.
 #
 # Usage: scripts/chaos.sh [--quick]
 #   --quick   the part `make test` runs: payment-service killed twice mid-batch, order-service
-#             killed, Kafka stopped and started, PostgreSQL restarted, the hung backend and
-#             the gateway restarted, at a lower rate (about two minutes on the debug build)
+#             killed, the busiest Kafka node and the PostgreSQL primary killed (single: Kafka
+#             stopped and started, PostgreSQL restarted), the hung backend and the gateway
+#             restarted, at a lower rate (about three minutes on the debug build)
 #
 # Environment:
 #   AGORA_CACHE         cache root (default: $HOME/.cache/agora)
@@ -37,6 +48,7 @@
 #   AGORA_CHAOS_PAUSE   seconds of steady load between faults (default: 6; quick 3)
 #   AGORA_CHAOS_KEEP    1 = leave the stack running afterwards (scripts/up.sh with
 #                       AGORA_UP_INSTANCE=chaos stops it)
+#   AGORA_UP_TOPOLOGY   ha (default) or single: the stack's topology (scripts/up.sh)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,7 +60,7 @@ QUICK=false
 case "${1:-}" in
   --quick) QUICK=true ;;
   "") ;;
-  *) sed -n '26,29s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  *) awk '/^# Usage:/ { on = 1 } /^# Environment:/ { exit } on { sub(/^# ?/, ""); print }' "$0" >&2; exit 2 ;;
 esac
 
 TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-$CACHE_DIR/target}")"
@@ -68,6 +80,12 @@ UP_DIR="$CACHE_DIR/up/$INSTANCE"
 export AGORA_UP_INSTANCE="$INSTANCE" AGORA_UP_FREE_PORTS=1
 export AGORA_PG_INSTANCE="$INSTANCE" AGORA_PG_DURABLE=1 AGORA_KAFKA_INSTANCE="$INSTANCE"
 export AGORA_CONSUL_INSTANCE="$INSTANCE" AGORA_JAEGER_INSTANCE="$INSTANCE"
+export AGORA_PG_CLUSTER="$INSTANCE" AGORA_KAFKA_CLUSTER="$INSTANCE" AGORA_CONSUL_CLUSTER="$INSTANCE"
+TOPOLOGY="${AGORA_UP_TOPOLOGY:-ha}"
+export AGORA_UP_TOPOLOGY="$TOPOLOGY"
+[[ "$TOPOLOGY" == ha || "$TOPOLOGY" == single ]] || die "AGORA_UP_TOPOLOGY must be ha or single, not '$TOPOLOGY'"
+# The share of each fault's window that must be served, replicated.
+GOAL=99.9
 # One client address sends everything; the deadline makes the hung backend a quick 504.
 export AGORA_RATE_LIMIT_PER_SECOND=0 AGORA_SIGN_IN_LIMIT_PER_MINUTE=0 AGORA_REQUEST_TIMEOUT_MS="$DEADLINE_MS"
 
@@ -111,15 +129,24 @@ up purge >>"$OUT_DIR/up.log" 2>&1 || true
 log "starting the stack (log: $OUT_DIR/up.log)"
 up up >>"$OUT_DIR/up.log" 2>&1 || { tail -n 30 "$OUT_DIR/up.log" >&2; die "the stack did not start"; }
 GATEWAY="http://127.0.0.1:$(sed -n 's/^gateway=//p' "$UP_DIR/ports" | tail -n 1)"
-PG_BASE="$(bash "$SCRIPT_DIR/postgres.sh" url)"
-PG_BASE="${PG_BASE%/postgres}"
-BROKERS="$(bash "$SCRIPT_DIR/kafka.sh" url)"
+if [[ "$TOPOLOGY" == ha ]]; then
+  PG_CLUSTER_URL="$(bash "$SCRIPT_DIR/pg-cluster.sh" url)"
+  BROKERS="$(bash "$SCRIPT_DIR/kafka-cluster.sh" brokers)"
+else
+  PG_BASE="$(bash "$SCRIPT_DIR/postgres.sh" url)"
+  PG_BASE="${PG_BASE%/postgres}"
+  BROKERS="$(bash "$SCRIPT_DIR/kafka.sh" url)"
+fi
+# database_url DB: a service's database (replicated: both servers, for the primary).
+database_url() {
+  if [[ "$TOPOLOGY" == ha ]]; then printf '%s\n' "${PG_CLUSTER_URL/\/postgres\?/\/$1?}"; else printf '%s/%s\n' "$PG_BASE" "$1"; fi
+}
 ADMIN_EMAIL="${AGORA_ADMIN_EMAIL:-admin@agora.local}"
 ADMIN_PASSWORD="$(cat "$UP_DIR/secrets/admin-password")"
 
 reconcile() {
-  "$BIN" reconcile --order-db "$PG_BASE/agora_order" --payment-db "$PG_BASE/agora_payment" \
-    --product-db "$PG_BASE/agora_product" --user-db "$PG_BASE/agora_user" "$@"
+  "$BIN" reconcile --order-db "$(database_url agora_order)" --payment-db "$(database_url agora_payment)" \
+    --product-db "$(database_url agora_product)" --user-db "$(database_url agora_user)" "$@"
 }
 
 client() { "$BIN" client --gateway "$GATEWAY" "$@"; }
@@ -146,7 +173,8 @@ TOP_UP_MINOR=$($QUICK && echo 40000 || echo 150000)
 # Runs until stopped (SIGTERM ends the sending, then it follows the placed orders).
 "$BIN" loadgen --gateway "$GATEWAY" -r "$RATE" -d 1h --mix browse=20,product=20,order=40,cancel=10,read=10 \
   --users 16 --top-up-minor "$TOP_UP_MINOR" --retries 8 --timeout 10s --settle-timeout 120s \
-  --accepted-orders "$OUT_DIR/accepted.txt" --json --quiet >"$OUT_DIR/loadgen.json" 2>"$OUT_DIR/loadgen.log" &
+  --accepted-orders "$OUT_DIR/accepted.txt" --outcomes "$OUT_DIR/outcomes.txt" --json --quiet \
+  >"$OUT_DIR/loadgen.json" 2>"$OUT_DIR/loadgen.log" &
 LOADGEN_PID=$!
 # The customers are signed up before the first order; faults wait for that.
 for _ in $(seq 1 120); do
@@ -163,12 +191,24 @@ START=$SECONDS
 FAULTS=0
 timeline() { printf '%4ss  %s\n' "$((SECONDS - START))" "$*" | tee -a "$OUT_DIR/timeline" >&2; }
 
+now_ms() { date +%s%3N; }
+# A fault's window for the table: fault_begins NAME, then fault_recovered once the stack is
+# ready again (recover calls it); each line of $OUT_DIR/faults is START_MS READY_MS NAME.
+FAULT_NAME="" FAULT_START=""
+fault_begins() { FAULT_NAME="$1" FAULT_START="$(now_ms)"; }
+fault_recovered() {
+  [[ -n "$FAULT_NAME" ]] || return 0
+  printf '%s %s %s\n' "$FAULT_START" "$(now_ms)" "$FAULT_NAME" >>"$OUT_DIR/faults"
+  FAULT_NAME=""
+}
+
 pid_of() { cat "$UP_DIR/pids/$1.pid"; }
 
 # Restarts whatever is not running and waits until the gateway reports every service ready.
 recover() {
   local began=$SECONDS
   up up >>"$OUT_DIR/up.log" 2>&1 || { tail -n 30 "$OUT_DIR/up.log" >&2; die "the stack did not recover after: $1"; }
+  fault_recovered
   timeline "  ready again after $((SECONDS - began))s"
 }
 
@@ -187,6 +227,7 @@ kill_role() {
   local name="$1" pid
   pid="$(pid_of "$name")"
   timeline "SIGKILL $name (pid $pid)"
+  fault_begins "SIGKILL $name"
   kill -KILL "$pid"
   wait_gone "$pid"
   FAULTS=$((FAULTS + 1))
@@ -206,6 +247,7 @@ outage() {
         AGORA_CONSUL_SERF_LAN_PORT=0 AGORA_CONSUL_SERF_WAN_PORT=0 AGORA_CONSUL_DNS_PORT=-1 AGORA_CONSUL_GRPC_PORT=-1) ;;
   esac
   timeline "stop $component for ${secs}s"
+  fault_begins "$component stopped ${secs} s"
   bash "$SCRIPT_DIR/$component.sh" stop >>"$OUT_DIR/up.log" 2>&1
   sleep "$secs"
   began=$SECONDS
@@ -223,6 +265,7 @@ hang_backend() {
   local pid code took answers="" i
   pid="$(pid_of product-service)"
   timeline "SIGSTOP product-service (pid $pid) for ${HANG_SECS}s"
+  fault_begins "SIGSTOP product-service ${HANG_SECS} s"
   kill -STOP "$pid"
   local began=$SECONDS
   for i in 1 2 3; do
@@ -245,10 +288,39 @@ restart_gateway() {
   local pid
   pid="$(pid_of gateway)"
   timeline "SIGTERM gateway (pid $pid): drain and restart"
+  fault_begins "SIGTERM gateway (drain)"
   kill -TERM "$pid"
   wait_gone "$pid"
   FAULTS=$((FAULTS + 1))
   recover "the gateway restart"
+}
+
+# A member of a replicated component SIGKILLed (kill_member SCRIPT N WHAT); recover starts it
+# again where it was.
+kill_member() {
+  local script="$1" n="$2" what="$3"
+  timeline "SIGKILL $what (member $n of $script)"
+  fault_begins "SIGKILL $what"
+  bash "$SCRIPT_DIR/$script.sh" kill "$n" >>"$OUT_DIR/up.log" 2>&1
+  FAULTS=$((FAULTS + 1))
+  recover "SIGKILL $what"
+}
+
+kill_kafka_leader() { kill_member kafka-cluster "$(bash "$SCRIPT_DIR/kafka-cluster.sh" busiest)" "the Kafka node leading most partitions"; }
+kill_pg_primary() { kill_member pg-cluster "$(bash "$SCRIPT_DIR/pg-cluster.sh" primary)" "the PostgreSQL primary"; }
+kill_consul_leader() { kill_member consul-cluster "$(bash "$SCRIPT_DIR/consul-cluster.sh" leader)" "the Consul leader"; }
+
+# A whole "node" lost at once: one instance of every role and a Kafka node.
+kill_node() {
+  local name pids=()
+  timeline "SIGKILL a node: one instance of every role and Kafka node 2"
+  fault_begins "SIGKILL a node (every role once, a Kafka node)"
+  for name in gateway user-service product-service order-service payment-service; do pids+=("$(pid_of "$name")"); done
+  kill -KILL "${pids[@]}"
+  bash "$SCRIPT_DIR/kafka-cluster.sh" kill 2 >>"$OUT_DIR/up.log" 2>&1
+  for name in "${pids[@]}"; do wait_gone "$name"; done
+  FAULTS=$((FAULTS + 1))
+  recover "the node loss"
 }
 
 steady
@@ -258,10 +330,17 @@ kill_role payment-service
 steady
 kill_role order-service
 steady
-outage kafka 8
-steady
-outage postgres 3
-steady
+if [[ "$TOPOLOGY" == ha ]]; then
+  kill_kafka_leader
+  steady
+  kill_pg_primary
+  steady
+else
+  outage kafka 8
+  steady
+  outage postgres 3
+  steady
+fi
 hang_backend
 steady
 restart_gateway
@@ -273,8 +352,15 @@ if ! $QUICK; then
   steady
   kill_role gateway
   steady
-  outage consul 3
-  steady
+  if [[ "$TOPOLOGY" == ha ]]; then
+    kill_consul_leader
+    steady
+    kill_node
+    steady
+  else
+    outage consul 3
+    steady
+  fi
 fi
 steady
 timeline "faults over ($FAULTS); stopping the load"
@@ -297,9 +383,10 @@ set -e
 reconcile --accepted "$OUT_DIR/accepted.txt" --stock-before "$OUT_DIR/stock-before.json" \
   --kafka-brokers "$BROKERS" --settle-secs 0 --json >"$OUT_DIR/reconcile.json" 2>/dev/null || true
 
-python3 - "$OUT_DIR" "$FAULTS" "$SCARCE_STOCK" <<'EOF' | tee "$OUT_DIR/summary"
+set +e
+python3 - "$OUT_DIR" "$FAULTS" "$SCARCE_STOCK" "$TOPOLOGY" "$GOAL" <<'EOF' | tee "$OUT_DIR/summary"
 import json, sys
-out, faults, scarce = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out, faults, scarce, topology, goal = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
 load = json.load(open(f"{out}/loadgen.json"))
 rec = json.load(open(f"{out}/reconcile.json"))
 sent = sum(route["count"] for route in load["routes"] if not route["route"].endswith("(settled?)"))
@@ -324,8 +411,39 @@ print(f"  unpublished events             {rec['unpublished_events']}")
 print(f"  dead letters                   {rec['dead_letters']}")
 for code, message in load["error_samples"].items():
     print(f"  first {code}: {message[:160]}")
+
+# Each fault's window: operations that began between the fault and 10 s after the stack was
+# ready again (the follow-ups of placed orders after the run are not in it).
+ops = []
+for line in open(f"{out}/outcomes.txt"):
+    end, latency, route, served, status = line.split()
+    if "settled" in route:
+        continue
+    ops.append((int(end) - float(latency), float(latency), route, served == "1", status))
+short = []
+print()
+print(f"  {'fault':<52} {'requests':>8} {'served':>9} {'p99 ms':>8} {'orders again':>12}")
+for line in open(f"{out}/faults"):
+    start, ready, name = line.split(maxsplit=2)
+    start, ready, name = int(start), int(ready), name.strip()
+    window = [op for op in ops if start <= op[0] <= ready + 10_000]
+    if not window:
+        continue
+    served = sum(op[3] for op in window) / len(window) * 100
+    latencies = sorted(op[1] for op in window)
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    orders = [op[0] + op[1] - start for op in ops if op[2] == "POST_/v1/orders" and op[4] == "201" and op[0] >= start]
+    again = f"{min(orders) / 1000:.1f} s" if orders else "never"
+    print(f"  {name:<52} {len(window):>8} {served:>8.3f}% {p99:>8.0f} {again:>12}")
+    if served < goal:
+        short.append(f"{name}: {served:.3f} %")
 if not rec["accepted"] or not rec["paid"]:
     sys.exit("no order was accepted or paid: the run proved nothing")
+if topology == "ha" and short:
+    sys.exit(f"served under the goal of {goal} % during: " + "; ".join(short))
 EOF
+summarised=${PIPESTATUS[0]}
+set -e
 [[ "$reconciled" == 0 ]] || die "the reconciliation found broken promises (above; details in $OUT_DIR)"
+[[ "$summarised" == 0 ]] || die "the run fell short (above; details in $OUT_DIR)"
 log "every promise kept; details in $OUT_DIR"

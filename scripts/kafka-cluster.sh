@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A local Apache Kafka cluster of several KRaft nodes, for Agora's development and tests.
 #
-# Usage: scripts/kafka-cluster.sh {start|stop|status|brokers|kill N|start-member N|reset}
+# Usage: scripts/kafka-cluster.sh {start|stop|status|brokers|busiest|kill N|start-member N|reset}
 #
 #   start           start every node (side by side: a node answers only once a majority of
 #                   the controllers runs); no-op for the nodes that run already
 #   stop            stop every node
 #   status          each node's status (0 = all answer, 3 = none runs, 1 = some do not)
 #   brokers         print the bootstrap list, host:port,host:port,…
+#   busiest         print the number of the node that leads the most partitions (all topics)
 #   kill N          SIGKILL node N, as a crash or a machine loss would
 #   start-member N  start node N again (after kill or stop) where it was
 #   reset           stop every node and delete the cluster's files
@@ -51,9 +52,20 @@ member() {
     bash "$SCRIPT_DIR/kafka.sh" "$@"
 }
 
+# The node that leads the most partitions, as the first node that answers describes them.
+busiest() {
+  local n described=""
+  for ((n = 1; n <= MEMBERS; n++)); do
+    described="$(member "$n" topics --describe 2>/dev/null)" && break
+  done
+  [[ -n "$described" ]] || die "no node describes the topics"
+  grep -o 'Leader: [0-9]*' <<<"$described" | awk '{ print $2 }' | sort | uniq -c | sort -rn | awk 'NR == 1 { print $2 }'
+}
+
 cluster_command() {
   case "$1" in
     brokers) cluster_existing; member_list client "$DAEMON_HOST:%.0s%s" ;;
+    busiest) cluster_existing; busiest ;;
     *) usage ;;
   esac
 }

@@ -26,7 +26,8 @@
 #   AGORA_CACHE       cache root                                   (default: $HOME/.cache/agora)
 #   AGORA_PG_CLUSTER  the cluster's name                           (default: ha)
 #   AGORA_PG_MEMBERS  members, 2 or 3                              (default: 2)
-#   AGORA_PG_CONSUL   HOST:PORT of the Consul agent Patroni uses   (required by start)
+#   AGORA_PG_CONSUL   HOST:PORT of the Consul agent Patroni uses (required by the first start,
+#                     which records it: later commands default to the agent recorded)
 #   AGORA_BIND_HOST   the address to listen on, one of this machine's (default: 127.0.0.1)
 set -euo pipefail
 
@@ -42,10 +43,18 @@ MEMBERS="${AGORA_PG_MEMBERS:-2}"
 SCOPE="agora-${CLUSTER,,}"
 PG_SUPERUSER=agora
 
+# A new cluster records its Consul agent.
+cluster_new() {
+  [[ -n "${AGORA_PG_CONSUL:-}" ]] || die "AGORA_PG_CONSUL is not set: the HOST:PORT of the Consul agent that keeps the cluster's state"
+  printf 'CLUSTER_CONSUL=%s\n' "$AGORA_PG_CONSUL"
+}
+
+consul_agent() { printf '%s\n' "${AGORA_PG_CONSUL:-${CLUSTER_CONSUL:-}}"; }
+
 member() {
   local n="$1"
   shift
-  AGORA_PATRONI_INSTANCE="$CLUSTER-$n" AGORA_PATRONI_SCOPE="$SCOPE" AGORA_PATRONI_CONSUL="${AGORA_PG_CONSUL:-}" \
+  AGORA_PATRONI_INSTANCE="$CLUSTER-$n" AGORA_PATRONI_SCOPE="$SCOPE" AGORA_PATRONI_CONSUL="$(consul_agent)" \
     AGORA_PATRONI_PG_PORT="$(member_port pg "$n")" AGORA_PATRONI_API_PORT="$(member_port api "$n")" \
     bash "$SCRIPT_DIR/patroni.sh" "$@"
 }
@@ -117,10 +126,10 @@ create_db() {
 # Patroni keeps the cluster's state in Consul (under service/SCOPE/) and each member's liveness
 # check in the agent: a cluster made again under the same name starts from nothing.
 cluster_forget() {
-  [[ -n "${AGORA_PG_CONSUL:-}" ]] || { log "AGORA_PG_CONSUL is not set: the cluster's keys in Consul stay"; return 0; }
-  local n consul="http://$AGORA_PG_CONSUL"
-  curl -fsS --max-time 5 -X DELETE "$consul/v1/kv/service/$SCOPE?recurse" >/dev/null \
-    || { log "cannot reach Consul at $AGORA_PG_CONSUL: the cluster's keys there stay"; return 0; }
+  local n consul
+  consul="http://$(consul_agent)"
+  curl -fsS --max-time 5 -X DELETE "$consul/v1/kv/service/$SCOPE?recurse" >/dev/null 2>&1 \
+    || { log "cannot reach Consul at ${consul#http://}: the cluster's keys there stay"; return 0; }
   for ((n = 1; n <= MEMBERS; n++)); do
     curl -fsS --max-time 5 -X PUT "$consul/v1/agent/check/deregister/agora-patroni-$CLUSTER-$n" >/dev/null 2>&1 || true
   done

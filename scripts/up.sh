@@ -2,7 +2,18 @@
 # The distributed stack on one machine: PostgreSQL (one database per service), Kafka, Consul
 # and Jaeger, each run by its script under scripts/, plus the gateway and the four services
 # as separate `agora <role>` processes (release build) on Postgres + Kafka, all on
-# 127.0.0.1, on the components' usual ports where they are free.
+# 127.0.0.1.
+#
+# Two topologies (AGORA_UP_TOPOLOGY):
+#   ha      (the default) nothing is single: a Consul cluster of three servers and the agent
+#           the processes talk to (consul-cluster.sh), PostgreSQL as a primary and a
+#           synchronous standby that Patroni fails over (pg-cluster.sh; the services' URLs
+#           name both servers and follow the primary; product-service reads the catalog off
+#           the standby), three Kafka nodes with every topic on all three (kafka-cluster.sh);
+#           Jaeger stays single (traces are not on any request's path). Their ports are free
+#           ones, chosen once per stack and kept.
+#   single  one of each, on the components' usual ports where they are free: less memory
+#           (one JVM instead of three) for a laptop.
 #
 # Usage: scripts/up.sh {up|down|logs [NAME...]|status|purge}
 #
@@ -34,6 +45,8 @@
 #   AGORA_UP_BIN         run this agora binary instead of building the release one
 #   CARGO_TARGET_DIR     where cargo builds (default: $AGORA_CACHE/target)
 #   AGORA_ADMIN_EMAIL    the admin account (default: admin@agora.local)
+#   AGORA_UP_TOPOLOGY    ha or single (above; default: ha); a stack keeps the topology it was
+#                        made with until `purge`
 #   AGORA_UP_REPLICAS    instances of every role, 1 to 9 (default: 2); `up` with more starts
 #                        the missing ones, `down` stops them all
 #   PRODUCT_REPLICAS     product-service instances, 1 to 9 (default: AGORA_UP_REPLICAS)
@@ -63,9 +76,22 @@ REPLICAS="${AGORA_UP_REPLICAS:-2}"
 PRODUCT_REPLICAS="${PRODUCT_REPLICAS:-$REPLICAS}"
 [[ "$PRODUCT_REPLICAS" =~ ^[1-9]$ ]] || die "PRODUCT_REPLICAS must be a number from 1 to 9, not '$PRODUCT_REPLICAS'"
 
-# Every component script runs the stack's instance, beside any `dev` or `test` one.
+# The topology the stack was made with wins over the variable (until purge).
+TOPOLOGY_FILE="$UP_DIR/topology"
+TOPOLOGY="${AGORA_UP_TOPOLOGY:-ha}"
+if [[ -f "$TOPOLOGY_FILE" ]]; then
+  made="$(cat "$TOPOLOGY_FILE")"
+  if [[ -n "${AGORA_UP_TOPOLOGY:-}" && "$AGORA_UP_TOPOLOGY" != "$made" ]]; then
+    die "stack $INSTANCE was made with AGORA_UP_TOPOLOGY=$made; to change it: $0 purge (deletes its data)"
+  fi
+  TOPOLOGY="$made"
+fi
+[[ "$TOPOLOGY" == ha || "$TOPOLOGY" == single ]] || die "AGORA_UP_TOPOLOGY must be ha or single, not '$TOPOLOGY'"
+
+# Every component script runs the stack's instance (or cluster), beside any `dev` or `test` one.
 export AGORA_PG_INSTANCE="$INSTANCE" AGORA_PG_DURABLE=1
 export AGORA_KAFKA_INSTANCE="$INSTANCE" AGORA_CONSUL_INSTANCE="$INSTANCE" AGORA_JAEGER_INSTANCE="$INSTANCE"
+export AGORA_PG_CLUSTER="$INSTANCE" AGORA_KAFKA_CLUSTER="$INSTANCE" AGORA_CONSUL_CLUSTER="$INSTANCE"
 
 # How many instances of each role; a role's extra instances are ROLE-2, ROLE-3, ...
 declare -A REPLICAS_OF=(
@@ -97,7 +123,12 @@ declare -A DATABASE=(
   [user-service]=agora_user [product-service]=agora_product
   [order-service]=agora_order [payment-service]=agora_payment
 )
-INFRA=(postgres kafka consul jaeger)
+# The infrastructure's scripts, in start order (Patroni keeps its state in Consul).
+if [[ "$TOPOLOGY" == ha ]]; then
+  INFRA=(consul-cluster pg-cluster kafka-cluster jaeger)
+else
+  INFRA=(postgres kafka consul jaeger)
+fi
 
 # The ports processes had before they stopped (NAME and NAME.metrics), filled by `up`.
 declare -A PREVIOUS_PORT=()
@@ -181,8 +212,56 @@ wait_listening() {
 
 # Passing instances of a service in the stack's Consul.
 passing_instances() {
-  curl -fsS --max-time 2 "$(bash "$SCRIPT_DIR/consul.sh" url)/v1/health/service/$1?passing=true" 2>/dev/null \
+  curl -fsS --max-time 2 "$(consul_url)/v1/health/service/$1?passing=true" 2>/dev/null \
     | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))' 2>/dev/null || printf '0\n'
+}
+
+# The infrastructure's addresses, in either topology.
+consul_script() { if [[ "$TOPOLOGY" == ha ]]; then echo consul-cluster; else echo consul; fi; }
+consul_url() { bash "$SCRIPT_DIR/$(consul_script).sh" url; }
+consul_addr() { bash "$SCRIPT_DIR/$(consul_script).sh" addr; }
+kafka_brokers() {
+  if [[ "$TOPOLOGY" == ha ]]; then bash "$SCRIPT_DIR/kafka-cluster.sh" brokers; else bash "$SCRIPT_DIR/kafka.sh" url; fi
+}
+# database_url DB [TARGET]: a service's database URL (ha: both servers, for the primary or,
+# with TARGET prefer-standby, a standby).
+database_url() {
+  local url
+  if [[ "$TOPOLOGY" == ha ]]; then
+    url="$(bash "$SCRIPT_DIR/pg-cluster.sh" url)"
+    url="${url/\/postgres\?/\/$1?}"
+    printf '%s\n' "${url/read-write/${2:-read-write}}"
+  else
+    url="$(bash "$SCRIPT_DIR/postgres.sh" url)"
+    printf '%s/%s\n' "${url%/postgres}" "$1"
+  fi
+}
+
+# Starts the infrastructure: the usual ports (single), or the clusters (ha: Kafka's three JVMs
+# start while Consul and PostgreSQL do).
+infra_up() {
+  if [[ "$TOPOLOGY" == ha ]]; then
+    local kafka_log="$LOG_DIR/kafka-cluster-start.log" kafka_pid
+    mkdir -p "$LOG_DIR"
+    bash "$SCRIPT_DIR/kafka-cluster.sh" start >"$kafka_log" 2>&1 9>&- &
+    kafka_pid=$!
+    bash "$SCRIPT_DIR/consul-cluster.sh" start
+    AGORA_PG_CONSUL="$(consul_addr)" bash "$SCRIPT_DIR/pg-cluster.sh" start
+    bash "$SCRIPT_DIR/pg-cluster.sh" create-db "${DATABASE[@]}"
+    wait "$kafka_pid" || { cat "$kafka_log" >&2; die "the Kafka cluster did not start"; }
+    cat "$kafka_log" >&2
+  else
+    AGORA_PG_PORT="$(usual 5432)" bash "$SCRIPT_DIR/postgres.sh" start
+    bash "$SCRIPT_DIR/postgres.sh" create-db "${DATABASE[@]}"
+    AGORA_KAFKA_PORT="$(usual 9092)" AGORA_KAFKA_CONTROLLER_PORT="$(usual 9093)" bash "$SCRIPT_DIR/kafka.sh" start
+    # Consul's other listeners (server, serf) take free ports; DNS and gRPC are not used.
+    AGORA_CONSUL_HTTP_PORT="$(usual 8500)" AGORA_CONSUL_SERVER_PORT=0 AGORA_CONSUL_SERF_LAN_PORT=0 \
+      AGORA_CONSUL_SERF_WAN_PORT=0 AGORA_CONSUL_DNS_PORT=-1 AGORA_CONSUL_GRPC_PORT=-1 \
+      bash "$SCRIPT_DIR/consul.sh" start
+  fi
+  AGORA_JAEGER_UI_PORT="$(usual 16686)" AGORA_JAEGER_OTLP_GRPC_PORT="$(usual 4317)" \
+    AGORA_JAEGER_OTLP_HTTP_PORT="$(usual 4318)" AGORA_JAEGER_QUERY_GRPC_PORT=0 AGORA_JAEGER_HEALTH_PORT=0 \
+    bash "$SCRIPT_DIR/jaeger.sh" start
 }
 
 # A secret generated once (mode 0600), printed.
@@ -260,23 +339,15 @@ cmd_up() {
   fi
   [[ -x "$AGORA_BIN" ]] || die "no agora binary at $AGORA_BIN"
 
-  AGORA_PG_PORT="$(usual 5432)" bash "$SCRIPT_DIR/postgres.sh" start
-  bash "$SCRIPT_DIR/postgres.sh" create-db "${DATABASE[@]}"
-  AGORA_KAFKA_PORT="$(usual 9092)" AGORA_KAFKA_CONTROLLER_PORT="$(usual 9093)" bash "$SCRIPT_DIR/kafka.sh" start
-  # Consul's other listeners (server, serf) take free ports; DNS and gRPC are not used.
-  AGORA_CONSUL_HTTP_PORT="$(usual 8500)" AGORA_CONSUL_SERVER_PORT=0 AGORA_CONSUL_SERF_LAN_PORT=0 \
-    AGORA_CONSUL_SERF_WAN_PORT=0 AGORA_CONSUL_DNS_PORT=-1 AGORA_CONSUL_GRPC_PORT=-1 \
-    bash "$SCRIPT_DIR/consul.sh" start
-  AGORA_JAEGER_UI_PORT="$(usual 16686)" AGORA_JAEGER_OTLP_GRPC_PORT="$(usual 4317)" \
-    AGORA_JAEGER_OTLP_HTTP_PORT="$(usual 4318)" AGORA_JAEGER_QUERY_GRPC_PORT=0 AGORA_JAEGER_HEALTH_PORT=0 \
-    bash "$SCRIPT_DIR/jaeger.sh" start
+  mkdir -p "$UP_DIR"
+  printf '%s\n' "$TOPOLOGY" >"$TOPOLOGY_FILE"
+  infra_up
 
-  local pg_base brokers otlp consul jwt_secret admin_password
-  pg_base="$(bash "$SCRIPT_DIR/postgres.sh" url)"
-  pg_base="${pg_base%/postgres}"
-  brokers="$(bash "$SCRIPT_DIR/kafka.sh" url)"
+  local brokers otlp consul jwt_secret admin_password replication=1
+  brokers="$(kafka_brokers)"
   otlp="$(bash "$SCRIPT_DIR/jaeger.sh" otlp-grpc)"
-  consul="$(bash "$SCRIPT_DIR/consul.sh" addr)"
+  consul="$(consul_addr)"
+  if [[ "$TOPOLOGY" == ha ]]; then replication=3; fi
   jwt_secret="$(secret jwt-secret)"
   admin_password="$(secret admin-password)"
 
@@ -297,14 +368,14 @@ cmd_up() {
   fi
 
   # Everyone registers with Consul and finds the others there: no addresses to pass.
-  local -a common=(AGORA_EVENTS=kafka AGORA_KAFKA_BROKERS="$brokers" OTEL_EXPORTER_OTLP_ENDPOINT="$otlp"
-    AGORA_DISCOVERY=consul AGORA_CONSUL_ADDR="$consul")
+  local -a common=(AGORA_EVENTS=kafka AGORA_KAFKA_BROKERS="$brokers" AGORA_KAFKA_REPLICATION="$replication"
+    OTEL_EXPORTER_OTLP_ENDPOINT="$otlp" AGORA_DISCOVERY=consul AGORA_CONSUL_ADDR="$consul")
   local name role
   # A role's instances share its database; the first instance seeds it (the admin account,
   # the demo catalog), so that two seeders never race.
   for name in "${PROCESSES[@]}"; do
     role="$(role_of "$name")"
-    local -a own=(AGORA_DATABASE_URL="$pg_base/${DATABASE[$role]}")
+    local -a own=(AGORA_DATABASE_URL="$(database_url "${DATABASE[$role]}")")
     case "$role" in
       user-service)
         own+=(AGORA_JWT_SECRET="$jwt_secret")
@@ -312,7 +383,10 @@ cmd_up() {
           own+=(AGORA_ADMIN_EMAIL="$ADMIN_EMAIL" AGORA_ADMIN_PASSWORD="$admin_password")
         fi
         ;;
-      product-service) own+=(AGORA_SEED_DEMO="$([[ "$name" == product-service ]] && echo true || echo false)") ;;
+      product-service)
+        own+=(AGORA_SEED_DEMO="$([[ "$name" == product-service ]] && echo true || echo false)")
+        if [[ "$TOPOLOGY" == ha ]]; then own+=(AGORA_DATABASE_READ_URL="$(database_url agora_product prefer-standby)"); fi
+        ;;
     esac
     start_role "$name" "${common[@]}" "${own[@]}"
   done
@@ -346,14 +420,15 @@ cmd_up() {
   cat <<EOF
 
 Agora is up: the gateway and four services as separate processes on PostgreSQL and Kafka,
-found through Consul ($(instances_line)).
+found through Consul ($(instances_line)); topology $TOPOLOGY$([[ "$TOPOLOGY" == ha ]] && printf ': 3 Consul servers, PostgreSQL primary + synchronous standby (Patroni), 3 Kafka nodes' || true).
 
   Gateway     $url          (OpenAPI: $url/openapi.json)
   Jaeger UI   $(bash "$SCRIPT_DIR/jaeger.sh" url)   (query API; read traces with the command below)
   Traces      $AGORA_BIN trace --jaeger $(bash "$SCRIPT_DIR/jaeger.sh" url)
-  Consul UI   $(bash "$SCRIPT_DIR/consul.sh" url)/ui
+  Consul UI   $(consul_url)/ui
 $metrics_lines
-  Kafka       $brokers        PostgreSQL  $pg_base
+  Kafka       $brokers
+  PostgreSQL  $(database_url DB)
   Admin       $ADMIN_EMAIL, password in $SECRETS_DIR/admin-password
 
   Try:        curl $url/v1/products
@@ -370,17 +445,17 @@ cmd_down() {
     daemon_stop "$PID_DIR/$name.pid" "$AGORA_BIN $(role_of "$name")" "$STOP_TIMEOUT_SECS"
   done < <(all_processes)
   rm -f "$PORTS_FILE"
-  bash "$SCRIPT_DIR/jaeger.sh" stop
-  bash "$SCRIPT_DIR/consul.sh" stop
-  bash "$SCRIPT_DIR/kafka.sh" stop
-  bash "$SCRIPT_DIR/postgres.sh" stop
+  local i
+  # In reverse start order: PostgreSQL's members leave Consul before Consul stops.
+  for ((i = ${#INFRA[@]} - 1; i >= 0; i--)); do bash "$SCRIPT_DIR/${INFRA[i]}.sh" stop; done
 }
 
 cmd_purge() {
   cmd_down
-  bash "$SCRIPT_DIR/jaeger.sh" reset
-  bash "$SCRIPT_DIR/consul.sh" reset
-  bash "$SCRIPT_DIR/kafka.sh" reset
+  local component
+  for component in "${INFRA[@]}"; do
+    [[ "$component" == postgres ]] || bash "$SCRIPT_DIR/$component.sh" reset
+  done
   log "deleting the stack's databases and files"
   rm -rf "$CACHE_DIR/postgres/$INSTANCE" "$UP_DIR"
 }
@@ -390,6 +465,9 @@ log_file() {
     postgres) printf '%s\n' "$CACHE_DIR/postgres/$INSTANCE/postgres.log" ;;
     kafka) printf '%s\n' "$CACHE_DIR/kafka/instances/$INSTANCE/data/server.log" ;;
     consul) printf '%s\n' "$CACHE_DIR/consul/$INSTANCE/consul.log" ;;
+    pg-cluster) printf '%s\n' "$CACHE_DIR"/patroni/"$INSTANCE"-[0-9]/patroni.log ;;
+    kafka-cluster) printf '%s\n' "$CACHE_DIR"/kafka/instances/"$INSTANCE"-[0-9]/data/server.log ;;
+    consul-cluster) printf '%s\n' "$CACHE_DIR"/consul/"$INSTANCE"-[0-9a]*/consul.log ;;
     jaeger) printf '%s\n' "$CACHE_DIR/jaeger/$INSTANCE/jaeger.log" ;;
     gateway | gateway-[0-9] | user-service | user-service-[0-9] | product-service | product-service-[0-9] | \
       order-service | order-service-[0-9] | payment-service | payment-service-[0-9])
@@ -403,8 +481,9 @@ cmd_logs() {
   ((${#names[@]})) || mapfile -t names < <(all_processes; printf '%s\n' "${INFRA[@]}")
   local name file
   for name in "${names[@]}"; do
-    file="$(log_file "$name")"
-    if [[ -f "$file" ]]; then files+=("$file"); fi
+    while read -r file; do
+      if [[ -f "$file" ]]; then files+=("$file"); fi
+    done < <(log_file "$name")
   done
   ((${#files[@]})) || die "no logs yet; run: $0 up"
   exec tail -n 20 -F "${files[@]}"

@@ -146,6 +146,13 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub accepted_orders: Option<std::path::PathBuf>,
 
+    /// Write every operation to FILE as it ends, one line each: `END_UNIX_MS LATENCY_MS ROUTE
+    /// SERVED STATUS` (SERVED 1 for a definite answer after the retries, 4xx included), so
+    /// that the operations of a time window can be counted afterwards (`make chaos` does,
+    /// per fault).
+    #[arg(long, value_name = "FILE")]
+    pub outcomes: Option<std::path::PathBuf>,
+
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -236,7 +243,12 @@ pub async fn measure(args: &Args) -> anyhow::Result<Summary> {
         }
     });
 
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(match &args.outcomes {
+        Some(path) => Recorder::with_outcomes(anyhow::Context::with_context(std::fs::File::create(path), || {
+            format!("cannot create {}", path.display())
+        })?),
+        None => Recorder::default(),
+    });
     let run = Run {
         target,
         recorder: recorder.clone(),

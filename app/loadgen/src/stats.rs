@@ -119,9 +119,18 @@ pub struct Recorder {
     pub failed: AtomicU64,
     pub in_flight: AtomicU64,
     pub dropped: AtomicU64,
+    /// Where each counted operation is written as it ends (`--outcomes`).
+    outcomes: Option<Mutex<std::io::LineWriter<std::fs::File>>>,
 }
 
 impl Recorder {
+    /// A recorder that also writes one line per counted operation to `file`, as it ends:
+    /// `END_UNIX_MS LATENCY_MS ROUTE SERVED STATUS` (SERVED is 1 for a definite answer, 4xx
+    /// included, after the retries; 0 for none), so that a fault's window can be cut out later.
+    pub fn with_outcomes(file: std::fs::File) -> Self {
+        Self { outcomes: Some(Mutex::new(std::io::LineWriter::new(file))), ..Self::default() }
+    }
+
     /// One answered request. `counted` is false in the warm-up, whose requests only show
     /// in the live counters.
     pub fn request(&self, route: &'static str, outcome: &Outcome, latency: Duration, counted: bool) {
@@ -142,8 +151,24 @@ impl Recorder {
             }
         }
         *tally.status.entry(outcome.status.clone()).or_default() += 1;
-        if !outcome.ok && outcome.indefinite() {
+        let served = !(!outcome.ok && outcome.indefinite());
+        if !served {
             tally.unanswered += 1;
+        }
+        drop(tally);
+        if let Some(out) = &self.outcomes {
+            use std::io::Write as _;
+            let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let line = format!(
+                "{} {:.1} {} {} {}\n",
+                end.as_millis(),
+                latency.as_secs_f64() * 1000.0,
+                route.replace(' ', "_"),
+                u8::from(served),
+                outcome.status.replace(' ', "_")
+            );
+            // A full disk loses lines of this log, never the run.
+            let _ = out.lock().expect("outcomes lock").write_all(line.as_bytes());
         }
     }
 

@@ -242,6 +242,21 @@ pub async fn connect(url: &str, migrations: Migrations) -> Result<Db, DbError> {
     Ok(Db { pool, backend, follower, reads: None })
 }
 
+/// A pool on `url` without migrations, for tools that read a service's database (`agora
+/// reconcile`); a PostgreSQL URL may name several servers, as for [`connect`].
+pub async fn open(url: &str) -> Result<AnyPool, DbError> {
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+    let shown = redact(url);
+    match Backend::from_url(url)? {
+        Backend::Postgres => Ok(postgres_pool(url, &shown, Duration::ZERO, None).await?.0),
+        Backend::Sqlite => AnyPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(|source| DbError::Connect { url: shown, source }),
+    }
+}
+
 /// How long a request waits for a connection before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a process starting waits for the server its URL asks for (a cluster may be

@@ -33,7 +33,7 @@ use payment_service::{audit::Ledger, domain::PaymentStatus};
 use product_service::domain::ReservationState;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, any::AnyPoolOptions};
+use sqlx::AnyPool;
 
 use crate::cli::ReconcileArgs;
 
@@ -163,7 +163,6 @@ struct Databases {
 
 impl Databases {
     async fn connect(args: &ReconcileArgs) -> anyhow::Result<Self> {
-        sqlx::any::install_default_drivers();
         Ok(Self {
             order: pool(&args.order_db).await?,
             payment: pool(&args.payment_db).await?,
@@ -183,13 +182,7 @@ impl Databases {
 }
 
 async fn pool(url: &SecretString) -> anyhow::Result<AnyPool> {
-    let url = url.expose_secret();
-    AnyPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
-        .await
-        .with_context(|| format!("cannot connect to {}", agora_kit::db::redact(url)))
+    Ok(agora_kit::db::open(url.expose_secret()).await?)
 }
 
 async fn unpublished(db: &AnyPool) -> anyhow::Result<u64> {
