@@ -151,7 +151,7 @@ impl Recorder {
             }
         }
         *tally.status.entry(outcome.status.clone()).or_default() += 1;
-        let served = !(!outcome.ok && outcome.indefinite());
+        let served = outcome.ok || !outcome.indefinite();
         if !served {
             tally.unanswered += 1;
         }
