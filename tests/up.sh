@@ -36,9 +36,10 @@ for key in sys.argv[1].split("."):
 print(len(value) if isinstance(value, list) else value)' "$1"
 }
 
-# Processes of this stack: the agora roles, and the component instances by their paths.
+# Processes of this stack: the agora roles, and the component instances (and the members of
+# its clusters: NAME-1, NAME-2, ..., NAME-agent) by their paths, and Patroni's heartbeats.
 stack_processes() {
-  pgrep -af "$AGORA_UP_BIN |/$AGORA_UP_INSTANCE/|instances/$AGORA_UP_INSTANCE/" | grep -v pgrep || true
+  pgrep -af "$AGORA_UP_BIN |/$AGORA_UP_INSTANCE(-[0-9]+|-agent)?/|agora-patroni-$AGORA_UP_INSTANCE-" | grep -v pgrep || true
 }
 
 banner="$(bash scripts/up.sh up)"
