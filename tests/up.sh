@@ -49,6 +49,13 @@ jaeger="$(sed -n 's/^ *Jaeger UI *\(http:[^ ]*\).*/\1/p' <<<"$banner")"
 consul="$(sed -n 's/^ *Consul UI *\(http:[^ ]*\)\/ui.*/\1/p' <<<"$banner")"
 [[ -n "$gateway" && -n "$jaeger" && -n "$consul" ]] || fail "the banner lacks the gateway, Jaeger or Consul URL"
 pass "up printed gateway $gateway, Jaeger $jaeger, Consul $consul"
+# The default topology is replicated: the services' PostgreSQL URL names two servers (Patroni's
+# primary and standby), Kafka's bootstrap list three nodes.
+pg_servers="$(sed -n 's|^ *PostgreSQL *postgres://[^@]*@\([^/]*\)/.*|\1|p' <<<"$banner" | tr ',' '\n' | grep -c .)"
+kafka_nodes="$(sed -n 's/^ *Kafka *\([^ ]*\).*/\1/p' <<<"$banner" | tr ',' '\n' | grep -c .)"
+[[ "$pg_servers" == 2 && "$kafka_nodes" == 3 ]] \
+  || fail "expected PostgreSQL on 2 servers and Kafka on 3 nodes (topology ha), got $pg_servers and $kafka_nodes"
+pass "the stack is replicated: PostgreSQL on $pg_servers servers, Kafka on $kafka_nodes nodes"
 
 # The REST calls go through `agora client`, as a user of the platform would make them.
 client() { "$AGORA_UP_BIN" client --gateway "$gateway" "$@"; }
