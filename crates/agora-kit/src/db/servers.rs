@@ -188,18 +188,7 @@ impl Follower {
         primary: Option<Arc<Follower>>,
         patience: Duration,
     ) -> Result<Arc<Self>, DbError> {
-        let follower = Arc::new(Self {
-            servers,
-            current: AtomicUsize::new(0),
-            moved: AtomicU64::new(0),
-            origin: Instant::now(),
-            found: AtomicBool::new(false),
-            fresh: AtomicBool::new(false),
-            staleness,
-            streamed: AtomicU64::new(0),
-            primary,
-            wake: Notify::new(),
-        });
+        let follower = Arc::new(Self::new(servers, staleness, primary));
         let deadline = Instant::now() + patience;
         loop {
             if let Some((at, _conn, seen)) = follower.search(0).await {
@@ -211,6 +200,21 @@ impl Follower {
                 return Err(DbError::NoServer { servers: follower.servers.shown(), target: follower.servers.target });
             }
             tokio::time::sleep(CHECK_EVERY).await;
+        }
+    }
+
+    fn new(servers: Servers, staleness: Duration, primary: Option<Arc<Follower>>) -> Self {
+        Self {
+            servers,
+            current: AtomicUsize::new(0),
+            moved: AtomicU64::new(0),
+            origin: Instant::now(),
+            found: AtomicBool::new(false),
+            fresh: AtomicBool::new(false),
+            staleness,
+            streamed: AtomicU64::new(0),
+            primary,
+            wake: Notify::new(),
         }
     }
 
@@ -451,18 +455,7 @@ mod tests {
 
     fn follower(primary: Option<Arc<Follower>>) -> Follower {
         let servers = Servers::parse("postgres://a@h1,h2/x?target_session_attrs=prefer-standby").unwrap().unwrap();
-        Follower {
-            servers,
-            current: AtomicUsize::new(0),
-            moved: AtomicU64::new(0),
-            origin: Instant::now(),
-            found: AtomicBool::new(false),
-            fresh: AtomicBool::new(false),
-            staleness: Duration::from_millis(50),
-            streamed: AtomicU64::new(0),
-            primary,
-            wake: Notify::new(),
-        }
+        Follower::new(servers, Duration::from_millis(50), primary)
     }
 
     #[test]
