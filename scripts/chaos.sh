@@ -30,8 +30,8 @@
 # The figures are printed at the end, with a table of the faults: for each, the requests sent
 # in its window (from the fault to 10 s after the stack was ready again), the share served
 # (answered, 4xx included, after the client's retries), p99 latency, and the longest wait for
-# an accepted order (from the fault, or between two: how long writes took to succeed again). Replicated, every fault's window must be served at 99.9 % or more,
-# else the run fails. The generator's and the reconciliation's JSON, every operation's outcome,
+# an accepted order (from the fault, or between two: how long writes took to succeed again).
+# Replicated, every fault's window must be served at 99.9 % or more, else the run fails. The generator's and the reconciliation's JSON, every operation's outcome,
 # the timeline of faults and every log stay in $AGORA_CACHE/chaos/<time>/. The stack is purged
 # when the run ends, however it ends.
 #
