@@ -104,23 +104,15 @@ list() {
   done
 }
 
-# psql_ N ARGS...: psql as the superuser on member N's admin database.
-psql_() {
-  local n="$1"
-  shift
-  "$(pg_bin_dir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$DAEMON_HOST" -p "$(member_port pg "$n")" -U "$PG_SUPERUSER" -d postgres "$@"
+# psql as the superuser on the primary's admin database (PRIMARY: its member number).
+psql_primary() {
+  "$(pg_bin_dir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$DAEMON_HOST" -p "$(member_port pg "$PRIMARY")" \
+    -U "$PG_SUPERUSER" -d postgres "$@"
 }
 
 create_db() {
-  local n name
-  n="$(primary)" || die "no member leads now"
-  for name in "$@"; do
-    [[ "$name" =~ ^[a-z_][a-z0-9_]*$ ]] || die "database name '$name' must be lowercase letters, digits and _"
-    if [[ -z "$(psql_ "$n" -At -c "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]]; then
-      psql_ "$n" -c "CREATE DATABASE $name"
-      log "created database $name"
-    fi
-  done
+  PRIMARY="$(primary)" || die "no member leads now"
+  pg_create_dbs psql_primary "$@"
 }
 
 # Patroni keeps the cluster's state in Consul (under service/SCOPE/) and each member's liveness

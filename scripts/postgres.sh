@@ -152,14 +152,7 @@ write_hba() {
 
 cmd_create_db() {
   require_running
-  local name
-  for name in "$@"; do
-    [[ "$name" =~ ^[a-z_][a-z0-9_]*$ ]] || die "database name '$name' must be lowercase letters, digits and _"
-    if [[ -z "$(psql_ -At -c "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]]; then
-      psql_ -c "CREATE DATABASE $name"
-      log "created database $name"
-    fi
-  done
+  pg_create_dbs psql_ "$@"
 }
 
 cmd_reset_test_dbs() {

@@ -7,6 +7,9 @@
 #   pg_install            install the distro server unless one is installed (needs root)
 #   pg_prepare_user DIR   create the account and let it reach and own DIR (root only)
 #   as_pg CMD...          run CMD as that account (as ourselves when not root), from /
+#   pg_create_dbs PSQL NAME...
+#                         create each named database that does not exist yet, through the
+#                         function PSQL (psql on the server's admin database)
 #   PG_OS_USER            the account
 
 PG_OS_USER="agora-pg"
@@ -85,4 +88,16 @@ pg_prepare_user() {
   done
 
   chown "$PG_OS_USER:$PG_OS_USER" "$root"
+}
+
+pg_create_dbs() {
+  local psql="$1" name
+  shift
+  for name in "$@"; do
+    [[ "$name" =~ ^[a-z_][a-z0-9_]*$ ]] || die "database name '$name' must be lowercase letters, digits and _"
+    if [[ -z "$("$psql" -At -c "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]]; then
+      "$psql" -c "CREATE DATABASE $name"
+      log "created database $name"
+    fi
+  done
 }
