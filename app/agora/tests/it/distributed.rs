@@ -541,7 +541,8 @@ struct Span {
 }
 
 /// Every span of `trace_id` that Jaeger has, once it has a span of each (service, name) in
-/// `expected` (spans reach Jaeger in batches, process by process).
+/// `expected` and the parent of every span but the root (spans reach Jaeger in batches,
+/// process by process).
 async fn trace_spans(jaeger: &str, trace_id: &str, expected: &[(&str, &str)]) -> Vec<Span> {
     let http = reqwest::Client::new();
     eventually(30, &format!("the spans {expected:?} of trace {trace_id} in Jaeger"), || async {
@@ -581,9 +582,12 @@ async fn trace_spans(jaeger: &str, trace_id: &str, expected: &[(&str, &str)]) ->
                 }
             }
         }
-        let complete =
+        let expected_arrived =
             expected.iter().all(|(service, name)| spans.iter().any(|s| s.service == *service && s.name == *name));
-        complete.then_some(spans)
+        // A parent ends, and so is exported, after its children: until it arrives its children
+        // dangle. Only the root may name a parent Jaeger lacks (the client's span).
+        let dangling = spans.iter().filter(|s| !spans.iter().any(|p| p.id == s.parent)).count();
+        (expected_arrived && dangling <= 1).then_some(spans)
     })
     .await
 }
