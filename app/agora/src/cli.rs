@@ -47,6 +47,10 @@ pub enum Command {
     /// Check, from the services' databases and the dead-letter topics, that every order
     /// settled, was charged exactly as its status says, and took exactly its stock.
     Reconcile(ReconcileArgs),
+    /// Check the history `agora loadgen --history` wrote: every acknowledged order exists and
+    /// settled, orders only move forward, customers read their own writes, nothing is charged
+    /// twice, wallets and stock add up. Lists each anomaly with its operations; exits 1 on any.
+    CheckHistory(CheckHistoryArgs),
 }
 
 impl Command {
@@ -63,7 +67,8 @@ impl Command {
             | Command::Check(_)
             | Command::Client(_)
             | Command::Loadgen(_)
-            | Command::Reconcile(_) => "agora-client",
+            | Command::Reconcile(_)
+            | Command::CheckHistory(_) => "agora-client",
         }
     }
 
@@ -673,4 +678,14 @@ mod tests {
         }
         assert!(wrong.is_empty(), "defaults disagree:\n{}", wrong.join("\n"));
     }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckHistoryArgs {
+    /// The history file (`agora loadgen --history FILE`).
+    pub file: std::path::PathBuf,
+
+    /// Print the verdict as JSON on stdout (the anomalies, and counts by kind).
+    #[arg(long)]
+    pub json: bool,
 }

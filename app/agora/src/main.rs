@@ -16,6 +16,7 @@ async fn main() -> ExitCode {
         cli::Command::Client(args) => return client("client", agora::ops::client::run(args).await),
         cli::Command::Loadgen(args) => return client("loadgen", agora_loadgen::run(args).await),
         cli::Command::Reconcile(args) => return client("reconcile", agora::ops::reconcile::run(args).await),
+        cli::Command::CheckHistory(args) => return client("check-history", agora::ops::history::run(&args)),
         role => role,
     };
     let telemetry = match agora_kit::telemetry::init(command.service_name()) {
@@ -37,7 +38,8 @@ async fn main() -> ExitCode {
         | cli::Command::Check(_)
         | cli::Command::Client(_)
         | cli::Command::Loadgen(_)
-        | cli::Command::Reconcile(_) => {
+        | cli::Command::Reconcile(_)
+        | cli::Command::CheckHistory(_) => {
             unreachable!("clients returned above")
         }
     };

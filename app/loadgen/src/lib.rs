@@ -13,6 +13,8 @@
 //!   its queueing behind a slowed-down client (coordinated omission).
 //! - `--json` prints the summary for scripts; `make bench` reads it.
 
+pub mod checker;
+pub mod history;
 pub mod mix;
 mod report;
 mod retry;
@@ -153,6 +155,13 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub outcomes: Option<std::path::PathBuf>,
 
+    /// Write every operation on orders to FILE as it completes, with when it was invoked
+    /// and completed, what it asked and what it was told (JSON lines), and end with the
+    /// final state the customers read once it stopped changing; `agora check-history FILE`
+    /// then checks it.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<std::path::PathBuf>,
+
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -274,6 +283,14 @@ pub async fn measure(args: &Args) -> anyhow::Result<Summary> {
             rest.follow(order, args.poll_interval, args.settle_timeout, counted, &recorder, &stop)
         });
         futures::stream::iter(follows).buffer_unordered(FOLLOWERS).collect::<Vec<()>>().await;
+    }
+    if let Target::Rest(rest) = &*run.target
+        && rest.has_history()
+    {
+        if show {
+            eprintln!("agora loadgen: reading the final state for the history ...");
+        }
+        rest.read_final_state(args.settle_timeout, &stop).await;
     }
     stop.cancel();
     if let Some(progress) = progress {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Args,
+    history::{self, Call, History},
     mix::Op,
     retry::{self, Retries},
     stats::{Measure, Outcome, Recorder},
@@ -97,6 +98,10 @@ pub struct Rest {
     accepted: Option<Mutex<File>>,
     /// Further tries of a request that got no definite answer (`--retries`), and their budget.
     retries: Retries,
+    /// Where every operation is written (`--history`).
+    history: Option<History>,
+    /// The products the generator created (their whole stock is its own to account for).
+    own_products: bool,
 }
 
 impl Rest {
@@ -126,6 +131,8 @@ impl Rest {
             orders: Mutex::default(),
             accepted,
             retries: Retries::new(args.retries, args.retry_budget),
+            history: args.history.as_deref().map(History::create).transpose()?,
+            own_products: args.admin_password.is_some(),
         };
 
         let (status, body, _) = rest.call(Method::GET, "/readyz", None, None).await.with_context(|| {
@@ -147,8 +154,8 @@ impl Rest {
         }
         if args.mix.ops().any(Op::needs_customer) {
             let run = uuid::Uuid::new_v4().simple().to_string();
-            let signups = (0..args.users)
-                .map(|i| rest.sign_up(format!("loadgen-{}-{i}@example.com", &run[..12]), args.top_up_minor));
+            let signups = (0..args.users as usize)
+                .map(|i| rest.sign_up(i, format!("loadgen-{}-{i}@example.com", &run[..12]), args.top_up_minor));
             rest.customers = futures::future::try_join_all(signups).await?;
         }
         Ok(rest)
@@ -271,8 +278,11 @@ impl Rest {
                 "price": {"currencyCode": "USD", "amountMinor": (100 + 50 * i64::from(i % 10)).to_string()},
                 "stock": STOCK.to_string(),
             });
+            let invoked = Instant::now();
             let reply = self.must(Method::POST, "/v1/products", Some(&token), Some(&product)).await?;
-            ids.push(reply["id"].as_str().context("a created product has an id")?.to_owned());
+            let id = reply["id"].as_str().context("a created product has an id")?.to_owned();
+            self.record(invoked, None, "201", || Call::Product { product: id.clone(), stock: STOCK });
+            ids.push(id);
         }
         Ok(ids)
     }
@@ -288,14 +298,38 @@ impl Rest {
             .collect())
     }
 
-    async fn sign_up(&self, email: String, top_up_minor: i64) -> anyhow::Result<Customer> {
+    async fn sign_up(&self, customer: usize, email: String, top_up_minor: i64) -> anyhow::Result<Customer> {
         let password = uuid::Uuid::new_v4().simple().to_string();
         let account = json!({"email": email, "password": password, "name": "Load Generator"});
-        self.must(Method::POST, "/v1/users", None, Some(&account)).await?;
+        let invoked = Instant::now();
+        let user = self.must(Method::POST, "/v1/users", None, Some(&account)).await?;
+        let user = user["id"].as_str().unwrap_or_default().to_owned();
+        self.record(invoked, Some(customer), "201", || Call::Customer { user });
         let token = self.login(&email, &password).await?;
         let top_up = json!({"amount": {"currencyCode": "USD", "amountMinor": top_up_minor.to_string()}});
-        self.must(Method::POST, "/v1/wallet:topUp", Some(&token), Some(&top_up)).await?;
+        let invoked = Instant::now();
+        let wallet = self.must(Method::POST, "/v1/wallet:topUp", Some(&token), Some(&top_up)).await?;
+        let balance = history::minor(&wallet["balance"]).context("the top-up reply has no balance")?;
+        self.record(invoked, Some(customer), "200", || Call::TopUp { amount: top_up_minor, balance });
         Ok(Customer { email, password, token: RwLock::new(token) })
+    }
+
+    /// Writes an operation to the history, when there is one (`call` is built only then).
+    fn record(&self, invoked: Instant, customer: Option<usize>, status: &str, call: impl FnOnce() -> Call) {
+        self.record_if(true, invoked, customer, status, call);
+    }
+
+    fn record_if(
+        &self,
+        wanted: bool,
+        invoked: Instant,
+        customer: Option<usize>,
+        status: &str,
+        call: impl FnOnce() -> Call,
+    ) {
+        if let (true, Some(history)) = (wanted, &self.history) {
+            history.record(invoked, customer, status, call());
+        }
     }
 
     /// Signs every customer in again.
@@ -313,7 +347,9 @@ impl Rest {
     }
 
     async fn send(&self, op: Op, rng: &mut fastrand::Rng, measure: Measure<'_>) -> Option<Placed> {
-        let customer = if self.customers.is_empty() { 0 } else { rng.usize(0..self.customers.len()) };
+        let mut customer = if self.customers.is_empty() { 0 } else { rng.usize(0..self.customers.len()) };
+        // The order a `read` looks at, when one was placed already.
+        let mut read = None;
         let (route, method, path, token, body) = match op {
             Op::Browse => ("GET /v1/products", Method::GET, "/v1/products?page_size=20".to_owned(), None, None),
             Op::Product => {
@@ -337,7 +373,10 @@ impl Rest {
                 };
                 match known {
                     Some((owner, id)) => {
-                        ("GET /v1/orders/{id}", Method::GET, format!("/v1/orders/{id}"), Some(self.token(owner)), None)
+                        customer = owner;
+                        let path = format!("/v1/orders/{id}");
+                        read = Some(id);
+                        ("GET /v1/orders/{id}", Method::GET, path, Some(self.token(owner)), None)
                     }
                     None => (
                         "GET /v1/orders",
@@ -349,10 +388,23 @@ impl Rest {
                 }
             }
         };
-        let places = matches!(op, Op::Order | Op::Cancel);
+        let invoked = Instant::now();
         let (outcome, reply) =
             self.operation(route, (method, &path), token.as_deref(), body.as_ref(), rng, measure).await;
-        if !places || !outcome.ok {
+        // The orders' operations; the catalog's reads are not part of the history.
+        let ordering = matches!(op, Op::Order | Op::Cancel | Op::Read);
+        self.record_if(ordering, invoked, Some(customer), &outcome.status, || match (op, body, read) {
+            (Op::Order | Op::Cancel, Some(body), _) => Call::Order {
+                key: body["idempotencyKey"].as_str().unwrap_or_default().to_owned(),
+                items: body["items"].as_array().into_iter().flatten().filter_map(history::item).collect(),
+                seen: history::seen(&reply),
+            },
+            (_, _, Some(order)) => Call::Read { order, seen: history::seen(&reply) },
+            _ => Call::List {
+                seen: reply["orders"].as_array().into_iter().flatten().filter_map(history::seen).collect(),
+            },
+        });
+        if !matches!(op, Op::Order | Op::Cancel) || !outcome.ok {
             return None;
         }
         let id = reply["id"].as_str()?.to_owned();
@@ -374,15 +426,19 @@ impl Rest {
             let (path, token) = (format!("/v1/orders/{id}:cancel"), self.token(customer));
             let route = "POST /v1/orders/{id}:cancel";
             let body = json!({});
-            self.operation(
-                route,
-                (Method::POST, &path),
-                Some(&token),
-                Some(&body),
-                rng,
-                Measure { started: Instant::now(), ..measure },
-            )
-            .await;
+            let invoked = Instant::now();
+            let (outcome, reply) = self
+                .operation(
+                    route,
+                    (Method::POST, &path),
+                    Some(&token),
+                    Some(&body),
+                    rng,
+                    Measure { started: invoked, ..measure },
+                )
+                .await;
+            let seen = history::seen(&reply);
+            self.record(invoked, Some(customer), &outcome.status, || Call::Cancel { order: id.clone(), seen });
         }
         Some(Placed { customer, id })
     }
@@ -405,6 +461,11 @@ impl Rest {
             let token = self.token(order.customer);
             let ((outcome, reply), _) = self.attempt(Method::GET, &path, Some(&token), None).await;
             recorder.request("GET /v1/orders/{id} (settled?)", &outcome, started.elapsed(), counted);
+            let seen = history::seen(&reply);
+            self.record(started, Some(order.customer), &outcome.status, || Call::Read {
+                order: order.id.clone(),
+                seen,
+            });
             let settled = match reply["status"].as_str() {
                 Some("ORDER_STATUS_PAID") => Some("PAID"),
                 Some("ORDER_STATUS_CANCELLED") => Some("CANCELLED"),
@@ -426,6 +487,94 @@ impl Rest {
         }
         if counted {
             recorder.unsettled();
+        }
+    }
+
+    /// Whether a history is being written.
+    pub fn has_history(&self) -> bool {
+        self.history.is_some()
+    }
+
+    /// Reads what every customer has (orders, payments, wallet) and the stock of the
+    /// generator's products, again every second until two reads in a row agree and no order
+    /// is pending (the saga's last events are applied), or until `patience` ran out; writes
+    /// the last read to the history.
+    pub async fn read_final_state(&self, patience: Duration, stop: &CancellationToken) {
+        let deadline = Instant::now() + patience;
+        let mut last: Option<Vec<(Instant, Option<usize>, Call)>> = None;
+        loop {
+            let read = self.final_state().await;
+            let settled = read.as_ref().is_some_and(|now| {
+                let pending = now.iter().any(|(_, _, call)| {
+                    matches!(call, Call::Final { orders, .. } if orders.iter().any(|o| o.status == history::Status::PendingPayment))
+                });
+                let same = last.as_ref().is_some_and(|last| {
+                    last.len() == now.len() && last.iter().zip(now).all(|(a, b)| (a.1, &a.2) == (b.1, &b.2))
+                });
+                !pending && same
+            });
+            if read.is_some() {
+                last = read;
+            }
+            if settled || Instant::now() >= deadline || stop.is_cancelled() {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+        match last {
+            Some(state) => {
+                for (invoked, customer, call) in state {
+                    self.record(invoked, customer, "200", || call);
+                }
+            }
+            None => eprintln!("agora loadgen: the final state could not be read; the history ends without it"),
+        }
+    }
+
+    /// One read of the final state; `None` when any part of it got no 2xx.
+    async fn final_state(&self) -> Option<Vec<(Instant, Option<usize>, Call)>> {
+        let mut state = Vec::new();
+        for customer in 0..self.customers.len() {
+            let invoked = Instant::now();
+            let token = self.token(customer);
+            let orders = self.every_page("/v1/orders", "orders", &token).await?;
+            let payments = self.every_page("/v1/payments", "payments", &token).await?;
+            let (status, wallet, _) = self.call(Method::GET, "/v1/wallet", Some(&token), None).await.ok()?;
+            let balance = history::minor(&wallet["balance"]).filter(|_| status.is_success())?;
+            let orders = orders.iter().filter_map(history::seen).collect();
+            let payments = payments.iter().filter_map(history::payment).collect();
+            state.push((invoked, Some(customer), Call::Final { orders, payments, balance }));
+        }
+        if self.own_products {
+            for product in &self.products {
+                let invoked = Instant::now();
+                let (status, reply, _) =
+                    self.call(Method::GET, &format!("/v1/products/{product}"), None, None).await.ok()?;
+                let stock = history::integer(&reply["stock"]).filter(|_| status.is_success())?;
+                state.push((invoked, None, Call::FinalStock { product: product.clone(), stock }));
+            }
+        }
+        Some(state)
+    }
+
+    /// Every element of the list `field` at `path`, page after page.
+    async fn every_page(&self, path: &str, field: &str, token: &str) -> Option<Vec<Value>> {
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let url = format!("{path}?page_size=100&page_token={page_token}");
+            let (status, reply, _) = self.call(Method::GET, &url, Some(token), None).await.ok()?;
+            if !status.is_success() {
+                return None;
+            }
+            all.extend(reply[field].as_array().cloned().unwrap_or_default());
+            match reply["nextPageToken"].as_str() {
+                Some(next) if !next.is_empty() => page_token = next.to_owned(),
+                _ => return Some(all),
+            }
         }
     }
 }

@@ -95,3 +95,49 @@ fn loadgen_says_what_to_do_when_it_cannot_run() {
     let out = loadgen(&["-r", "10", "-c", "2"]);
     assert_eq!(out.status.code(), Some(2), "open and closed loop at once");
 }
+
+#[test]
+fn a_runs_history_checks_clean_and_a_tampered_one_names_its_anomaly() {
+    let data = tempfile::tempdir().unwrap();
+    let platform = start(data.path());
+    let history = data.path().join("history.jsonl");
+    let path = history.to_str().unwrap();
+    let s = summary(
+        &platform,
+        &["--users", "3", "-c", "4", "-n", "60", "--mix", "order=2,cancel=1,read=1", "--history", path],
+    );
+    assert!(count(&s, "POST /v1/orders") > 0, "{s}");
+
+    let check = |file: &str| Command::new(env!("CARGO_BIN_EXE_agora")).args(["check-history", file]).output().unwrap();
+    let out = check(path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("anomalies: none"), "{text}");
+    let lines = std::fs::read_to_string(&history).unwrap();
+    let entries: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let finals = entries.iter().filter(|e| e["f"] == "final").count();
+    assert_eq!(finals, 3, "one final state per customer");
+    assert_eq!(entries.iter().filter(|e| e["f"] == "final_stock").count(), 10, "each of the generator's products");
+    let acked = entries.iter().filter(|e| e["f"] == "order" && e["status"] == "201").count();
+    assert_eq!(acked as u64, count(&s, "POST /v1/orders"), "every acknowledged order is in the history");
+
+    // The same history with one acknowledged order gone from its customer's final state.
+    let order = entries.iter().find(|e| e["f"] == "order" && e["status"] == "201").unwrap();
+    let id = order["seen"]["id"].as_str().unwrap();
+    let tampered: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if e["f"] == "final" {
+                e["orders"].as_array_mut().unwrap().retain(|o| o["id"] != id);
+            }
+            e.to_string()
+        })
+        .collect();
+    let broken = data.path().join("tampered.jsonl");
+    std::fs::write(&broken, tampered.join("\n")).unwrap();
+    let out = check(broken.to_str().unwrap());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.lines().any(|l| l.trim_start().starts_with("lost") && l.contains(id)), "{text}");
+}
