@@ -79,7 +79,9 @@ INSTANCE=chaos
 UP_DIR="$CACHE_DIR/up/$INSTANCE"
 export AGORA_UP_INSTANCE="$INSTANCE" AGORA_UP_FREE_PORTS=1
 export AGORA_PG_INSTANCE="$INSTANCE" AGORA_PG_DURABLE=1 AGORA_KAFKA_INSTANCE="$INSTANCE"
-export AGORA_CONSUL_INSTANCE="$INSTANCE" AGORA_JAEGER_INSTANCE="$INSTANCE"
+export AGORA_CONSUL_INSTANCE="$INSTANCE" AGORA_JAEGER_INSTANCE="$INSTANCE" AGORA_TOXIPROXY_INSTANCE="$INSTANCE"
+# Every path of the services through a proxy, for the network faults.
+export AGORA_UP_NETFAULTS=1
 export AGORA_PG_CLUSTER="$INSTANCE" AGORA_KAFKA_CLUSTER="$INSTANCE" AGORA_CONSUL_CLUSTER="$INSTANCE"
 TOPOLOGY="${AGORA_UP_TOPOLOGY:-ha}"
 export AGORA_UP_TOPOLOGY="$TOPOLOGY"
@@ -88,6 +90,9 @@ export AGORA_UP_TOPOLOGY="$TOPOLOGY"
 GOAL=99.9
 # One client address sends everything; the deadline makes the hung backend a quick 504.
 export AGORA_RATE_LIMIT_PER_SECOND=0 AGORA_SIGN_IN_LIMIT_PER_MINUTE=0 AGORA_REQUEST_TIMEOUT_MS="$DEADLINE_MS"
+# Unpaid orders are cancelled after 2 minutes, looked for every 5 s: shorter than the 5 minutes
+# a skewed clock is off, so a sweeper that trusted its own clock would cancel good orders.
+export AGORA_PAYMENT_TIMEOUT_SECS=120 AGORA_SWEEP_INTERVAL_SECS=5
 
 mkdir -p "$OUT_DIR"
 log "results in $OUT_DIR"
@@ -106,9 +111,13 @@ export AGORA_UP_BIN="$BIN"
 up() { bash "$SCRIPT_DIR/up.sh" "$@"; }
 
 LOADGEN_PID=""
+PAUSED=()
 finish() {
   local status=$?
   if [[ -n "$LOADGEN_PID" ]] && kill -0 "$LOADGEN_PID" 2>/dev/null; then kill -KILL "$LOADGEN_PID" 2>/dev/null || true; fi
+  # Resume what an interrupted pause left stopped, and heal the network.
+  if ((${#PAUSED[@]})); then kill -CONT "${PAUSED[@]}" 2>/dev/null || true; fi
+  bash "$SCRIPT_DIR/toxiproxy.sh" heal all >>"$OUT_DIR/up.log" 2>&1 || true
   # Resume a backend left hung by an interrupted run, so it can be stopped.
   if [[ -f "$UP_DIR/pids/product-service.pid" ]]; then kill -CONT "$(cat "$UP_DIR/pids/product-service.pid")" 2>/dev/null || true; fi
   if [[ -d "$UP_DIR/logs" ]]; then cp -r "$UP_DIR/logs" "$OUT_DIR/" 2>/dev/null || true; fi
@@ -173,7 +182,8 @@ TOP_UP_MINOR=$($QUICK && echo 40000 || echo 150000)
 # Runs until stopped (SIGTERM ends the sending, then it follows the placed orders).
 "$BIN" loadgen --gateway "$GATEWAY" -r "$RATE" -d 1h --mix browse=20,product=20,order=40,cancel=10,read=10 \
   --users 16 --top-up-minor "$TOP_UP_MINOR" --retries 8 --timeout 10s --settle-timeout 120s \
-  --accepted-orders "$OUT_DIR/accepted.txt" --outcomes "$OUT_DIR/outcomes.txt" --json --quiet \
+  --accepted-orders "$OUT_DIR/accepted.txt" --outcomes "$OUT_DIR/outcomes.txt" --history "$OUT_DIR/history.jsonl" \
+  --json --quiet \
   >"$OUT_DIR/loadgen.json" 2>"$OUT_DIR/loadgen.log" &
 LOADGEN_PID=$!
 # The customers are signed up before the first order; faults wait for that.
@@ -192,13 +202,16 @@ FAULTS=0
 timeline() { printf '%4ss  %s\n' "$((SECONDS - START))" "$*" | tee -a "$OUT_DIR/timeline" >&2; }
 
 now_ms() { date +%s%3N; }
-# A fault's window for the table: fault_begins NAME, then fault_recovered once the stack is
-# ready again (recover calls it); each line of $OUT_DIR/faults is START_MS READY_MS NAME.
-FAULT_NAME="" FAULT_START=""
-fault_begins() { FAULT_NAME="$1" FAULT_START="$(now_ms)"; }
+# A fault's window for the table: fault_begins NAME [EXPECT], then fault_recovered once the
+# stack is ready again (recover calls it); each line of $OUT_DIR/faults is START_MS READY_MS
+# EXPECT NAME. EXPECT is `masked` (the default: replication must hide the fault, the window is
+# held to the goal) or `degraded` (a whole role cut off from what it needs: the table says
+# what failed, and why that is right, in docs/reliability.md).
+FAULT_NAME="" FAULT_START="" FAULT_EXPECT=""
+fault_begins() { FAULT_NAME="$1" FAULT_START="$(now_ms)" FAULT_EXPECT="${2:-masked}"; }
 fault_recovered() {
   [[ -n "$FAULT_NAME" ]] || return 0
-  printf '%s %s %s\n' "$FAULT_START" "$(now_ms)" "$FAULT_NAME" >>"$OUT_DIR/faults"
+  printf '%s %s %s %s\n' "$FAULT_START" "$(now_ms)" "$FAULT_EXPECT" "$FAULT_NAME" >>"$OUT_DIR/faults"
   FAULT_NAME=""
 }
 
@@ -323,18 +336,127 @@ kill_node() {
   recover "the node loss"
 }
 
+# --- Network faults and pauses ------------------------------------------------
+
+toxiproxy() { bash "$SCRIPT_DIR/toxiproxy.sh" "$@" >>"$OUT_DIR/up.log" 2>&1; }
+
+# net_fault SECS EXPECT WHAT KIND [ARG...] -- GLOB...: fault KIND on the proxies GLOB...
+# (scripts/toxiproxy.sh) for SECS seconds, then healed.
+net_fault() {
+  local secs="$1" expect="$2" what="$3" glob
+  shift 3
+  local -a fault=()
+  while [[ "$1" != -- ]]; do fault+=("$1"); shift; done
+  shift
+  timeline "$what: ${fault[*]} for ${secs}s"
+  fault_begins "$what (${fault[*]})" "$expect"
+  for glob in "$@"; do toxiproxy fault "$glob" "${fault[@]}" || die "cannot put ${fault[*]} on $glob"; done
+  sleep "$secs"
+  toxiproxy heal all || die "cannot heal the network"
+  timeline "  healed"
+  FAULTS=$((FAULTS + 1))
+  recover "$what"
+}
+
+# The pids of a process and everything under it.
+process_tree() {
+  local pid
+  for pid in "$@"; do
+    printf '%s\n' "$pid"
+    # shellcheck disable=SC2046 # one child pid per word
+    process_tree $(pgrep -P "$pid" || true)
+  done
+}
+
+# pause SECS WHAT PID...: SIGSTOP the processes (and their children) for SECS seconds, as a
+# VM paused or a GC that never ends would, then SIGCONT: what the paused one does when it
+# wakes (a former leader, a consumer whose partitions moved on) is the test.
+pause() {
+  local secs="$1" what="$2"
+  shift 2
+  mapfile -t PAUSED < <(process_tree "$@")
+  timeline "SIGSTOP $what (${#PAUSED[@]} processes) for ${secs}s"
+  fault_begins "SIGSTOP $what ${secs} s"
+  kill -STOP "${PAUSED[@]}"
+  sleep "$secs"
+  kill -CONT "${PAUSED[@]}" 2>/dev/null || true
+  PAUSED=()
+  timeline "  SIGCONT $what"
+  FAULTS=$((FAULTS + 1))
+  recover "the pause of $what"
+}
+
+# The processes of member N of a replicated component: its daemon (found by the member's
+# directory on its command line) and, for PostgreSQL, Patroni's heartbeat.
+member_pids() {
+  case "$1" in
+    pg) pgrep -f "$CACHE_DIR/patroni/$INSTANCE-$2/" || true
+      pgrep -f "agora-patroni-$INSTANCE-$2\$" || true ;;
+    kafka) pgrep -f "$CACHE_DIR/kafka/instances/$INSTANCE-$2/" || true ;;
+    consul) pgrep -f "$CACHE_DIR/consul/$INSTANCE-$2/" || true ;;
+  esac
+}
+
+pause_pg_primary() {
+  local n
+  n="$(bash "$SCRIPT_DIR/pg-cluster.sh" primary)"
+  # shellcheck disable=SC2046 # one pid per word
+  pause 15 "the PostgreSQL primary (member $n: Patroni, PostgreSQL, heartbeat)" $(member_pids pg "$n")
+}
+pause_kafka_leader() {
+  local n
+  n="$(bash "$SCRIPT_DIR/kafka-cluster.sh" busiest)"
+  # shellcheck disable=SC2046
+  pause 12 "the Kafka node leading most partitions (node $n)" $(member_pids kafka "$n")
+}
+pause_consul_leader() {
+  local n
+  n="$(bash "$SCRIPT_DIR/consul-cluster.sh" leader)"
+  # shellcheck disable=SC2046
+  pause 10 "the Consul leader (server $n)" $(member_pids consul "$n")
+}
+# skew NAME OFFSET SECS: process NAME restarted with its wall clock OFFSET off (libfaketime)
+# for SECS seconds under load, then restarted on the true time. What it stamps, compares or
+# signs by the clock must stay right: order ages (the sweeper), tokens, the saga's times.
+skew() {
+  local name="$1" offset="$2" secs="$3" pid
+  pid="$(pid_of "$name")"
+  timeline "clock of $name $offset (restarted under libfaketime) for ${secs}s"
+  fault_begins "clock of $name $offset"
+  kill -TERM "$pid"
+  wait_gone "$pid"
+  AGORA_UP_FAKETIME="$name=$offset" up up >>"$OUT_DIR/up.log" 2>&1 || { tail -n 30 "$OUT_DIR/up.log" >&2; die "$name did not start with a skewed clock"; }
+  pid="$(pid_of "$name")"
+  grep -qz "^FAKETIME=$offset\$" "/proc/$pid/environ" || die "$name (pid $pid) does not run with FAKETIME=$offset"
+  sleep "$secs"
+  timeline "  $name's last log line: $(tail -n 1 "$UP_DIR/logs/$name.log" | cut -c1-40 | sed 's/\x1b\[[0-9;]*m//g')"
+  kill -TERM "$pid"
+  wait_gone "$pid"
+  FAULTS=$((FAULTS + 1))
+  recover "the skewed clock of $name"
+}
+
+# A consumer that holds partitions, stopped past its group session (10 s): the group gives
+# its partitions to the other instance; when it wakes, its work in hand must not apply twice.
+pause_consumer() { pause 15 "payment-service (a consumer holding partitions)" "$(pid_of payment-service)"; }
+
 steady
 kill_role payment-service
 sleep 1 # back, and picking up the orders that waited: kill it again in the middle of that
 kill_role payment-service
 steady
-kill_role order-service
-steady
+if ! $QUICK; then
+  kill_role order-service
+  steady
+fi
 if [[ "$TOPOLOGY" == ha ]]; then
   kill_kafka_leader
   steady
-  kill_pg_primary
-  steady
+  # Quick: the pause below fails the primary over too, and then wakes it.
+  if ! $QUICK; then
+    kill_pg_primary
+    steady
+  fi
 else
   outage kafka 8
   steady
@@ -345,7 +467,46 @@ hang_backend
 steady
 restart_gateway
 steady
+# The network, quick: a slow path to the database, and one instance cut off from everything.
+net_fault 6 masked "order-service to PostgreSQL" latency 200 50 -- 'order-service*.db.*'
+steady
+net_fault 8 masked "product-service-2 from everything" partition -- 'product-service-2.*'
+steady
+if [[ "$TOPOLOGY" == ha ]]; then
+  pause_pg_primary
+  steady
+fi
+# Clocks: the gateway checks the tokens user-service signed, by its own clock. The services
+# are not skewed this way: librdkafka's timed waits break under libfaketime (a skewed service
+# hangs on shutdown and cannot get an idempotent producer id; docs/reliability.md), so their
+# wall-clock uses were moved to the database's clock and are tested there.
+skew gateway-2 +5m 8
+steady
 if ! $QUICK; then
+  skew gateway-2 -5m 8
+  steady
+  net_fault 10 masked "payment-service to PostgreSQL" loss 10 -- 'payment-service*.db.*'
+  steady
+  net_fault 10 masked "the gateway to product-service" bandwidth 8 -- 'product-service*.in'
+  steady
+  net_fault 8 masked "user-service to PostgreSQL" reset -- 'user-service*.db.*'
+  steady
+  net_fault 8 masked "callers to order-service" oneway -- 'order-service.in'
+  steady
+  net_fault 8 masked "order-service to product-service" blackhole -- 'product-service.in'
+  steady
+  net_fault 10 masked "order-service to Consul" partition -- 'order-service*.consul'
+  steady
+  net_fault 8 degraded "product-service to PostgreSQL" partition -- 'product-service*.db.*'
+  steady
+  pause_consumer
+  steady
+  if [[ "$TOPOLOGY" == ha ]]; then
+    pause_kafka_leader
+    steady
+    pause_consul_leader
+    steady
+  fi
   kill_role product-service
   steady
   kill_role user-service
@@ -382,6 +543,11 @@ reconciled=${PIPESTATUS[0]}
 set -e
 reconcile --accepted "$OUT_DIR/accepted.txt" --stock-before "$OUT_DIR/stock-before.json" \
   --kafka-brokers "$BROKERS" --settle-secs 0 --json >"$OUT_DIR/reconcile.json" 2>/dev/null || true
+# What every client was told, checked against itself and the final state it read.
+log "checking the clients' history"
+"$BIN" check-history "$OUT_DIR/history.jsonl" >"$OUT_DIR/history.txt" 2>&1 && checked=0 || checked=$?
+head -n 40 "$OUT_DIR/history.txt"
+"$BIN" check-history "$OUT_DIR/history.jsonl" --json >"$OUT_DIR/history.json" 2>/dev/null || true
 
 set +e
 python3 - "$OUT_DIR" "$FAULTS" "$SCARCE_STOCK" "$TOPOLOGY" "$GOAL" <<'EOF' | tee "$OUT_DIR/summary"
@@ -389,6 +555,18 @@ import json, sys
 out, faults, scarce, topology, goal = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
 load = json.load(open(f"{out}/loadgen.json"))
 rec = json.load(open(f"{out}/reconcile.json"))
+history = json.load(open(f"{out}/history.json"))
+# Each history operation's wall-clock span (the history's times count from its first line).
+entries = {}
+origin = None
+for line in open(f"{out}/history.jsonl"):
+    entry = json.loads(line)
+    if entry["f"] == "run":
+        origin = entry["unix_ms"]
+    entries[entry["op"]] = entry
+def wall(op):
+    entry = entries.get(op)
+    return None if entry is None or origin is None else (origin + entry["start"], origin + entry["end"])
 sent = sum(route["count"] for route in load["routes"] if not route["route"].endswith("(settled?)"))
 codes = load["status"]
 server_errors = sum(n for code, n in codes.items() if code.startswith("5"))
@@ -409,6 +587,9 @@ print(f"  wallets off their ledger       {rec['wallet_mismatches']}")
 print(f"  stock mismatches               {rec['stock_mismatches']}  ({rec['products_checked']} products; one of {scarce} units sold out)")
 print(f"  unpublished events             {rec['unpublished_events']}")
 print(f"  dead letters                   {rec['dead_letters']}")
+counts = history["counts"]
+print(f"  history anomalies              {len(history['verdict']['anomalies'])}  ({', '.join(f'{k} {n}' for k, n in counts.items()) or 'none'}; "
+      f"{history['verdict']['operations']} operations, {history['verdict']['observations']} observations compared)")
 for code, message in load["error_samples"].items():
     print(f"  first {code}: {message[:160]}")
 
@@ -422,14 +603,24 @@ for line in open(f"{out}/outcomes.txt"):
     ops.append((int(end) - float(latency), float(latency), route, served == "1", status))
 short = []
 print()
-print(f"  {'fault':<52} {'requests':>8} {'served':>9} {'p99 ms':>8} {'order gap':>12}")
+print(f"  {'fault':<62} {'requests':>8} {'served':>9} {'p99 ms':>8} {'order gap':>10} {'recovered':>9} {'anomalies':>9}")
 for line in open(f"{out}/faults"):
-    start, ready, name = line.split(maxsplit=2)
+    start, ready, expect, name = line.split(maxsplit=3)
     start, ready, name = int(start), int(ready), name.strip()
     window = [op for op in ops if start <= op[0] <= ready + 10_000]
     if not window:
         continue
     served = sum(op[3] for op in window) / len(window) * 100
+    # The checker's anomalies whose operations overlap the window.
+    found = 0
+    for anomaly in history["verdict"]["anomalies"]:
+        spans = [wall(op) for op in anomaly["ops"]]
+        if any(span and span[0] <= ready + 10_000 and span[1] >= start for span in spans):
+            found += 1
+    failed = {}
+    for op in window:
+        if not op[3]:
+            failed[op[2]] = failed.get(op[2], 0) + 1
     latencies = sorted(op[1] for op in window)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     # Writes' longest gap: from the fault to the first accepted order, or between two
@@ -438,8 +629,11 @@ for line in open(f"{out}/faults"):
                       and start <= op[0] + op[1] <= ready + 10_000)
     gaps = [b - a for a, b in zip([start] + accepted, accepted)]
     gap = f"{max(gaps) / 1000:.1f} s" if gaps else "none"
-    print(f"  {name:<52} {len(window):>8} {served:>8.3f}% {p99:>8.0f} {gap:>12}")
-    if served < goal:
+    label = name if expect == "masked" else name + " [degraded]"
+    print(f"  {label:<62} {len(window):>8} {served:>8.3f}% {p99:>8.0f} {gap:>10} {(ready - start) / 1000:>8.1f}s {found:>9}")
+    if failed and expect == "degraded":
+        print(f"  {'':<4}unserved: " + ", ".join(f"{route.replace('_', ' ')} {n}" for route, n in sorted(failed.items())))
+    if served < goal and expect == "masked":
         short.append(f"{name}: {served:.3f} %")
 if not rec["accepted"] or not rec["paid"]:
     sys.exit("no order was accepted or paid: the run proved nothing")
@@ -449,5 +643,6 @@ EOF
 summarised=${PIPESTATUS[0]}
 set -e
 [[ "$reconciled" == 0 ]] || die "the reconciliation found broken promises (above; details in $OUT_DIR)"
+[[ "$checked" == 0 ]] || die "the history checker found anomalies (above; details in $OUT_DIR/history.txt)"
 [[ "$summarised" == 0 ]] || die "the run fell short (above; details in $OUT_DIR)"
 log "every promise kept; details in $OUT_DIR"

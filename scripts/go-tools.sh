@@ -8,7 +8,8 @@
 #                      version is already in the bin directory
 #   path TOOL          print the absolute path of TOOL's binary (installs it first)
 #
-# Tools: grpcurl, helm, consul, jaeger (Jaeger v2, the all-in-one `jaeger` binary), and for
+# Tools: grpcurl, helm, consul, jaeger (Jaeger v2, the all-in-one `jaeger` binary), toxiproxy
+# (the TCP proxy `make chaos` injects network faults with: scripts/toxiproxy.sh), and for
 # the test cluster (scripts/kube.sh): coredns (cluster DNS, static: it runs in an image of its
 # own), kube-router (only its NetworkPolicy controller runs) and local-path-provisioner (the
 # default StorageClass's volumes).
@@ -36,7 +37,7 @@ source "$SCRIPT_DIR/lib/common.sh"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/versions.env"
 
-ALL_TOOLS=(grpcurl helm consul jaeger coredns kube-router local-path-provisioner)
+ALL_TOOLS=(grpcurl helm consul jaeger toxiproxy coredns kube-router local-path-provisioner)
 
 # Absolute (need not exist yet), because `path` prints paths built from it.
 BIN_DIR="$CACHE_DIR/bin"
@@ -87,6 +88,13 @@ tool_spec() {
       T_MODVER="v${JAEGER_MODULE_VERSION:?missing in versions.env}"
       T_PKG="$T_MODULE/cmd/jaeger"
       T_LDX="-X $T_MODULE/internal/version.latestVersion=v$T_VERSION"
+      ;;
+    toxiproxy)
+      T_VERSION="${TOXIPROXY_VERSION:?missing in versions.env}"
+      T_MODULE="github.com/Shopify/toxiproxy/v${T_VERSION%%.*}"
+      T_MODVER="v$T_VERSION"
+      T_PKG="$T_MODULE/cmd/server"
+      T_LDX="-X $T_MODULE.Version=$T_VERSION"
       ;;
     coredns)
       T_VERSION="${COREDNS_VERSION:?missing in versions.env}"

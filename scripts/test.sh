@@ -26,9 +26,13 @@ for component in rustfmt clippy; do
 done
 
 step "test tools"
-# The one-command test runs the README's curl commands as printed.
-if ! command -v curl >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+# The one-command test runs the README's curl commands as printed; the chaos run skews a
+# process's clock with libfaketime.
+missing=()
+command -v curl >/dev/null || missing+=(curl)
+dpkg -s libfaketime >/dev/null 2>&1 || missing+=(libfaketime)
+if ((${#missing[@]})); then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # openapi-spec-validator checks the gateway's /openapi.json (a private virtualenv).
 bash scripts/python-tools.sh install

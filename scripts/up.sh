@@ -50,6 +50,15 @@
 #   AGORA_UP_REPLICAS    instances of every role, 1 to 9 (default: 2); `up` with more starts
 #                        the missing ones, `down` stops them all
 #   PRODUCT_REPLICAS     product-service instances, 1 to 9 (default: AGORA_UP_REPLICAS)
+#   AGORA_UP_NETFAULTS   1 = every network path of the services through a proxy of the
+#                        stack's Toxiproxy (scripts/toxiproxy.sh), so faults can be put on it:
+#                        each process's connections to each PostgreSQL server (NAME.db.N) and
+#                        to Consul (NAME.consul), and every call to a service instance
+#                        (NAME.in: it registers the proxy's address in Consul). Kept until
+#                        purge, like the topology (default: 0; `make chaos` sets it)
+#   AGORA_UP_FAKETIME    NAME=OFFSET ...: start process NAME with its wall clock OFFSET off
+#                        (libfaketime from Debian, installed if missing; e.g.
+#                        order-service-2=+5m). Its monotonic clock is left alone
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -87,11 +96,17 @@ if [[ -f "$TOPOLOGY_FILE" ]]; then
   TOPOLOGY="$made"
 fi
 [[ "$TOPOLOGY" == ha || "$TOPOLOGY" == single ]] || die "AGORA_UP_TOPOLOGY must be ha or single, not '$TOPOLOGY'"
+# Likewise whether its paths go through proxies.
+NETFAULTS_FILE="$UP_DIR/netfaults"
+NETFAULTS="${AGORA_UP_NETFAULTS:-0}"
+if [[ -f "$NETFAULTS_FILE" ]]; then NETFAULTS="$(cat "$NETFAULTS_FILE")"; fi
+[[ "$NETFAULTS" == 0 || "$NETFAULTS" == 1 ]] || die "AGORA_UP_NETFAULTS must be 0 or 1, not '$NETFAULTS'"
 
 # Every component script runs the stack's instance (or cluster), beside any `dev` or `test` one.
 export AGORA_PG_INSTANCE="$INSTANCE" AGORA_PG_DURABLE=1
 export AGORA_KAFKA_INSTANCE="$INSTANCE" AGORA_CONSUL_INSTANCE="$INSTANCE" AGORA_JAEGER_INSTANCE="$INSTANCE"
 export AGORA_PG_CLUSTER="$INSTANCE" AGORA_KAFKA_CLUSTER="$INSTANCE" AGORA_CONSUL_CLUSTER="$INSTANCE"
+export AGORA_TOXIPROXY_INSTANCE="$INSTANCE"
 
 # How many instances of each role; a role's extra instances are ROLE-2, ROLE-3, ...
 declare -A REPLICAS_OF=(
@@ -129,6 +144,8 @@ if [[ "$TOPOLOGY" == ha ]]; then
 else
   INFRA=(postgres kafka consul jaeger)
 fi
+# The proxies start first and stop last.
+if [[ "$NETFAULTS" == 1 ]]; then INFRA=(toxiproxy "${INFRA[@]}"); fi
 
 # The ports processes had before they stopped (NAME and NAME.metrics), filled by `up`.
 declare -A PREVIOUS_PORT=()
@@ -237,9 +254,47 @@ database_url() {
   fi
 }
 
+# The skewed clock process $1 gets (AGORA_UP_FAKETIME), as environment lines; none if not named.
+faketime_env() {
+  local entry
+  for entry in ${AGORA_UP_FAKETIME:-}; do
+    [[ "${entry%%=*}" == "$1" ]] || continue
+    local offset="${entry#*=}" lib
+    [[ "$offset" =~ ^[+-][0-9]+[smhd]?$ ]] || die "AGORA_UP_FAKETIME: '$entry' is not NAME=+N[smhd] or NAME=-N[smhd]"
+    if ! lib="$(dpkg -L libfaketime 2>/dev/null | grep -m1 '/libfaketimeMT\.so\.1$')"; then
+      log "installing libfaketime (Debian) for AGORA_UP_FAKETIME"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime >/dev/null \
+        || die "cannot install libfaketime"
+      lib="$(dpkg -L libfaketime | grep -m1 '/libfaketimeMT\.so\.1$')" || die "libfaketime has no libfaketimeMT.so.1"
+    fi
+    printf '%s\n' "LD_PRELOAD=$lib" "FAKETIME=$offset" FAKETIME_DONT_FAKE_MONOTONIC=1
+  done
+}
+
+# via NAME.KIND ADDRESS: the address process NAME reaches ADDRESS (host:port) at: the stack's
+# proxy NAME.KIND to it with AGORA_UP_NETFAULTS=1, else ADDRESS itself.
+via() {
+  if [[ "$NETFAULTS" == 1 ]]; then bash "$SCRIPT_DIR/toxiproxy.sh" proxy "$1" "$2"; else printf '%s\n' "$2"; fi
+}
+
+# via_url NAME URL: a database URL whose servers process NAME reaches through its proxies
+# (NAME.db.1, NAME.db.2, ... in the URL's order).
+via_url() {
+  local name="$1" url="$2" servers n=0 host list=""
+  [[ "$NETFAULTS" == 1 ]] || { printf '%s\n' "$url"; return 0; }
+  servers="${url#*@}"
+  servers="${servers%%/*}"
+  for host in ${servers//,/ }; do
+    n=$((n + 1))
+    list+="$(via "$name.db.$n" "$host"),"
+  done
+  printf '%s@%s/%s\n' "${url%%@*}" "${list%,}" "${url#*@*/}"
+}
+
 # Starts the infrastructure: the usual ports (single), or the clusters (ha: Kafka's three JVMs
 # start while Consul and PostgreSQL do).
 infra_up() {
+  if [[ "$NETFAULTS" == 1 ]]; then AGORA_TOXIPROXY_PORT="$(usual 8474)" bash "$SCRIPT_DIR/toxiproxy.sh" start; fi
   if [[ "$TOPOLOGY" == ha ]]; then
     local kafka_log="$LOG_DIR/kafka-cluster-start.log" kafka_pid
     mkdir -p "$LOG_DIR"
@@ -294,7 +349,14 @@ start_role() {
   if [[ "$port" == 0 && -n "${USUAL_PORT[$name]:-}" ]]; then port="$(usual "${USUAL_PORT[$name]}")"; fi
   if [[ "$port" == 0 ]]; then port="$(free_port)"; fi
   DAEMON_TAKEN_PORTS+="$port "
-  local -a metrics=()
+  local -a metrics=() advertise=() skew=()
+  local skew_lines
+  skew_lines="$(faketime_env "$name")"
+  if [[ -n "$skew_lines" ]]; then mapfile -t skew <<<"$skew_lines"; fi
+  if ((${#skew[@]})); then log "$name runs with its clock ${skew[1]#FAKETIME=} off (libfaketime)"; fi
+  if [[ "$role" != gateway && "$NETFAULTS" == 1 ]]; then
+    advertise=(AGORA_ADVERTISE_ADDR="$(via "$name.in" "127.0.0.1:$port")")
+  fi
   if [[ "$role" != gateway ]]; then
     local metrics_port="${PREVIOUS_PORT[$name.metrics]:-0}"
     if [[ "$metrics_port" != 0 ]] && port_busy "$metrics_port"; then metrics_port=0; fi
@@ -308,7 +370,8 @@ start_role() {
   mkdir -p "$LOG_DIR" "$PID_DIR"
   # Secrets go through the environment, never the command line (which `ps` shows).
   daemon_launch "$PID_DIR/$name.pid" "$LOG_DIR/$name.log" \
-    env AGORA_LISTEN="127.0.0.1:$port" AGORA_LOG_FORMAT=pretty "${metrics[@]}" "$@" "$AGORA_BIN" "$role"
+    env AGORA_LISTEN="127.0.0.1:$port" AGORA_LOG_FORMAT=pretty "${metrics[@]}" "${advertise[@]}" "$@" "${skew[@]}" \
+    "$AGORA_BIN" "$role"
   printf '%s=%s\n' "$name" "$port" >>"$PORTS_FILE"
   if ((${#metrics[@]})); then printf '%s.metrics=%s\n' "$name" "$metrics_port" >>"$PORTS_FILE"; fi
   log "$name starting on 127.0.0.1:$port (pid $DAEMON_LAUNCHED_PID, log: $LOG_DIR/$name.log)"
@@ -341,6 +404,7 @@ cmd_up() {
 
   mkdir -p "$UP_DIR"
   printf '%s\n' "$TOPOLOGY" >"$TOPOLOGY_FILE"
+  printf '%s\n' "$NETFAULTS" >"$NETFAULTS_FILE"
   infra_up
 
   local brokers otlp consul jwt_secret admin_password replication=1
@@ -369,13 +433,16 @@ cmd_up() {
 
   # Everyone registers with Consul and finds the others there: no addresses to pass.
   local -a common=(AGORA_EVENTS=kafka AGORA_KAFKA_BROKERS="$brokers" AGORA_KAFKA_REPLICATION="$replication"
-    OTEL_EXPORTER_OTLP_ENDPOINT="$otlp" AGORA_DISCOVERY=consul AGORA_CONSUL_ADDR="$consul")
+    OTEL_EXPORTER_OTLP_ENDPOINT="$otlp" AGORA_DISCOVERY=consul)
   local name role
   # A role's instances share its database; the first instance seeds it (the admin account,
   # the demo catalog), so that two seeders never race.
   for name in "${PROCESSES[@]}"; do
     role="$(role_of "$name")"
-    local -a own=(AGORA_DATABASE_URL="$(database_url "${DATABASE[$role]}")")
+    # What runs keeps running (start_role says so); its addresses need no looking up.
+    if role_pid "$name" >/dev/null; then start_role "$name"; continue; fi
+    local -a own=(AGORA_DATABASE_URL="$(via_url "$name" "$(database_url "${DATABASE[$role]}")")"
+      AGORA_CONSUL_ADDR="$(via "$name.consul" "$consul")")
     case "$role" in
       user-service)
         own+=(AGORA_JWT_SECRET="$jwt_secret")
@@ -385,14 +452,18 @@ cmd_up() {
         ;;
       product-service)
         own+=(AGORA_SEED_DEMO="$([[ "$name" == product-service ]] && echo true || echo false)")
-        if [[ "$TOPOLOGY" == ha ]]; then own+=(AGORA_DATABASE_READ_URL="$(database_url agora_product prefer-standby)"); fi
+        if [[ "$TOPOLOGY" == ha ]]; then
+          own+=(AGORA_DATABASE_READ_URL="$(via_url "$name" "$(database_url agora_product prefer-standby)")")
+        fi
         ;;
     esac
     start_role "$name" "${common[@]}" "${own[@]}"
   done
   # The first gateway binds the port before the others join it.
   for name in "${GATEWAYS[@]}"; do
-    start_role "$name" "${common[@]}" AGORA_JWT_SECRET="$jwt_secret" AGORA_REUSE_PORT=true
+    if role_pid "$name" >/dev/null; then start_role "$name"; continue; fi
+    start_role "$name" "${common[@]}" AGORA_CONSUL_ADDR="$(via "$name.consul" "$consul")" \
+      AGORA_JWT_SECRET="$jwt_secret" AGORA_REUSE_PORT=true
     [[ "$name" != gateway ]] || wait_listening "$(role_port gateway)"
   done
 
@@ -469,6 +540,7 @@ log_file() {
     kafka-cluster) printf '%s\n' "$CACHE_DIR"/kafka/instances/"$INSTANCE"-[0-9]/data/server.log ;;
     consul-cluster) printf '%s\n' "$CACHE_DIR"/consul/"$INSTANCE"-[0-9a]*/consul.log ;;
     jaeger) printf '%s\n' "$CACHE_DIR/jaeger/$INSTANCE/jaeger.log" ;;
+    toxiproxy) printf '%s\n' "$CACHE_DIR/toxiproxy/$INSTANCE/toxiproxy.log" ;;
     gateway | gateway-[0-9] | user-service | user-service-[0-9] | product-service | product-service-[0-9] | \
       order-service | order-service-[0-9] | payment-service | payment-service-[0-9])
       printf '%s\n' "$LOG_DIR/$1.log" ;;

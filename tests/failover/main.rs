@@ -98,8 +98,7 @@ async fn losing_the_primary_loses_no_acknowledged_write_and_catalog_reads_go_on(
     cluster.output(&["create-db", "product"]);
     let writes = cluster.output(&["url"]).replace("/postgres?", "/product?");
     let reads = writes.replace("read-write", "prefer-standby");
-    let config =
-        product_service::Config { database_url: writes, database_read_url: Some(reads), read_staleness_ms: 1000 };
+    let config = product_service::Config { database_url: writes, database_read_url: Some(reads), ..Default::default() };
     let service = on_loopback(|host| product_service::run(config, host)).await;
     let client = ProductServiceClient::new(channel(&service.url).await);
 

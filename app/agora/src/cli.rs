@@ -232,6 +232,9 @@ pub struct ProductArgs {
     #[arg(long, env = "AGORA_READ_STALENESS_MS", help = with_default("Milliseconds the read database's replay may trail before catalog reads go to --database-url instead", product_service::Config::default().read_staleness_ms))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_staleness_ms: Option<u64>,
+    #[arg(long, env = "AGORA_RESERVATION_TTL_SECS", help = with_default("Release stock reserved for an order that never settled it after this many seconds (keep it well above order-service's --payment-timeout-secs)", product_service::Config::default().reservation_ttl_secs))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Args, Serialize)]

@@ -67,6 +67,9 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "f", rename_all = "snake_case")]
 pub enum Call {
+    /// The run began (the first line): the wall clock then, in Unix ms, to place the
+    /// history's monotonic times against other records (a fault's time in `make chaos`).
+    Run { unix_ms: i64 },
     /// A customer signed up (set-up).
     Customer { user: String },
     /// A customer's wallet was topped up by `amount`; `balance` is what it then held.
@@ -190,7 +193,9 @@ pub struct History {
 impl History {
     pub fn create(path: &Path) -> anyhow::Result<Self> {
         let file = File::create(path).with_context(|| format!("cannot create the history file {}", path.display()))?;
-        Ok(Self { file: Mutex::new(LineWriter::new(file)), origin: Instant::now(), next: AtomicU64::new(0) })
+        let history = Self { file: Mutex::new(LineWriter::new(file)), origin: Instant::now(), next: AtomicU64::new(0) };
+        history.record(history.origin, None, "200", Call::Run { unix_ms: agora_kit::time::now_millis() });
+        Ok(history)
     }
 
     /// An operation invoked at `start` completed now with `status`.

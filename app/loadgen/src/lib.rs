@@ -158,7 +158,7 @@ pub struct Args {
     /// Write every operation on orders to FILE as it completes, with when it was invoked
     /// and completed, what it asked and what it was told (JSON lines), and end with the
     /// final state the customers read once it stopped changing; `agora check-history FILE`
-    /// then checks it.
+    /// then checks it. Its stock check assumes nobody else orders the products used.
     #[arg(long, value_name = "FILE")]
     pub history: Option<std::path::PathBuf>,
 

@@ -100,8 +100,6 @@ pub struct Rest {
     retries: Retries,
     /// Where every operation is written (`--history`).
     history: Option<History>,
-    /// The products the generator created (their whole stock is its own to account for).
-    own_products: bool,
 }
 
 impl Rest {
@@ -132,7 +130,6 @@ impl Rest {
             accepted,
             retries: Retries::new(args.retries, args.retry_budget),
             history: args.history.as_deref().map(History::create).transpose()?,
-            own_products: args.admin_password.is_some(),
         };
 
         let (status, body, _) = rest.call(Method::GET, "/readyz", None, None).await.with_context(|| {
@@ -287,15 +284,20 @@ impl Rest {
         Ok(ids)
     }
 
-    /// The catalog's first page of products in stock.
+    /// The catalog's first page of products in stock (their stock as read goes to the
+    /// history: the checker assumes the generator is the only one ordering them).
     async fn catalog(&self) -> anyhow::Result<Vec<String>> {
+        let invoked = Instant::now();
         let reply = self.must(Method::GET, "/v1/products?page_size=100", None, None).await?;
         let products = reply["products"].as_array().cloned().unwrap_or_default();
-        Ok(products
-            .iter()
-            .filter(|p| p["stock"].as_str().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0) > 0)
-            .filter_map(|p| p["id"].as_str().map(str::to_owned))
-            .collect())
+        let mut ids = Vec::new();
+        for product in &products {
+            if let (Some(id), Some(stock @ 1..)) = (product["id"].as_str(), history::integer(&product["stock"])) {
+                self.record(invoked, None, "200", || Call::Product { product: id.to_owned(), stock });
+                ids.push(id.to_owned());
+            }
+        }
+        Ok(ids)
     }
 
     async fn sign_up(&self, customer: usize, email: String, top_up_minor: i64) -> anyhow::Result<Customer> {
@@ -548,14 +550,12 @@ impl Rest {
             let payments = payments.iter().filter_map(history::payment).collect();
             state.push((invoked, Some(customer), Call::Final { orders, payments, balance }));
         }
-        if self.own_products {
-            for product in &self.products {
-                let invoked = Instant::now();
-                let (status, reply, _) =
-                    self.call(Method::GET, &format!("/v1/products/{product}"), None, None).await.ok()?;
-                let stock = history::integer(&reply["stock"]).filter(|_| status.is_success())?;
-                state.push((invoked, None, Call::FinalStock { product: product.clone(), stock }));
-            }
+        for product in &self.products {
+            let invoked = Instant::now();
+            let (status, reply, _) =
+                self.call(Method::GET, &format!("/v1/products/{product}"), None, None).await.ok()?;
+            let stock = history::integer(&reply["stock"]).filter(|_| status.is_success())?;
+            state.push((invoked, None, Call::FinalStock { product: product.clone(), stock }));
         }
         Some(state)
     }

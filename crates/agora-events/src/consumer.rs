@@ -33,7 +33,14 @@ pub const ATTEMPTS_HEADER: &str = "agora-attempts";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HandlerError {
-    /// Might succeed later (database or a dependency down): retried with back-off.
+    /// The service's database cannot be reached (a lost connection, a failover, a server
+    /// that is not the primary yet): retried with back-off for as long as it takes, never
+    /// dead-lettered. An outage says nothing about the event; dead-lettering it would drop
+    /// its effect (a failover of a few seconds once lost a paid order's stock commit so).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Might succeed later (a conflict, a dependency's refusal): retried with back-off up
+    /// to `max_attempts`, then dead-lettered.
     #[error("{0}")]
     Retryable(String),
     /// Will never succeed (malformed payload): dead-lettered at once.
@@ -43,7 +50,28 @@ pub enum HandlerError {
 
 impl From<sqlx::Error> for HandlerError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Retryable(format!("database: {e}"))
+        let reason = format!("database: {e}");
+        if unavailable(&e) { Self::Unavailable(reason) } else { Self::Retryable(reason) }
+    }
+}
+
+/// Whether `e` says the database could not be reached or could not take the write now,
+/// rather than anything about the statement.
+fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (the server shutting down or
+        // not accepting connections yet), 25006 (a write reached a standby: a failover is
+        // under way).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "25006")),
+        _ => false,
     }
 }
 
@@ -226,6 +254,15 @@ async fn process(
                 trace_context::fail(&span, &reason);
                 return dead_letter(bus, options, delivery, &reason, attempt, shutdown).await;
             }
+            Err(HandlerError::Unavailable(reason)) => {
+                tracing::warn!(event_id = %envelope.event_id, event_type = %envelope.event_type,
+                    attempt, error = %reason, "the database is unavailable; retrying the event until it is back");
+                if sleep_or_stop(delay, shutdown).await {
+                    return None;
+                }
+                delay = (delay * 2).min(options.max_backoff);
+                attempt += 1;
+            }
             Err(HandlerError::Retryable(reason)) if attempt >= options.max_attempts => {
                 trace_context::fail(&span, &reason);
                 return dead_letter(bus, options, delivery, &reason, attempt, shutdown).await;
@@ -287,5 +324,18 @@ async fn sleep_or_stop(delay: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         () = shutdown.cancelled() => true,
         () = tokio::time::sleep(delay) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_out_of_reach_is_retried_without_end_and_anything_else_is_counted() {
+        let reset = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(matches!(HandlerError::from(reset), HandlerError::Unavailable(_)));
+        assert!(matches!(HandlerError::from(sqlx::Error::PoolTimedOut), HandlerError::Unavailable(_)));
+        assert!(matches!(HandlerError::from(sqlx::Error::RowNotFound), HandlerError::Retryable(_)));
     }
 }

@@ -40,6 +40,23 @@ impl Backend {
         }
     }
 
+    /// SQL for the database server's clock, in Unix milliseconds, the same value everywhere
+    /// in one statement. Times that are compared with each other across instances (an
+    /// order's age, a reservation's) are stamped and compared with this one clock, so
+    /// instances whose clocks disagree cannot make them wrong.
+    pub fn now_millis_sql(self) -> &'static str {
+        match self {
+            Self::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT)",
+            Self::Postgres => "CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
+    /// The backend of a connection (for store functions that run inside a caller's
+    /// transaction and have no [`Db`] at hand).
+    pub fn of(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") { Backend::Sqlite } else { Backend::Postgres }
+    }
+
     pub fn from_url(url: &str) -> Result<Self, DbError> {
         if url.starts_with("sqlite:") {
             Ok(Self::Sqlite)
@@ -174,7 +191,7 @@ pub enum DbError {
 /// The `db.system` of a connection (for store functions that run inside a caller's
 /// transaction and have no [`Db`] at hand).
 pub fn system_of(conn: &sqlx::AnyConnection) -> &'static str {
-    if conn.backend_name().eq_ignore_ascii_case("sqlite") { Backend::Sqlite } else { Backend::Postgres }.system()
+    Backend::of(conn).system()
 }
 
 /// Marks the current span failed with a database error. `Fault`'s `From<sqlx::Error>` calls

@@ -8,7 +8,6 @@ use agora_events::{EventTx, Outbox};
 use agora_kit::{
     db::{self, Db},
     money::Money,
-    time::now_millis,
 };
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
@@ -46,13 +45,16 @@ impl Store {
         self.outbox.db()
     }
 
-    /// Writes a new PENDING_PAYMENT order and its `OrderPlaced` event. When the id exists
-    /// (a concurrent retry with the same idempotency key won), returns the stored order.
+    /// Writes a new PENDING_PAYMENT order and its `OrderPlaced` event, stamped with the
+    /// database's clock (which the sweeper compares with). When the id exists (a concurrent
+    /// retry with the same idempotency key won), returns the stored order.
     #[tracing::instrument(name = "INSERT orders", skip_all, fields(db.system = self.db().backend.system()))]
     pub async fn insert(&self, order: &Order, key: Option<&str>, fingerprint: &str) -> Result<(Order, String), Error> {
         let mut tx = self.outbox.begin().await?;
+        let now = self.db().backend.now_millis_sql();
         let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO orders ({COLUMNS}, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO orders ({COLUMNS}, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, {now}, {now}, $8) \
+             RETURNING created_at"
         )))
         .bind(&order.id)
         .bind(&order.user_id)
@@ -61,18 +63,17 @@ impl Store {
         .bind(order.total.minor())
         .bind(&order.cancel_reason)
         .bind(fingerprint)
-        .bind(order.created_at)
-        .bind(order.updated_at)
         .bind(key)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await;
-        match inserted {
+        let stamped: i64 = match inserted {
             Err(e) if db::is_unique_violation(&e) => {
                 drop(tx);
                 return self.get_with_fingerprint(&order.id).await?.ok_or_else(|| Error::NotFound(order.id.clone()));
             }
-            other => other?,
+            other => other?.try_get("created_at")?,
         };
+        let order = &Order { created_at: stamped, updated_at: stamped, ..order.clone() };
         for line in &order.lines {
             sqlx::query(
                 "INSERT INTO order_items (order_id, product_id, quantity, unit_price_currency, unit_price_minor) VALUES ($1, $2, $3, $4, $5)",
@@ -154,13 +155,15 @@ impl Store {
         Ok(result)
     }
 
-    /// Ids of orders still pending that were created before `cutoff` (Unix ms).
+    /// Ids of orders still pending that were created more than `age_ms` ago, by the
+    /// database's clock (which stamped them).
     #[tracing::instrument(name = "SELECT orders", skip_all, fields(db.system = self.db().backend.system()))]
-    pub async fn overdue(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, Error> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM orders WHERE status = 'PENDING_PAYMENT' AND created_at < $1 ORDER BY created_at LIMIT $2",
-        )
-        .bind(cutoff)
+    pub async fn overdue(&self, age_ms: i64, limit: i64) -> Result<Vec<String>, Error> {
+        let now = self.db().backend.now_millis_sql();
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM orders WHERE status = 'PENDING_PAYMENT' AND created_at < {now} - $1 ORDER BY created_at LIMIT $2"
+        )))
+        .bind(age_ms)
         .bind(limit)
         .fetch_all(&self.db().pool)
         .await?)
@@ -182,12 +185,12 @@ pub async fn settle_in(tx: &mut EventTx, id: &str, settlement: Settlement<'_>) -
         Settlement::Paid { .. } => (OrderStatus::Paid, ""),
         Settlement::Cancelled { reason } => (OrderStatus::Cancelled, reason),
     };
-    let changed = sqlx::query(
-        "UPDATE orders SET status = $1, cancel_reason = $2, updated_at = $3 WHERE id = $4 AND status = 'PENDING_PAYMENT'",
-    )
+    let now = db::Backend::of(tx).now_millis_sql();
+    let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE orders SET status = $1, cancel_reason = $2, updated_at = {now} WHERE id = $3 AND status = 'PENDING_PAYMENT'"
+    )))
     .bind(status.as_str())
     .bind(reason)
-    .bind(now_millis())
     .bind(id)
     .execute(&mut **tx)
     .await?;

@@ -1,5 +1,7 @@
 //! Cancels orders that waited for payment longer than the deadline, so stock held by
-//! abandoned or stuck orders goes back on sale (the cancel event releases it).
+//! abandoned or stuck orders goes back on sale (the cancel event releases it). An order's
+//! age is read off the database's clock, which stamped it: an instance whose own clock is
+//! minutes off cancels nothing early (or late).
 
 use std::time::Duration;
 
@@ -35,9 +37,8 @@ impl Sweeper {
     /// One pass; returns how many orders it cancelled.
     pub async fn sweep(&self) -> Result<usize, crate::Error> {
         let timeout = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = agora_kit::time::now_millis().saturating_sub(timeout);
         let mut cancelled = 0;
-        for id in self.store.overdue(cutoff, 100).await? {
+        for id in self.store.overdue(timeout, 100).await? {
             if matches!(self.store.cancel(&id, TIMED_OUT).await?, Transition::Applied(_)) {
                 cancelled += 1;
             }

@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`domain`]: `NewProduct`, `ProductPatch`, `Product`, `ReservationRequest`.
 //! - [`store`]: products, reservations and their items.
-//! - [`events`]: the `agora.orders.v1` consumer.
+//! - [`consumer`]: the `agora.orders.v1` consumer.
+//! - [`expiry`]: releases reservations no order will ever settle.
 //! - [`grpc`]: the protobuf edge.
 //! - [`error`]: [`Error`] → `tonic::Status`.
 
@@ -16,10 +17,11 @@ pub mod audit;
 pub mod consumer;
 pub mod domain;
 pub mod error;
+pub mod expiry;
 pub mod grpc;
 pub mod store;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use agora_events::{Background, Host, topics};
 use agora_proto::product::product_service_server::ProductServiceServer;
@@ -40,11 +42,21 @@ pub struct Config {
     /// How far, in milliseconds, the read database's replay may trail what it received before
     /// catalog reads go back to the primary.
     pub read_staleness_ms: u64,
+    /// A reservation still open this long after it was made is released: its order was never
+    /// written (order-service failed between reserving and writing it, and the client never
+    /// retried), so no event will ever settle it. Must stay well above order-service's payment
+    /// timeout (900 s), after which every written order is settled one way or the other.
+    pub reservation_ttl_secs: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { database_url: "sqlite:data/product.db".to_owned(), database_read_url: None, read_staleness_ms: 1000 }
+        Self {
+            database_url: "sqlite:data/product.db".to_owned(),
+            database_read_url: None,
+            read_staleness_ms: 1000,
+            reservation_ttl_secs: 3600,
+        }
     }
 }
 
@@ -63,6 +75,12 @@ pub async fn run(config: Config, host: Host) -> anyhow::Result<()> {
     // Reservations settle from events; product-service announces none.
     let background = Background::without_publishing(CONSUMER, db, host);
     background.consume(topics::ORDERS, Arc::new(consumer::Consumer));
+    let expiry = expiry::Expiry {
+        store: store.clone(),
+        ttl: Duration::from_secs(config.reservation_ttl_secs),
+        interval: expiry::INTERVAL,
+    };
+    background.spawn(|shutdown| expiry.run(shutdown));
 
     let routes = tonic::service::Routes::new(ProductServiceServer::new(grpc::ProductApi::new(store)));
     background.serve(routes, &[SERVICE_NAME]).await

@@ -139,13 +139,15 @@ impl Store {
             };
         }
         let now = now_millis();
-        let inserted =
-            sqlx::query("INSERT INTO reservations (order_id, state, created_at, updated_at) VALUES ($1, $2, $3, $3)")
-                .bind(&request.order_id)
-                .bind(ReservationState::Reserved.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await;
+        // Stamped by the database's clock, which the expiry compares with.
+        let stamp = self.db.backend.now_millis_sql();
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO reservations (order_id, state, created_at, updated_at) VALUES ($1, $2, {stamp}, {stamp})"
+        )))
+        .bind(&request.order_id)
+        .bind(ReservationState::Reserved.as_str())
+        .execute(&mut *tx)
+        .await;
         if let Err(e) = inserted {
             if db::is_unique_violation(&e) {
                 // A concurrent call for the same order won the race; answer as it did.
@@ -205,6 +207,36 @@ impl Store {
         let done = commit_in(&mut tx, order_id).await?;
         tx.commit().await?;
         Ok(done)
+    }
+
+    /// Releases up to `limit` reservations still open `ttl` after they were made (by the
+    /// database's clock); returns their order ids.
+    #[tracing::instrument(name = "UPDATE reservations", skip_all, fields(db.system = self.db.backend.system()))]
+    pub async fn expire(&self, ttl: std::time::Duration, limit: i64) -> Result<Vec<String>, Error> {
+        let now = self.db.backend.now_millis_sql();
+        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT order_id FROM reservations WHERE state = 'reserved' AND created_at < {now} - $1 \
+             ORDER BY created_at LIMIT $2"
+        )))
+        .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut released = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut tx = self.db.pool.begin().await?;
+            // Conditional on the state: an order event settling it meanwhile wins.
+            let was_open = sqlx::query("SELECT 1 FROM reservations WHERE order_id = $1 AND state = 'reserved'")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if was_open && release_in(&mut tx, &id).await.is_ok() {
+                tx.commit().await?;
+                released.push(id);
+            }
+        }
+        Ok(released)
     }
 
     #[tracing::instrument(name = "UPDATE reservations", skip_all, fields(db.system = self.db.backend.system()))]

@@ -262,6 +262,46 @@ async fn cancelled_order_events_release_stock_once(db: TestDatabase) {
     app.stop().await;
 }
 
+/// A reservation no order settles is released after its deadline, by the database's clock;
+/// a settled one, or one still within its deadline, is left alone.
+async fn open_reservations_expire_and_settled_ones_stay(db: TestDatabase) {
+    let mut app = start(db).await;
+    let mug = create(&mut app.client, "Mug", 5).await.id;
+    let (orphan, paid) = (agora_kit::id::new_id(), agora_kit::id::new_id());
+    app.client.reserve_stock(reserve(&orphan, &[(&mug, 2)])).await.unwrap();
+    app.client.reserve_stock(reserve(&paid, &[(&mug, 1)])).await.unwrap();
+    let commit = Caller::service().request(CommitReservationRequest { order_id: paid.clone() });
+    app.client.commit_reservation(commit).await.unwrap();
+    assert_eq!(stock(&mut app.client, &mug).await, 2);
+
+    // Another pool over the same database, as a second instance's expiry would be.
+    let store = product_service::store::Store::new(product_service::store::connect(&app.db_url).await.unwrap());
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(store.expire(hour, 100).await.unwrap(), Vec::<String>::new(), "nothing is an hour old");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let released = store.expire(std::time::Duration::from_millis(5), 100).await.unwrap();
+    assert_eq!(released, std::slice::from_ref(&orphan), "only the open reservation expires");
+    assert_eq!(stock(&mut app.client, &mug).await, 4, "its 2 units are back; the paid one's stay taken");
+    assert!(store.expire(std::time::Duration::ZERO, 100).await.unwrap().is_empty(), "released once");
+    let late = app.client.reserve_stock(reserve(&orphan, &[(&mug, 2)])).await.unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition, "an expired order cannot reserve again");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn open_reservations_expire_and_settled_ones_stay_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("product.db").display());
+    open_reservations_expire_and_settled_ones_stay(TestDatabase { url }).await;
+}
+
+#[tokio::test]
+async fn open_reservations_expire_and_settled_ones_stay_postgres() {
+    if let Some(db) = TestDatabase::postgres().await {
+        open_reservations_expire_and_settled_ones_stay(db).await;
+    }
+}
+
 agora_kit::db_tests! {
     catalog_crud,
     listing_pages,
