@@ -21,25 +21,39 @@
 #        a hung product-service (SIGSTOP past the gateway's deadline: each read answered by the
 #        deadline, 504 from it or 200 from another instance, then SIGCONT),
 #        the gateway restarted (SIGTERM, drained) under load;
+#        network faults on the proxies every path goes through (AGORA_UP_NETFAULTS=1,
+#        scripts/toxiproxy.sh): latency with jitter, packet loss, a bandwidth cap, resets, a
+#        blackhole, partitions both ways and one way, one instance from everything;
+#        pauses (SIGSTOP past their timeouts, then SIGCONT) of the PostgreSQL primary, the
+#        busiest Kafka node, the Consul leader and a consumer holding partitions;
+#        a gateway's clock 5 minutes ahead and behind (libfaketime);
 #   5. `agora reconcile`: every accepted order is in order-service's database and PAID or
 #      CANCELLED; each PAID order has one successful payment, one debit and its stock
 #      committed; each CANCELLED one cost nothing; wallets match their ledgers; stock is the
 #      stock before minus the units PAID; no outbox row unpublished; the dead-letter topics
-#      empty. Any broken promise fails the run.
+#      empty. Then `agora check-history` over what every client was told (loadgen --history):
+#      no acknowledged order lost or changed, none moving backwards, customers reading their
+#      own writes, no phantom order, no double charge, wallets and stock that add up. Any
+#      broken promise or anomaly fails the run.
 #
 # The figures are printed at the end, with a table of the faults: for each, the requests sent
 # in its window (from the fault to 10 s after the stack was ready again), the share served
-# (answered, 4xx included, after the client's retries), p99 latency, and the longest wait for
-# an accepted order (from the fault, or between two: how long writes took to succeed again).
-# Replicated, every fault's window must be served at 99.9 % or more, else the run fails. The generator's and the reconciliation's JSON, every operation's outcome,
-# the timeline of faults and every log stay in $AGORA_CACHE/chaos/<time>/. The stack is purged
+# (answered, 4xx included, after the client's retries), p99 latency, the longest wait for an
+# accepted order (from the fault, or between two: how long writes took to succeed again), the
+# time until the stack was ready again, and the history's anomalies in the window. Replicated,
+# every masked fault's window must be served at 99.9 % or more, else the run fails (a degraded
+# one, a whole role cut off from its database, lists what went unserved). The generator's and
+# the reconciliation's JSON, the history, every operation's outcome, the timeline of faults and
+# every log stay in $AGORA_CACHE/chaos/<time>/. The stack is purged, and the network healed,
 # when the run ends, however it ends.
 #
 # Usage: scripts/chaos.sh [--quick]
-#   --quick   the part `make test` runs: payment-service killed twice mid-batch, order-service
-#             killed, the busiest Kafka node and the PostgreSQL primary killed (single: Kafka
-#             stopped and started, PostgreSQL restarted), the hung backend and the gateway
-#             restarted, at a lower rate (about three minutes on the debug build)
+#   --quick   the part `make test` runs: payment-service killed twice mid-batch, the busiest
+#             Kafka node killed (single: Kafka stopped and started, PostgreSQL restarted), the
+#             hung backend, the gateway restarted, order-service's database path 200 ± 50 ms
+#             slower, product-service-2 partitioned from everything, the PostgreSQL primary
+#             paused, gateway-2's clock 5 minutes ahead; at a lower rate (about five minutes on
+#             the debug build)
 #
 # Environment:
 #   AGORA_CACHE         cache root (default: $HOME/.cache/agora)

@@ -98,6 +98,7 @@ fi
 [[ "$TOPOLOGY" == ha || "$TOPOLOGY" == single ]] || die "AGORA_UP_TOPOLOGY must be ha or single, not '$TOPOLOGY'"
 # Likewise whether its paths go through proxies.
 NETFAULTS_FILE="$UP_DIR/netfaults"
+BIN_FILE="$UP_DIR/bin"
 NETFAULTS="${AGORA_UP_NETFAULTS:-0}"
 if [[ -f "$NETFAULTS_FILE" ]]; then NETFAULTS="$(cat "$NETFAULTS_FILE")"; fi
 [[ "$NETFAULTS" == 0 || "$NETFAULTS" == 1 ]] || die "AGORA_UP_NETFAULTS must be 0 or 1, not '$NETFAULTS'"
@@ -405,6 +406,7 @@ cmd_up() {
   mkdir -p "$UP_DIR"
   printf '%s\n' "$TOPOLOGY" >"$TOPOLOGY_FILE"
   printf '%s\n' "$NETFAULTS" >"$NETFAULTS_FILE"
+  printf '%s\n' "$AGORA_BIN" >"$BIN_FILE"
   infra_up
 
   local brokers otlp consul jwt_secret admin_password replication=1
@@ -579,6 +581,10 @@ cmd_status() {
 }
 
 main() {
+  # `down`, `status` and `logs` look for the processes of the binary `up` started (recorded in
+  # $BIN_FILE), unless AGORA_UP_BIN names one: stopping a stack started from a debug build
+  # must not need the variable again.
+  if [[ "${1:-}" != up && -z "${AGORA_UP_BIN:-}" && -s "$BIN_FILE" ]]; then AGORA_BIN="$(cat "$BIN_FILE")"; fi
   case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;

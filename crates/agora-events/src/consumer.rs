@@ -254,22 +254,15 @@ async fn process(
                 trace_context::fail(&span, &reason);
                 return dead_letter(bus, options, delivery, &reason, attempt, shutdown).await;
             }
-            Err(HandlerError::Unavailable(reason)) => {
-                tracing::warn!(event_id = %envelope.event_id, event_type = %envelope.event_type,
-                    attempt, error = %reason, "the database is unavailable; retrying the event until it is back");
-                if sleep_or_stop(delay, shutdown).await {
-                    return None;
-                }
-                delay = (delay * 2).min(options.max_backoff);
-                attempt += 1;
-            }
             Err(HandlerError::Retryable(reason)) if attempt >= options.max_attempts => {
                 trace_context::fail(&span, &reason);
                 return dead_letter(bus, options, delivery, &reason, attempt, shutdown).await;
             }
-            Err(HandlerError::Retryable(reason)) => {
+            // An unreachable database is waited out, however long; other failures count.
+            Err(error @ (HandlerError::Retryable(_) | HandlerError::Unavailable(_))) => {
+                let until_back = matches!(error, HandlerError::Unavailable(_));
                 tracing::warn!(event_id = %envelope.event_id, event_type = %envelope.event_type,
-                    attempt, error = %reason, "event handler failed; retrying");
+                    attempt, until_back, %error, "event handler failed; retrying");
                 if sleep_or_stop(delay, shutdown).await {
                     return None;
                 }
