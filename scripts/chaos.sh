@@ -415,7 +415,7 @@ pause_pg_primary() {
   local n
   n="$(bash "$SCRIPT_DIR/pg-cluster.sh" primary)"
   # shellcheck disable=SC2046 # one pid per word
-  pause 15 "the PostgreSQL primary (member $n: Patroni, PostgreSQL, heartbeat)" $(member_pids pg "$n")
+  pause 12 "the PostgreSQL primary (member $n: Patroni, PostgreSQL, heartbeat)" $(member_pids pg "$n")
 }
 pause_kafka_leader() {
   local n
@@ -494,16 +494,18 @@ fi
 # are not skewed this way: librdkafka's timed waits break under libfaketime (a skewed service
 # hangs on shutdown and cannot get an idempotent producer id; docs/reliability.md), so their
 # wall-clock uses were moved to the database's clock and are tested there.
-skew gateway-2 +5m 8
+skew gateway-2 +5m 6
 steady
 if ! $QUICK; then
-  skew gateway-2 -5m 8
+  skew gateway-2 -5m 6
   steady
   net_fault 10 masked "payment-service to PostgreSQL" loss 10 -- 'payment-service*.db.*'
   steady
-  net_fault 10 masked "the gateway to product-service" bandwidth 8 -- 'product-service*.in'
+  # Every instance of a role throttled, or cut off from its database: nothing is left to
+  # fail over to, so the role's calls fail (degraded), and the table says which.
+  net_fault 10 degraded "the gateway to product-service" bandwidth 8 -- 'product-service*.in'
   steady
-  net_fault 8 masked "user-service to PostgreSQL" reset -- 'user-service*.db.*'
+  net_fault 8 degraded "user-service to PostgreSQL" reset -- 'user-service*.db.*'
   steady
   net_fault 8 masked "callers to order-service" oneway -- 'order-service.in'
   steady

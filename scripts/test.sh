@@ -10,9 +10,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/agora/target}"
+# Each step's time is kept, and the table printed at the end (the CI budget is minutes).
+step_times=""
+step_started=$SECONDS
 step() {
+  step_done
   current_step="$*"
+  step_started=$SECONDS
   printf '\n==> %s\n' "$*"
+}
+step_done() {
+  if [[ -n "${current_step:-}" ]]; then
+    step_times+="$(printf '%6ss  %s' "$((SECONDS - step_started))" "$current_step")"$'\n'
+  fi
 }
 # What a failing step has to say (tests/kube.sh writes here), printed again as the run's last
 # lines, after the infrastructure's stop messages: that end of the output is what CI shows.
@@ -54,7 +64,8 @@ cleanup() {
     printf '\n==> make test FAILED (exit %s) in step: %s\n' "$rc" "${current_step:-?}" >&2
     cat "$AGORA_TEST_SUMMARY" >&2
   else
-    printf '\n==> make test passed\n'
+    step_done
+    printf '\n==> make test passed in %s s; the steps:\n%s' "$SECONDS" "$step_times"
   fi
   rm -f "$AGORA_TEST_SUMMARY"
 }
