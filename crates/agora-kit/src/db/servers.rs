@@ -133,21 +133,33 @@ struct Seen {
     replay_lag: f64,
     /// It streams WAL from a primary (a standby whose primary is gone does not).
     streaming: bool,
+    /// A primary's timeline (0 on a standby). A promotion starts a new, higher one, so of two
+    /// servers that both say they are the primary (a former primary that was paused, woke
+    /// up and was not demoted yet) the higher timeline is the real one.
+    timeline: i64,
 }
 
 impl Seen {
     async fn of(conn: &mut AnyConnection) -> Result<Self, sqlx::Error> {
         // On a primary the three are false, NULL and NULL. A standby's replay lag is 0 while
         // it has replayed all it received, else the age of the last commit it replayed.
-        let (standby, replay_lag, streaming): (bool, Option<f64>, Option<bool>) = sqlx::query_as(
-            "SELECT pg_is_in_recovery(), \
+        let (standby, replay_lag, streaming, timeline): (bool, Option<f64>, Option<bool>, Option<i64>) =
+            sqlx::query_as(
+                "SELECT pg_is_in_recovery(), \
                     CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0 \
                          ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END, \
-                    (SELECT status = 'streaming' FROM pg_stat_wal_receiver)",
-        )
-        .fetch_one(conn)
-        .await?;
-        Ok(Self { standby, replay_lag: replay_lag.unwrap_or(0.0).max(0.0), streaming: streaming.unwrap_or(false) })
+                    (SELECT status = 'streaming' FROM pg_stat_wal_receiver), \
+                    CASE WHEN pg_is_in_recovery() THEN 0 \
+                         ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::int8 END",
+            )
+            .fetch_one(conn)
+            .await?;
+        Ok(Self {
+            standby,
+            replay_lag: replay_lag.unwrap_or(0.0).max(0.0),
+            streaming: streaming.unwrap_or(false),
+            timeline: timeline.unwrap_or(0),
+        })
     }
 
     fn fits(self, target: Target) -> bool {
@@ -303,21 +315,48 @@ impl Follower {
     }
 
     /// The first server from `start` on (in the URL's order, wrapping) that fits the target,
-    /// with a connection to it; a follower of standbys takes a standby before any other.
+    /// with a connection to it; a follower of standbys takes a standby before any other. For
+    /// the primary every server is asked, and of two that say they are, the one on the higher
+    /// timeline wins (the other is a former primary that has not noticed yet).
     async fn search(&self, start: usize) -> Option<(usize, AnyConnection, Seen)> {
         let n = self.servers.each.len();
         let mut fallback = None;
+        let mut primary: Option<(usize, AnyConnection, Seen)> = None;
         for at in (0..n).map(|i| (start + i) % n) {
             let Some((conn, seen)) = self.probe(at).await else { continue };
             match self.servers.target {
                 Target::PreferStandby if !seen.standby => {
                     fallback.get_or_insert((at, conn, seen));
                 }
+                Target::ReadWrite
+                    if seen.fits(Target::ReadWrite)
+                        && primary.as_ref().is_none_or(|(_, _, best)| seen.timeline > best.timeline) =>
+                {
+                    primary = Some((at, conn, seen));
+                }
+                Target::ReadWrite => {}
                 target if seen.fits(target) => return Some((at, conn, seen)),
                 _ => {}
             }
         }
-        fallback
+        primary.or(fallback)
+    }
+
+    /// For the primary: whether another server says it is the primary on a higher timeline
+    /// than `seen`'s (then the one the pool uses was demoted in all but its own view).
+    async fn outranked(&self, at: usize, seen: Seen) -> bool {
+        if self.servers.target != Target::ReadWrite {
+            return false;
+        }
+        for other in (0..self.servers.each.len()).filter(|&other| other != at) {
+            if let Some((_, theirs)) = self.probe(other).await
+                && theirs.fits(Target::ReadWrite)
+                && theirs.timeline > seen.timeline
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// A connection to server `at` and what it is, or `None` if it does not answer in time.
@@ -352,7 +391,11 @@ impl Follower {
             let at = self.current.load(Ordering::Relaxed);
             if let Some(conn) = watch.as_mut() {
                 match tokio::time::timeout(PROBE_TIMEOUT, Seen::of(conn)).await {
-                    Ok(Ok(seen)) if seen.fits(self.servers.target) && !self.prefers_another(seen) => {
+                    Ok(Ok(seen))
+                        if seen.fits(self.servers.target)
+                            && !self.prefers_another(seen)
+                            && !self.outranked(at, seen).await =>
+                    {
                         self.judge_seen(seen).await;
                         continue;
                     }
@@ -445,8 +488,8 @@ mod tests {
 
     #[test]
     fn a_standby_fits_only_targets_that_admit_one() {
-        let standby = Seen { standby: true, replay_lag: 0.0, streaming: true };
-        let primary = Seen { standby: false, replay_lag: 0.0, streaming: false };
+        let standby = Seen { standby: true, replay_lag: 0.0, streaming: true, timeline: 0 };
+        let primary = Seen { standby: false, replay_lag: 0.0, streaming: false, timeline: 2 };
         assert!(!standby.fits(Target::ReadWrite));
         assert!(primary.fits(Target::ReadWrite));
         assert!(standby.fits(Target::PreferStandby) && primary.fits(Target::PreferStandby));
@@ -463,19 +506,19 @@ mod tests {
         let primary = Arc::new(follower(None));
         primary.found.store(true, Ordering::Relaxed);
         let reads = follower(Some(primary.clone()));
-        reads.judge(Some(Seen { standby: true, replay_lag: 0.02, streaming: true }));
+        reads.judge(Some(Seen { standby: true, replay_lag: 0.02, streaming: true, timeline: 0 }));
         assert!(reads.fresh());
-        reads.judge(Some(Seen { standby: true, replay_lag: 3.0, streaming: true }));
+        reads.judge(Some(Seen { standby: true, replay_lag: 3.0, streaming: true, timeline: 0 }));
         assert!(!reads.fresh(), "replay 3 s behind is past the 50 ms bound");
-        reads.judge(Some(Seen { standby: true, replay_lag: 0.0, streaming: false }));
+        reads.judge(Some(Seen { standby: true, replay_lag: 0.0, streaming: false, timeline: 0 }));
         assert!(reads.fresh(), "it streamed less than the bound ago");
         std::thread::sleep(Duration::from_millis(60));
-        reads.judge(Some(Seen { standby: true, replay_lag: 0.0, streaming: false }));
+        reads.judge(Some(Seen { standby: true, replay_lag: 0.0, streaming: false, timeline: 0 }));
         assert!(!reads.fresh(), "a standby cut off from a live primary for longer than the bound may miss its commits");
         primary.found.store(false, Ordering::Relaxed);
-        reads.judge(Some(Seen { standby: true, replay_lag: 0.0, streaming: false }));
+        reads.judge(Some(Seen { standby: true, replay_lag: 0.0, streaming: false, timeline: 0 }));
         assert!(reads.fresh(), "while the primary fails over, the synchronous standby has every acknowledged commit");
-        reads.judge(Some(Seen { standby: false, replay_lag: 0.0, streaming: false }));
+        reads.judge(Some(Seen { standby: false, replay_lag: 0.0, streaming: false, timeline: 0 }));
         assert!(reads.fresh(), "a promoted standby is the primary");
         reads.judge(None);
         assert!(!reads.fresh() && !reads.found());
