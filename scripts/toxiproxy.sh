@@ -9,11 +9,11 @@
 #                      the daemon's life cycle (scripts/lib/daemon.sh); stop and reset also
 #                      remove every iptables rule this instance added
 #   api                print the API's URL
-#   proxy NAME UPSTREAM
+#   proxy NAME UPSTREAM [NAME UPSTREAM]...
 #                      a proxy NAME to UPSTREAM (host:port) on a free loopback port, kept on
 #                      that port for good (a restart of Toxiproxy brings it back); an
 #                      existing NAME keeps its port and gets the new upstream. Prints its
-#                      address (127.0.0.1:PORT)
+#                      address (127.0.0.1:PORT), a line per proxy
 #   address NAME       print proxy NAME's address
 #   fault NAME KIND [ARG...]
 #                      a fault on the path through proxy NAME (a glob such as 'order-*.db.*'
@@ -110,20 +110,43 @@ print(json.dumps([{"name": p["name"], "listen": p["listen"], "upstream": p["upst
   mv -f "$PROXIES.tmp" "$PROXIES"
 }
 
+# cmd_proxy NAME UPSTREAM [NAME UPSTREAM]...: each proxy made or pointed at its upstream (one
+# lock and one listing for all), then each one's address, a line each.
 cmd_proxy() {
-  local name="$1" upstream="$2" port
-  [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "proxy name '$name': use letters, digits, '_', '.', '-'"
-  [[ "$upstream" =~ ^[^:]+:[0-9]+$ ]] || die "upstream '$upstream' is not HOST:PORT"
+  local -a pairs=("$@")
+  local i name upstream current port
+  for ((i = 0; i < ${#pairs[@]}; i += 2)); do
+    [[ "${pairs[i]}" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "proxy name '${pairs[i]}': use letters, digits, '_', '.', '-'"
+    [[ "${pairs[i + 1]}" =~ ^[^:]+:[0-9]+$ ]] || die "upstream '${pairs[i + 1]}' is not HOST:PORT"
+  done
   require_running
   daemon_lock "$INSTANCE_LOCK" 60
-  if port="$(listen_port "$name" 2>/dev/null)"; then
-    api POST "/proxies/$name" "{\"upstream\": \"$upstream\", \"enabled\": true}" >/dev/null
-  else
-    port="$(free_port)"
-    api POST /proxies "{\"name\": \"$name\", \"listen\": \"$DAEMON_HOST:$port\", \"upstream\": \"$upstream\", \"enabled\": true}" >/dev/null
-  fi
-  save_proxies
-  printf '%s:%s\n' "$DAEMON_HOST" "$port"
+  # name listen-port upstream, for every proxy there is.
+  local -A listen=() upstreams=()
+  while read -r name port upstream; do
+    listen[$name]="$port"
+    upstreams[$name]="$upstream"
+  done < <(api GET /proxies | python3 -c '
+import json, sys
+for p in json.load(sys.stdin).values():
+    print(p["name"], p["listen"].rsplit(":", 1)[1], p["upstream"])')
+  local changed=0 out=()
+  for ((i = 0; i < ${#pairs[@]}; i += 2)); do
+    name="${pairs[i]}" upstream="${pairs[i + 1]}"
+    port="${listen[$name]:-}"
+    if [[ -z "$port" ]]; then
+      port="$(free_port)"
+      DAEMON_TAKEN_PORTS+="$port "
+      api POST /proxies "{\"name\": \"$name\", \"listen\": \"$DAEMON_HOST:$port\", \"upstream\": \"$upstream\", \"enabled\": true}" >/dev/null
+      changed=1
+    elif [[ "${upstreams[$name]}" != "$upstream" ]]; then
+      api POST "/proxies/$name" "{\"upstream\": \"$upstream\", \"enabled\": true}" >/dev/null
+      changed=1
+    fi
+    out+=("$DAEMON_HOST:$port")
+  done
+  if ((changed)); then save_proxies; fi
+  printf '%s\n' "${out[@]}"
 }
 
 # --- Packet rules (iptables) ------------------------------------------------
@@ -246,7 +269,7 @@ for p in sorted(json.load(sys.stdin).values(), key=lambda p: p["name"]):
 instance_command() {
   case "${1:-}" in
     api) api_url ;;
-    proxy) (($# == 3)) || usage; cmd_proxy "$2" "$3" ;;
+    proxy) (($# >= 3 && $# % 2 == 1)) || usage; shift; cmd_proxy "$@" ;;
     address) (($# == 2)) || usage; printf '%s:%s\n' "$DAEMON_HOST" "$(listen_port "$2")" ;;
     fault) (($# >= 3)) || usage; shift; cmd_fault "$@" ;;
     heal) (($# == 2)) || usage; cmd_heal "$2" ;;

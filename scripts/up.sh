@@ -53,8 +53,10 @@
 #   AGORA_UP_NETFAULTS   1 = every network path of the services through a proxy of the
 #                        stack's Toxiproxy (scripts/toxiproxy.sh), so faults can be put on it:
 #                        each process's connections to each PostgreSQL server (NAME.db.N) and
-#                        to Consul (NAME.consul), and every call to a service instance
-#                        (NAME.in: it registers the proxy's address in Consul). Kept until
+#                        to Consul (NAME.consul), every call to a service instance
+#                        (NAME.in: it registers the proxy's address in Consul), and (ha)
+#                        to each Kafka node (NAME.kafka.N) and between the nodes
+#                        (kafka.N-M.peer, kafka.N-M.raft: kafka-cluster.sh). Kept until
 #                        purge, like the topology (default: 0; `make chaos` sets it)
 #   AGORA_UP_FAKETIME    NAME=OFFSET ...: start process NAME with its wall clock OFFSET off
 #                        (libfaketime from Debian, installed if missing; e.g.
@@ -299,7 +301,11 @@ infra_up() {
   if [[ "$TOPOLOGY" == ha ]]; then
     local kafka_log="$LOG_DIR/kafka-cluster-start.log" kafka_pid
     mkdir -p "$LOG_DIR"
-    bash "$SCRIPT_DIR/kafka-cluster.sh" start >"$kafka_log" 2>&1 9>&- &
+    # With the network faults, each service process reaches the nodes through proxies of its
+    # own, and the nodes each other through theirs (kafka-cluster.sh, "Proxied").
+    local proxied=none
+    if [[ "$NETFAULTS" == 1 ]]; then proxied="${PROCESSES[*]}"; fi
+    AGORA_KAFKA_PROXIED="$proxied" bash "$SCRIPT_DIR/kafka-cluster.sh" start >"$kafka_log" 2>&1 9>&- &
     kafka_pid=$!
     bash "$SCRIPT_DIR/consul-cluster.sh" start
     AGORA_PG_CONSUL="$(consul_addr)" bash "$SCRIPT_DIR/pg-cluster.sh" start
@@ -445,6 +451,9 @@ cmd_up() {
     if role_pid "$name" >/dev/null; then start_role "$name"; continue; fi
     local -a own=(AGORA_DATABASE_URL="$(via_url "$name" "$(database_url "${DATABASE[$role]}")")"
       AGORA_CONSUL_ADDR="$(via "$name.consul" "$consul")")
+    if [[ "$TOPOLOGY" == ha && "$NETFAULTS" == 1 ]]; then
+      own+=(AGORA_KAFKA_BROKERS="$(bash "$SCRIPT_DIR/kafka-cluster.sh" brokers "$name")")
+    fi
     case "$role" in
       user-service)
         own+=(AGORA_JWT_SECRET="$jwt_secret")

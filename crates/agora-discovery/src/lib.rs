@@ -11,10 +11,11 @@
 
 pub mod balance;
 pub mod consul;
-pub mod methods;
 pub mod register;
 pub mod watch;
 
+/// Which methods may be sent twice; kept in `agora-kit`, whose servers ask it too.
+pub use agora_kit::methods;
 pub use balance::{Balanced, Policy};
 pub use consul::Consul;
 pub use register::{CheckTiming, Probe, Registration};

@@ -51,27 +51,7 @@ pub enum HandlerError {
 impl From<sqlx::Error> for HandlerError {
     fn from(e: sqlx::Error) -> Self {
         let reason = format!("database: {e}");
-        if unavailable(&e) { Self::Unavailable(reason) } else { Self::Retryable(reason) }
-    }
-}
-
-/// Whether `e` says the database could not be reached or could not take the write now,
-/// rather than anything about the statement.
-fn unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        // SQLSTATE class 08 (connection exception), 57P01-57P03 (the server shutting down or
-        // not accepting connections yet), 25006 (a write reached a standby: a failover is
-        // under way).
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "25006")),
-        _ => false,
+        if agora_kit::db::is_unavailable(&e) { Self::Unavailable(reason) } else { Self::Retryable(reason) }
     }
 }
 

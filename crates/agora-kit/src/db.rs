@@ -503,6 +503,27 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Whether `e` says the database could not be reached or could not take the write now (a
+/// lost connection, a failover, a server that is not the primary yet), rather than anything
+/// about the statement: trying again later may succeed.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (the server shutting down or
+        // not accepting connections yet), 25006 (a write reached a standby: a failover is
+        // under way).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "25006")),
+        _ => false,
+    }
+}
+
 /// True when `err` is a unique-constraint violation (a duplicate insert).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(e) if e.is_unique_violation())

@@ -37,15 +37,28 @@ impl From<anyhow::Error> for Fault {
 }
 
 impl Fault {
+    /// The database could not be reached or could not take the write just now (see
+    /// [`crate::db::is_unavailable`]): the same call may succeed in a moment.
+    pub fn database_unavailable(&self) -> bool {
+        matches!(self, Self::Database(e) if crate::db::is_unavailable(e))
+    }
+
     /// What the caller is told: the identity's own status; UNAVAILABLE for the database
     /// (`database` names it: "the order database is unavailable"), which a retry may get past;
-    /// INTERNAL, without details, for the rest. The last two are logged here.
+    /// INTERNAL, without details, for the rest. The last two are logged here. A database that
+    /// could not be reached marks the status for [`crate::patience`], which may run the call
+    /// again on this server and removes the mark before anything leaves it.
     pub fn into_status(self, database: &str) -> Status {
+        let unavailable = self.database_unavailable();
         match self {
             Self::Identity(status) => status,
             Self::Database(e) => {
                 tracing::error!(error = %e, "database failure");
-                Status::unavailable(format!("the {database} database is unavailable; try again"))
+                let mut status = Status::unavailable(format!("the {database} database is unavailable; try again"));
+                if unavailable {
+                    crate::patience::mark(&mut status);
+                }
+                status
             }
             Self::Internal(e) => {
                 tracing::error!(error = %e, "internal failure");
@@ -91,6 +104,14 @@ macro_rules! service_errors {
             }
         }
 
+        impl $error {
+            /// The database could not be reached just now; the same call may succeed in a
+            /// moment ([`agora_kit::patience::patiently`]).
+            pub fn database_unavailable(&self) -> bool {
+                matches!(self, $error::Fault(fault) if fault.database_unavailable())
+            }
+        }
+
         impl From<$error> for ::tonic::Status {
             fn from(err: $error) -> Self {
                 match err {
@@ -120,6 +141,10 @@ mod tests {
         let database = Fault::from(sqlx::Error::PoolTimedOut).into_status("order");
         assert_eq!(database.code(), tonic::Code::Unavailable);
         assert_eq!(database.message(), "the order database is unavailable; try again");
+        assert!(crate::patience::marked(&database), "a database out of reach may be waited for");
+        let refused = Fault::from(sqlx::Error::RowNotFound).into_status("order");
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert!(!crate::patience::marked(&refused), "an error about the statement is not");
         let internal = Fault::from(anyhow::anyhow!("secret detail")).into_status("order");
         assert_eq!((internal.code(), internal.message()), (tonic::Code::Internal, "internal error"));
     }

@@ -153,6 +153,8 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         // Each call is observed (span, metrics) and runs under its caller's trace context.
         .layer(crate::rpc::ServerLayer)
+        // A call that is safe twice waits out a database failover instead of failing.
+        .layer(crate::patience::PatienceLayer::default())
         .add_routes(routes.add_service(health_server).add_service(reflection).add_service(reflection_alpha))
         // Without TCP_NODELAY a reply that ends in a small write waits for the caller's
         // delayed ACK: 40 ms on Linux, at the p90 of a busy service (docs/benchmarks.md).

@@ -14,7 +14,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use tower::BoxError;
@@ -96,6 +96,22 @@ where
 /// Both headers hold visible ASCII by construction.
 fn header_value(value: &str) -> http::HeaderValue {
     http::HeaderValue::from_str(value).expect("trace context headers are visible ASCII")
+}
+
+/// `grpc-timeout`: an integer of at most 8 digits and a unit (H, M, S, m, u, n).
+pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// Health checks and reflection: asked every few seconds by probes, they would bury the

@@ -7,7 +7,7 @@
 //! failure at any step reuses the same reservation and finds the same order.
 
 use agora_discovery::Balanced;
-use agora_kit::{id, identity::Caller, time::now_millis};
+use agora_kit::{id, identity::Caller, patience::patiently, time::now_millis};
 use agora_proto::{
     product::{ReservationItem, ReserveStockRequest, product_service_client::ProductServiceClient},
     user::{GetUserRequest, user_service_client::UserServiceClient},
@@ -38,7 +38,10 @@ impl Placer {
             Some(key) => id::derived_id("order", &format!("{user_id}\n{}", key.as_str())),
             None => id::new_id(),
         };
-        if let Some((existing, stored)) = self.store.get_with_fingerprint(&order_id).await? {
+        // Both database steps are safe to repeat (a read; an insert keyed by the order id), so
+        // they wait out a failover of the database rather than fail the order.
+        let away = Error::database_unavailable;
+        if let Some((existing, stored)) = patiently(away, || self.store.get_with_fingerprint(&order_id)).await? {
             return same_request(existing, &stored, &fingerprint, &request);
         }
 
@@ -63,7 +66,7 @@ impl Placer {
             updated_at: now,
         };
         let key = request.key.as_ref().map(|k| k.as_str());
-        match self.store.insert(&order, key, &fingerprint).await {
+        match patiently(away, || self.store.insert(&order, key, &fingerprint)).await {
             Ok((stored, stored_fingerprint)) => {
                 tracing::info!(order_id = %stored.id, total = %stored.total, "order placed");
                 same_request(stored, &stored_fingerprint, &fingerprint, &request)

@@ -8,21 +8,7 @@ pub(super) fn remaining(deadline: Instant) -> Option<Duration> {
     deadline.checked_duration_since(Instant::now()).filter(|d| *d >= Duration::from_millis(1))
 }
 
-/// `grpc-timeout`: an integer of at most 8 digits and a unit (H, M, S, m, u, n).
-pub(super) fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount * 3600),
-        "M" => Duration::from_secs(amount * 60),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
-}
+pub(super) use agora_kit::rpc::grpc_timeout;
 
 pub(super) fn set_grpc_timeout(headers: &mut http::HeaderMap, left: Duration) {
     // Milliseconds fit the 8-digit limit up to ~27 hours; beyond that, seconds.

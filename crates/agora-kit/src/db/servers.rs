@@ -16,7 +16,7 @@ use std::{
     str::FromStr,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -189,6 +189,10 @@ pub struct Follower {
     /// The primary's follower, whose view a follower of standbys consults.
     primary: Option<Arc<Follower>>,
     wake: Notify,
+    /// The highest primary timeline seen so far. A new connection to a primary on a lower one
+    /// is refused: that server is a former primary that has not been demoted yet (a connect
+    /// that began before it was paused ends when it wakes, after the pool moved on).
+    timeline: AtomicI64,
 }
 
 impl Follower {
@@ -204,6 +208,7 @@ impl Follower {
         let deadline = Instant::now() + patience;
         loop {
             if let Some((at, _conn, seen)) = follower.search(0).await {
+                follower.timeline.fetch_max(seen.timeline, Ordering::Relaxed);
                 follower.current.store(at, Ordering::Relaxed);
                 follower.judge(Some(seen));
                 return Ok(follower);
@@ -227,6 +232,7 @@ impl Follower {
             streamed: AtomicU64::new(0),
             primary,
             wake: Notify::new(),
+            timeline: AtomicI64::new(0),
         }
     }
 
@@ -256,6 +262,9 @@ impl Follower {
     }
 
     fn judge(&self, seen: Option<Seen>) {
+        if let Some(seen) = seen {
+            self.timeline.fetch_max(seen.timeline, Ordering::Relaxed);
+        }
         let now = self.origin.elapsed();
         if seen.is_some_and(|seen| seen.streaming || !seen.standby) {
             self.streamed.store(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
@@ -298,20 +307,29 @@ impl Follower {
         moved == 0 || opened.as_nanos() >= u128::from(moved)
     }
 
-    /// Checks a new connection of the pool: its server must fit the target (a primary
-    /// demoted since the pool moved does not), else it is refused and the follower looks again.
+    /// Checks a new connection of the pool (see [`Follower::admits`]); one refused has the
+    /// follower look again.
     pub async fn admit(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
         if self.servers.target != Target::ReadWrite {
             return Ok(());
         }
-        if Seen::of(conn).await?.fits(self.servers.target) {
+        let seen = Seen::of(conn).await?;
+        if self.admits(seen) {
             return Ok(());
         }
         self.wake.notify_one();
-        Err(sqlx::Error::Io(std::io::Error::other(format!(
-            "{} is a standby now; looking for the primary",
-            self.current()
-        ))))
+        let what = if seen.standby { "a standby" } else { "a former primary (on an older timeline)" };
+        Err(sqlx::Error::Io(std::io::Error::other(format!("a new connection reached {what}; looking for the primary"))))
+    }
+
+    /// Whether a new connection to a server seen as `seen` may join the pool: its server must
+    /// fit the target (a primary demoted since the pool moved does not) and, for the primary,
+    /// be on the newest timeline seen (a former primary that woke from a pause still says it
+    /// is the primary until Patroni demotes it, and would answer with data from before the
+    /// failover).
+    fn admits(&self, seen: Seen) -> bool {
+        seen.fits(self.servers.target)
+            && (self.servers.target != Target::ReadWrite || seen.timeline >= self.timeline.load(Ordering::Relaxed))
     }
 
     /// The first server from `start` on (in the URL's order, wrapping) that fits the target,
@@ -406,6 +424,9 @@ impl Follower {
             // first that fits, from the current one on.
             match self.search(at).await {
                 Some((found, conn, seen)) => {
+                    // Before the pool moves, so that a connect still under way to the server
+                    // it leaves is refused when it completes.
+                    self.timeline.fetch_max(seen.timeline, Ordering::Relaxed);
                     if found != at {
                         self.current.store(found, Ordering::Relaxed);
                         pool.set_connect_options(self.servers.each[found].options.clone());
@@ -533,5 +554,22 @@ mod tests {
         assert!(!f.opened_since_move(Duration::from_millis(4)));
         std::thread::sleep(Duration::from_millis(2));
         assert!(f.opened_since_move(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn a_former_primary_on_an_older_timeline_is_not_admitted_once_a_newer_one_was_seen() {
+        let servers = Servers::parse("postgres://a@h1,h2/x?target_session_attrs=read-write").unwrap().unwrap();
+        let f = Follower::new(servers, Duration::ZERO, None);
+        let on = |timeline| Seen { standby: false, replay_lag: 0.0, streaming: false, timeline };
+        assert!(f.admits(on(3)), "the first primary seen");
+        f.judge(Some(on(4)));
+        assert!(f.admits(on(4)));
+        assert!(!f.admits(on(3)), "a primary on timeline 3 after 4 was seen has been failed over");
+        assert!(!f.admits(Seen { standby: true, replay_lag: 0.0, streaming: true, timeline: 0 }));
+        f.judge(Some(on(3)));
+        assert!(!f.admits(on(3)), "seeing the older one again does not lower the bar");
+        let reads = follower(None);
+        reads.judge(Some(on(4)));
+        assert!(reads.admits(on(3)), "only the primary's pool checks timelines");
     }
 }

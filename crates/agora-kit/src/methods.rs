@@ -1,6 +1,8 @@
 //! Which gRPC methods may be sent twice. The contract says it: `option idempotency_level` on
 //! each method in `proto/` (`NO_SIDE_EFFECTS` for reads, `IDEMPOTENT` for calls keyed so that
-//! a repeat changes nothing). The balanced channel retries only those.
+//! a repeat changes nothing). The balanced channel (`agora-discovery`) sends only those again
+//! to another instance, and a server runs only those again while its database is away
+//! ([`crate::patience`]).
 
 use std::{
     collections::HashMap,
