@@ -54,7 +54,11 @@ step "PostgreSQL"
 started_here=()
 cleanup() {
   local rc=$?
-  if [[ -n "${kube_install_pid:-}" ]] && kill -0 "$kube_install_pid" 2>/dev/null; then kill -- "-$kube_install_pid" || true; fi
+  local pid
+  for pid in "${kube_install_pid:-}" "${up_test_pid:-}"; do
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then kill -- "-$pid" || true; fi
+  done
+  if [[ -n "${up_test_pid:-}" ]]; then wait "$up_test_pid" 2>/dev/null || true; fi
   local i entry
   for ((i = ${#started_here[@]} - 1; i >= 0; i--)); do
     read -r -a entry <<<"${started_here[i]}"
@@ -131,18 +135,32 @@ step "layers"
 python3 scripts/check-layers.py --self-test
 
 step "cargo test"
-cargo test --workspace --all-targets
+# Built once, then the test binaries run in two lanes side by side (they mostly wait on Kafka,
+# PostgreSQL and Consul): the slowest binaries are spread first (scripts/lib/test-lanes.py).
+cargo test --workspace --all-targets --no-run
+cargo test --workspace --all-targets --no-run --message-format=json 2>/dev/null \
+  | python3 scripts/lib/test-lanes.py --heavy agora-events:it --heavy agora:it --heavy agora-tests:failover \
+    --heavy agora-tests:discovery
 
-step "make up / make down"
-# A private stack (own instances, free ports) run by the debug binary cargo test built.
-bash tests/up.sh
-
-step "API fuzzing (schemathesis)"
+step "make up / make down, and API fuzzing (schemathesis), side by side"
+# A private stack (own instances, free ports) run by the debug binary cargo test built: most
+# of its time is spent waiting for JVMs, Patroni and Consul to come up, so it runs in the
+# background while schemathesis works, and its output follows schemathesis's.
+UP_TEST_LOG="$(mktemp)"
+setsid bash tests/up.sh >"$UP_TEST_LOG" 2>&1 &
+up_test_pid=$!
 # Every operation of /openapi.json, generated valid and invalid, alone and in chains, as a
 # user, another user and the admin, against a throwaway `agora all`: no 5xx, every answer as
 # documented, no panic or error in the platform's log.
 AGORA_FUZZ_BIN="$CARGO_TARGET_DIR/debug/agora" AGORA_FUZZ_MAX_EXAMPLES="${AGORA_FUZZ_MAX_EXAMPLES:-100}" \
   bash tests/api-fuzz.sh
+up_test_rc=0
+wait "$up_test_pid" || up_test_rc=$?
+up_test_pid=""
+printf '\n--- make up / make down (tests/up.sh) ---\n'
+cat "$UP_TEST_LOG"
+rm -f "$UP_TEST_LOG"
+((up_test_rc == 0)) || { printf 'tests/up.sh failed (exit %s)\n' "$up_test_rc" >&2; exit 1; }
 
 step "chaos (quick)"
 # The distributed stack under load while roles are killed, Kafka and PostgreSQL restarted,

@@ -5,6 +5,7 @@
 //!
 //! The agent-restart test runs a private agent, because it stops it.
 
+mod keepalive;
 mod quorum;
 mod restart;
 

@@ -208,6 +208,22 @@ pub fn failed(error: &sqlx::Error) {
 
 static DRIVERS: Once = Once::new();
 
+/// How many times a pool of this process moved to another server (a failover). A call waiting
+/// on the server a pool left (paused rather than dead, it holds its connections without
+/// answering) will not get an answer in time; [`crate::patience`] runs such a call again when
+/// the count changes.
+static MOVES: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// Changes each time a pool of this process moves to another server.
+pub fn moves() -> tokio::sync::watch::Receiver<u64> {
+    MOVES.subscribe()
+}
+
+pub(crate) fn note_move() {
+    MOVES.send_modify(|n| *n += 1);
+}
+
 /// Connects to `url` and applies the backend's migrations.
 ///
 /// SQLite files (and their directory) are created when missing. A SQLite pool holds a single

@@ -13,6 +13,11 @@
 //! - [`patiently`]: the same for one step of a handler that is safe to repeat though its
 //!   method is not (an insert keyed by an id the handler chose).
 //!
+//! Both also run a step again at once when a database pool of this process moves to another
+//! server while it waits: a primary that was paused rather than killed holds its connections
+//! without answering, and a call waiting on it would fail at its deadline although a new
+//! primary answers now.
+//!
 //! The mark never leaves the server: the layer removes it from every answer.
 
 use std::{
@@ -82,10 +87,44 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let mut backoff = Backoff::until(Instant::now() + PATIENCE);
+    let mut moves = Moves::new();
     loop {
-        match step().await {
+        let Some(done) = moves.unless_moved(step()).await else { continue };
+        match done {
             Err(e) if away(&e) && backoff.wait().await => {}
             done => return done,
+        }
+    }
+}
+
+/// Watches the database pools' moves for one call (see the module's doc).
+struct Moves {
+    moves: tokio::sync::watch::Receiver<u64>,
+    /// Attempts cut short so far: after a few, an attempt runs to its end whatever moves.
+    cut: u32,
+}
+
+impl Moves {
+    const MOST_CUT: u32 = 3;
+
+    fn new() -> Self {
+        Self { moves: crate::db::moves(), cut: 0 }
+    }
+
+    /// `attempt`'s outcome, or `None` if a pool moved first (the attempt is dropped, which
+    /// closes the connection it held).
+    async fn unless_moved<T>(&mut self, attempt: impl Future<Output = T>) -> Option<T> {
+        self.moves.mark_unchanged();
+        if self.cut >= Self::MOST_CUT {
+            return Some(attempt.await);
+        }
+        tokio::select! {
+            done = attempt => Some(done),
+            Ok(()) = self.moves.changed() => {
+                self.cut += 1;
+                tracing::debug!("a database pool moved while the call waited; running it again");
+                None
+            }
         }
     }
 }
@@ -154,10 +193,13 @@ where
             let mut backoff = Backoff::until(Instant::now() + left);
             let (parts, body) = request.into_parts();
             let bytes = body.collect().await?.to_bytes();
+            let mut moves = Moves::new();
             loop {
                 let again =
                     http::Request::from_parts(parts.clone(), Body::new(http_body_util::Full::new(bytes.clone())));
-                let mut response = inner.ready().await.map_err(Into::into)?.call(again).await.map_err(Into::into)?;
+                let attempt = inner.ready().await.map_err(Into::into)?.call(again);
+                let Some(response) = moves.unless_moved(attempt).await else { continue };
+                let mut response = response.map_err(Into::into)?;
                 if response.headers_mut().remove(MARK).is_some() && backoff.wait().await {
                     tracing::debug!(method = %parts.uri.path(), "the database is away; running the call again");
                     continue;
@@ -252,6 +294,33 @@ mod tests {
             "within the caller's deadline: {:?}",
             started.elapsed()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_waiting_when_a_pool_moves_runs_again_at_once() {
+        let tries = Arc::new(AtomicUsize::new(0));
+        let counted = tries.clone();
+        let step = patiently(
+            |_: &()| false,
+            move || {
+                let attempt = counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if attempt == 0 {
+                        // Waits on a server that will never answer.
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, ()>(attempt)
+                }
+            },
+        );
+        let mover = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            crate::db::note_move();
+            std::future::pending::<()>().await
+        };
+        let done = tokio::select! { done = step => done, () = mover => unreachable!() };
+        assert_eq!(done, Ok(1), "the second attempt, after the move, answered");
+        assert_eq!(tries.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -65,6 +65,12 @@ pub struct Policy {
     pub wait_for_instances: Duration,
     /// TCP connect timeout per instance.
     pub connect_timeout: Duration,
+    /// How often an HTTP/2 PING asks each connection whether it still works, busy or idle,
+    /// and how long its answer may take before the connection is dropped and made again. A
+    /// connection that a partition or a blackhole left dead, or whose bytes were lost mid-frame,
+    /// otherwise stays in use, failing every call on it, until TCP gives up minutes later.
+    pub keepalive: Duration,
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for Policy {
@@ -76,6 +82,8 @@ impl Default for Policy {
             probe_interval: Duration::from_secs(1),
             wait_for_instances: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
+            keepalive: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -167,6 +175,9 @@ impl Balanced {
             Change::Insert(id, address) => {
                 let channel = agora_kit::grpc::endpoint(&address)?
                     .connect_timeout(self.inner.policy.connect_timeout)
+                    .http2_keep_alive_interval(self.inner.policy.keepalive)
+                    .keep_alive_timeout(self.inner.policy.keepalive_timeout)
+                    .keep_alive_while_idle(true)
                     .tcp_nodelay(true)
                     .connect_lazy();
                 let instance = Arc::new(Instance {

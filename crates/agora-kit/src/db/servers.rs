@@ -439,6 +439,7 @@ impl Follower {
                             standby = seen.standby,
                             "database server moved: new connections go to the server that fits now"
                         );
+                        super::note_move();
                     }
                     self.judge_seen(seen).await;
                     watch = Some(conn);
