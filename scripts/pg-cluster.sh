@@ -110,9 +110,15 @@ psql_primary() {
     -U "$PG_SUPERUSER" -d postgres "$@"
 }
 
+# On the member that leads; again for up to 30 s while none does or the one that did stops
+# leading under our feet (a demotion after the DCS was out of reach, a failover).
 create_db() {
-  PRIMARY="$(primary)" || die "no member leads now"
-  pg_create_dbs psql_primary "$@"
+  local tries
+  for ((tries = 1; ; tries++)); do
+    if PRIMARY="$(primary)" && pg_create_dbs psql_primary "$@"; then return 0; fi
+    ((tries < 30)) || die "no member led long enough to create the databases (30 s)"
+    sleep 1
+  done
 }
 
 # Patroni keeps the cluster's state in Consul (under service/SCOPE/) and each member's liveness

@@ -95,8 +95,11 @@ pg_create_dbs() {
   shift
   for name in "$@"; do
     [[ "$name" =~ ^[a-z_][a-z0-9_]*$ ]] || die "database name '$name' must be lowercase letters, digits and _"
-    if [[ -z "$("$psql" -At -c "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]]; then
-      "$psql" -c "CREATE DATABASE $name"
+    # Each failure returns (callers may try again, where set -e does not apply).
+    local found
+    found="$("$psql" -At -c "SELECT 1 FROM pg_database WHERE datname = '$name'")" || return 1
+    if [[ -z "$found" ]]; then
+      "$psql" -c "CREATE DATABASE $name" || return 1
       log "created database $name"
     fi
   done
