@@ -32,6 +32,9 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a follower of standbys gives the primary's follower to check its primary.
 const PRIMARY_RECHECK: Duration = Duration::from_millis(300);
+/// How long the search for the primary waits for the other servers once one said it is the
+/// primary (one on a higher timeline may answer a moment later).
+const PRIMARY_GRACE: Duration = Duration::from_millis(200);
 
 /// What a connection's server must be (`target_session_attrs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,30 +337,56 @@ impl Follower {
 
     /// The first server from `start` on (in the URL's order, wrapping) that fits the target,
     /// with a connection to it; a follower of standbys takes a standby before any other. For
-    /// the primary every server is asked, and of two that say they are, the one on the higher
-    /// timeline wins (the other is a former primary that has not noticed yet).
+    /// the primary see [`Follower::search_primary`].
     async fn search(&self, start: usize) -> Option<(usize, AnyConnection, Seen)> {
         let n = self.servers.each.len();
+        if self.servers.target == Target::ReadWrite {
+            return self.search_primary(start).await;
+        }
         let mut fallback = None;
-        let mut primary: Option<(usize, AnyConnection, Seen)> = None;
         for at in (0..n).map(|i| (start + i) % n) {
             let Some((conn, seen)) = self.probe(at).await else { continue };
             match self.servers.target {
                 Target::PreferStandby if !seen.standby => {
                     fallback.get_or_insert((at, conn, seen));
                 }
-                Target::ReadWrite
-                    if seen.fits(Target::ReadWrite)
-                        && primary.as_ref().is_none_or(|(_, _, best)| seen.timeline > best.timeline) =>
-                {
-                    primary = Some((at, conn, seen));
-                }
-                Target::ReadWrite => {}
                 target if seen.fits(target) => return Some((at, conn, seen)),
                 _ => {}
             }
         }
-        primary.or(fallback)
+        fallback
+    }
+
+    /// The primary: every server is asked at once, and of those that say they are the primary
+    /// the one on the highest timeline wins (another is a former primary that has not noticed
+    /// yet). A server that does not answer (a paused former primary holds its connections
+    /// without answering) holds the search up only until one said it is the primary and
+    /// [`PRIMARY_GRACE`] more, not for the whole probe timeout.
+    async fn search_primary(&self, start: usize) -> Option<(usize, AnyConnection, Seen)> {
+        use futures::StreamExt as _;
+        let n = self.servers.each.len();
+        let mut probes: futures::stream::FuturesUnordered<_> =
+            (0..n).map(|i| (start + i) % n).map(|at| async move { (at, self.probe(at).await) }).collect();
+        let mut best: Option<(usize, AnyConnection, Seen)> = None;
+        let grace = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(grace);
+        let mut waiting = false;
+        loop {
+            let next = tokio::select! {
+                next = probes.next() => next,
+                () = &mut grace, if waiting => None,
+            };
+            let Some((at, answered)) = next else { break };
+            let Some((conn, seen)) = answered else { continue };
+            if seen.fits(Target::ReadWrite) && best.as_ref().is_none_or(|(_, _, b)| seen.timeline > b.timeline) {
+                best = Some((at, conn, seen));
+                if !waiting {
+                    waiting = true;
+                    grace.as_mut().reset(tokio::time::Instant::now() + PRIMARY_GRACE);
+                }
+            }
+        }
+        best
     }
 
     /// For the primary: whether another server says it is the primary on a higher timeline
