@@ -36,10 +36,18 @@ for key in sys.argv[1].split("."):
 print(len(value) if isinstance(value, list) else value)' "$1"
 }
 
-# Processes of this stack: the agora roles, and the component instances (and the members of
-# its clusters: NAME-1, NAME-2, ..., NAME-agent) by their paths, and Patroni's heartbeats.
+# Processes of this stack: the component instances (and the members of its clusters: NAME-1,
+# NAME-2, ..., NAME-agent) by their paths, Patroni's heartbeats, and the agora roles: the
+# binary with this stack's name in its environment (make test runs an `agora all` of the same
+# binary meanwhile).
 stack_processes() {
-  pgrep -af "$AGORA_UP_BIN |/$AGORA_UP_INSTANCE(-[0-9]+|-agent)?/|agora-patroni-$AGORA_UP_INSTANCE-" | grep -v pgrep || true
+  local pid
+  pgrep -af "/$AGORA_UP_INSTANCE(-[0-9]+|-agent)?/|agora-patroni-$AGORA_UP_INSTANCE-" | grep -v pgrep || true
+  for pid in $(pgrep -f "^$AGORA_UP_BIN " || true); do
+    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "AGORA_UP_INSTANCE=$AGORA_UP_INSTANCE"; then
+      ps -o pid=,args= -p "$pid" || true
+    fi
+  done
 }
 
 banner="$(bash scripts/up.sh up)"

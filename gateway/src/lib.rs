@@ -248,7 +248,7 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
             .allow_headers([
                 http::header::AUTHORIZATION,
                 http::header::CONTENT_TYPE,
-                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static(agora_kit::methods::IDEMPOTENCY_KEY),
                 HeaderName::from_static("x-request-id"),
             ])
             .expose_headers([HeaderName::from_static("x-request-id"), http::header::RETRY_AFTER])

@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// Request headers passed on to the backend as metadata of the same name.
-const FORWARDED_HEADERS: &[&str] = &["x-request-id", "idempotency-key"];
+const FORWARDED_HEADERS: &[&str] = &["x-request-id", agora_kit::methods::IDEMPOTENCY_KEY];
 
 #[derive(Debug, Clone)]
 pub struct Proxy {

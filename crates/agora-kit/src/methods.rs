@@ -12,6 +12,11 @@ use std::{
 use prost::Message;
 use prost_types::{FileDescriptorSet, method_options::IdempotencyLevel};
 
+/// The metadata key of an idempotency key (the gateway passes the `Idempotency-Key` header on
+/// as it): a call that carries one has the effect of one call however often it is sent, so the
+/// balanced channel may send it again whatever its method.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 /// What the channel needs to know about a method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MethodKind {

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Metadata the gateway fills from the `Idempotency-Key` HTTP header.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub use agora_kit::methods::IDEMPOTENCY_KEY;
 
 /// Why an order cancelled by its owner is cancelled.
 pub const CANCELLED_BY_CUSTOMER: &str = "cancelled by customer";

@@ -12,8 +12,9 @@
 //! - **Retries**: a call that failed with UNAVAILABLE is sent again to another instance, at
 //!   most [`Policy::max_retries`] times and only within a budget (at most 20% extra load over
 //!   10 s, plus 10 retries a second), and only when sending it again is safe: the method is
-//!   idempotent in the contract ([`crate::methods`]), or the request never left this process
-//!   (the connection could not be made).
+//!   idempotent in the contract ([`crate::methods`]), the call carries an idempotency key
+//!   (the server answers a repeat with the first call's result), or the request never left
+//!   this process (the connection could not be made).
 //! - **Ejection**: an instance that refuses connections or drops them is ejected at once; one
 //!   that answers UNAVAILABLE [`Policy::eject_after`] times in a row is ejected too. An
 //!   ejected instance gets no calls while others remain; a probe asks its
@@ -296,5 +297,65 @@ mod tests {
         let status = error.downcast::<Status>().unwrap();
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(status.message().contains("no instance of nothing"), "{}", status.message());
+    }
+
+    /// An order service that answers every call UNAVAILABLE, counting them.
+    #[derive(Clone, Default)]
+    struct Refusing(Arc<AtomicUsize>);
+
+    impl tonic::server::NamedService for Refusing {
+        const NAME: &'static str = "agora.order.v1.OrderService";
+    }
+
+    impl Service<http::Request<Body>> for Refusing {
+        type Response = http::Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(Status::unavailable("refusing for the test").into_http()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_that_reached_a_server_is_sent_again_only_if_idempotent_or_keyed() {
+        let (listener, url) = agora_kit::testing::loopback().await;
+        let refusing = Refusing::default();
+        let server = tonic::transport::Server::builder()
+            .add_service(refusing.clone())
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+        let server = tokio::spawn(server);
+        let address = url.trim_start_matches("http://");
+        let mut balanced = Balanced::fixed("order-service", &[address], Policy::default()).unwrap();
+
+        let mut attempts = |path: &str, key: Option<&str>| {
+            let mut request = http::Request::builder().uri(format!("http://x/agora.order.v1.OrderService/{path}"));
+            if let Some(key) = key {
+                request = request.header(agora_kit::methods::IDEMPOTENCY_KEY, key);
+            }
+            // An empty message: the server never reads it.
+            let request =
+                request.body(Body::new(http_body_util::Full::new(bytes::Bytes::from_static(&[0; 5])))).unwrap();
+            let before = refusing.0.load(Ordering::SeqCst);
+            let call = balanced.call(request);
+            let counter = refusing.0.clone();
+            async move {
+                let response = call.await.unwrap();
+                assert_eq!(response.headers().get("grpc-status").unwrap(), "14");
+                counter.load(Ordering::SeqCst) - before
+            }
+        };
+        // CreateOrder has side effects: once it reached a server, its UNAVAILABLE is the answer...
+        assert_eq!(attempts("CreateOrder", None).await, 1);
+        // ...unless it carries an idempotency key, which makes a repeat harmless.
+        assert_eq!(attempts("CreateOrder", Some("k-1")).await, 2);
+        // GetOrder has none: sent again.
+        assert_eq!(attempts("GetOrder", None).await, 2);
+        server.abort();
     }
 }

@@ -33,6 +33,9 @@ enum Outcome {
 impl Inner {
     pub(super) async fn call(self: &Arc<Self>, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         let kind = self.methods.kind(request.uri().path());
+        // A call that carries an idempotency key (`CreateOrder` with the Idempotency-Key
+        // header the gateway passes on) has the effect of one call however often it is sent.
+        let keyed = request.headers().contains_key(agora_kit::methods::IDEMPOTENCY_KEY);
         let (mut parts, body) = request.into_parts();
         let deadline = Instant::now() + grpc_timeout(&parts.headers).unwrap_or(self.policy.timeout);
         self.budget.deposit();
@@ -70,7 +73,7 @@ impl Inner {
             let retryable = |sent: bool| {
                 attempt < self.policy.max_retries
                     && body.replayable()
-                    && (kind.idempotent || !sent)
+                    && (kind.idempotent || keyed || !sent)
                     && self.budget.withdraw()
             };
             match outcome {
