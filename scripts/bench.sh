@@ -7,9 +7,16 @@
 #   3. gateway overhead: GET /v1/products/{id} through the gateway against GetProduct
 #      called directly over gRPC by the same generator, same product-service, same
 #      concurrency; then both at half the gateway's peak rate (open loop) for the p99 it adds;
-#   4. the saga: orders placed at fixed rates through the whole stack, time to PAID, and a
+#   4. CPU per request, side by side (scripts/lib/cpu_rounds.py, from /proc): Agora's gateway
+#      as shipped against grpc-gateway v2 generated from the same protos (bench/grpc-gateway),
+#      in front of the same product-service, driven by oha in alternating rounds, on
+#      GET /v1/products/{id} and GET /v1/products?page_size=20; then product-service against a
+#      bare tonic server answering a fixed product (the floor for a service's cost per call),
+#      driven by agora loadgen over gRPC; with a flame graph (perf, inferno) of the gateway and
+#      of product-service under that load;
+#   5. the saga: orders placed at fixed rates through the whole stack, time to PAID, and a
 #      closed-loop run for the most it sustains;
-#   5. peak memory (VmHWM) of each role after all of that.
+#   6. peak memory (VmHWM) of each role after all of that.
 #
 # The figures are printed at the end; the generator's JSON and the stack's logs stay in
 # $AGORA_CACHE/bench/<time>/. The stack is purged when the run ends, however it ends.
@@ -21,7 +28,9 @@
 #   AGORA_BENCH_CONCURRENCY     workers for the gateway/gRPC comparison (default: 16)
 #   AGORA_BENCH_SAGA_RATES      orders per second to try (default: "50 100 150 200 300")
 #   AGORA_BENCH_SAGA_WORKERS    customers ordering at once in the closed-loop saga run (default: 32)
-#   AGORA_BENCH_SKIP            steps to leave out, space-separated: transcode gateway saga
+#   AGORA_BENCH_ROUNDS          rounds of each CPU-per-request comparison (default: 3)
+#   AGORA_BENCH_SKIP            steps to leave out, space-separated: transcode gateway peer
+#                               flame saga
 #   OTEL_TRACES_SAMPLER[_ARG]   passed to every role, as in production (default: every trace)
 set -euo pipefail
 
@@ -38,8 +47,17 @@ WARMUP="${AGORA_BENCH_WARMUP:-3}"
 CONCURRENCY="${AGORA_BENCH_CONCURRENCY:-16}"
 SAGA_RATES="${AGORA_BENCH_SAGA_RATES:-50 100 150 200 300}"
 SAGA_WORKERS="${AGORA_BENCH_SAGA_WORKERS:-32}"
+ROUNDS="${AGORA_BENCH_ROUNDS:-3}"
 SKIP=" ${AGORA_BENCH_SKIP:-} "
-for number in "$SECS" "$WARMUP" "$CONCURRENCY" "$SAGA_WORKERS" $SAGA_RATES; do
+case "${1:-}" in
+  "") ;;
+  -h | --help | help)
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
+    exit 0
+    ;;
+  *) die "no arguments expected (got '$1'); the knobs are environment variables: see --help" ;;
+esac
+for number in "$SECS" "$WARMUP" "$CONCURRENCY" "$SAGA_WORKERS" "$ROUNDS" $SAGA_RATES; do
   [[ "$number" =~ ^[0-9]+$ ]] || die "the AGORA_BENCH_* settings are whole numbers; got '$number'"
 done
 skipped() { [[ "$SKIP" == *" $1 "* ]]; }
@@ -69,6 +87,15 @@ log "results in $OUT_DIR"
 log "building agora (release)"
 (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --locked -p agora --bin agora) \
   || die "cargo build failed"
+if ! skipped peer; then
+  log "building the peers: the bare product server, grpc-gateway; the tools: oha, perf, inferno"
+  (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --locked -p product-service --example bare) \
+    || die "cargo build of the bare product server failed"
+  BARE_BIN="$TARGET_DIR/release/examples/bare"
+  bash "$SCRIPT_DIR/bench-tools.sh" install oha grpc-gateway-peer perf inferno
+  OHA="$(bash "$SCRIPT_DIR/bench-tools.sh" path oha)"
+  PEER_BIN="$(bash "$SCRIPT_DIR/bench-tools.sh" path grpc-gateway-peer)"
+fi
 
 # --- 1. Transcoding ---------------------------------------------------------
 
@@ -81,7 +108,9 @@ fi
 
 # --- 2. The stack -----------------------------------------------------------
 
+PEER_PIDS=()
 cleanup() {
+  if ((${#PEER_PIDS[@]})); then kill "${PEER_PIDS[@]}" 2>/dev/null || true; fi
   log "stopping the bench stack"
   cp -r "$UP_DIR/logs" "$OUT_DIR/logs" 2>/dev/null || true
   up purge >/dev/null 2>&1 || true
@@ -131,7 +160,79 @@ if ! skipped gateway; then
   loadgen grpc-half --grpc "$PRODUCT" --mix product -r "$half" -d "${SECS}s"
 fi
 
-# --- 4. The saga ------------------------------------------------------------
+# --- 4. CPU per request, side by side -----------------------------------------
+
+# A flame graph of process $1 (name $2) over the next $3 seconds: perf samples with DWARF call
+# stacks (release builds keep no frame pointers), folded and drawn by inferno.
+flame() {
+  local pid="$1" name="$2" secs="$3" data="$OUT_DIR/$2.perf.data"
+  perf record -q -F 499 --call-graph dwarf,16384 -o "$data" -p "$pid" -- sleep "$secs" 2>>"$OUT_DIR/perf.log" \
+    || { log "perf record of $name failed (see $OUT_DIR/perf.log)"; return 0; }
+  # Without inlined frames perf script takes seconds instead of minutes; frames narrower than
+  # 0.1 % of the samples are left out of the picture (not of the .folded file).
+  perf script --no-inline -i "$data" 2>>"$OUT_DIR/perf.log" | "$CACHE_DIR/bin/inferno-collapse-perf" >"$OUT_DIR/$name.folded" \
+    && "$CACHE_DIR/bin/inferno-flamegraph" --minwidth 1.2 --title "$name under load (make bench)" \
+      <"$OUT_DIR/$name.folded" >"$OUT_DIR/$name.svg" \
+    || log "no flame graph of $name (see $OUT_DIR/perf.log)"
+  rm -f "$data"
+}
+
+# Starts the command $2... in the background as peer $1, its output in $OUT_DIR/$1.log.
+start_peer() {
+  local name="$1"
+  shift
+  "$@" >"$OUT_DIR/$name.log" 2>&1 &
+  PEER_PIDS+=($!)
+}
+
+if ! skipped peer; then
+  # shellcheck source-path=SCRIPTDIR
+  source "$SCRIPT_DIR/lib/daemon.sh"
+  GATEWAY_PID="$(cat "$UP_DIR/pids/gateway.pid")"
+  PRODUCT_PID="$(cat "$UP_DIR/pids/product-service.pid")"
+  peer_url="http://127.0.0.1:$(free_port)"
+  start_peer grpc-gateway "$PEER_BIN" -listen "${peer_url#http://}" -backend "$PRODUCT"
+  peer_pid="${PEER_PIDS[-1]}"
+  bare_addr="127.0.0.1:$(free_port)"
+  start_peer bare "$BARE_BIN" "$bare_addr"
+  bare_pid="${PEER_PIDS[-1]}"
+  product_id="$(curl -fsS "$GATEWAY/v1/products?page_size=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["products"][0]["id"])')" \
+    || die "no product to ask for at $GATEWAY"
+  for _ in $(seq 50); do
+    curl -fsS -o /dev/null "$peer_url/v1/products/$product_id" 2>/dev/null && break
+    sleep 0.2
+  done
+  curl -fsS -o /dev/null "$peer_url/v1/products/$product_id" || die "the grpc-gateway peer does not answer: see $OUT_DIR/grpc-gateway.log"
+  rounds() { python3 "$SCRIPT_DIR/lib/cpu_rounds.py" --secs "$SECS" --warmup "$WARMUP" --rounds "$ROUNDS" -c "$CONCURRENCY" "$@"; }
+  # A client that accepts gzip, as browsers and curl --compressed do: each gateway compresses
+  # (or not) as it ships.
+  for route in "one:/v1/products/$product_id" "list:/v1/products?page_size=20"; do
+    log "CPU per request, $route: Agora's gateway and grpc-gateway, $ROUNDS rounds"
+    rounds --out "$OUT_DIR/peer-${route%%:*}.json" --backend "$PRODUCT_PID" --oha "$OHA" --header "Accept-Encoding: gzip" \
+      --http agora "$GATEWAY_PID" "$GATEWAY${route#*:}" --http grpc-gateway "$peer_pid" "$peer_url${route#*:}" \
+      || die "the gateway comparison on ${route#*:} failed"
+  done
+  log "CPU per call, GetProduct: product-service and the bare tonic server, $ROUNDS rounds"
+  rounds --out "$OUT_DIR/peer-service.json" --agora "$BIN" --mix product \
+    --grpc product-service "$PRODUCT_PID" "$PRODUCT" --grpc bare "$bare_pid" "$bare_addr" \
+    || die "the service comparison failed"
+
+  if ! skipped flame; then
+    log "flame graphs: the gateway under GET /v1/products/{id}, product-service under GetProduct"
+    "$OHA" -z "$((SECS + 2))s" -c "$CONCURRENCY" --no-tui -H "Accept-Encoding: gzip" "$GATEWAY/v1/products/$product_id" >/dev/null &
+    load=$!
+    sleep 1
+    flame "$GATEWAY_PID" gateway "$SECS"
+    wait "$load"
+    "$BIN" loadgen --grpc "$PRODUCT" --mix product -c "$CONCURRENCY" -d "$((SECS + 2))s" --warmup 0s --quiet >/dev/null &
+    load=$!
+    sleep 1
+    flame "$PRODUCT_PID" product-service "$SECS"
+    wait "$load"
+  fi
+fi
+
+# --- 5. The saga ------------------------------------------------------------
 
 if ! skipped saga; then
   for rate in $SAGA_RATES; do
@@ -140,7 +241,7 @@ if ! skipped saga; then
   loadgen saga-closed --mix order -c "$SAGA_WORKERS" -d "${SECS}s" --users 50
 fi
 
-# --- 5. Peak memory ---------------------------------------------------------
+# --- 6. Peak memory ---------------------------------------------------------
 
 for role in "${ROLES[@]}"; do printf '%s=%s\n' "$role" "$(memory "$role" VmHWM)" >>"$OUT_DIR/peak_rss_kib"; done
 

@@ -59,10 +59,44 @@ def main(out: Path) -> None:
                   f"through the gateway, {ms(b['latency_ms']['p99'])} direct: {added:+.2f} ms added   (target <= 1 ms)")
         print()
 
+    peers = [(title, load(out, name)) for title, name in (
+        ("GET /v1/products/{id}", "peer-one"), ("GET /v1/products?page_size=20", "peer-list"))]
+    if any(run for _, run in peers):
+        print("3. CPU per request, side by side: Agora's gateway as shipped and grpc-gateway v2, same product-service")
+        for title, run in peers:
+            if not run:
+                continue
+            ours, peer = run["contenders"]
+            print(f"   {title}: oha, {run['concurrency']} connections, {run['rounds']} alternating rounds of {run['secs']:.0f} s"
+                  f" ({', '.join(run['headers']) or 'no extra header'})")
+            print(f"   {'':<16}{'CPU ms/1k req':>14}{'backend':>10}{'req/s':>9}{'p50':>11}{'p99':>11}{'RSS':>10}{'failed':>8}")
+            for c in (ours, peer):
+                print(f"   {c['name']:<16}{c['cpu_ms_per_1k']:>14.1f}{c.get('backend_cpu_ms_per_1k', 0):>10.1f}{c['rps']:>9.0f}"
+                      f"{ms(c['p50_ms']):>11}{ms(c['p99_ms']):>11}{c['rss_kib'] / 1024:>6.1f} MiB{c['failed']:>8}")
+            ratio = ours["cpu_ms_per_1k"] / peer["cpu_ms_per_1k"]
+            verdict = "met" if ratio <= 0.5 else "missed"
+            print(f"   CPU per request, Agora / grpc-gateway: {ratio:.2f}   (target <= 0.5: {verdict}); "
+                  f"req/s ratio {ours['rps'] / peer['rps']:.2f}")
+        service = load(out, "peer-service")
+        if service:
+            ours, bare = service["contenders"]
+            print(f"   GetProduct over gRPC: agora loadgen, {service['concurrency']} workers, {service['rounds']} alternating rounds")
+            print(f"   {'':<16}{'CPU µs/call':>14}{'req/s':>9}{'p50':>11}{'p99':>11}{'RSS':>10}")
+            for c in (ours, bare):
+                print(f"   {c['name']:<16}{c['cpu_ms_per_1k']:>14.1f}{c['rps']:>9.0f}{ms(c['p50_ms']):>11}{ms(c['p99_ms']):>11}"
+                      f"{c['rss_kib'] / 1024:>6.1f} MiB")
+            verdict = "met" if ours["cpu_ms_per_1k"] <= 60 else "missed"
+            print(f"   product-service: {ours['cpu_ms_per_1k']:.1f} µs of CPU per call (target <= 60: {verdict}), "
+                  f"{ours['cpu_ms_per_1k'] / bare['cpu_ms_per_1k']:.1f}x the bare server's")
+        graphs = sorted(out.glob("*.svg"))
+        if graphs:
+            print(f"   flame graphs: {', '.join(str(g) for g in graphs)}")
+        print()
+
     rates = sorted((load(out, p.stem) for p in out.glob("saga-rate-*.json")), key=lambda r: r["rate"])
     closed = load(out, "saga-closed")
     if rates or closed:
-        print("3. The saga: POST /v1/orders → PAID through gateway, order-, product- and payment-service, Kafka")
+        print("4. The saga: POST /v1/orders → PAID through gateway, order-, product- and payment-service, Kafka")
         print(f"   {'offered':<16}{'placed/s':>10}{'PAID/s':>10}{'PAID p50':>12}{'PAID p99':>12}{'POST p99':>12}{'unsettled':>11}{'errors':>8}")
         saturated = None
         for run in rates + ([closed] if closed else []):
@@ -86,7 +120,7 @@ def main(out: Path) -> None:
 
     ready, idle, peak = pairs(out / "ready_ms"), pairs(out / "idle_rss_kib"), pairs(out / "peak_rss_kib")
     if idle:
-        print("4. Memory and start-up (RSS; peak is VmHWM after every load run above)")
+        print("5. Memory and start-up (RSS; peak is VmHWM after every load run above)")
         print(f"   {'role':<18}{'ready in':>10}{'idle':>10}{'peak':>10}{'target':>10}")
         for role, kib in idle.items():
             target = "64 MiB" if role == "gateway" else "40 MiB"

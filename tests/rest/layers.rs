@@ -46,8 +46,12 @@ async fn health_readiness_openapi_and_gzip() {
     assert_eq!(document["openapi"], "3.1.0");
     assert!(document["paths"]["/v1/orders/{id}:cancel"]["post"].is_object());
 
+    // A large body is gzipped for a client that asks; a small one goes as it is.
     let zipped = p.send(p.request(Method::GET, "/openapi.json", None).header(header::ACCEPT_ENCODING, "gzip")).await;
     assert_eq!(zipped.headers[header::CONTENT_ENCODING], "gzip");
+    let small = p.send(p.request(Method::GET, "/readyz", None).header(header::ACCEPT_ENCODING, "gzip")).await;
+    assert!(small.body.to_string().len() < gateway::COMPRESS_ABOVE.into(), "{}", small.body);
+    assert!(small.headers.get(header::CONTENT_ENCODING).is_none(), "{:?}", small.headers);
     p.stop().await;
 
     let down = start_with(Options { payments: false, ..Default::default() }).await;

@@ -43,12 +43,14 @@ async fn main() -> ExitCode {
             unreachable!("clients returned above")
         }
     };
-    // Spans still in the batch go out before the process ends.
+    if let Err(e) = &result {
+        tracing::error!("{e:#}");
+    }
+    // Spans still in the batch and log lines still queued go out before the process ends.
     telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("agora: {e:#}");
             ExitCode::FAILURE
         }

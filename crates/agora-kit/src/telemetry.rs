@@ -3,7 +3,10 @@
 //! Logs: human-readable on a terminal, one JSON object per line otherwise (what log
 //! collectors in Kubernetes expect). `RUST_LOG` filters, `AGORA_LOG_FORMAT` (`pretty` |
 //! `json`) overrides the choice. A log line inside a hop's span carries that span's
-//! `trace_id` and `span_id` (see [`crate::trace_context::hop`]).
+//! `trace_id` and `span_id` (see [`crate::trace_context::hop`]). A role's lines are gathered in
+//! memory and written to stderr in batches ([`Batched`]): a request's access-log line costs a
+//! copy, not a system call. None is dropped; a batch waits at most 100 ms, and
+//! [`Telemetry::shutdown`] and a panic write what is gathered.
 //!
 //! Traces: exported over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, following the standard variables:
@@ -14,8 +17,8 @@
 //! layer at all.
 
 use std::{
-    io::IsTerminal,
-    sync::OnceLock,
+    io::{self, IsTerminal, Write as _},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -25,13 +28,15 @@ use opentelemetry_sdk::{
     error::OTelSdkResult,
     trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanProcessor},
 };
-use tracing_subscriber::{EnvFilter, Layer, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, Layer, fmt, fmt::writer::BoxMakeWriter, prelude::*};
 
 /// What [`init`] installed; call [`Telemetry::shutdown`] before exiting to flush spans.
 #[derive(Debug, Default)]
 #[must_use = "dropping it without shutdown loses the spans not yet exported"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// The log lines not written yet.
+    logs: Option<Batched>,
 }
 
 impl Telemetry {
@@ -40,12 +45,16 @@ impl Telemetry {
         self.provider.is_some()
     }
 
-    /// Exports what is left and stops the exporter.
+    /// Exports what is left and stops the exporter, then writes the log lines still queued.
+    /// Nothing logged after it reaches stderr.
     pub fn shutdown(mut self) {
         if let Some(provider) = self.provider.take()
             && let Err(e) = provider.shutdown()
         {
             eprintln!("agora: flushing traces failed: {e}");
+        }
+        if let Some(logs) = self.logs.take() {
+            logs.flush();
         }
     }
 }
@@ -53,7 +62,7 @@ impl Telemetry {
 /// Installs the global subscriber for logs only. Safe to call more than once (later calls do
 /// nothing), so tests can call it freely.
 pub fn init_logging() {
-    drop(install(None));
+    drop(install(None, Writer::Direct));
 }
 
 /// Installs logs and, when the `OTEL_*` variables ask for it, trace export; `service` is the
@@ -61,13 +70,89 @@ pub fn init_logging() {
 pub fn init(service: &str) -> anyhow::Result<Telemetry> {
     since_start();
     let provider = if export_wanted() { Some(provider(service)?) } else { None };
+    let logs = Batched::start();
     // A subscriber installed earlier (tests) keeps logging; spans then go nowhere.
-    drop(install(provider.clone()));
+    drop(install(provider.clone(), Writer::Batched(logs.clone())));
     if let Some(provider) = &provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
         tracing::info!(service, "exporting traces over OTLP");
     }
-    Ok(Telemetry { provider })
+    Ok(Telemetry { provider, logs: Some(logs) })
+}
+
+/// Where log lines are written.
+enum Writer {
+    /// To stderr from the thread that logs (tests, whose output the harness captures).
+    Direct,
+    /// Into a [`Batched`] buffer.
+    Batched(Batched),
+}
+
+/// Log lines gathered in memory and written to stderr in one system call: by a thread of its
+/// own every [`Batched::EVERY`], or by the logger whose line fills [`Batched::BYTES`]. Measured
+/// under load (docs/benchmarks.md), a `write` per access-log line cost the gateway 2–3 % of
+/// its CPU, and handing each line to a writer thread through a queue (tracing-appender's
+/// non-blocking writer) cost 7 %: waking that thread per line costs more than the write.
+#[derive(Debug, Clone, Default)]
+struct Batched(Arc<Mutex<Vec<u8>>>);
+
+impl Batched {
+    const EVERY: Duration = Duration::from_millis(100);
+    const BYTES: usize = 64 * 1024;
+
+    /// A buffer, its writer thread, and a panic hook that writes it out before the panic's
+    /// message.
+    fn start() -> Self {
+        let batched = Self(Arc::new(Mutex::new(Vec::with_capacity(Self::BYTES))));
+        let flusher = batched.clone();
+        let spawned = std::thread::Builder::new().name("agora-logs".to_owned()).spawn(move || {
+            loop {
+                std::thread::sleep(Self::EVERY);
+                flusher.flush();
+            }
+        });
+        if let Err(e) = spawned {
+            eprintln!("agora: no log writer thread ({e}); log lines are written when 64 KiB gather");
+        }
+        let on_panic = batched.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // Not if the panic came from under the lock: the lines wait for the next write.
+            if let Ok(mut lines) = on_panic.0.try_lock() {
+                write_out(&mut lines);
+            }
+            previous(info);
+        }));
+        batched
+    }
+
+    fn flush(&self) {
+        write_out(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+/// Writes `lines` to stderr and empties it, keeping its capacity.
+fn write_out(lines: &mut Vec<u8>) {
+    if !lines.is_empty() {
+        // Nowhere to report a failed write of the logs to.
+        let _ = std::io::stderr().lock().write_all(lines);
+        lines.clear();
+    }
+}
+
+impl io::Write for Batched {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        let mut lines = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        lines.extend_from_slice(line);
+        if lines.len() >= Self::BYTES {
+            write_out(&mut lines);
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 static STARTED: OnceLock<Instant> = OnceLock::new();
@@ -139,7 +224,7 @@ impl<P: SpanProcessor> SpanProcessor for DbSpans<P> {
     }
 }
 
-fn install(provider: Option<SdkTracerProvider>) -> Result<(), tracing_subscriber::util::TryInitError> {
+fn install(provider: Option<SdkTracerProvider>, writer: Writer) -> Result<(), tracing_subscriber::util::TryInitError> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn"));
     let json = match std::env::var("AGORA_LOG_FORMAT").as_deref() {
@@ -147,10 +232,14 @@ fn install(provider: Option<SdkTracerProvider>) -> Result<(), tracing_subscriber
         Ok("pretty") => false,
         _ => !std::io::stderr().is_terminal(),
     };
+    let writer = match writer {
+        Writer::Direct => BoxMakeWriter::new(std::io::stderr),
+        Writer::Batched(batched) => BoxMakeWriter::new(move || batched.clone()),
+    };
     let logs = if json {
-        fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(std::io::stderr).boxed()
+        fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(writer).boxed()
     } else {
-        fmt::layer().with_writer(std::io::stderr).boxed()
+        fmt::layer().with_writer(writer).boxed()
     };
     let traces = provider.map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("agora")));
     // An already-installed subscriber is fine: the first caller wins.
@@ -183,6 +272,16 @@ mod tests {
         fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
             Ok(())
         }
+    }
+
+    #[test]
+    fn log_lines_gather_in_memory_until_flushed() {
+        let mut batched = Batched::default();
+        batched.write_all(b"first\n").unwrap();
+        batched.write_all(b"second\n").unwrap();
+        assert_eq!(&*batched.0.lock().unwrap(), b"first\nsecond\n", "nothing is written line by line");
+        batched.flush();
+        assert!(batched.0.lock().unwrap().is_empty(), "a flush writes the batch out");
     }
 
     #[test]
