@@ -674,10 +674,13 @@ async fn one_order_is_one_trace_in_jaeger_across_every_service_and_the_kafka_hop
     let http = span(&spans, "gateway", "GET /v1/orders", SERVER, None);
     assert_eq!(http.parent, format!("{:016x}", refused.span_id));
 
-    // Logs written inside a span carry its ids.
-    let placed_log = std::fs::read_to_string(stack.log_path("order-service")).unwrap();
-    let line = placed_log.lines().find(|l| l.contains("\"order placed\"")).expect("the order-service logged the order");
-    let logged: Value = serde_json::from_str(line).unwrap();
+    // Logs written inside a span carry its ids (lines reach the file at most 100 ms apart).
+    let line = eventually(5, "order-service to log the order", || async {
+        let placed_log = std::fs::read_to_string(stack.log_path("order-service")).unwrap_or_default();
+        placed_log.lines().find(|l| l.contains("\"order placed\"")).map(str::to_owned)
+    })
+    .await;
+    let logged: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(logged["span"]["trace_id"], client.trace_id_hex(), "{line}");
     assert_eq!(logged["span"]["span_id"], create.id, "{line}");
 

@@ -195,11 +195,14 @@ async fn two_gateways_share_one_port_and_one_killed_leaves_every_new_connection_
 
     first.child.kill().unwrap();
     first.child.wait().unwrap();
+    // Log lines reach the file in batches at most 100 ms apart: count once they are all there.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let before = answered(2);
     for i in 0..50 {
         let reply = http.get(&healthz).send().await.unwrap_or_else(|e| panic!("request {i} after the kill: {e}"));
         assert_eq!(reply.status(), 200);
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(answered(2), before + 50, "the survivor answered every request after the kill");
     drop(second);
 }
