@@ -5,8 +5,9 @@
 //! `json`) overrides the choice. A log line inside a hop's span carries that span's
 //! `trace_id` and `span_id` (see [`crate::trace_context::hop`]). A role's lines are gathered in
 //! memory and written to stderr in batches ([`Batched`]): a request's access-log line costs a
-//! copy, not a system call. None is dropped; a batch waits at most 100 ms, and
-//! [`Telemetry::shutdown`] and a panic write what is gathered.
+//! copy, not a system call. A batch waits at most 100 ms, and [`Telemetry::shutdown`] and a
+//! panic write what is gathered; only a process killed outright (SIGKILL, the OOM killer) loses
+//! its last 100 ms of lines.
 //!
 //! Traces: exported over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, following the standard variables:
