@@ -124,8 +124,8 @@ fn access_log(
     let client = client.as_deref().unwrap_or("-");
     let request_id = request_id.as_deref().unwrap_or("-");
     if status >= 500 {
-        tracing::warn!(target: "agora::access", %method, %path, status, elapsed_ms, client, request_id, "request failed");
+        tracing::warn!(target: agora_kit::telemetry::ACCESS_LOG, %method, %path, status, elapsed_ms, client, request_id, "request failed");
     } else {
-        tracing::info!(target: "agora::access", %method, %path, status, elapsed_ms, client, request_id, "request");
+        tracing::info!(target: agora_kit::telemetry::ACCESS_LOG, %method, %path, status, elapsed_ms, client, request_id, "request");
     }
 }

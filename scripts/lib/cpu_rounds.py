@@ -8,7 +8,9 @@ every round runs each contender once, in an order that alternates (A B, then B A
 the machine over the run falls on both. Each run is preceded by an unmeasured warm-up.
 
 For each contender the result holds, over all rounds: requests answered, CPU ms per 1,000
-requests of the server (and of a backend process both share, if given), and per round req/s, p50
+requests of the server (and of a backend process both share, if given), the part of it spent in
+the kernel (system time: what the sockets and wake-ups cost, the floor no user-space change
+removes), and per round req/s, p50
 and p99; then the server's resident memory (VmRSS) after its runs and its peak (VmHWM).
 
 Usage (one contender per --http or --grpc; the order given is the first round's):
@@ -30,9 +32,16 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def cpu_ms(pid: int) -> float:
     """CPU time (user + system, all threads) process `pid` has used so far, in ms."""
+    user, system = user_system_ms(pid)
+    return user + system
+
+
+def user_system_ms(pid: int) -> tuple:
+    """Of that CPU time, (user, system): system is the kernel's work for the process (its
+    system calls: the sockets' TCP and the scheduler's wake-ups), in ms."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / TICKS
+    return int(fields[11]) * 1000 / TICKS, int(fields[12]) * 1000 / TICKS
 
 
 def memory_kib(pid: int, key: str) -> int:
@@ -80,9 +89,11 @@ class Contender:
         a = self.args
         if a.warmup > 0:
             self.load(a.warmup)
-        before, backend_before, started = cpu_ms(self.pid), backend and cpu_ms(backend), time.monotonic()
+        before, backend_before, started = user_system_ms(self.pid), backend and cpu_ms(backend), time.monotonic()
         result = self.load(a.secs)
-        result["cpu_ms"] = cpu_ms(self.pid) - before
+        after = user_system_ms(self.pid)
+        result["cpu_ms"] = sum(after) - sum(before)
+        result["system_ms"] = after[1] - before[1]
         result["wall_s"] = time.monotonic() - started
         if backend:
             result["backend_cpu_ms"] = cpu_ms(backend) - backend_before
@@ -97,6 +108,7 @@ class Contender:
             "name": self.name, "kind": self.kind, "target": self.target, "rounds": self.runs,
             "requests": requests, "failed": sum(r["failed"] for r in self.runs),
             "cpu_ms_per_1k": sum(r["cpu_ms"] for r in self.runs) * 1000 / max(requests, 1),
+            "system_ms_per_1k": sum(r["system_ms"] for r in self.runs) * 1000 / max(requests, 1),
             "rps": median("rps"), "p50_ms": median("p50_ms"), "p99_ms": median("p99_ms"),
             "rss_kib": memory_kib(self.pid, "VmRSS"), "hwm_kib": memory_kib(self.pid, "VmHWM"),
         }

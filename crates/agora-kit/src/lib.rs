@@ -38,7 +38,7 @@ pub mod quantity;
 pub mod rpc;
 pub mod shutdown;
 pub mod telemetry;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
 pub mod trace_context;

@@ -1,8 +1,9 @@
 //! Logs and traces through `tracing`.
 //!
 //! Logs: human-readable on a terminal, one JSON object per line otherwise (what log
-//! collectors in Kubernetes expect). `RUST_LOG` filters, `AGORA_LOG_FORMAT` (`pretty` |
-//! `json`) overrides the choice. A log line inside a hop's span carries that span's
+//! collectors in Kubernetes expect), written by [`lines::Lines`]. `RUST_LOG` filters,
+//! `AGORA_LOG_FORMAT` (`pretty` | `json`) overrides the choice; the level is in colour on a
+//! terminal unless `NO_COLOR` is set. A log line inside a hop's span carries that span's
 //! `trace_id` and `span_id` (see [`crate::trace_context::hop`]). A role's lines are gathered in
 //! memory and written to stderr in batches ([`Batched`]): a request's access-log line costs a
 //! copy, not a system call. A batch waits at most 100 ms, and [`Telemetry::shutdown`] and a
@@ -15,7 +16,10 @@
 //! `OTEL_TRACES_SAMPLER`/`_ARG` for sampling, `OTEL_TRACES_EXPORTER=none` or
 //! `OTEL_SDK_DISABLED=true` to turn it off. Spans are batched and flushed by
 //! [`Telemetry::shutdown`]. Without an endpoint there is no exporter and no OpenTelemetry
-//! layer at all.
+//! layer at all. An exported span carries its fields and the log lines written in it (as span
+//! events), except the gateway's access-log line, whose fields the request's span has already.
+
+mod lines;
 
 use std::{
     io::{self, IsTerminal, Write as _},
@@ -29,7 +33,9 @@ use opentelemetry_sdk::{
     error::OTelSdkResult,
     trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanProcessor},
 };
-use tracing_subscriber::{EnvFilter, Layer, fmt, fmt::writer::BoxMakeWriter, prelude::*};
+use tracing_subscriber::{EnvFilter, Layer, filter::filter_fn, prelude::*};
+
+use lines::{Format, Lines, Sink};
 
 /// What [`init`] installed; call [`Telemetry::shutdown`] before exiting to flush spans.
 #[derive(Debug, Default)]
@@ -141,18 +147,23 @@ fn write_out(lines: &mut Vec<u8>) {
     }
 }
 
-impl io::Write for Batched {
-    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+impl Sink for Batched {
+    fn line(&self, line: &[u8]) {
         let mut lines = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         lines.extend_from_slice(line);
         if lines.len() >= Self::BYTES {
             write_out(&mut lines);
         }
-        Ok(line.len())
     }
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+impl Sink for Writer {
+    fn line(&self, line: &[u8]) {
+        match self {
+            // Nowhere to report a failed write of the logs to.
+            Self::Direct => drop(io::stderr().lock().write_all(line)),
+            Self::Batched(batched) => batched.line(line),
+        }
     }
 }
 
@@ -228,24 +239,34 @@ impl<P: SpanProcessor> SpanProcessor for DbSpans<P> {
 fn install(provider: Option<SdkTracerProvider>, writer: Writer) -> Result<(), tracing_subscriber::util::TryInitError> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn"));
-    let json = match std::env::var("AGORA_LOG_FORMAT").as_deref() {
-        Ok("json") => true,
-        Ok("pretty") => false,
-        _ => !std::io::stderr().is_terminal(),
+    let terminal = io::stderr().is_terminal();
+    let format = match std::env::var("AGORA_LOG_FORMAT").as_deref() {
+        Ok("json") => Format::Json,
+        Ok("pretty") => Format::Text { ansi: terminal && std::env::var_os("NO_COLOR").is_none() },
+        _ if terminal => Format::Text { ansi: std::env::var_os("NO_COLOR").is_none() },
+        _ => Format::Json,
     };
-    let writer = match writer {
-        Writer::Direct => BoxMakeWriter::new(std::io::stderr),
-        Writer::Batched(batched) => BoxMakeWriter::new(move || batched.clone()),
-    };
-    let logs = if json {
-        fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(writer).boxed()
-    } else {
-        fmt::layer().with_writer(writer).boxed()
-    };
-    let traces = provider.map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("agora")));
+    let logs = Lines::new(format, writer);
+    // Per span, the bridge would also time every poll (busy/idle), name the thread and the
+    // source line, and make the span the current OpenTelemetry context on each poll: work on
+    // every request for attributes nobody reads here (hops pass their context on through
+    // `trace_context`, not OpenTelemetry's current context).
+    let traces = provider.map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("agora"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_target(false)
+            .with_context_activation(false)
+            .with_filter(filter_fn(|metadata| !(metadata.is_event() && metadata.target() == ACCESS_LOG)))
+    });
     // An already-installed subscriber is fine: the first caller wins.
     tracing_subscriber::registry().with(filter).with(logs).with(traces).try_init()
 }
+
+/// The target of the gateway's access-log lines.
+pub const ACCESS_LOG: &str = "agora::access";
 
 #[cfg(test)]
 mod tests {
@@ -277,9 +298,9 @@ mod tests {
 
     #[test]
     fn log_lines_gather_in_memory_until_flushed() {
-        let mut batched = Batched::default();
-        batched.write_all(b"first\n").unwrap();
-        batched.write_all(b"second\n").unwrap();
+        let batched = Batched::default();
+        batched.line(b"first\n");
+        batched.line(b"second\n");
         assert_eq!(&*batched.0.lock().unwrap(), b"first\nsecond\n", "nothing is written line by line");
         batched.flush();
         assert!(batched.0.lock().unwrap().is_empty(), "a flush writes the batch out");
