@@ -20,7 +20,7 @@ use rdkafka::{
     ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer},
+    consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
@@ -236,8 +236,12 @@ impl EventBus for KafkaBus {
         let consumer: StreamConsumer<LagReporter> = ClientConfig::new()
             .set("bootstrap.servers", &self.options.brokers)
             .set("group.id", self.scoped(group))
-            // Offsets move only when the consumer acknowledges, after its effect committed.
-            .set("enable.auto.commit", "false")
+            // Offsets move only when the consumer acknowledges, after its effect committed: an
+            // acknowledgement stores the offset, and librdkafka commits what is stored in the
+            // background, every COMMIT_INTERVAL_MS, before a rebalance takes partitions away,
+            // and when the consumer closes.
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", COMMIT_INTERVAL_MS)
             .set("enable.auto.offset.store", "false")
             // A new group starts at the beginning: events published before it existed count.
             .set("auto.offset.reset", "earliest")
@@ -259,6 +263,10 @@ impl EventBus for KafkaBus {
 /// (the broker's `group.min.session.timeout.ms` is 6 s).
 const SESSION_TIMEOUT_MS: &str = "10000";
 const HEARTBEAT_INTERVAL_MS: &str = "2000";
+
+/// How often a consumer commits the offsets its acknowledgements stored: at most this much of
+/// the work a consumer did is delivered again (and skipped) after it crashes.
+const COMMIT_INTERVAL_MS: &str = "500";
 
 /// How often a consumer reports its lag in messages.
 const LAG_REPORT_INTERVAL_MS: &str = "5000";
@@ -289,7 +297,16 @@ impl ClientContext for LagReporter {
     }
 }
 
-impl ConsumerContext for LagReporter {}
+impl ConsumerContext for LagReporter {
+    /// Acknowledgements are committed in the background; a commit that failed only means
+    /// those events come again after a restart or a rebalance, and their consumer skips them.
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            tracing::warn!(group = %self.group, %error, partitions = offsets.count(),
+                "committing consumed offsets failed; those events will be delivered again and skipped as duplicates");
+        }
+    }
+}
 
 pub struct KafkaSubscription {
     consumer: StreamConsumer<LagReporter>,
@@ -319,7 +336,12 @@ impl Subscription for KafkaSubscription {
                 Offset::Offset(delivery.offset + 1),
             )
             .map_err(unavailable)?;
-        self.consumer.commit(&position, CommitMode::Sync).map_err(unavailable)
+        // Stored, and committed with the others in the background. A commit per event, made
+        // synchronously, blocked a runtime thread for a round trip to the broker each time,
+        // and the broker spent most of a CPU on the commits (docs/benchmarks.md). The effect
+        // and the event's claim have committed already, so events whose offsets a crash kept
+        // from being committed come again and their consumer skips them.
+        self.consumer.store_offsets(&position).map_err(unavailable)
     }
 }
 
