@@ -12,7 +12,7 @@
 use std::{
     collections::{BTreeMap, HashSet},
     sync::Mutex,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
@@ -20,7 +20,7 @@ use rdkafka::{
     ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer},
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
@@ -236,12 +236,10 @@ impl EventBus for KafkaBus {
         let consumer: StreamConsumer<LagReporter> = ClientConfig::new()
             .set("bootstrap.servers", &self.options.brokers)
             .set("group.id", self.scoped(group))
-            // Offsets move only when the consumer acknowledges, after its effect committed: an
-            // acknowledgement stores the offset, and librdkafka commits what is stored in the
-            // background, every COMMIT_INTERVAL_MS, before a rebalance takes partitions away,
-            // and when the consumer closes.
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", COMMIT_INTERVAL_MS)
+            // Offsets move only when the consumer acknowledges, after its effect committed (see
+            // `KafkaSubscription::ack`). Not when it closes: librdkafka's commit at close waits
+            // for the broker, and a consumer is closed when the broker has gone away.
+            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             // A new group starts at the beginning: events published before it existed count.
             .set("auto.offset.reset", "earliest")
@@ -255,7 +253,12 @@ impl EventBus for KafkaBus {
             .create_with_context(context)
             .map_err(unavailable)?;
         consumer.subscribe(&[&self.scoped(topic)]).map_err(unavailable)?;
-        Ok(Box::new(KafkaSubscription { consumer, prefix: self.options.prefix.clone() }))
+        Ok(Box::new(KafkaSubscription {
+            consumer,
+            prefix: self.options.prefix.clone(),
+            committed: None,
+            uncommitted: false,
+        }))
     }
 }
 
@@ -264,9 +267,9 @@ impl EventBus for KafkaBus {
 const SESSION_TIMEOUT_MS: &str = "10000";
 const HEARTBEAT_INTERVAL_MS: &str = "2000";
 
-/// How often a consumer commits the offsets its acknowledgements stored: at most this much of
-/// the work a consumer did is delivered again (and skipped) after it crashes.
-const COMMIT_INTERVAL_MS: &str = "500";
+/// How often, at most, a consumer commits the offsets its acknowledgements stored: about this
+/// much of the work a consumer did is delivered again (and skipped) after it crashes.
+const COMMIT_EVERY: Duration = Duration::from_millis(500);
 
 /// How often a consumer reports its lag in messages.
 const LAG_REPORT_INTERVAL_MS: &str = "5000";
@@ -301,7 +304,9 @@ impl ConsumerContext for LagReporter {
     /// Acknowledgements are committed in the background; a commit that failed only means
     /// those events come again after a restart or a rebalance, and their consumer skips them.
     fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
-        if let Err(error) = result {
+        if let Err(error) = result
+            && error.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset)
+        {
             tracing::warn!(group = %self.group, %error, partitions = offsets.count(),
                 "committing consumed offsets failed; those events will be delivered again and skipped as duplicates");
         }
@@ -310,6 +315,10 @@ impl ConsumerContext for LagReporter {
 
 pub struct KafkaSubscription {
     consumer: StreamConsumer<LagReporter>,
+    /// When this consumer last asked for a commit, if it has.
+    committed: Option<Instant>,
+    /// Whether offsets were stored since.
+    uncommitted: bool,
     /// The bus's prefix, taken off topic names on the way in and put back for commits.
     prefix: String,
 }
@@ -323,8 +332,18 @@ impl std::fmt::Debug for KafkaSubscription {
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn next(&mut self) -> Result<Delivery, BusError> {
-        let message = self.consumer.recv().await.map_err(unavailable)?;
-        Ok(delivery(&message, &self.prefix))
+        // While nothing comes, what the last acknowledgements stored is committed once
+        // (`recv` is cancellation safe: a message is taken only when it is returned).
+        let message = loop {
+            if !self.uncommitted {
+                break self.consumer.recv().await;
+            }
+            match tokio::time::timeout(COMMIT_EVERY, self.consumer.recv()).await {
+                Ok(message) => break message,
+                Err(_) => self.commit()?,
+            }
+        };
+        Ok(delivery(&message.map_err(unavailable)?, &self.prefix))
     }
 
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {
@@ -336,12 +355,31 @@ impl Subscription for KafkaSubscription {
                 Offset::Offset(delivery.offset + 1),
             )
             .map_err(unavailable)?;
-        // Stored, and committed with the others in the background. A commit per event, made
+        // Stored, and committed with the others in the background, at most every COMMIT_EVERY
+        // (and COMMIT_EVERY after the last one when no more come). A commit per event, made
         // synchronously, blocked a runtime thread for a round trip to the broker each time,
         // and the broker spent most of a CPU on the commits (docs/benchmarks.md). The effect
         // and the event's claim have committed already, so events whose offsets a crash kept
         // from being committed come again and their consumer skips them.
-        self.consumer.store_offsets(&position).map_err(unavailable)
+        self.consumer.store_offsets(&position).map_err(unavailable)?;
+        self.uncommitted = true;
+        if self.committed.is_none_or(|at| at.elapsed() >= COMMIT_EVERY) {
+            self.commit()?;
+        }
+        Ok(())
+    }
+}
+
+impl KafkaSubscription {
+    /// Asks librdkafka to commit the stored offsets, without waiting for the broker.
+    fn commit(&mut self) -> Result<(), BusError> {
+        self.committed = Some(Instant::now());
+        self.uncommitted = false;
+        match self.consumer.commit_consumer_state(CommitMode::Async) {
+            // Nothing stored that is not committed already.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) | Ok(()) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 
