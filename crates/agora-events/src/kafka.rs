@@ -356,9 +356,9 @@ impl Subscription for KafkaSubscription {
             )
             .map_err(unavailable)?;
         // Stored, and committed with the others in the background, at most every COMMIT_EVERY
-        // (and COMMIT_EVERY after the last one when no more come). A commit per event, made
-        // synchronously, blocked a runtime thread for a round trip to the broker each time,
-        // and the broker spent most of a CPU on the commits (docs/benchmarks.md). The effect
+        // (and COMMIT_EVERY after the last one when no more come). A synchronous commit per
+        // event blocked a runtime thread for a round trip to the broker each time; an
+        // asynchronous one per event doubled the broker's CPU (docs/benchmarks.md). The effect
         // and the event's claim have committed already, so events whose offsets a crash kept
         // from being committed come again and their consumer skips them.
         self.consumer.store_offsets(&position).map_err(unavailable)?;

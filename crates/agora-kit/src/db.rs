@@ -311,8 +311,9 @@ async fn postgres_pool(
     staleness: Duration,
     primary: Option<Arc<servers::Follower>>,
 ) -> Result<(AnyPool, Option<Arc<servers::Follower>>), DbError> {
-    // sqlx's own check pings every connection before every use: a round trip that cost a
-    // PostgreSQL read a quarter of its CPU (docs/benchmarks.md). [`alive`] pings only the idle.
+    // sqlx's own check pings every connection before every use: a round trip that was about a
+    // tenth of product-service's CPU per read (docs/benchmarks.md). [`alive`] pings only the
+    // idle.
     let pool_options =
         AnyPoolOptions::new().max_connections(10).acquire_timeout(ACQUIRE_TIMEOUT).test_before_acquire(false);
     let connect_failed = |source| DbError::Connect { url: shown.to_owned(), source };
