@@ -340,7 +340,7 @@ impl Subscription for KafkaSubscription {
             }
             match tokio::time::timeout(COMMIT_EVERY, self.consumer.recv()).await {
                 Ok(message) => break message,
-                Err(_) => self.commit()?,
+                Err(_) => self.commit(),
             }
         };
         Ok(delivery(&message.map_err(unavailable)?, &self.prefix))
@@ -364,21 +364,23 @@ impl Subscription for KafkaSubscription {
         self.consumer.store_offsets(&position).map_err(unavailable)?;
         self.uncommitted = true;
         if self.committed.is_none_or(|at| at.elapsed() >= COMMIT_EVERY) {
-            self.commit()?;
+            self.commit();
         }
         Ok(())
     }
 }
 
 impl KafkaSubscription {
-    /// Asks librdkafka to commit the stored offsets, without waiting for the broker.
-    fn commit(&mut self) -> Result<(), BusError> {
+    /// Asks librdkafka to commit the stored offsets, without waiting for the broker. A commit
+    /// that cannot be asked for (the group rebalancing) is left to the next one: until then,
+    /// those events would only come again, to be skipped.
+    fn commit(&mut self) {
         self.committed = Some(Instant::now());
         self.uncommitted = false;
         match self.consumer.commit_consumer_state(CommitMode::Async) {
             // Nothing stored that is not committed already.
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) | Ok(()) => Ok(()),
-            Err(e) => Err(unavailable(e)),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) | Ok(()) => {}
+            Err(error) => tracing::warn!(%error, "cannot commit consumed offsets now; trying again with the next"),
         }
     }
 }

@@ -128,6 +128,30 @@ async fn an_unacknowledged_message_is_delivered_again_to_the_next_member() {
 }
 
 #[tokio::test]
+async fn acknowledgements_close_together_are_committed_once_the_topic_goes_quiet() {
+    let Some(brokers) = kafka_brokers() else { return };
+    let bus = bus(&brokers);
+    let (topic, group) = (unique("quiet"), unique("group"));
+    for body in ["m0", "m1"] {
+        bus.publish(&message(&topic, "one-key", body)).await.unwrap();
+    }
+    let mut first = bus.subscribe(&group, &topic).await.unwrap();
+    for body in ["m0", "m1"] {
+        let delivery = next(&mut first, 30).await;
+        assert_eq!(delivery.payload, body.as_bytes());
+        // m1's comes within 500 ms of m0's commit, so it is only stored.
+        first.ack(&delivery).await.unwrap();
+    }
+    // Nothing more comes; waiting for it commits m1's offset.
+    assert!(tokio::time::timeout(Duration::from_secs(2), first.next()).await.is_err(), "no third message");
+    drop(first);
+
+    bus.publish(&message(&topic, "one-key", "m2")).await.unwrap();
+    let mut second = bus.subscribe(&group, &topic).await.unwrap();
+    assert_eq!(next(&mut second, 30).await.payload, b"m2", "m1 is not delivered again");
+}
+
+#[tokio::test]
 async fn one_keys_messages_keep_their_order_across_partitions() {
     let Some(brokers) = kafka_brokers() else { return };
     let bus = bus(&brokers);
