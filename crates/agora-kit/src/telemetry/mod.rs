@@ -240,12 +240,13 @@ fn install(provider: Option<SdkTracerProvider>, writer: Writer) -> Result<(), tr
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn"));
     let terminal = io::stderr().is_terminal();
-    let format = match std::env::var("AGORA_LOG_FORMAT").as_deref() {
-        Ok("json") => Format::Json,
-        Ok("pretty") => Format::Text { ansi: terminal && std::env::var_os("NO_COLOR").is_none() },
-        _ if terminal => Format::Text { ansi: std::env::var_os("NO_COLOR").is_none() },
-        _ => Format::Json,
+    let text = match std::env::var("AGORA_LOG_FORMAT").as_deref() {
+        Ok("json") => false,
+        Ok("pretty") => true,
+        _ => terminal,
     };
+    let format =
+        if text { Format::Text { ansi: terminal && std::env::var_os("NO_COLOR").is_none() } } else { Format::Json };
     let logs = Lines::new(format, writer);
     // Per span, the bridge would also time every poll (busy/idle), name the thread and the
     // source line, and make the span the current OpenTelemetry context on each poll: work on
