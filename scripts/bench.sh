@@ -235,10 +235,11 @@ fi
 # --- 5. The saga ------------------------------------------------------------
 
 if ! skipped saga; then
+  # --machine-cpu: what every process spent over each window, for the CPU per paid order.
   for rate in $SAGA_RATES; do
-    loadgen "saga-rate-$rate" --mix order -r "$rate" -d "${SECS}s" --users 50
+    loadgen "saga-rate-$rate" --mix order -r "$rate" -d "${SECS}s" --users 50 --machine-cpu
   done
-  loadgen saga-closed --mix order -c "$SAGA_WORKERS" -d "${SECS}s" --users 50
+  loadgen saga-closed --mix order -c "$SAGA_WORKERS" -d "${SECS}s" --users 50 --machine-cpu
 fi
 
 # --- 6. Peak memory ---------------------------------------------------------

@@ -122,6 +122,18 @@ def main(out: Path) -> None:
         else:
             print("   not saturated at the rates tried")
         print("   target: >= 300 orders/s sustained with p99 to PAID under 500 ms")
+        costed = [run for run in rates + ([closed] if closed else [])
+                  if run.get("machine_cpu") and (run.get("orders") or {}).get("paid")]
+        if costed:
+            print("   CPU per PAID order over the window, every process but the load generator (ms; /proc):")
+            for run in costed:
+                offered = f"{run['rate']:.0f}/s" if run["mode"] == "open" else f"{run['concurrency']} workers"
+                spent = {name: p["user_secs"] + p["system_secs"] for name, p in run["machine_cpu"]["programs"].items()
+                         if name != "loadgen"}
+                paid = run["orders"]["paid"]
+                top = sorted(spent.items(), key=lambda item: -item[1])[:7]
+                parts = ", ".join(f"{name} {secs * 1000 / paid:.2f}" for name, secs in top)
+                print(f"   {offered:<16}{sum(spent.values()) * 1000 / paid:>6.2f} in all: {parts}")
         print()
 
     ready, idle, peak = pairs(out / "ready_ms"), pairs(out / "idle_rss_kib"), pairs(out / "peak_rss_kib")

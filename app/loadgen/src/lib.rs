@@ -14,6 +14,7 @@
 //! - `--json` prints the summary for scripts; `make bench` reads it.
 
 pub mod checker;
+pub mod cpu;
 pub mod history;
 pub mod mix;
 mod report;
@@ -169,6 +170,12 @@ pub struct Args {
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Also report the CPU time every process on this machine spent over the measured window,
+    /// per program (each Agora role, Kafka, PostgreSQL, this generator ...), read from /proc:
+    /// on a machine they all share, what a request or an order costs in all.
+    #[arg(long)]
+    pub machine_cpu: bool,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -196,6 +203,9 @@ pub struct Summary {
     pub warmup_secs: f64,
     #[serde(flatten)]
     pub figures: Figures,
+    /// With `--machine-cpu`: the CPU every program spent over the measured window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_cpu: Option<cpu::MachineCpu>,
 }
 
 /// Runs the generator and prints its summary (a table, or JSON with `--json`).
@@ -267,12 +277,30 @@ pub async fn measure(args: &Args) -> anyhow::Result<Summary> {
         stop: sending,
     };
     let progress = show.then(|| tokio::spawn(progress(run.recorder.clone(), run.start, args.clone(), stop.clone())));
+    let measured_from = run.start + args.warmup;
+    let cpu_then = args.machine_cpu.then(|| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measured_from).await;
+            tokio::task::spawn_blocking(cpu::snapshot).await
+        })
+    });
     let sending_ended = match pacing {
         Pacing::Closed { concurrency } => run.closed(concurrency).await,
         Pacing::Open { rate } => run.open(rate).await,
     };
-    let measured_from = run.start + args.warmup;
     let window = sending_ended.saturating_duration_since(measured_from);
+    // None when sending ended inside the warm-up: nothing was measured.
+    let machine_cpu = match cpu_then {
+        Some(then) if then.is_finished() => {
+            let now = tokio::task::spawn_blocking(cpu::snapshot).await?;
+            Some(cpu::between(&then.await??, &now))
+        }
+        Some(then) => {
+            then.abort();
+            None
+        }
+        None => None,
+    };
 
     let placed = std::mem::take(&mut *run.placed.lock().expect("placed lock"));
     if let (Target::Rest(rest), false) = (&*run.target, placed.is_empty()) {
@@ -302,6 +330,7 @@ pub async fn measure(args: &Args) -> anyhow::Result<Summary> {
         mix: args.mix.to_string(),
         warmup_secs: args.warmup.as_secs_f64(),
         figures: recorder.summary(window),
+        machine_cpu,
     })
 }
 

@@ -71,6 +71,19 @@ pub fn table(summary: &Summary) -> String {
             }
         }
     }
+    if let Some(cpu) = &summary.machine_cpu {
+        let _ = writeln!(out, "\nCPU over the window: {:.2} s busy on the machine", cpu.busy_secs);
+        let mut programs: Vec<_> = cpu.programs.iter().collect();
+        programs.sort_by(|a, b| (b.1.user_secs + b.1.system_secs).total_cmp(&(a.1.user_secs + a.1.system_secs)));
+        for (program, spent) in programs {
+            let _ = writeln!(
+                out,
+                "  {program:<29}{:>8.2} s  ({:.2} s in the kernel)",
+                spent.user_secs + spent.system_secs,
+                spent.system_secs
+            );
+        }
+    }
     if !f.error_samples.is_empty() {
         let _ = writeln!(out, "\nfirst error of each status:");
         for (status, message) in &f.error_samples {
