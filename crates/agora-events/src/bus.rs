@@ -76,6 +76,14 @@ pub trait Subscription: Send + std::fmt::Debug {
     /// Waits for the next message.
     async fn next(&mut self) -> Result<Delivery, BusError>;
 
+    /// Waits for the next message, and returns with it up to `max - 1` more that have arrived
+    /// already, in order: what came together is applied in one transaction (see
+    /// [`crate::run_consumer`]). A bus that cannot tell what has arrived returns one.
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>, BusError> {
+        let _ = max;
+        Ok(vec![self.next().await?])
+    }
+
     /// Commits the group's position past `delivery`. Unacknowledged messages are delivered
     /// again after a restart.
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError>;

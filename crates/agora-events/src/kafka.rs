@@ -16,6 +16,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use futures::FutureExt as _;
 use rdkafka::{
     ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -344,6 +345,23 @@ impl Subscription for KafkaSubscription {
             }
         };
         Ok(delivery(&message.map_err(unavailable)?, &self.prefix))
+    }
+
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>, BusError> {
+        let mut batch = vec![self.next().await?];
+        // librdkafka fetches ahead: what it holds already is handed out without waiting (a
+        // pending `recv` taken no further loses nothing).
+        while batch.len() < max {
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(message)) => batch.push(delivery(&message, &self.prefix)),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "receive failed; handing out what came before it");
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(batch)
     }
 
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), BusError> {

@@ -126,28 +126,38 @@ struct LocalSubscription {
 #[async_trait]
 impl Subscription for LocalSubscription {
     async fn next(&mut self) -> Result<Delivery, BusError> {
+        let mut one = self.next_batch(1).await?;
+        Ok(one.remove(0))
+    }
+
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>, BusError> {
         loop {
             // Mark the current publish count as seen *before* reading, so a publish that lands
             // after the read still wakes us.
             self.wake.borrow_and_update();
-            let row = sqlx::query(
-                "SELECT seq, partition_key, payload, headers FROM bus_messages WHERE topic = $1 AND seq > $2 ORDER BY seq LIMIT 1",
+            let rows = sqlx::query(
+                "SELECT seq, partition_key, payload, headers FROM bus_messages WHERE topic = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             )
             .bind(&self.topic)
             .bind(self.position)
-            .fetch_optional(&self.db.pool)
+            .bind(i64::try_from(max.max(1)).unwrap_or(i64::MAX))
+            .fetch_all(&self.db.pool)
             .await?;
-            if let Some(row) = row {
-                let seq: i64 = row.try_get("seq")?;
-                self.position = seq;
-                return Ok(Delivery {
-                    topic: self.topic.clone(),
-                    key: row.try_get("partition_key")?,
-                    payload: row.try_get("payload")?,
-                    headers: decode_headers(&row.try_get::<String, _>("headers")?),
-                    offset: seq,
-                    partition: 0,
-                });
+            if !rows.is_empty() {
+                let mut batch = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let seq: i64 = row.try_get("seq")?;
+                    batch.push(Delivery {
+                        topic: self.topic.clone(),
+                        key: row.try_get("partition_key")?,
+                        payload: row.try_get("payload")?,
+                        headers: decode_headers(&row.try_get::<String, _>("headers")?),
+                        offset: seq,
+                        partition: 0,
+                    });
+                }
+                self.position = batch.last().map_or(self.position, |last| last.offset);
+                return Ok(batch);
             }
             tokio::select! {
                 _ = self.wake.changed() => {}

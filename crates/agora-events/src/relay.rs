@@ -129,8 +129,17 @@ impl Relay {
                 checked = tokio::time::Instant::now();
             }
             let published = self.publish_batch().await;
-            if let Ok(rows) = self.backlog().await {
-                backlog.set(rows);
+            // A round that found less than a batch published everything there was: the backlog
+            // is empty without asking (asking cost a query per round, a round per commit).
+            match published {
+                Ok(n) if (n as i64) < BATCH => {
+                    backlog.set(0);
+                }
+                _ => {
+                    if let Ok(rows) = self.backlog().await {
+                        backlog.set(rows);
+                    }
+                }
             }
             let pause = match published {
                 Ok(n) if n as i64 == BATCH => Duration::ZERO,

@@ -276,7 +276,93 @@ async fn of_two_replicas_one_publishes_the_outbox_and_the_other_takes_over_when_
     .await;
 }
 
+/// Applies OrderPlaced as [`RecordEffect`] does, except that the first attempt at order
+/// "flaky" fails; records which orders it was called for, in order.
+#[derive(Default)]
+struct FailsOnce {
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Handler for FailsOnce {
+    fn handles(&self) -> &[&'static str] {
+        &[OrderPlaced::TYPE]
+    }
+
+    async fn handle(&self, tx: &mut EventTx, envelope: &EventEnvelope) -> Result<(), HandlerError> {
+        let order_id = agora_events::decode::<OrderPlaced>(envelope)?.order_id;
+        let first = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(order_id.clone());
+            !calls[..calls.len() - 1].contains(&order_id)
+        };
+        if first && order_id == "flaky" {
+            return Err(HandlerError::Retryable("not yet".into()));
+        }
+        sqlx::query("INSERT INTO effects (event_id, order_id) VALUES ($1, $2)")
+            .bind(&envelope.event_id)
+            .bind(&order_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Events waiting together are applied in one transaction; when one of them fails, the
+/// others' effects roll back with it and each is applied again alone, so every effect
+/// happens once and the failing event gets its own retries.
+async fn events_received_together_commit_together_and_one_failure_sends_each_alone(test_db: TestDatabase) {
+    let db = database(&test_db).await;
+    let bus = LocalBus::in_memory().await.unwrap();
+    let publish = |order: &str| {
+        let envelope =
+            agora_events::event::envelope(order, &OrderPlaced { order_id: order.into(), ..Default::default() });
+        let message = OutgoingMessage {
+            topic: topics::ORDERS.into(),
+            key: order.into(),
+            payload: envelope.encode_to_vec(),
+            headers: Default::default(),
+        };
+        let bus = bus.clone();
+        async move { bus.publish(&message).await.unwrap() }
+    };
+    for order in ["o0", "o1", "flaky", "o2"] {
+        publish(order).await;
+    }
+    let handler = Arc::new(FailsOnce::default());
+    let options =
+        ConsumerOptions { backoff: Duration::from_millis(5), ..ConsumerOptions::new("batch", topics::ORDERS) };
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(run_consumer(
+        Arc::new(bus.clone()),
+        options,
+        Outbox::without_relay(db.clone()),
+        handler.clone(),
+        stop.clone(),
+    ));
+    eventually(5, "the four events acknowledged", || {
+        let bus = bus.clone();
+        async move { (bus.lag("batch", topics::ORDERS).await.unwrap() == 0).then_some(()) }
+    })
+    .await;
+    // Called again only because the first attempt's effects rolled back: had o0 and o1
+    // committed on their own, their claims would have kept the handler from them.
+    let calls = handler.calls.lock().unwrap().clone();
+    assert_eq!(calls, ["o0", "o1", "flaky", "o0", "o1", "flaky", "o2"]);
+    assert_eq!(effects(&db).await, 4, "each effect once");
+
+    // The consumer goes on as before: later events are applied with one call each.
+    for order in ["o3", "o4"] {
+        publish(order).await;
+    }
+    eventually(5, "the next two effects", || async { (effects(&db).await == 6).then_some(()) }).await;
+    stop.cancel();
+    consumer.await.unwrap();
+    assert_eq!(handler.calls.lock().unwrap()[7..], ["o3", "o4"]);
+}
+
 agora_kit::db_tests!(
+    events_received_together_commit_together_and_one_failure_sends_each_alone,
     a_committed_event_wakes_the_relay_and_a_rolled_back_one_vanishes,
     relay_publishes_every_row_once_in_order,
     relay_stopped_mid_batch_loses_nothing,
