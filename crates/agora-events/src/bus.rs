@@ -79,8 +79,7 @@ pub trait Subscription: Send + std::fmt::Debug {
     /// Waits for the next message, and returns with it up to `max - 1` more that have arrived
     /// already, in order: what came together is applied in one transaction (see
     /// [`crate::run_consumer`]). A bus that cannot tell what has arrived returns one.
-    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>, BusError> {
-        let _ = max;
+    async fn next_batch(&mut self, _max: usize) -> Result<Vec<Delivery>, BusError> {
         Ok(vec![self.next().await?])
     }
 

@@ -11,10 +11,17 @@
 //! applied under its own span, and one commit makes all of them durable. If any of them fails,
 //! the whole transaction rolls back and each is applied again alone, with its own retries and
 //! dead-lettering, so one bad event never takes another's effect with it.
+//!
+//! A shared transaction locks the rows of several events in the order they came, which need
+//! not be the order in which a request locks them (product-service reserves products in id
+//! order): a lock cycle is possible. So on PostgreSQL a shared transaction waits at most
+//! [`SHARED_LOCK_WAIT`] for a lock, then gives up and goes one event at a time: it, and never
+//! the request, is what a cycle breaks, and long before PostgreSQL's deadlock check would.
 
 use std::{sync::Arc, time::Duration};
 
 use agora_kit::{
+    db::Backend,
     metrics::{ConsumerLabels, TopicLabels, metrics},
     trace_context::{self, Baggage, Incoming, TraceParent},
 };
@@ -38,8 +45,12 @@ pub const ATTEMPTS_HEADER: &str = "agora-attempts";
 
 /// Most events applied in one transaction. A consumer keeping up finds one or a few waiting;
 /// one that fell behind catches up in fewer round trips and commits, while a batch stays short
-/// enough that the row locks it holds do not stall the service's other writers.
+/// enough that the rows it locks are not held for long.
 pub const BATCH: usize = 32;
+
+/// How long a shared transaction waits for a row lock before it is rolled back and its events
+/// are applied one at a time (PostgreSQL's `lock_timeout`; see the module's text).
+pub const SHARED_LOCK_WAIT: &str = "SET LOCAL lock_timeout = '200ms'";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HandlerError {
@@ -74,7 +85,8 @@ pub trait Handler: Send + Sync {
 
     /// Applies `envelope` inside `tx`, which already holds the consumer's claim on the event
     /// id. On `Ok` the consumer commits the claim, the effect and whatever the handler
-    /// enqueued, together; on `Err` all of it rolls back.
+    /// enqueued, together; on `Err` all of it rolls back. `tx` may hold the effects of other
+    /// events received with this one: they commit or roll back together.
     async fn handle(&self, tx: &mut EventTx, envelope: &EventEnvelope) -> Result<(), HandlerError>;
 }
 
@@ -174,12 +186,13 @@ pub async fn run_consumer(
                     }
                 },
             };
-            let Some(()) = process(&*bus, &options, &outbox, &*handler, &deliveries, &shutdown).await else {
-                return; // stopped mid-retry: leave them unacknowledged for the next run
-            };
-            if let Err(e) = ack_all(&mut *subscription, &deliveries).await {
+            let done = process(&*bus, &options, &outbox, &*handler, &deliveries, &shutdown).await;
+            if let Err(e) = ack_all(&mut *subscription, &deliveries[..done]).await {
                 tracing::warn!(topic = %options.topic, error = %e, "ack failed; the messages will be redelivered");
                 break;
+            }
+            if done < deliveries.len() {
+                return; // stopped mid-retry: the rest stay unacknowledged for the next run
             }
         }
         if sleep_or_stop(reconnect, &shutdown).await {
@@ -200,8 +213,9 @@ async fn ack_all(subscription: &mut dyn Subscription, deliveries: &[Delivery]) -
     Ok(())
 }
 
-/// Applies `deliveries`, together when there are several (see the module's text); `None` when
-/// shutdown interrupted the retries.
+/// Applies `deliveries`, together when there are several (see the module's text). Returns how
+/// many of them, from the first, were applied or dead-lettered: all, unless shutdown interrupted
+/// the retries.
 async fn process(
     bus: &dyn EventBus,
     options: &ConsumerOptions,
@@ -209,29 +223,34 @@ async fn process(
     handler: &dyn Handler,
     deliveries: &[Delivery],
     shutdown: &CancellationToken,
-) -> Option<()> {
+) -> usize {
     let received: Vec<_> = deliveries.iter().map(|delivery| receive(bus, options, delivery)).collect();
     // A message that holds no event goes alone too, so the dead-letter topic keeps the order.
     if received.len() > 1 && received.iter().all(Result::is_ok) {
         let events: Vec<&Received> = received.iter().filter_map(|event| event.as_ref().ok()).collect();
         match apply_together(outbox, &options.group, handler, &events).await {
-            Ok(()) => return Some(()),
+            Ok(()) => return deliveries.len(),
             Err(error) => {
+                tracing::info!(topic = %options.topic, events = events.len(), %error,
+                    "events received together rolled back together; applying each alone");
                 for event in &events {
-                    event.span.in_scope(|| {
-                        tracing::info!(%error, "the events received with this one rolled back together; applying it alone");
-                    });
+                    event
+                        .span
+                        .in_scope(|| tracing::info!("rolled back with the events received with it; applying it alone"));
                 }
             }
         }
     }
-    for (delivery, event) in deliveries.iter().zip(&received) {
-        match event {
-            Ok(event) => apply_alone(bus, options, outbox, handler, delivery, event, shutdown).await?,
-            Err(reason) => dead_letter(bus, options, delivery, reason, 1, shutdown).await?,
+    for (done, (delivery, event)) in deliveries.iter().zip(&received).enumerate() {
+        let finished = match event {
+            Ok(event) => apply_alone(bus, options, outbox, handler, delivery, event, shutdown).await,
+            Err(reason) => dead_letter(bus, options, delivery, reason, 1, shutdown).await,
+        };
+        if finished.is_none() {
+            return done;
         }
     }
-    Some(())
+    deliveries.len()
 }
 
 /// An event received, and the consumer span it is applied under.
@@ -288,7 +307,14 @@ async fn apply_together(
     handler: &dyn Handler,
     received: &[&Received],
 ) -> Result<(), HandlerError> {
+    let handled = |event: &&Received| handler.handles().contains(&event.envelope.event_type.as_str());
+    if !received.iter().any(handled) {
+        return Ok(()); // none of them is this handler's: nothing to claim
+    }
     let mut tx = outbox.begin().await?;
+    if outbox.db().backend == Backend::Postgres {
+        sqlx::Executor::execute(&mut *tx, SHARED_LOCK_WAIT).await?;
+    }
     for event in received {
         let envelope = &event.envelope;
         let one = async {

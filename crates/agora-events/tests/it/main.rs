@@ -361,6 +361,100 @@ async fn events_received_together_commit_together_and_one_failure_sends_each_alo
     assert_eq!(handler.calls.lock().unwrap()[7..], ["o3", "o4"]);
 }
 
+/// Applies OrderPlaced by locking the row `lock-{order id}` of `effects` and recording the
+/// effect. The first time it meets order "b" it waits for `gate` before taking the lock.
+#[derive(Default)]
+struct LocksRow {
+    calls: std::sync::Mutex<Vec<String>>,
+    gate: Notify,
+    gated: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Handler for LocksRow {
+    fn handles(&self) -> &[&'static str] {
+        &[OrderPlaced::TYPE]
+    }
+
+    async fn handle(&self, tx: &mut EventTx, envelope: &EventEnvelope) -> Result<(), HandlerError> {
+        let order_id = agora_events::decode::<OrderPlaced>(envelope)?.order_id;
+        self.calls.lock().unwrap().push(order_id.clone());
+        if order_id == "b" && !self.gated.swap(true, Ordering::SeqCst) {
+            self.gate.notified().await;
+        }
+        sqlx::query("UPDATE effects SET order_id = order_id WHERE event_id = $1")
+            .bind(format!("lock-{order_id}"))
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("INSERT INTO effects (event_id, order_id) VALUES ($1, $2)")
+            .bind(&envelope.event_id)
+            .bind(&order_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A consumer applying two events together locks their rows in the order they came; a request
+/// that locks the same rows the other way round closes a cycle. The request has waited longer,
+/// so PostgreSQL's deadlock check would fail it: the consumer gives way first, and goes one
+/// event at a time.
+#[tokio::test]
+async fn a_lock_cycle_with_events_applied_together_fails_the_consumer_never_the_request() {
+    let Some(test_db) = TestDatabase::postgres().await else { return };
+    let db = database(&test_db).await;
+    sqlx::query("INSERT INTO effects (event_id, order_id) VALUES ('lock-a', ''), ('lock-b', '')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let bus = LocalBus::in_memory().await.unwrap();
+    for order in ["a", "b"] {
+        let envelope =
+            agora_events::event::envelope(order, &OrderPlaced { order_id: order.into(), ..Default::default() });
+        let message = OutgoingMessage {
+            topic: topics::ORDERS.into(),
+            key: order.into(),
+            payload: envelope.encode_to_vec(),
+            headers: Default::default(),
+        };
+        bus.publish(&message).await.unwrap();
+    }
+    let handler = Arc::new(LocksRow::default());
+    let stop = CancellationToken::new();
+    let options = ConsumerOptions::new("locks", topics::ORDERS);
+    let consumer = tokio::spawn(run_consumer(
+        Arc::new(bus.clone()),
+        options,
+        Outbox::without_relay(db.clone()),
+        handler.clone(),
+        stop.clone(),
+    ));
+    // The consumer holds lock-a and is about to ask for lock-b.
+    eventually(5, "the handler at order b", || async {
+        handler.calls.lock().unwrap().contains(&"b".to_owned()).then_some(())
+    })
+    .await;
+
+    // The request takes lock-b, then waits for lock-a; then the consumer asks for lock-b.
+    let mut request = db.pool.begin().await.unwrap();
+    sqlx::query("UPDATE effects SET order_id = order_id WHERE event_id = 'lock-b'")
+        .execute(&mut *request)
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        sqlx::query("UPDATE effects SET order_id = order_id WHERE event_id = 'lock-a'").execute(&mut *request).await?;
+        request.commit().await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    handler.gate.notify_one();
+    waiting.await.unwrap().expect("the request is not the one a lock cycle fails");
+
+    eventually(10, "both effects", || async { (effects(&db).await == 4).then_some(()) }).await;
+    stop.cancel();
+    consumer.await.unwrap();
+    assert_eq!(*handler.calls.lock().unwrap(), ["a", "b", "a", "b"], "together, then each alone");
+}
+
 agora_kit::db_tests!(
     events_received_together_commit_together_and_one_failure_sends_each_alone,
     a_committed_event_wakes_the_relay_and_a_rolled_back_one_vanishes,
