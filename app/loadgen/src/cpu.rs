@@ -5,7 +5,7 @@
 //!
 //! Processes are grouped by program: an Agora role by its name (`agora order-service` is
 //! `order-service`), Kafka's JVM as `kafka`, the kernel's own threads (the disk's writeback,
-//! the network's soft interrupts when run as threads) as `kernel`, any other by its command name
+//! soft interrupts run as threads) as `kernel`, any other by its command name
 //! (`postgres`, `jaeger`, `consul`). This generator counts as `loadgen`. A process that exits
 //! inside the window is not seen; the long-lived ones a stack runs are.
 
@@ -59,7 +59,12 @@ pub fn snapshot() -> Snapshot {
             continue;
         };
         let Some(stat) = parse_stat(&stat) else { continue };
-        let program = if pid == own { "loadgen".to_owned() } else { program(stat.comm, &cmdline) };
+        let program = match () {
+            () if pid == own => "loadgen".to_owned(),
+            // A kworker's name changes with its work.
+            () if stat.kernel => "kernel".to_owned(),
+            () => program(stat.comm, &cmdline),
+        };
         processes.insert(pid, Process { program, started: stat.started, user: stat.user, system: stat.system });
     }
     let busy = fs::read_to_string("/proc/stat").ok().and_then(|stat| busy_ticks(&stat)).unwrap_or(0);
@@ -83,31 +88,31 @@ pub fn between(before: &Snapshot, after: &Snapshot) -> MachineCpu {
     MachineCpu { busy_secs: after.busy.saturating_sub(before.busy) as f64 * tick, programs }
 }
 
-/// The fields of a `/proc/PID/stat` line that say what a process spent.
+/// The fields of a `/proc/PID/stat` line that say what a process is and what it spent.
 #[derive(Debug, PartialEq)]
 struct Stat<'a> {
     comm: &'a str,
+    /// A thread of the kernel's own (PF_KTHREAD in its flags).
+    kernel: bool,
     user: u64,
     system: u64,
     started: u64,
 }
 
 /// Fields 2 (the command name, in parentheses, which may hold spaces and parentheses itself),
-/// 14 and 15 (user and system ticks) and 22 (start time) of proc(5).
+/// 9 (flags), 14 and 15 (user and system ticks) and 22 (start time) of proc(5).
 fn parse_stat(stat: &str) -> Option<Stat<'_>> {
     let (open, close) = (stat.find('(')?, stat.rfind(')')?);
     let comm = stat.get(open + 1..close)?;
     let fields: Vec<&str> = stat.get(close + 2..)?.split_ascii_whitespace().collect();
     let field = |n: usize| fields.get(n - 3)?.parse().ok();
-    Some(Stat { comm, user: field(14)?, system: field(15)?, started: field(22)? })
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let kernel = field(9)? & PF_KTHREAD != 0;
+    Some(Stat { comm, kernel, user: field(14)?, system: field(15)?, started: field(22)? })
 }
 
 /// What a process is, for grouping (see the module's text).
 fn program(comm: &str, cmdline: &[u8]) -> String {
-    // Kernel threads have no command line, and a kworker's name changes with its work.
-    if cmdline.is_empty() {
-        return "kernel".to_owned();
-    }
     let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
     let first = args.next().unwrap_or_default();
     let name = first.rsplit('/').next().unwrap_or_default();
@@ -122,13 +127,13 @@ fn program(comm: &str, cmdline: &[u8]) -> String {
     comm.to_owned()
 }
 
-/// The busy ticks of all CPUs from `/proc/stat`'s first line: everything but idle and iowait.
+/// The busy ticks of all CPUs from `/proc/stat`'s first line: user, nice, system, irq and
+/// softirq (guest time is inside user already). Idle, I/O wait and steal (time the hypervisor
+/// gave to another machine) are not this machine's work.
 fn busy_ticks(stat: &str) -> Option<u64> {
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
     let ticks: Vec<u64> = line.split_ascii_whitespace().map(|t| t.parse().unwrap_or(0)).collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user already).
-    let all: u64 = ticks.iter().take(8).sum();
-    Some(all - ticks.get(3).copied().unwrap_or(0) - ticks.get(4).copied().unwrap_or(0))
+    Some([0, 1, 2, 5, 6].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum())
 }
 
 /// USER_HZ, the unit of /proc's CPU times: part of the kernel's ABI, 100 on x86 and ARM alike
@@ -144,8 +149,10 @@ mod tests {
     #[test]
     fn a_stat_line_gives_its_command_and_ticks_even_with_parentheses_in_the_name() {
         let stat = "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 731 95 0 0 20 0 9 0 123 0 0";
-        let parsed = Stat { comm: "a (weird) name", user: 731, system: 95, started: 123 };
+        let parsed = Stat { comm: "a (weird) name", kernel: false, user: 731, system: 95, started: 123 };
         assert_eq!(parse_stat(stat), Some(parsed));
+        let kworker = "77 (kworker/u8:3+flush-254:0) I 2 0 0 0 -1 69238880 0 0 0 0 0 412 0 0 20 0 1 0 9 0 0";
+        assert!(parse_stat(kworker).is_some_and(|stat| stat.kernel && stat.system == 412));
         assert_eq!(parse_stat("4242 (cut"), None);
         assert_eq!(parse_stat("4242 (short) S 1 4242"), None);
     }
@@ -157,12 +164,11 @@ mod tests {
         assert_eq!(program("java", b"java\0-Xmx1g\0kafka.Kafka\0server.properties\0"), "kafka");
         assert_eq!(program("java", b"java\0-jar\0other.jar\0"), "java");
         assert_eq!(program("postgres", b"postgres: agora orders 127.0.0.1(5000) idle\0"), "postgres");
-        assert_eq!(program("kworker/u8:3+flush-254:0", b""), "kernel");
     }
 
     #[test]
-    fn busy_time_leaves_out_idle_and_io_wait() {
-        assert_eq!(busy_ticks("cpu  10 1 5 1000 7 2 3 4 0 0\ncpu0 5 0 2 500 3 1 1 2 0 0\n"), Some(25));
+    fn busy_time_leaves_out_idle_io_wait_and_steal() {
+        assert_eq!(busy_ticks("cpu  10 1 5 1000 7 2 3 4 0 0\ncpu0 5 0 2 500 3 1 1 2 0 0\n"), Some(21));
     }
 
     #[test]
