@@ -276,6 +276,32 @@ async fn of_two_replicas_one_publishes_the_outbox_and_the_other_takes_over_when_
     .await;
 }
 
+/// Publishes an OrderPlaced event for each of `orders` straight to `bus`, in order.
+async fn publish_orders(bus: &LocalBus, orders: &[&str]) {
+    for order in orders {
+        let placed = OrderPlaced { order_id: (*order).into(), ..Default::default() };
+        let message = OutgoingMessage {
+            topic: topics::ORDERS.into(),
+            key: (*order).into(),
+            payload: agora_events::event::envelope(order, &placed).encode_to_vec(),
+            headers: Default::default(),
+        };
+        bus.publish(&message).await.unwrap();
+    }
+}
+
+/// Runs `handler` as consumer group `group` of the orders topic on `bus`, in `db`'s outbox.
+fn consume(
+    bus: &LocalBus,
+    db: &Db,
+    group: &str,
+    handler: Arc<dyn Handler>,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let options = ConsumerOptions { backoff: Duration::from_millis(5), ..ConsumerOptions::new(group, topics::ORDERS) };
+    tokio::spawn(run_consumer(Arc::new(bus.clone()), options, Outbox::without_relay(db.clone()), handler, stop.clone()))
+}
+
 /// Applies OrderPlaced as [`RecordEffect`] does, except that the first attempt at order
 /// "flaky" fails; records which orders it was called for, in order.
 #[derive(Default)]
@@ -314,32 +340,10 @@ impl Handler for FailsOnce {
 async fn events_received_together_commit_together_and_one_failure_sends_each_alone(test_db: TestDatabase) {
     let db = database(&test_db).await;
     let bus = LocalBus::in_memory().await.unwrap();
-    let publish = |order: &str| {
-        let envelope =
-            agora_events::event::envelope(order, &OrderPlaced { order_id: order.into(), ..Default::default() });
-        let message = OutgoingMessage {
-            topic: topics::ORDERS.into(),
-            key: order.into(),
-            payload: envelope.encode_to_vec(),
-            headers: Default::default(),
-        };
-        let bus = bus.clone();
-        async move { bus.publish(&message).await.unwrap() }
-    };
-    for order in ["o0", "o1", "flaky", "o2"] {
-        publish(order).await;
-    }
+    publish_orders(&bus, &["o0", "o1", "flaky", "o2"]).await;
     let handler = Arc::new(FailsOnce::default());
-    let options =
-        ConsumerOptions { backoff: Duration::from_millis(5), ..ConsumerOptions::new("batch", topics::ORDERS) };
     let stop = CancellationToken::new();
-    let consumer = tokio::spawn(run_consumer(
-        Arc::new(bus.clone()),
-        options,
-        Outbox::without_relay(db.clone()),
-        handler.clone(),
-        stop.clone(),
-    ));
+    let consumer = consume(&bus, &db, "batch", handler.clone(), &stop);
     eventually(5, "the four events acknowledged", || {
         let bus = bus.clone();
         async move { (bus.lag("batch", topics::ORDERS).await.unwrap() == 0).then_some(()) }
@@ -352,9 +356,7 @@ async fn events_received_together_commit_together_and_one_failure_sends_each_alo
     assert_eq!(effects(&db).await, 4, "each effect once");
 
     // The consumer goes on as before: later events are applied with one call each.
-    for order in ["o3", "o4"] {
-        publish(order).await;
-    }
+    publish_orders(&bus, &["o3", "o4"]).await;
     eventually(5, "the next two effects", || async { (effects(&db).await == 6).then_some(()) }).await;
     stop.cancel();
     consumer.await.unwrap();
@@ -408,27 +410,10 @@ async fn a_lock_cycle_with_events_applied_together_fails_the_consumer_never_the_
         .await
         .unwrap();
     let bus = LocalBus::in_memory().await.unwrap();
-    for order in ["a", "b"] {
-        let envelope =
-            agora_events::event::envelope(order, &OrderPlaced { order_id: order.into(), ..Default::default() });
-        let message = OutgoingMessage {
-            topic: topics::ORDERS.into(),
-            key: order.into(),
-            payload: envelope.encode_to_vec(),
-            headers: Default::default(),
-        };
-        bus.publish(&message).await.unwrap();
-    }
+    publish_orders(&bus, &["a", "b"]).await;
     let handler = Arc::new(LocksRow::default());
     let stop = CancellationToken::new();
-    let options = ConsumerOptions::new("locks", topics::ORDERS);
-    let consumer = tokio::spawn(run_consumer(
-        Arc::new(bus.clone()),
-        options,
-        Outbox::without_relay(db.clone()),
-        handler.clone(),
-        stop.clone(),
-    ));
+    let consumer = consume(&bus, &db, "locks", handler.clone(), &stop);
     // The consumer holds lock-a and is about to ask for lock-b.
     eventually(5, "the handler at order b", || async {
         handler.calls.lock().unwrap().contains(&"b".to_owned()).then_some(())
