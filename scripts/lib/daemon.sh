@@ -246,6 +246,8 @@ daemon_wait_ready() {
   until "$@"; do
     if ! pid_alive "$pid"; then
       tail -n 30 "$logfile" "${DAEMON_MORE_LOGS[@]}" >&2 2>/dev/null || true
+      # A JVM logs pages of its shutdown after the error that ended it: the first errors too.
+      grep -h -m 5 -E 'ERROR|FATAL|Exception' "$logfile" "${DAEMON_MORE_LOGS[@]}" >&2 2>/dev/null || true
       rm -f "$pidfile"
       die "exited during start-up (log: $logfile ${DAEMON_MORE_LOGS[*]})"
     fi
