@@ -51,10 +51,16 @@ MEMBERS="${AGORA_KAFKA_NODES:-3}"
 [[ "$MEMBERS" =~ ^[1-9]$ ]] || die "AGORA_KAFKA_NODES='$MEMBERS' is not 1 to 9"
 REPLICATION=$((MEMBERS < 3 ? MEMBERS : 3))
 
-# Every node formats its storage with the same cluster id (Kafka's 22-character form).
+# Every node formats its storage with the same cluster id (Kafka's 22-character form). Like
+# Kafka's own, never one that starts with '-', which kafka-storage would read as an option (one
+# in 64 did, and failed a test run).
 cluster_new() {
-  printf 'CLUSTER_ID=%s\n' \
-    "$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+  printf 'CLUSTER_ID=%s\n' "$(python3 -c '
+import base64, uuid
+id = "-"
+while id.startswith("-"):
+    id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+print(id)')"
 }
 
 member() {

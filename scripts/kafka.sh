@@ -331,6 +331,7 @@ format_storage() {
   fi
   local cluster_id
   cluster_id="$(<"$KAFKA_CLUSTER_ID_FILE")"
+  [[ "$cluster_id" != -* ]] || die "cluster id '$cluster_id' starts with '-', which kafka-storage reads as an option; choose another (AGORA_KAFKA_CLUSTER_ID)"
   log "formatting storage in $KAFKA_LOG_DIRS (cluster id $cluster_id)"
   kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" \
     >"$KAFKA_DATA/format.log" 2>&1 \
