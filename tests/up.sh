@@ -119,7 +119,12 @@ pass "agora trace lists the order's trace"
 metrics_urls="$(grep -o 'http://[^ ]*/metrics' <<<"$banner")"
 [[ "$(wc -l <<<"$metrics_urls")" == 10 ]] || fail "the banner lists $(wc -l <<<"$metrics_urls") metrics endpoints, not 10"
 for url in $metrics_urls; do
-  scraped="$(curl -fsS "$url")" || fail "cannot scrape $url"
+  # The two gateways share one port (SO_REUSEPORT), so a scrape lands on either, and one that
+  # has served no request yet has no samples: a few scrapes reach the other.
+  for _ in $(seq 1 10); do
+    scraped="$(curl -fsS "$url")" || fail "cannot scrape $url"
+    grep -q '^agora_' <<<"$scraped" && break
+  done
   grep -q '^agora_' <<<"$scraped" || fail "$url serves no agora_ series"
 done
 # Either order-service instance may have placed it.
