@@ -77,7 +77,7 @@ logged env AGORA_KUBECTL="$CACHE_DIR/kube/bin/kube kubectl" \
   AGORA_KUBE_PG="$(bash scripts/kube-up.sh infra-url postgres)" \
   AGORA_KUBE_KAFKA="$(bash scripts/kube-up.sh infra-url kafka)" \
   AGORA_KUBE_JAEGER="$(bash scripts/kube-up.sh infra-url jaeger)" \
-  "$(bash scripts/python-tools.sh python)" -m pytest -q -s -rfE -p no:cacheprovider tests/kube
+  "$(bash scripts/python-tools.sh python)" -m pytest -q -s -rfE --durations=0 -p no:cacheprovider tests/kube
 
 drops="$(bash scripts/kube.sh guard-drops)"
 # Cluster traffic never left the machine: the guard dropped nothing on the way out.
