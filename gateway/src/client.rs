@@ -28,7 +28,9 @@ impl Backends {
     pub fn connect(targets: &BTreeMap<String, String>, resolver: &Resolver) -> anyhow::Result<Self> {
         let mut channels = BTreeMap::new();
         for (service, target) in targets {
-            let channel = resolver.channel(target).map_err(|e| anyhow::anyhow!("backend {service}: {e}"))?;
+            let channel = resolver
+                .channel(&agora_kit::callers::role_of(service), target)
+                .map_err(|e| anyhow::anyhow!("backend {service}: {e}"))?;
             channels.insert(service.clone(), (target.clone(), channel));
         }
         Ok(Self { channels })

@@ -79,7 +79,7 @@ async fn a_blackholed_connection_is_dropped_by_its_pings_and_made_again() {
     let relay = Relay::start(front, server_url.trim_start_matches("http://").to_owned()).await;
 
     let policy = Policy::default();
-    let balanced = Resolver::fixed().policy(policy.clone()).channel(&front_addr).unwrap();
+    let balanced = Resolver::fixed().policy(policy.clone()).channel("order-service", &front_addr).unwrap();
     let mut client = HealthClient::new(balanced);
     client.check(HealthCheckRequest::default()).await.expect("the first call, over the relay");
     assert_eq!(relay.accepted.load(Ordering::SeqCst), 1);

@@ -121,7 +121,7 @@ async fn two_instances(consul: &Consul) -> (String, ProductInstance, ProductInst
     let service = unique_service();
     let a = ProductInstance::start(consul, &service, "A").await;
     let b = ProductInstance::start(consul, &service, "B").await;
-    let balanced = Resolver::with_consul(consul.clone()).channel(&format!("consul://{service}")).unwrap();
+    let balanced = Resolver::with_consul(consul.clone()).channel(&service, &format!("consul://{service}")).unwrap();
     until_instances(&balanced, &[&a.id, &b.id]).await;
     (service, a, b, balanced)
 }
@@ -217,7 +217,7 @@ async fn calls_spread_over_the_passing_instances_and_follow_their_health() {
     let service = unique_service();
     let a = ProductInstance::start(&consul, &service, "A").await;
     let b = ProductInstance::start(&consul, &service, "B").await;
-    let balanced = Resolver::with_consul(consul.clone()).channel(&format!("consul://{service}")).unwrap();
+    let balanced = Resolver::with_consul(consul.clone()).channel(&service, &format!("consul://{service}")).unwrap();
     until_instances(&balanced, &[&a.id, &b.id]).await;
 
     // Both share the load (power of two choices over idle instances is a coin toss).

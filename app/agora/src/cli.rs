@@ -51,6 +51,10 @@ pub enum Command {
     /// settled, orders only move forward, customers read their own writes, nothing is charged
     /// twice, wallets and stock add up. Lists each anomaly with its operations; exits 1 on any.
     CheckHistory(CheckHistoryArgs),
+    /// Create a development CA (unless --dir holds one) and issue each role a certificate
+    /// naming it (spiffe://TRUST_DOMAIN/ROLE), for mutual TLS between the roles. Run it again
+    /// to renew them: running roles pick the new files up.
+    Certs(CertsArgs),
 }
 
 impl Command {
@@ -68,7 +72,8 @@ impl Command {
             | Command::Client(_)
             | Command::Loadgen(_)
             | Command::Reconcile(_)
-            | Command::CheckHistory(_) => "agora-client",
+            | Command::CheckHistory(_)
+            | Command::Certs(_) => "agora-client",
         }
     }
 
@@ -99,7 +104,7 @@ pub enum DiscoveryMode {
     Consul,
 }
 
-/// Service discovery flags, shared by every role.
+/// Service discovery and mutual-TLS flags, shared by every role.
 #[derive(Debug, Clone, Args)]
 pub struct DiscoveryArgs {
     /// How this process finds the services it calls and makes itself known.
@@ -126,6 +131,29 @@ pub struct DiscoveryArgs {
     /// Seconds an instance may stay critical before the agent removes it (Consul's minimum is 60).
     #[arg(long, env = "AGORA_CONSUL_DEREGISTER_AFTER_SECS", default_value_t = 60)]
     pub consul_deregister_after_secs: u64,
+
+    /// This role's certificate (PEM), naming it as spiffe://TRUST_DOMAIN/ROLE: with --tls-key
+    /// and --tls-ca, every gRPC call this process serves or makes is mutual TLS [default:
+    /// plaintext].
+    #[arg(long, env = "AGORA_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "AGORA_TLS_KEY", requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<PathBuf>,
+
+    /// The CA certificate(s) (PEM) that sign the deployment's roles.
+    #[arg(long, env = "AGORA_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+
+    /// The trust domain of the roles' SPIFFE identities.
+    #[arg(long, env = "AGORA_TLS_TRUST_DOMAIN", default_value = agora_kit::tls::DEFAULT_TRUST_DOMAIN)]
+    pub tls_trust_domain: String,
+
+    /// Seconds between readings of the TLS files: a renewed certificate is used from the next
+    /// handshake on, without a restart.
+    #[arg(long, env = "AGORA_TLS_RELOAD_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_reload_secs: u64,
 }
 
 /// Flags every single role has.
@@ -397,6 +425,33 @@ pub struct TraceArgs {
     /// How far back to look, in Jaeger's units (`15m`, `1h`, `2d`).
     #[arg(long, default_value = "1h")]
     pub lookback: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Where the CA (ca.pem, ca-key.pem) and the roles' files (ROLE.pem, ROLE-key.pem) are.
+    #[arg(long)]
+    pub dir: PathBuf,
+
+    /// The roles to issue certificates to.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "gateway,user-service,product-service,order-service,payment-service"
+    )]
+    pub roles: Vec<String>,
+
+    /// The trust domain the identities are in.
+    #[arg(long, default_value = agora_kit::tls::DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+
+    /// Days each role's certificate is valid.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub days: u64,
+
+    /// Host names and addresses the gateway's certificate also names, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    pub gateway_hosts: Vec<String>,
 }
 
 #[derive(Debug, Args)]

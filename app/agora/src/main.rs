@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
         cli::Command::Loadgen(args) => return client("loadgen", agora_loadgen::run(args).await),
         cli::Command::Reconcile(args) => return client("reconcile", agora::ops::reconcile::run(args).await),
         cli::Command::CheckHistory(args) => return client("check-history", agora::ops::history::run(&args)),
+        cli::Command::Certs(args) => return client("certs", agora::ops::certs::run(&args)),
         role => role,
     };
     let telemetry = match agora_kit::telemetry::init(command.service_name()) {
@@ -39,7 +40,8 @@ async fn main() -> ExitCode {
         | cli::Command::Client(_)
         | cli::Command::Loadgen(_)
         | cli::Command::Reconcile(_)
-        | cli::Command::CheckHistory(_) => {
+        | cli::Command::CheckHistory(_)
+        | cli::Command::Certs(_) => {
             unreachable!("clients returned above")
         }
     };

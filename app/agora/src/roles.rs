@@ -2,9 +2,13 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use agora_discovery::{CheckTiming, Consul, Probe, Registration, Resolver};
+use agora_discovery::{CheckTiming, Consul, Policy, Probe, Registration, Resolver};
 use agora_events::{EventBus, Host, KafkaBus, KafkaOptions, LocalBus};
-use agora_kit::{config, grpc::Listener};
+use agora_kit::{
+    config,
+    grpc::Listener,
+    tls::{Credentials, TlsFiles},
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +56,9 @@ async fn host(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Host> {
     let bus = bus(common).await?;
-    let listener = listen(listen_addr, &common.discovery, role, Probe::Grpc(grpc_service.to_owned())).await?;
+    let tls = credentials(&common.discovery, role, &shutdown)?;
+    let listener =
+        listen(listen_addr, &common.discovery, role, Probe::Grpc(grpc_service.to_owned())).await?.with_tls(tls);
     serve_metrics(common, &shutdown);
     Ok(Host::new(bus, listener, shutdown))
 }
@@ -79,8 +85,8 @@ pub async fn order(mut args: OrderArgs, shutdown: CancellationToken) -> anyhow::
         args.product_addr.get_or_insert_with(|| consul_target(PRODUCT));
     }
     let mut cfg: order_service::Config = config::load(args.common.config.as_deref(), &args)?;
-    cfg.resolver = resolver(&args.common.discovery)?;
     let host = host(&args.common, args.listen, ORDER, order_service::SERVICE_NAME, shutdown).await?;
+    cfg.resolver = resolver(&args.common.discovery, host.listener.tls().cloned())?;
     order_service::run(cfg, host).await
 }
 
@@ -115,7 +121,7 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
             }
         }
     }
-    cfg.resolver = resolver(&args.discovery)?;
+    cfg.resolver = resolver(&args.discovery, credentials(&args.discovery, GATEWAY, &shutdown)?)?;
     // The gateway serves HTTP, so the agent checks `/healthz`.
     let probe = Probe::Http("/healthz".into());
     let listener = if args.reuse_port {
@@ -135,12 +141,37 @@ fn consul_client(args: &DiscoveryArgs) -> anyhow::Result<Consul> {
     Consul::new(&args.consul_addr, args.consul_token.clone())
 }
 
-/// Channels for `--*-addr` targets; `consul://` ones need `--discovery consul`.
-fn resolver(args: &DiscoveryArgs) -> anyhow::Result<Resolver> {
-    Ok(match args.discovery {
+/// Channels for `--*-addr` targets; `consul://` ones need `--discovery consul`. With `tls`
+/// every channel is mutual TLS.
+fn resolver(args: &DiscoveryArgs, tls: Option<Arc<Credentials>>) -> anyhow::Result<Resolver> {
+    let resolver = match args.discovery {
         DiscoveryMode::Static => Resolver::fixed(),
         DiscoveryMode::Consul => Resolver::with_consul(consul_client(args)?),
-    })
+    };
+    Ok(resolver.policy(Policy { tls, ..Policy::default() }))
+}
+
+/// `role`'s TLS credentials, when `--tls-cert` names them: read, checked to name `role`, and
+/// read again every `--tls-reload-secs` until `shutdown`.
+fn credentials(
+    args: &DiscoveryArgs,
+    role: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Arc<Credentials>>> {
+    let (Some(cert), Some(key), Some(ca)) = (&args.tls_cert, &args.tls_key, &args.tls_ca) else {
+        return Ok(None);
+    };
+    let files = TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() };
+    let creds = Credentials::load(files, &args.tls_trust_domain)?;
+    let identity = creds.identity();
+    anyhow::ensure!(
+        identity.name() == role,
+        "--tls-cert {} names {identity}, but this process is {role}: give it {role}'s certificate",
+        cert.display()
+    );
+    creds.watch(Duration::from_secs(args.tls_reload_secs), shutdown.clone());
+    tracing::info!(%identity, "mutual TLS on for gRPC");
+    Ok(Some(creds))
 }
 
 /// The Consul registration of `role` listening at `local`, checked by `probe`.

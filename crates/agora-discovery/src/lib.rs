@@ -50,21 +50,22 @@ impl Resolver {
         self.consul.as_ref()
     }
 
-    /// A balanced channel to `target`: `consul://NAME`, or `HOST:PORT[,HOST:PORT…]`.
-    /// Must be called inside a Tokio runtime (a Consul target starts its watch).
-    pub fn channel(&self, target: &str) -> anyhow::Result<Balanced> {
+    /// A balanced channel to `role` at `target`: `consul://NAME` (the instances registered as
+    /// NAME), or `HOST:PORT[,HOST:PORT…]`. Under mutual TLS every instance must prove it is
+    /// `role`. Must be called inside a Tokio runtime (a Consul target starts its watch).
+    pub fn channel(&self, role: &str, target: &str) -> anyhow::Result<Balanced> {
         if let Some(name) = target.strip_prefix(CONSUL_SCHEME) {
             let name = name.trim_end_matches('/');
             anyhow::ensure!(!name.is_empty(), "target {target:?} names no service");
             let Some(consul) = &self.consul else {
                 anyhow::bail!("target {target:?} needs Consul: start with --discovery consul");
             };
-            let balanced = Balanced::new(name, self.policy.clone());
+            let balanced = Balanced::new(role, self.policy.clone());
             watch::follow(consul.clone(), name, &balanced);
             return Ok(balanced);
         }
         let addresses: Vec<&str> = target.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
-        Balanced::fixed(target, &addresses, self.policy.clone())
+        Balanced::fixed(role, &addresses, self.policy.clone())
     }
 }
 
@@ -75,13 +76,16 @@ mod tests {
     #[tokio::test]
     async fn targets_are_fixed_lists_or_consul_names() {
         let fixed = Resolver::fixed();
-        assert_eq!(fixed.channel("127.0.0.1:1, 127.0.0.1:2").unwrap().ids(), ["127.0.0.1:1", "127.0.0.1:2"]);
-        let error = fixed.channel("consul://product-service").unwrap_err().to_string();
+        assert_eq!(
+            fixed.channel("product-service", "127.0.0.1:1, 127.0.0.1:2").unwrap().ids(),
+            ["127.0.0.1:1", "127.0.0.1:2"]
+        );
+        let error = fixed.channel("product-service", "consul://product-service").unwrap_err().to_string();
         assert!(error.contains("--discovery consul"), "{error}");
-        assert!(fixed.channel(" , ").is_err());
+        assert!(fixed.channel("product-service", " , ").is_err());
         let consul = Resolver::with_consul(Consul::new("127.0.0.1:1", None).unwrap());
-        assert!(consul.channel("consul://").is_err());
-        let watched = consul.channel("consul://product-service").unwrap();
+        assert!(consul.channel("product-service", "consul://").is_err());
+        let watched = consul.channel("product-service", "consul://product-service").unwrap();
         assert_eq!(watched.service(), "product-service");
         assert!(watched.ids().is_empty(), "instances come from the watch");
     }

@@ -9,11 +9,20 @@
 //! then the announcer withdraws the instance (deregisters it) so callers stop choosing it,
 //! then tonic stops accepting and waits for the in-flight calls to finish, then `serve`
 //! returns.
+//!
+//! With [`Listener::with_tls`] the server speaks mutual TLS only: a caller without a
+//! certificate from the deployment's CA never gets past the handshake, and every call is held
+//! to the callers its method declares ([`crate::callers`]).
 
-use std::{fmt, net::SocketAddr, sync::Arc};
+use std::{fmt, future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::{
+    callers::{AuthorizeLayer, Callers},
+    tls::{self, Credentials},
+};
 use tonic::{service::Routes, transport::server::TcpIncoming};
 use tonic_health::{
     ServingStatus,
@@ -76,11 +85,12 @@ pub struct Listener {
     tcp: TcpListener,
     announcer: Option<Arc<dyn Announcer>>,
     health: Health,
+    tls: Option<Arc<Credentials>>,
 }
 
 impl From<TcpListener> for Listener {
     fn from(tcp: TcpListener) -> Self {
-        Self { tcp, announcer: None, health: Health::new() }
+        Self { tcp, announcer: None, health: Health::new(), tls: None }
     }
 }
 
@@ -95,6 +105,16 @@ impl Listener {
     pub fn with_health(mut self, health: Health) -> Self {
         self.health = health;
         self
+    }
+
+    /// The server speaks mutual TLS with `creds` and authorizes every call by its caller.
+    pub fn with_tls(mut self, creds: Option<Arc<Credentials>>) -> Self {
+        self.tls = creds;
+        self
+    }
+
+    pub fn tls(&self) -> Option<&Arc<Credentials>> {
+        self.tls.as_ref()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -118,7 +138,7 @@ pub async fn serve(
     listener: impl Into<Listener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Listener { tcp: listener, announcer, health } = listener.into();
+    let Listener { tcp: listener, announcer, health, tls } = listener.into();
     let addr = listener.local_addr()?;
     health.set(service_names, ServingStatus::Serving).await;
 
@@ -146,19 +166,29 @@ pub async fn serve(
     };
 
     let ready_in_ms = crate::telemetry::since_start().as_millis();
-    tracing::info!(%addr, services = ?service_names, ready_in_ms, "gRPC server listening");
+    let identity = tls.as_ref().map(|creds| creds.identity().to_string());
+    tracing::info!(%addr, services = ?service_names, ready_in_ms, mtls = ?identity, "gRPC server listening");
     if let Some(announcer) = &announcer {
         announcer.announce(addr).await;
     }
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         // Each call is observed (span, metrics) and runs under its caller's trace context.
         .layer(crate::rpc::ServerLayer)
+        // Under mutual TLS, a caller the method does not name is refused.
+        .layer(tower::util::option_layer(tls.as_ref().map(|_| AuthorizeLayer::new(Callers::agora()))))
         // A call that is safe twice waits out a database failover instead of failing.
         .layer(crate::patience::PatienceLayer::default())
-        .add_routes(routes.add_service(health_server).add_service(reflection).add_service(reflection_alpha))
+        .add_routes(routes.add_service(health_server).add_service(reflection).add_service(reflection_alpha));
+    let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match &tls {
         // Without TCP_NODELAY a reply that ends in a small write waits for the caller's
         // delayed ACK: 40 ms on Linux, at the p90 of a busy service (docs/benchmarks.md).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), drained);
+        None => {
+            Box::pin(router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), drained))
+        }
+        Some(creds) => Box::pin(
+            router.serve_with_incoming_shutdown(tls::incoming(listener, creds.server_config(&[b"h2"])), drained),
+        ),
+    };
     crate::net::drain_bounded(server, &deadline, addr).await?;
     tracing::info!(%addr, "gRPC server stopped");
     Ok(())

@@ -21,6 +21,7 @@
 //! - `testing` (feature): a fresh database per test on both backends.
 
 pub mod auth;
+pub mod callers;
 pub mod config;
 pub mod db;
 pub mod defaults;
@@ -41,4 +42,5 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
+pub mod tls;
 pub mod trace_context;

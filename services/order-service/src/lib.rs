@@ -75,8 +75,8 @@ pub async fn run(config: Config, host: Host) -> anyhow::Result<()> {
     let store = store::Store::new(background.outbox());
     let placer = placing::Placer::new(
         store.clone(),
-        config.resolver.channel(&config.user_addr)?,
-        config.resolver.channel(&config.product_addr)?,
+        config.resolver.channel("user-service", &config.user_addr)?,
+        config.resolver.channel("product-service", &config.product_addr)?,
     );
     background.consume(topics::PAYMENTS, Arc::new(consumer::Consumer));
     let sweeper = sweeper::Sweeper {

@@ -2,6 +2,7 @@
 //! public interfaces (the gateway, Jaeger's query API) or, read-only, its databases.
 //!
 //! - [`trace`]: `agora trace`, a trace from Jaeger printed as a tree.
+//! - [`certs`]: `agora certs`, a development CA and each role's certificate for mutual TLS.
 //! - [`check`]: `agora check`, whether a deployed platform answers (what `helm test` runs).
 //! - [`client`]: `agora client`, the REST API from the command line (sign up, sign in,
 //!   products, orders followed until they settle).
@@ -10,6 +11,7 @@
 //! - [`reconcile`]: `agora reconcile`, whether every order, payment, debit and unit of stock
 //!   adds up, from the audit queries each service exports over its own tables.
 
+pub mod certs;
 pub mod check;
 pub mod client;
 pub mod history;

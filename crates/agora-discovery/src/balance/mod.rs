@@ -44,7 +44,10 @@ use std::{
     time::Duration,
 };
 
-use agora_kit::rpc::{self, Observed, Side};
+use agora_kit::{
+    rpc::{self, Observed, Side},
+    tls::{Connector, Credentials},
+};
 use tokio::sync::Notify;
 use tonic::{body::Body, transport::Channel};
 use tower::{Service, discover::Change, retry::budget::TpsBudget};
@@ -72,6 +75,9 @@ pub struct Policy {
     /// otherwise stays in use, failing every call on it, until TCP gives up minutes later.
     pub keepalive: Duration,
     pub keepalive_timeout: Duration,
+    /// Mutual TLS: each instance must prove it is the channel's role, and is shown this
+    /// process's certificate. `None`: plaintext.
+    pub tls: Option<Arc<Credentials>>,
 }
 
 impl Default for Policy {
@@ -85,6 +91,7 @@ impl Default for Policy {
             connect_timeout: Duration::from_secs(1),
             keepalive: Duration::from_secs(5),
             keepalive_timeout: Duration::from_secs(3),
+            tls: None,
         }
     }
 }
@@ -103,7 +110,8 @@ impl fmt::Debug for Balanced {
 }
 
 pub(crate) struct Inner {
-    /// The service's name, for messages.
+    /// The role the instances serve: named in messages, and the identity their certificates
+    /// must show under mutual TLS.
     service: String,
     policy: Policy,
     methods: Arc<Methods>,
@@ -153,7 +161,7 @@ impl Balanced {
         }
     }
 
-    /// A channel over a fixed list of `HOST:PORT` (or `http://…`) addresses.
+    /// A channel to `service` over a fixed list of `HOST:PORT` (or `http://…`) addresses.
     pub fn fixed(service: &str, addresses: &[&str], policy: Policy) -> anyhow::Result<Self> {
         if addresses.is_empty() {
             anyhow::bail!("{service}: no address given");
@@ -174,13 +182,21 @@ impl Balanced {
     pub fn apply(&self, change: Change<String, String>) -> anyhow::Result<()> {
         match change {
             Change::Insert(id, address) => {
-                let channel = agora_kit::grpc::endpoint(&address)?
-                    .connect_timeout(self.inner.policy.connect_timeout)
-                    .http2_keep_alive_interval(self.inner.policy.keepalive)
-                    .keep_alive_timeout(self.inner.policy.keepalive_timeout)
+                let policy = &self.inner.policy;
+                let endpoint = agora_kit::grpc::endpoint(&address)?
+                    .connect_timeout(policy.connect_timeout)
+                    .http2_keep_alive_interval(policy.keepalive)
+                    .keep_alive_timeout(policy.keepalive_timeout)
                     .keep_alive_while_idle(true)
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+                    .tcp_nodelay(true);
+                let channel = match &policy.tls {
+                    None => endpoint.connect_lazy(),
+                    Some(creds) => endpoint.connect_with_connector_lazy(Connector::new(
+                        creds,
+                        &self.inner.service,
+                        policy.connect_timeout,
+                    )?),
+                };
                 let instance = Arc::new(Instance {
                     id: id.clone(),
                     address,

@@ -1,0 +1,475 @@
+//! Mutual TLS between Agora's roles, and the credentials behind it.
+//!
+//! Every role holds a certificate whose one URI SAN names it in SPIFFE form
+//! (`spiffe://agora.local/order-service`), signed by the deployment's CA. A server asks every
+//! caller for such a certificate and knows who calls ([`Peer`]); a client checks that the
+//! server is the role it meant to reach, whatever address discovery gave it. There are no
+//! host names to check: instances come and go at addresses Consul hands out.
+//!
+//! [`Credentials`] reads the certificate, its key and the CA bundle from files and reads them
+//! again when they change ([`Credentials::watch`]): a renewed certificate (cert-manager, a
+//! Secret the user rotates, `agora certs renew`) is used by the next handshake, and connections
+//! already open carry on. A file that does not parse, or a key that does not match its
+//! certificate, is logged and the credentials in use stay.
+
+mod connect;
+pub mod issue;
+mod serve;
+
+use std::{
+    fmt,
+    hash::{DefaultHasher, Hash, Hasher},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject},
+    server::{
+        WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
+    sign::CertifiedKey,
+};
+use tokio_util::sync::CancellationToken;
+
+pub use connect::Connector;
+pub use serve::{Peer, TlsConn, incoming};
+
+/// The trust domain of Agora's identities unless configured otherwise.
+pub const DEFAULT_TRUST_DOMAIN: &str = "agora.local";
+
+/// How often the files are read again by default.
+pub const DEFAULT_RELOAD_EVERY: Duration = Duration::from_secs(10);
+
+/// A workload identity: `spiffe://TRUST_DOMAIN/NAME`, NAME being a role (`order-service`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    trust_domain: String,
+    name: String,
+}
+
+impl Identity {
+    pub fn new(trust_domain: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { trust_domain: trust_domain.into(), name: name.into() }
+    }
+
+    /// Parses `spiffe://DOMAIN/NAME`; NAME is one path segment.
+    pub fn parse(uri: &str) -> Option<Self> {
+        let rest = uri.strip_prefix("spiffe://")?;
+        let (domain, name) = rest.split_once('/')?;
+        let valid = |s: &str| {
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
+        };
+        (valid(domain) && valid(name)).then(|| Self::new(domain, name))
+    }
+
+    /// The role (or other workload) the identity names.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    pub fn uri(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "spiffe://{}/{}", self.trust_domain, self.name)
+    }
+}
+
+/// The SPIFFE identity a certificate carries: its one `spiffe://` URI SAN.
+pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity, String> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| format!("unreadable certificate: {e}"))?;
+    let san = parsed
+        .subject_alternative_name()
+        .map_err(|e| format!("unreadable subjectAltName: {e}"))?
+        .ok_or("the certificate has no subjectAltName, so no SPIFFE identity")?;
+    let mut found = san.value.general_names.iter().filter_map(|name| match name {
+        x509_parser::extensions::GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(*uri),
+        _ => None,
+    });
+    let uri = found.next().ok_or("the certificate has no spiffe:// URI SAN")?;
+    if found.next().is_some() {
+        return Err("the certificate has more than one spiffe:// URI SAN".into());
+    }
+    Identity::parse(uri).ok_or_else(|| format!("{uri:?} is not spiffe://DOMAIN/NAME"))
+}
+
+/// Where a role's credentials live: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The role's certificate (and any intermediates after it).
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// The CA certificates whose signatures are trusted (one or more: a bundle holds the old CA
+    /// and the new while a CA is rotated).
+    pub ca: PathBuf,
+}
+
+/// What one reading of the files gave.
+struct Material {
+    key: Arc<CertifiedKey>,
+    roots: Arc<RootCertStore>,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+    identity: Identity,
+}
+
+impl fmt::Debug for Material {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Material").field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
+
+/// A role's certificate, key and trusted CAs, read again when the files change.
+pub struct Credentials {
+    files: TlsFiles,
+    trust_domain: String,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<Material>>,
+    /// A hash of the files' bytes behind `current` (or behind the last failed reading).
+    seen: Mutex<u64>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("files", &self.files)
+            .field("identity", &self.material().identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why credentials could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS credentials ({path}): {reason}")]
+pub struct CredentialsError {
+    path: String,
+    reason: String,
+}
+
+fn error(path: &Path, reason: impl fmt::Display) -> CredentialsError {
+    CredentialsError { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+impl Credentials {
+    /// Reads the files; the certificate must name an identity in `trust_domain`.
+    pub fn load(files: TlsFiles, trust_domain: &str) -> Result<Arc<Self>, CredentialsError> {
+        // ring: rustls's alternative, aws-lc, needs cmake and minutes more of every cold build.
+        // ring has no post-quantum key exchange (hence rustls's deprecation); X25519 and
+        // P-256 between a deployment's own roles (docs/security.md).
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let bytes = read_all(&files)?;
+        let material = parse(&files, &bytes, trust_domain, &provider)?;
+        Ok(Arc::new(Self {
+            files,
+            trust_domain: trust_domain.to_owned(),
+            provider,
+            current: RwLock::new(Arc::new(material)),
+            seen: Mutex::new(fingerprint(&bytes)),
+        }))
+    }
+
+    fn material(&self) -> Arc<Material> {
+        self.current.read().unwrap().clone()
+    }
+
+    /// The identity the current certificate names.
+    pub fn identity(&self) -> Identity {
+        self.material().identity.clone()
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// The identity a role of this deployment has.
+    pub fn identity_of_role(&self, role: &str) -> Identity {
+        Identity::new(&self.trust_domain, role)
+    }
+
+    /// Reads the files again: `Ok(true)` when they changed and now serve, `Ok(false)` when
+    /// they did not change, an error (and the old credentials kept) when they do not parse.
+    pub fn reload(&self) -> Result<bool, CredentialsError> {
+        let bytes = read_all(&self.files)?;
+        let print = fingerprint(&bytes);
+        let mut seen = self.seen.lock().unwrap();
+        if *seen == print {
+            return Ok(false);
+        }
+        // Remembered before parsing, so that a bad file is reported once, not on every tick.
+        *seen = print;
+        let material = parse(&self.files, &bytes, &self.trust_domain, &self.provider)?;
+        *self.current.write().unwrap() = Arc::new(material);
+        Ok(true)
+    }
+
+    /// Reads the files again every `every` until `shutdown`, logging what changed.
+    pub fn watch(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        let creds = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let Some(creds) = creds.upgrade() else { return };
+                match creds.reload() {
+                    Ok(true) => tracing::info!(
+                        identity = %creds.identity(),
+                        cert = %creds.files.cert.display(),
+                        "TLS credentials changed on disk; new handshakes use them"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!("{e}; the credentials in use stay"),
+                }
+            }
+        });
+    }
+
+    /// A server configuration that requires a client certificate from a trusted CA naming an
+    /// identity of this trust domain, offering `alpn`.
+    pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default versions")
+            .with_client_cert_verifier(Arc::new(ClientVerifier(self.clone())))
+            .with_cert_resolver(Arc::new(OwnCert(self.clone())));
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
+    /// A client configuration that presents this role's certificate and accepts only a server
+    /// whose certificate, from a trusted CA, names `expect`.
+    pub fn client_config(self: &Arc<Self>, expect: Identity) -> Arc<rustls::ClientConfig> {
+        let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ServerVerifier { creds: self.clone(), expect }))
+            .with_client_cert_resolver(Arc::new(OwnCert(self.clone())));
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(config)
+    }
+}
+
+fn read_all(files: &TlsFiles) -> Result<[Vec<u8>; 3], CredentialsError> {
+    let read = |path: &Path| std::fs::read(path).map_err(|e| error(path, e));
+    Ok([read(&files.cert)?, read(&files.key)?, read(&files.ca)?])
+}
+
+fn fingerprint(bytes: &[Vec<u8>; 3]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn parse(
+    files: &TlsFiles,
+    [cert, key, ca]: &[Vec<u8>; 3],
+    trust_domain: &str,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Material, CredentialsError> {
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| error(&files.cert, format!("not PEM certificates: {e}")))?;
+    let leaf = chain.first().ok_or_else(|| error(&files.cert, "holds no certificate"))?;
+    let identity = identity_of(leaf).map_err(|e| error(&files.cert, e))?;
+    if identity.trust_domain() != trust_domain {
+        return Err(error(&files.cert, format!("names {identity}, outside the trust domain {trust_domain}")));
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key).map_err(|e| error(&files.key, format!("not a PEM private key: {e}")))?;
+    let certified = CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| error(&files.key, format!("does not go with {}: {e}", files.cert.display())))?;
+    let mut roots = RootCertStore::empty();
+    for ca_cert in CertificateDer::pem_slice_iter(ca) {
+        let ca_cert = ca_cert.map_err(|e| error(&files.ca, format!("not PEM certificates: {e}")))?;
+        roots.add(ca_cert).map_err(|e| error(&files.ca, format!("not a CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(error(&files.ca, "holds no CA certificate"));
+    }
+    let roots = Arc::new(roots);
+    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| error(&files.ca, e))?;
+    Ok(Material { key: Arc::new(certified), roots, client_verifier, identity })
+}
+
+/// Hands out the current certificate, to the server side and the client side alike.
+#[derive(Debug)]
+struct OwnCert(Arc<Credentials>);
+
+impl rustls::server::ResolvesServerCert for OwnCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.material().key.clone())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for OwnCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.material().key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn refused(reason: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(
+        std::io::Error::new(std::io::ErrorKind::PermissionDenied, reason),
+    ))))
+}
+
+/// A client certificate from a trusted CA (chain and validity checked by webpki) that names
+/// an identity of this trust domain.
+#[derive(Debug)]
+struct ClientVerifier(Arc<Credentials>);
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // Every caller has one certificate only; no hint is needed to choose it.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0.material().client_verifier.verify_client_cert(end_entity, intermediates, now)?;
+        let identity = identity_of(end_entity).map_err(refused)?;
+        if identity.trust_domain() != self.0.trust_domain {
+            return Err(refused(format!("{identity} is outside the trust domain {}", self.0.trust_domain)));
+        }
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A server certificate from a trusted CA that names the identity the client meant to reach.
+#[derive(Debug)]
+struct ServerVerifier {
+    creds: Arc<Credentials>,
+    expect: Identity,
+}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let material = self.creds.material();
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &material.roots,
+            intermediates,
+            now,
+            self.creds.provider.signature_verification_algorithms.all,
+        )?;
+        let identity = identity_of(end_entity).map_err(refused)?;
+        if identity != self.expect {
+            return Err(refused(format!("the server is {identity}, not {}", self.expect)));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.creds.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.creds.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.creds.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_parse_from_spiffe_uris_only() {
+        let id = Identity::parse("spiffe://agora.local/order-service").unwrap();
+        assert_eq!((id.trust_domain(), id.name()), ("agora.local", "order-service"));
+        assert_eq!(id.uri(), "spiffe://agora.local/order-service");
+        for bad in [
+            "https://agora.local/order-service",
+            "spiffe://agora.local",
+            "spiffe://agora.local/",
+            "spiffe:///order-service",
+            "spiffe://agora.local/a/b",
+            "spiffe://Agora.local/order-service",
+        ] {
+            assert_eq!(Identity::parse(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Mutual TLS between roles, against a real product-service served with `--tls-*` files: who
+//! gets past the handshake, who may call which method, and certificates (the CA's too) rotated
+//! on disk while calls flow.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use agora_events::{Host, LocalBus};
+use agora_kit::{
+    grpc::Listener,
+    identity::Caller,
+    testing::{Served, loopback},
+    tls::{Connector, Credentials, Identity, TlsFiles, issue::Ca},
+};
+use agora_proto::{
+    Money,
+    product::{
+        CreateProductRequest, ListProductsRequest, ReservationItem, ReserveStockRequest,
+        product_service_client::ProductServiceClient,
+    },
+};
+use tonic::{Code, transport::Channel};
+
+const DOMAIN: &str = "agora.local";
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A folder of PEM files: a CA, and certificates it issued to roles.
+struct Pki {
+    dir: PathBuf,
+    ca: Ca,
+}
+
+impl Pki {
+    fn new(dir: &Path, name: &str) -> Self {
+        let ca = Ca::new(name, 30 * DAY).unwrap();
+        let pki = Self { dir: dir.join(name), ca };
+        std::fs::create_dir_all(&pki.dir).unwrap();
+        std::fs::write(pki.dir.join("ca.pem"), pki.ca.cert_pem()).unwrap();
+        pki
+    }
+
+    /// `role`'s files, valid from `from` to `until`.
+    fn issue_between(&self, role: &str, from: SystemTime, until: SystemTime) -> TlsFiles {
+        let issued = self.ca.issue(&Identity::new(DOMAIN, role), &[], from, until).unwrap();
+        let files = TlsFiles {
+            cert: self.dir.join(format!("{role}.pem")),
+            key: self.dir.join(format!("{role}-key.pem")),
+            ca: self.dir.join("ca.pem"),
+        };
+        std::fs::write(&files.key, issued.key_pem).unwrap();
+        std::fs::write(&files.cert, issued.cert_pem).unwrap();
+        files
+    }
+
+    fn issue(&self, role: &str) -> TlsFiles {
+        let now = SystemTime::now();
+        self.issue_between(role, now - Duration::from_secs(60), now + DAY)
+    }
+}
+
+/// product-service on loopback, mutual TLS with `files`.
+async fn product_service(files: TlsFiles) -> (Served, String, Arc<Credentials>) {
+    let creds = Credentials::load(files, DOMAIN).unwrap();
+    let (tcp, url) = loopback().await;
+    let listener = Listener::from(tcp).with_tls(Some(creds.clone()));
+    let bus = Arc::new(LocalBus::in_memory().await.unwrap());
+    let config = product_service::Config { database_url: "sqlite::memory:".to_owned(), ..Default::default() };
+    let served = Served::spawn(|stop| product_service::run(config, Host::new(bus, listener, stop)));
+    (served, url, creds)
+}
+
+/// A channel to product-service at `url` as the role `files` name, expecting the server to be
+/// `expect`; connecting happens on the first call.
+fn client(files: &TlsFiles, url: &str, expect: &str) -> ProductServiceClient<Channel> {
+    let creds = Credentials::load(files.clone(), DOMAIN).unwrap();
+    client_with(&creds, url, expect)
+}
+
+fn client_with(creds: &Arc<Credentials>, url: &str, expect: &str) -> ProductServiceClient<Channel> {
+    let connector = Connector::new(creds, expect, Duration::from_secs(2)).unwrap();
+    let channel = agora_kit::grpc::endpoint(url).unwrap().connect_with_connector_lazy(connector);
+    ProductServiceClient::new(channel)
+}
+
+fn list() -> tonic::Request<ListProductsRequest> {
+    Caller::service().request(ListProductsRequest::default())
+}
+
+/// A call that never reached product-service's handlers: the connection failed (the caller's
+/// side, or the server's alert after its handshake) rather than the server answering.
+#[track_caller]
+fn assert_refused(result: Result<tonic::Response<impl std::fmt::Debug>, tonic::Status>) {
+    let status = result.unwrap_err();
+    let from_transport = std::error::Error::source(&status).is_some();
+    assert!(
+        from_transport && matches!(status.code(), Code::Unavailable | Code::Unknown),
+        "expected a refused connection, got {status:?}"
+    );
+}
+
+/// Lists products until product-service answers (it starts in the background).
+async fn until_served(client: &mut ProductServiceClient<Channel>) {
+    for _ in 0..100 {
+        if client.list_products(list()).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("product-service never answered over mutual TLS");
+}
+
+#[tokio::test]
+async fn plaintext_another_ca_an_expired_certificate_and_the_wrong_server_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "deployment");
+    let (served, url, _) = product_service(pki.issue("product-service")).await;
+    let gateway = pki.issue("gateway");
+    until_served(&mut client(&gateway, &url, "product-service")).await;
+
+    // Plaintext HTTP/2 never gets past the handshake.
+    let plain = Channel::from_shared(url.clone()).unwrap().connect_lazy();
+    assert_refused(ProductServiceClient::new(plain).list_products(list()).await);
+
+    // A certificate of the same role from another CA.
+    let rogue = Pki::new(dir.path(), "rogue").issue("gateway");
+    let rogue_files = TlsFiles { ca: gateway.ca.clone(), ..rogue };
+    assert_refused(client(&rogue_files, &url, "product-service").list_products(list()).await);
+
+    // An expired one from the right CA.
+    let now = SystemTime::now();
+    let expired = pki.issue_between("payment-service", now - 3 * DAY, now - DAY);
+    assert_refused(client(&expired, &url, "product-service").list_products(list()).await);
+
+    // A client that meant to reach user-service refuses product-service's certificate.
+    let status = client(&gateway, &url, "user-service").list_products(list()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(format!("{status:?}").contains("not spiffe://agora.local/user-service"), "{status:?}");
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn each_method_answers_only_the_roles_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "deployment");
+    let (served, url, _) = product_service(pki.issue("product-service")).await;
+    let mut gateway = client(&pki.issue("gateway"), &url, "product-service");
+    let mut order = client(&pki.issue("order-service"), &url, "product-service");
+    let mut payment = client(&pki.issue("payment-service"), &url, "product-service");
+    until_served(&mut gateway).await;
+
+    // The public API is the gateway's.
+    let created = gateway
+        .create_product(Caller::admin("admin-1").request(CreateProductRequest {
+            name: "mug".into(),
+            description: "a mug".into(),
+            price: Some(Money { currency_code: "USD".into(), amount_minor: 900 }),
+            stock: 5,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let denied = payment.list_products(list()).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains("spiffe://agora.local/payment-service may not call"), "{denied:?}");
+
+    // Reservations are order-service's: the gateway cannot reach past its routes to them.
+    let reserve = || {
+        Caller::service().request(ReserveStockRequest {
+            order_id: agora_kit::id::new_id(),
+            items: vec![ReservationItem { product_id: created.id.clone(), quantity: 1, unit_price: None }],
+        })
+    };
+    let denied = gateway.reserve_stock(reserve()).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains("order-service"), "the refusal names who may call: {denied:?}");
+    order.reserve_stock(reserve()).await.unwrap();
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn every_certificate_and_the_ca_rotated_on_disk_under_calls_fail_no_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Pki::new(dir.path(), "old");
+    let new = Pki::new(dir.path(), "new");
+    let server_files = old.issue("product-service");
+    let (served, url, server_creds) = product_service(server_files.clone()).await;
+    server_creds.watch(Duration::from_millis(100), tokio_util::sync::CancellationToken::new());
+    let client_files = old.issue("gateway");
+    let client_creds = Credentials::load(client_files.clone(), DOMAIN).unwrap();
+    client_creds.watch(Duration::from_millis(100), tokio_util::sync::CancellationToken::new());
+    until_served(&mut client_with(&client_creds, &url, "product-service")).await;
+
+    // Calls on fresh connections (a new channel every call, so each makes a handshake) while
+    // the files change underneath.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (calls, failures) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = {
+        let (stop, calls, failures, creds, url) =
+            (stop.clone(), calls.clone(), failures.clone(), client_creds.clone(), url.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(status) = client_with(&creds, &url, "product-service").list_products(list()).await {
+                    eprintln!("call failed during rotation: {status:?}");
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                calls.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let bundle = format!("{}{}", old.ca.cert_pem(), new.ca.cert_pem());
+    let pause = || tokio::time::sleep(Duration::from_millis(400));
+    // 1. Both sides trust both CAs.
+    std::fs::write(&server_files.ca, &bundle).unwrap();
+    std::fs::write(&client_files.ca, &bundle).unwrap();
+    pause().await;
+    // 2. Both get certificates of the new CA (key and certificate written one after the other,
+    // as a renewal does).
+    for (files, role) in [(&server_files, "product-service"), (&client_files, "gateway")] {
+        let renewed = new.issue(role);
+        std::fs::copy(&renewed.key, &files.key).unwrap();
+        std::fs::copy(&renewed.cert, &files.cert).unwrap();
+    }
+    pause().await;
+    // 3. The old CA is trusted no more.
+    std::fs::write(&server_files.ca, new.ca.cert_pem()).unwrap();
+    std::fs::write(&client_files.ca, new.ca.cert_pem()).unwrap();
+    pause().await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+
+    let (calls, failures) = (calls.load(Ordering::Relaxed), failures.load(Ordering::Relaxed));
+    assert!(calls >= 20, "only {calls} calls during the rotation");
+    assert_eq!(failures, 0, "{failures} of {calls} calls failed during the rotation");
+    // Both sides now hold the new CA's certificates and trust it alone: a client with a
+    // certificate of the old CA is refused, and the rotated client is served.
+    let stale = old.issue("order-service");
+    assert_refused(client(&stale, &url, "product-service").list_products(list()).await);
+    client_with(&client_creds, &url, "product-service").list_products(list()).await.unwrap();
+    served.stop().await;
+}
