@@ -149,12 +149,12 @@ step "layers"
 python3 scripts/check-layers.py --self-test
 
 step "cargo test"
-# Built once, then the test binaries run in two lanes side by side (they mostly wait on Kafka,
-# PostgreSQL and Consul): the slowest binaries are spread first (scripts/lib/test-lanes.py).
+# Built once, then the test binaries run in three lanes side by side (they mostly wait on
+# Kafka, PostgreSQL and Consul): the slowest binaries are spread first (scripts/lib/test-lanes.py).
 cargo test --workspace --all-targets --no-run
 cargo test --workspace --all-targets --no-run --message-format=json 2>/dev/null \
-  | python3 scripts/lib/test-lanes.py --heavy agora-events:it --heavy agora:it --heavy agora-tests:failover \
-    --heavy agora-tests:discovery
+  | python3 scripts/lib/test-lanes.py --lanes 3 --heavy agora-events:it --heavy agora:it \
+    --heavy agora-tests:failover --heavy agora-tests:discovery
 
 step "make up / make down, API fuzzing (schemathesis) and the Helm chart's checks, side by side"
 # A private stack (own instances, free ports) run by the debug binary cargo test built: most

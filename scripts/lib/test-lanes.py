@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Runs the workspace's test binaries in two lanes side by side, as `cargo test` would run
-each (in its package's directory, with its target's name), and fails if any failed.
+"""Runs the workspace's test binaries in lanes side by side, as `cargo test` would run each (in
+its package's directory, with its target's name), and fails if any failed.
 
 Most of the suite's time is spent waiting on Kafka, PostgreSQL, Consul and Jaeger rather
-than on the CPU, and `cargo test` runs one binary at a time; two lanes halve the wait on this
-machine's two cores. A lane's output is printed when the lane ends, so the two never mix.
+than on the CPU, and `cargo test` runs one binary at a time; lanes overlap the waits on this
+machine's two cores. A lane's output is printed when the lane ends, so lanes never mix.
 
 Usage: cargo test --workspace --all-targets --no-run --message-format=json \
-         | python3 scripts/lib/test-lanes.py [--heavy NAME ...] [-- TEST ARGS]
+         | python3 scripts/lib/test-lanes.py [--lanes N] [--heavy NAME ...] [-- TEST ARGS]
+  --lanes N     how many lanes (default: 2)
   --heavy NAME  a binary (package:target, e.g. agora-events:it) to spread over the lanes
-                first, heaviest first; the others fill the lane that is lighter so far
+                first, heaviest first; the others follow, dealt the same way
 """
 
 import json
@@ -74,9 +75,13 @@ def main():
         args = argv[argv.index("--") + 1:]
         argv = argv[: argv.index("--")]
     heavy = []
+    count = 2
     while argv:
         if argv[0] == "--heavy" and len(argv) > 1:
             heavy.append(argv[1])
+            argv = argv[2:]
+        elif argv[0] == "--lanes" and len(argv) > 1 and argv[1].isdigit() and int(argv[1]) >= 1:
+            count = int(argv[1])
             argv = argv[2:]
         else:
             sys.exit(f"unknown argument {argv[0]!r}\n{__doc__}")
@@ -87,13 +92,15 @@ def main():
     missing = [name for name in heavy if name not in by_name]
     if missing:
         sys.exit(f"--heavy names no test binary: {', '.join(missing)} (have: {', '.join(sorted(by_name))})")
-    lanes = [[], []]
-    # The heavy ones alternate (each to the lane with fewer of them), the rest fill lane by count.
-    for i, name in enumerate(heavy):
-        lanes[i % 2].append(by_name[name])
+    lanes = [[] for _ in range(count)]
+    # Dealt like a snake draft (lanes 1, 2, 3, 3, 2, 1, 1, ...): the heavy ones first, heaviest
+    # first, so the second round's lighter ones join the lanes whose first one was lightest.
+    def lane_of(i):
+        i %= 2 * count
+        return i if i < count else 2 * count - 1 - i
     rest = [b for b in found if b[0] not in heavy]
-    for i, job in enumerate(rest):
-        lanes[(len(heavy) + i) % 2].append(job)
+    for i, job in enumerate([by_name[name] for name in heavy] + rest):
+        lanes[lane_of(i)].append(job)
     results = []
     threads = [threading.Thread(target=run_lane, args=(n + 1, jobs, args, results)) for n, jobs in enumerate(lanes)]
     for thread in threads:
