@@ -32,7 +32,7 @@ pub mod template;
 pub mod testing;
 pub mod transcode;
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use agora_kit::auth::JwtKeys;
 use axum::{Router, routing::get, serve::ListenerExt as _};
@@ -90,6 +90,10 @@ pub struct Config {
     /// Turns `backends` into balanced channels (and watches Consul for them).
     #[serde(skip)]
     pub resolver: agora_discovery::Resolver,
+    /// Serve HTTPS with this certificate (HTTP/2 and HTTP/1.1, chosen by ALPN) instead of
+    /// plaintext HTTP.
+    #[serde(skip)]
+    pub https: Option<Arc<agora_kit::tls::PublicCert>>,
 }
 
 impl Default for Config {
@@ -105,6 +109,7 @@ impl Default for Config {
             sign_in_limit_burst: 20,
             cors_origins: Vec::new(),
             resolver: agora_discovery::Resolver::fixed(),
+            https: None,
         }
     }
 }
@@ -195,7 +200,8 @@ pub async fn run(
     let (listener, announcer) = listener.into().into_parts();
     let addr = listener.local_addr()?;
     let ready_in_ms = agora_kit::telemetry::since_start().as_millis();
-    tracing::info!(%addr, routes = api.bindings.len(), ready_in_ms, "gateway listening");
+    let scheme = if config.https.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, routes = api.bindings.len(), ready_in_ms, "gateway listening");
     if let Some(announcer) = &announcer {
         announcer.announce(addr).await;
     }
@@ -209,15 +215,27 @@ pub async fn run(
         }
         tracing::info!(%addr, "draining in-flight requests");
     };
-    // TCP_NODELAY: a small response must not wait for the client's delayed ACK (40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    match &config.https {
+        None => {
+            // TCP_NODELAY: a small response must not wait for the client's delayed ACK (40 ms).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY: {e}");
+                }
+            });
+            let server = axum::serve(listener, service).with_graceful_shutdown(withdrawn);
+            agora_kit::net::drain_bounded(server.into_future(), &shutdown, addr).await?;
         }
-    });
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(withdrawn);
-    agora_kit::net::drain_bounded(server.into_future(), &shutdown, addr).await?;
+        Some(cert) => {
+            // The incoming connections set TCP_NODELAY themselves; the no-op tap is what gives
+            // a listener of another kind than TCP its callers' addresses (ConnectInfo).
+            let listener =
+                agora_kit::tls::TlsListener::new(listener, cert.server_config(&[b"h2", b"http/1.1"]))?.tap_io(|_| {});
+            let server = axum::serve(listener, service).with_graceful_shutdown(withdrawn);
+            agora_kit::net::drain_bounded(server.into_future(), &shutdown, addr).await?;
+        }
+    }
     tracing::info!(%addr, "gateway stopped");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Mutual TLS between roles, against a real product-service served with `--tls-*` files: who
 //! gets past the handshake, who may call which method, and certificates (the CA's too) rotated
-//! on disk while calls flow.
+//! on disk while calls flow. And the gateway's HTTPS: HTTP/2 and HTTP/1.1 by ALPN, and a
+//! renewed certificate served without a restart.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,7 +17,7 @@ use agora_kit::{
     grpc::Listener,
     identity::Caller,
     testing::{Served, loopback},
-    tls::{Connector, Credentials, Identity, TlsFiles, issue::Ca},
+    tls::{Connector, Credentials, Identity, PublicCert, TlsFiles, issue::Ca},
 };
 use agora_proto::{
     Money,
@@ -25,6 +26,7 @@ use agora_proto::{
         product_service_client::ProductServiceClient,
     },
 };
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tonic::{Code, transport::Channel};
 
 const DOMAIN: &str = "agora.local";
@@ -242,5 +244,130 @@ async fn every_certificate_and_the_ca_rotated_on_disk_under_calls_fail_no_call()
     let stale = old.issue("order-service");
     assert_refused(client(&stale, &url, "product-service").list_products(list()).await);
     client_with(&client_creds, &url, "product-service").list_products(list()).await.unwrap();
+    served.stop().await;
+}
+
+/// The gateway serving HTTPS with `cert`'s files: backends that are never called (`/healthz`
+/// answers without them).
+async fn https_gateway(cert: Arc<PublicCert>) -> (Served, std::net::SocketAddr) {
+    let (tcp, _) = loopback().await;
+    let addr = tcp.local_addr().unwrap();
+    let backends = [
+        user_service::SERVICE_NAME,
+        product_service::SERVICE_NAME,
+        order_service::SERVICE_NAME,
+        payment_service::SERVICE_NAME,
+    ];
+    let config = gateway::Config {
+        backends: backends.iter().map(|s| ((*s).to_owned(), "127.0.0.1:9".to_owned())).collect(),
+        jwt_secret: "k".repeat(40).into(),
+        https: Some(cert),
+        ..Default::default()
+    };
+    (Served::spawn(|stop| gateway::run(config, tcp, stop)), addr)
+}
+
+/// An HTTPS connection to `addr` trusting `ca_pem` alone and offering `alpn`: what ALPN chose,
+/// and a sender of requests on it.
+async fn https_connect(addr: std::net::SocketAddr, ca_pem: &str, alpn: &[u8]) -> anyhow::Result<(Vec<u8>, Sender)> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let tls =
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost")?, tcp).await?;
+    let chosen = tls.get_ref().1.alpn_protocol().unwrap_or_default().to_vec();
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let sender = if chosen == b"h2" {
+        let (sender, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await?;
+        tokio::spawn(conn);
+        Sender::H2(sender)
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(conn);
+        Sender::H1(sender)
+    };
+    Ok((chosen, sender))
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>),
+}
+
+impl Sender {
+    async fn get(&mut self, path: &str) -> anyhow::Result<http::StatusCode> {
+        let request = http::Request::get(format!("https://localhost{path}"))
+            .header(http::header::HOST, "localhost")
+            .body(http_body_util::Empty::new())?;
+        Ok(match self {
+            Sender::H1(sender) => sender.send_request(request).await?.status(),
+            Sender::H2(sender) => sender.send_request(request).await?.status(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_serves_https_over_http2_and_http1_and_a_renewed_certificate_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (Pki::new(dir.path(), "web-old"), Pki::new(dir.path(), "web-new"));
+    let issue = |pki: &Pki| {
+        let now = SystemTime::now();
+        let issued =
+            pki.ca.issue(&Identity::new(DOMAIN, "gateway"), &["localhost".to_owned()], now, now + DAY).unwrap();
+        (issued.cert_pem, issued.key_pem)
+    };
+    let (cert_file, key_file) = (dir.path().join("https.pem"), dir.path().join("https-key.pem"));
+    let (cert, key) = issue(&old);
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let https = PublicCert::load(&cert_file, &key_file).unwrap();
+    https.watch(Duration::from_millis(100), tokio_util::sync::CancellationToken::new());
+    let (served, addr) = https_gateway(https).await;
+    let mut ready = false;
+    for _ in 0..100 {
+        if https_connect(addr, old.ca.cert_pem(), b"h2").await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the gateway never served HTTPS");
+
+    // ALPN picks HTTP/2 or HTTP/1.1, as the client offers.
+    let (chosen, mut h2) = https_connect(addr, old.ca.cert_pem(), b"h2").await.unwrap();
+    assert_eq!(chosen, b"h2");
+    assert_eq!(h2.get("/healthz").await.unwrap(), 200);
+    let (chosen, mut h1) = https_connect(addr, old.ca.cert_pem(), b"http/1.1").await.unwrap();
+    assert_eq!(chosen, b"http/1.1");
+    assert_eq!(h1.get("/healthz").await.unwrap(), 200);
+    // Plaintext HTTP gets no answer.
+    assert!(reqwest::get(format!("http://{addr}/healthz")).await.is_err());
+
+    // A renewed certificate (of another CA, to tell them apart): new connections get it, and
+    // the connections already open keep working.
+    let (cert, key) = issue(&new);
+    std::fs::write(&key_file, key).unwrap();
+    std::fs::write(&cert_file, cert).unwrap();
+    let mut renewed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if https_connect(addr, new.ca.cert_pem(), b"h2").await.is_ok() {
+            renewed = true;
+            break;
+        }
+    }
+    assert!(renewed, "the renewed certificate was never served");
+    assert!(https_connect(addr, old.ca.cert_pem(), b"h2").await.is_err(), "the old certificate is still served");
+    assert_eq!(h2.get("/healthz").await.unwrap(), 200, "an HTTP/2 connection opened before the renewal");
+    assert_eq!(h1.get("/healthz").await.unwrap(), 200, "an HTTP/1.1 connection opened before the renewal");
     served.stop().await;
 }

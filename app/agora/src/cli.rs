@@ -358,6 +358,15 @@ pub struct GatewayArgs {
     #[arg(long, env = "AGORA_REUSE_PORT")]
     #[serde(skip)]
     pub reuse_port: bool,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate chain (PEM) instead of plaintext
+    /// HTTP; read again every --tls-reload-secs, so a renewed one is served without a restart.
+    #[arg(long, env = "AGORA_HTTPS_CERT", requires = "https_key")]
+    #[serde(skip)]
+    pub https_cert: Option<PathBuf>,
+    /// The private key of --https-cert (PEM).
+    #[arg(long, env = "AGORA_HTTPS_KEY", requires = "https_cert")]
+    #[serde(skip)]
+    pub https_key: Option<PathBuf>,
     /// Origins browsers may call from, comma-separated, or `*`; none sends no CORS headers.
     #[arg(long, env = "AGORA_CORS_ORIGINS", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Vec::is_empty")]

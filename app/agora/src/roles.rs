@@ -7,7 +7,7 @@ use agora_events::{EventBus, Host, KafkaBus, KafkaOptions, LocalBus};
 use agora_kit::{
     config,
     grpc::Listener,
-    tls::{Credentials, TlsFiles},
+    tls::{Credentials, PublicCert, TlsFiles},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -57,8 +57,10 @@ async fn host(
 ) -> anyhow::Result<Host> {
     let bus = bus(common).await?;
     let tls = credentials(&common.discovery, role, &shutdown)?;
-    let listener =
-        listen(listen_addr, &common.discovery, role, Probe::Grpc(grpc_service.to_owned())).await?.with_tls(tls);
+    // Consul's agent holds no certificate of the deployment: under mutual TLS it can only see
+    // that the port accepts connections (a stopping instance deregisters itself first).
+    let probe = if tls.is_some() { Probe::Tcp } else { Probe::Grpc(grpc_service.to_owned()) };
+    let listener = listen(listen_addr, &common.discovery, role, probe).await?.with_tls(tls);
     serve_metrics(common, &shutdown);
     Ok(Host::new(bus, listener, shutdown))
 }
@@ -72,7 +74,10 @@ pub async fn user(args: UserArgs, shutdown: CancellationToken) -> anyhow::Result
 pub async fn product(args: ProductArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: product_service::Config = config::load(args.common.config.as_deref(), &args)?;
     let host = host(&args.common, args.listen, PRODUCT, product_service::SERVICE_NAME, shutdown).await?;
-    if args.seed_demo {
+    if args.seed_demo && host.listener.tls().is_some() {
+        // It calls CreateProduct, the gateway's alone under mutual TLS.
+        tracing::warn!("--seed-demo is ignored under mutual TLS: add products through the gateway");
+    } else if args.seed_demo {
         let addr = host.listener.local_addr()?.to_string();
         tokio::spawn(async move { crate::seed::demo_catalog_when_up(&addr).await });
     }
@@ -122,8 +127,13 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
         }
     }
     cfg.resolver = resolver(&args.discovery, credentials(&args.discovery, GATEWAY, &shutdown)?)?;
-    // The gateway serves HTTP, so the agent checks `/healthz`.
-    let probe = Probe::Http("/healthz".into());
+    if let (Some(cert), Some(key)) = (&args.https_cert, &args.https_key) {
+        let https = PublicCert::load(cert, key)?;
+        https.watch(Duration::from_secs(args.discovery.tls_reload_secs), shutdown.clone());
+        cfg.https = Some(https);
+    }
+    // The gateway serves HTTP(S), so the agent checks `/healthz`.
+    let probe = if cfg.https.is_some() { Probe::Https("/healthz".into()) } else { Probe::Http("/healthz".into()) };
     let listener = if args.reuse_port {
         let tcp = agora_kit::net::bind_shared(args.listen)?;
         announce(Listener::from(tcp), &args.discovery, GATEWAY, probe, Registration::sharing_address)?

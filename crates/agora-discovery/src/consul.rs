@@ -55,7 +55,7 @@ pub struct ServiceRegistration {
     pub check: Check,
 }
 
-/// The agent's health check of an instance. Exactly one of `grpc` and `http` is set.
+/// The agent's health check of an instance. Exactly one of `grpc`, `http` and `tcp` is set.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Check {
@@ -68,6 +68,13 @@ pub struct Check {
     /// A URL that must answer 2xx.
     #[serde(rename = "HTTP", skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
+    /// An `https://` check asks whether the instance answers, not who it is: the certificate
+    /// is for the names clients use, not for the address the agent dials.
+    #[serde(rename = "TLSSkipVerify", skip_serializing_if = "Option::is_none")]
+    pub tls_skip_verify: Option<bool>,
+    /// `HOST:PORT` that must accept a connection.
+    #[serde(rename = "TCP", skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
     /// Go duration syntax (`5s`), as the agent wants it.
     pub interval: String,
     pub timeout: String,
@@ -272,6 +279,8 @@ mod tests {
                 grpc: Some("127.0.0.1:50052/agora.product.v1.ProductService".into()),
                 grpc_use_tls: Some(false),
                 http: None,
+                tls_skip_verify: None,
+                tcp: None,
                 interval: "5s".into(),
                 timeout: "2s".into(),
                 deregister_critical_service_after: "1m".into(),

@@ -39,6 +39,11 @@ pub enum Probe {
     Grpc(String),
     /// An HTTP GET of this path that must answer 2xx.
     Http(String),
+    /// The same over HTTPS.
+    Https(String),
+    /// A TCP connection accepted: for a gRPC server that speaks mutual TLS only, which the
+    /// agent, holding no certificate of the deployment, cannot ask for its health.
+    Tcp,
 }
 
 /// An instance's registration, kept alive between [`Registration::start`] and
@@ -65,9 +70,11 @@ impl Registration {
     ) -> Self {
         let host = advertise.ip().to_string();
         let target = advertise.to_string();
-        let (check_name, grpc, http) = match probe {
+        let (check_name, grpc, http) = match &probe {
             Probe::Grpc(service) => ("gRPC health", Some(format!("{target}/{service}")), None),
             Probe::Http(path) => ("HTTP health", None, Some(format!("http://{target}{path}"))),
+            Probe::Https(path) => ("HTTPS health", None, Some(format!("https://{target}{path}"))),
+            Probe::Tcp => ("TCP", None, None),
         };
         let service = ServiceRegistration {
             id: format!("{name}-{host}-{}", advertise.port()),
@@ -80,6 +87,8 @@ impl Registration {
                 grpc_use_tls: grpc.as_ref().map(|_| false),
                 grpc,
                 http,
+                tls_skip_verify: matches!(probe, Probe::Https(_)).then_some(true),
+                tcp: matches!(probe, Probe::Tcp).then(|| target.clone()),
                 interval: go_duration(timing.interval),
                 // A check slower than its interval would overlap the next one.
                 timeout: go_duration(timing.interval.min(Duration::from_secs(2))),

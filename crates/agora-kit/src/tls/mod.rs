@@ -38,7 +38,7 @@ use rustls::{
 use tokio_util::sync::CancellationToken;
 
 pub use connect::Connector;
-pub use serve::{Peer, TlsConn, incoming};
+pub use serve::{Peer, TlsConn, TlsListener, incoming};
 
 /// The trust domain of Agora's identities unless configured otherwise.
 pub const DEFAULT_TRUST_DOMAIN: &str = "agora.local";
@@ -138,9 +138,7 @@ pub struct Credentials {
     files: TlsFiles,
     trust_domain: String,
     provider: Arc<CryptoProvider>,
-    current: RwLock<Arc<Material>>,
-    /// A hash of the files' bytes behind `current` (or behind the last failed reading).
-    seen: Mutex<u64>,
+    watched: Watched<Material>,
 }
 
 impl fmt::Debug for Credentials {
@@ -164,27 +162,114 @@ fn error(path: &Path, reason: impl fmt::Display) -> CredentialsError {
     CredentialsError { path: path.display().to_string(), reason: reason.to_string() }
 }
 
+/// The crypto every configuration here uses.
+fn provider() -> Arc<CryptoProvider> {
+    // ring: rustls's alternative, aws-lc, needs cmake and minutes more of every cold build.
+    // ring has no post-quantum key exchange (hence rustls's deprecation); X25519 and P-256
+    // between a deployment's own roles and its clients (docs/security.md).
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The parser of a [`Watched`] value.
+type Parse<T> = Box<dyn Fn(&[Vec<u8>]) -> Result<T, CredentialsError> + Send + Sync>;
+
+/// Something parsed from files, parsed again when their bytes change. A reading that does not
+/// parse leaves the last good one in use.
+struct Watched<T> {
+    paths: Vec<PathBuf>,
+    parse: Parse<T>,
+    current: RwLock<Arc<T>>,
+    /// A hash of the bytes behind `current` (or behind the last failed reading).
+    seen: Mutex<u64>,
+}
+
+impl<T> Watched<T> {
+    fn load(
+        paths: Vec<PathBuf>,
+        parse: impl Fn(&[Vec<u8>]) -> Result<T, CredentialsError> + Send + Sync + 'static,
+    ) -> Result<Self, CredentialsError> {
+        let bytes = read_all(&paths)?;
+        let current = parse(&bytes)?;
+        Ok(Self {
+            paths,
+            parse: Box::new(parse),
+            current: RwLock::new(Arc::new(current)),
+            seen: Mutex::new(fingerprint(&bytes)),
+        })
+    }
+
+    fn get(&self) -> Arc<T> {
+        self.current.read().unwrap().clone()
+    }
+
+    fn reload(&self) -> Result<bool, CredentialsError> {
+        let bytes = read_all(&self.paths)?;
+        let print = fingerprint(&bytes);
+        let mut seen = self.seen.lock().unwrap();
+        if *seen == print {
+            return Ok(false);
+        }
+        // Remembered before parsing, so that a bad file is reported once, not on every tick.
+        *seen = print;
+        let parsed = (self.parse)(&bytes)?;
+        *self.current.write().unwrap() = Arc::new(parsed);
+        Ok(true)
+    }
+}
+
+/// What [`watch`] reads again.
+trait Reload: Send + Sync + 'static {
+    fn reload(&self) -> Result<bool, CredentialsError>;
+    /// What changed, for the log.
+    fn describe(&self) -> String;
+}
+
+/// Reads `what`'s files again every `every` until `shutdown` (or until `what` is dropped),
+/// logging what changed.
+fn watch<R: Reload>(what: &Arc<R>, every: Duration, shutdown: CancellationToken) {
+    let what = Arc::downgrade(what);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Some(what) = what.upgrade() else { return };
+            match what.reload() {
+                Ok(true) => tracing::info!("{} changed on disk; new handshakes use it", what.describe()),
+                Ok(false) => {}
+                Err(e) => tracing::error!("{e}; what was read before stays in use"),
+            }
+        }
+    });
+}
+
+impl Reload for Credentials {
+    fn reload(&self) -> Result<bool, CredentialsError> {
+        self.watched.reload()
+    }
+
+    fn describe(&self) -> String {
+        format!("the certificate of {} ({})", self.identity(), self.files.cert.display())
+    }
+}
+
 impl Credentials {
     /// Reads the files; the certificate must name an identity in `trust_domain`.
     pub fn load(files: TlsFiles, trust_domain: &str) -> Result<Arc<Self>, CredentialsError> {
-        // ring: rustls's alternative, aws-lc, needs cmake and minutes more of every cold build.
-        // ring has no post-quantum key exchange (hence rustls's deprecation); X25519 and
-        // P-256 between a deployment's own roles (docs/security.md).
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let bytes = read_all(&files)?;
-        let material = parse(&files, &bytes, trust_domain, &provider)?;
-        Ok(Arc::new(Self {
-            files,
-            trust_domain: trust_domain.to_owned(),
-            provider,
-            current: RwLock::new(Arc::new(material)),
-            seen: Mutex::new(fingerprint(&bytes)),
-        }))
+        let provider = provider();
+        let paths = vec![files.cert.clone(), files.key.clone(), files.ca.clone()];
+        let (parse_files, domain, parse_provider) = (files.clone(), trust_domain.to_owned(), provider.clone());
+        let watched = Watched::load(paths, move |bytes| parse(&parse_files, bytes, &domain, &parse_provider))?;
+        Ok(Arc::new(Self { files, trust_domain: trust_domain.to_owned(), provider, watched }))
     }
 
     fn material(&self) -> Arc<Material> {
-        self.current.read().unwrap().clone()
+        self.watched.get()
     }
 
     /// The identity the current certificate names.
@@ -204,43 +289,12 @@ impl Credentials {
     /// Reads the files again: `Ok(true)` when they changed and now serve, `Ok(false)` when
     /// they did not change, an error (and the old credentials kept) when they do not parse.
     pub fn reload(&self) -> Result<bool, CredentialsError> {
-        let bytes = read_all(&self.files)?;
-        let print = fingerprint(&bytes);
-        let mut seen = self.seen.lock().unwrap();
-        if *seen == print {
-            return Ok(false);
-        }
-        // Remembered before parsing, so that a bad file is reported once, not on every tick.
-        *seen = print;
-        let material = parse(&self.files, &bytes, &self.trust_domain, &self.provider)?;
-        *self.current.write().unwrap() = Arc::new(material);
-        Ok(true)
+        self.watched.reload()
     }
 
     /// Reads the files again every `every` until `shutdown`, logging what changed.
     pub fn watch(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
-        let creds = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let Some(creds) = creds.upgrade() else { return };
-                match creds.reload() {
-                    Ok(true) => tracing::info!(
-                        identity = %creds.identity(),
-                        cert = %creds.files.cert.display(),
-                        "TLS credentials changed on disk; new handshakes use them"
-                    ),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!("{e}; the credentials in use stay"),
-                }
-            }
-        });
+        watch(self, every, shutdown);
     }
 
     /// A server configuration that requires a client certificate from a trusted CA naming an
@@ -269,35 +323,45 @@ impl Credentials {
     }
 }
 
-fn read_all(files: &TlsFiles) -> Result<[Vec<u8>; 3], CredentialsError> {
-    let read = |path: &Path| std::fs::read(path).map_err(|e| error(path, e));
-    Ok([read(&files.cert)?, read(&files.key)?, read(&files.ca)?])
+fn read_all(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, CredentialsError> {
+    paths.iter().map(|path| std::fs::read(path).map_err(|e| error(path, e))).collect()
 }
 
-fn fingerprint(bytes: &[Vec<u8>; 3]) -> u64 {
+fn fingerprint(bytes: &[Vec<u8>]) -> u64 {
     let mut hasher = DefaultHasher::new();
     bytes.hash(&mut hasher);
     hasher.finish()
 }
 
+/// A certificate chain and its key, checked to go together.
+fn certified_key(
+    (cert_path, cert): (&Path, &[u8]),
+    (key_path, key): (&Path, &[u8]),
+    provider: &Arc<CryptoProvider>,
+) -> Result<CertifiedKey, CredentialsError> {
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| error(cert_path, format!("not PEM certificates: {e}")))?;
+    if chain.is_empty() {
+        return Err(error(cert_path, "holds no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| error(key_path, format!("not a PEM private key: {e}")))?;
+    CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| error(key_path, format!("does not go with {}: {e}", cert_path.display())))
+}
+
 fn parse(
     files: &TlsFiles,
-    [cert, key, ca]: &[Vec<u8>; 3],
+    bytes: &[Vec<u8>],
     trust_domain: &str,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Material, CredentialsError> {
-    let chain = CertificateDer::pem_slice_iter(cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| error(&files.cert, format!("not PEM certificates: {e}")))?;
-    let leaf = chain.first().ok_or_else(|| error(&files.cert, "holds no certificate"))?;
-    let identity = identity_of(leaf).map_err(|e| error(&files.cert, e))?;
+    let [cert, key, ca] = bytes else { unreachable!("three files are read") };
+    let certified = certified_key((&files.cert, cert), (&files.key, key), provider)?;
+    let identity = identity_of(&certified.cert[0]).map_err(|e| error(&files.cert, e))?;
     if identity.trust_domain() != trust_domain {
         return Err(error(&files.cert, format!("names {identity}, outside the trust domain {trust_domain}")));
     }
-    let key =
-        PrivateKeyDer::from_pem_slice(key).map_err(|e| error(&files.key, format!("not a PEM private key: {e}")))?;
-    let certified = CertifiedKey::from_der(chain, key, provider)
-        .map_err(|e| error(&files.key, format!("does not go with {}: {e}", files.cert.display())))?;
     let mut roots = RootCertStore::empty();
     for ca_cert in CertificateDer::pem_slice_iter(ca) {
         let ca_cert = ca_cert.map_err(|e| error(&files.ca, format!("not PEM certificates: {e}")))?;
@@ -311,6 +375,73 @@ fn parse(
         .build()
         .map_err(|e| error(&files.ca, e))?;
     Ok(Material { key: Arc::new(certified), roots, client_verifier, identity })
+}
+
+/// A server's certificate for clients outside the deployment (the gateway's HTTPS): a
+/// certificate chain and its key, read again when the files change. No client certificate is
+/// asked for.
+pub struct PublicCert {
+    cert: PathBuf,
+    provider: Arc<CryptoProvider>,
+    watched: Watched<CertifiedKey>,
+}
+
+impl fmt::Debug for PublicCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicCert").field("cert", &self.cert).finish_non_exhaustive()
+    }
+}
+
+impl Reload for PublicCert {
+    fn reload(&self) -> Result<bool, CredentialsError> {
+        self.watched.reload()
+    }
+
+    fn describe(&self) -> String {
+        format!("the certificate {}", self.cert.display())
+    }
+}
+
+impl PublicCert {
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<Self>, CredentialsError> {
+        let provider = provider();
+        let (cert_path, key_path, parse_provider) = (cert.to_owned(), key.to_owned(), provider.clone());
+        let watched = Watched::load(vec![cert.to_owned(), key.to_owned()], move |bytes| {
+            let [cert, key] = bytes else { unreachable!("two files are read") };
+            certified_key((&cert_path, cert), (&key_path, key), &parse_provider)
+        })?;
+        Ok(Arc::new(Self { cert: cert.to_owned(), provider, watched }))
+    }
+
+    /// Reads the files again (see [`Credentials::reload`]).
+    pub fn reload(&self) -> Result<bool, CredentialsError> {
+        self.watched.reload()
+    }
+
+    /// Reads the files again every `every` until `shutdown`, logging what changed.
+    pub fn watch(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        watch(self, every, shutdown);
+    }
+
+    /// A server configuration offering `alpn`, with the current certificate at each handshake.
+    pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(PublicResolver(self.clone())));
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+#[derive(Debug)]
+struct PublicResolver(Arc<PublicCert>);
+
+impl rustls::server::ResolvesServerCert for PublicResolver {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.watched.get())
+    }
 }
 
 /// Hands out the current certificate, to the server side and the client side alike.

@@ -137,3 +137,42 @@ pub fn incoming(
     });
     ReceiverStream::new(rx)
 }
+
+/// The same connections as an axum listener (the gateway's HTTPS): each yields its TLS stream
+/// and the caller's address.
+#[derive(Debug)]
+pub struct TlsListener {
+    conns: ReceiverStream<Result<TlsConn, io::Error>>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        Ok(Self { conns: incoming(listener, config), local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsConn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TlsConn, SocketAddr) {
+        use tokio_stream::StreamExt as _;
+        loop {
+            match self.conns.next().await {
+                Some(Ok(conn)) => {
+                    let addr = conn.peer.addr;
+                    return (conn, addr);
+                }
+                Some(Err(_)) => continue,
+                // The accepting task ends only when this listener is dropped.
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
