@@ -17,7 +17,7 @@ use agora_kit::{
     grpc::Listener,
     identity::Caller,
     testing::{Served, loopback},
-    tls::{Connector, Credentials, Identity, PublicCert, TlsFiles, issue::Ca},
+    tls::{Connector, Credentials, Identity, PublicCert, Reload as _, TlsFiles, issue::Ca},
 };
 use agora_proto::{
     Money,
@@ -197,6 +197,29 @@ async fn every_certificate_and_the_ca_rotated_on_disk_under_calls_fail_no_call()
     let client_creds = Credentials::load(client_files.clone(), DOMAIN).unwrap();
     client_creds.watch(Duration::from_millis(100), tokio_util::sync::CancellationToken::new());
     until_served(&mut client_with(&client_creds, &url, "product-service")).await;
+    // A caller of the old CA that trusts both, and stays (its files are not watched): after
+    // the old CA is dropped it must be refused on every new connection, not resumed.
+    let stale_dir = dir.path().join("stale");
+    std::fs::create_dir_all(&stale_dir).unwrap();
+    let now = SystemTime::now();
+    let stale_issued =
+        old.ca.issue(&Identity::new(DOMAIN, "gateway"), &[], now - Duration::from_secs(60), now + DAY).unwrap();
+    let stale_files = TlsFiles {
+        cert: stale_dir.join("gateway.pem"),
+        key: stale_dir.join("gateway-key.pem"),
+        ca: stale_dir.join("ca.pem"),
+    };
+    std::fs::write(&stale_files.cert, stale_issued.cert_pem).unwrap();
+    std::fs::write(&stale_files.key, stale_issued.key_pem).unwrap();
+    std::fs::write(&stale_files.ca, format!("{}{}", old.ca.cert_pem(), new.ca.cert_pem())).unwrap();
+    let stale =
+        Connector::new(&Credentials::load(stale_files, DOMAIN).unwrap(), "product-service", Duration::from_secs(2))
+            .unwrap();
+    let stale_call = |stale: &Connector| {
+        let channel = agora_kit::grpc::endpoint(&url).unwrap().connect_with_connector_lazy(stale.clone());
+        async move { ProductServiceClient::new(channel).list_products(list()).await }
+    };
+    stale_call(&stale).await.unwrap();
 
     // Calls on fresh connections (a new channel every call, so each makes a handshake) while
     // the files change underneath.
@@ -239,10 +262,9 @@ async fn every_certificate_and_the_ca_rotated_on_disk_under_calls_fail_no_call()
     let (calls, failures) = (calls.load(Ordering::Relaxed), failures.load(Ordering::Relaxed));
     assert!(calls >= 20, "only {calls} calls during the rotation");
     assert_eq!(failures, 0, "{failures} of {calls} calls failed during the rotation");
-    // Both sides now hold the new CA's certificates and trust it alone: a client with a
-    // certificate of the old CA is refused, and the rotated client is served.
-    let stale = old.issue("order-service");
-    assert_refused(client(&stale, &url, "product-service").list_products(list()).await);
+    // Both sides now hold the new CA's certificates and trust it alone: the client of the old
+    // CA is refused (its earlier session is not resumed), and the rotated client is served.
+    assert_refused(stale_call(&stale).await);
     client_with(&client_creds, &url, "product-service").list_products(list()).await.unwrap();
     served.stop().await;
 }
@@ -321,8 +343,7 @@ async fn the_gateway_serves_https_over_http2_and_http1_and_a_renewed_certificate
     let (old, new) = (Pki::new(dir.path(), "web-old"), Pki::new(dir.path(), "web-new"));
     let issue = |pki: &Pki| {
         let now = SystemTime::now();
-        let issued =
-            pki.ca.issue(&Identity::new(DOMAIN, "gateway"), &["localhost".to_owned()], now, now + DAY).unwrap();
+        let issued = pki.ca.issue_server(&["localhost".to_owned()], now, now + DAY).unwrap();
         (issued.cert_pem, issued.key_pem)
     };
     let (cert_file, key_file) = (dir.path().join("https.pem"), dir.path().join("https-key.pem"));

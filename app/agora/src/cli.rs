@@ -458,7 +458,8 @@ pub struct CertsArgs {
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub days: u64,
 
-    /// Host names and addresses the gateway's certificate also names, comma-separated.
+    /// Host names and addresses of the gateway's HTTPS certificate (gateway-https.pem, apart
+    /// from its mutual-TLS one), comma-separated; empty: none.
     #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
     pub gateway_hosts: Vec<String>,
 }

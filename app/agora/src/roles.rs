@@ -7,7 +7,7 @@ use agora_events::{EventBus, Host, KafkaBus, KafkaOptions, LocalBus};
 use agora_kit::{
     config,
     grpc::Listener,
-    tls::{Credentials, PublicCert, TlsFiles},
+    tls::{Credentials, PublicCert, Reload as _, TlsFiles},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -21,6 +21,10 @@ use crate::tls::Peer;
 /// The role that serves the REST API and calls the public methods for its clients.
 pub const GATEWAY: &str = "gateway";
 
+/// Services every role of the deployment may call: health checks (the gateway's `/readyz`, the
+/// balancer's probes) and reflection (grpcurl, debugging).
+const OPEN_TO_EVERY_ROLE: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
+
 /// The role that serves a gRPC service: `agora.NAME.v1.*` is served by `NAME-service`; any
 /// other name is its own role.
 pub fn role_of(grpc_service: &str) -> String {
@@ -56,7 +60,15 @@ impl Callers {
         for service in pool.services() {
             for method in service.methods() {
                 let options = method.options();
-                let Some(declared) = policy.as_ref().filter(|ext| options.has_extension(ext)) else { continue };
+                let Some(declared) = policy.as_ref().filter(|ext| options.has_extension(ext)) else {
+                    if service.package_name().starts_with("agora.") {
+                        return Err(format!(
+                            "{} has no (agora.api.v1.policy); declare who may call it",
+                            method.full_name()
+                        ));
+                    }
+                    continue;
+                };
                 let declared: MethodPolicy = options
                     .get_extension(declared)
                     .as_message()
@@ -79,21 +91,23 @@ impl Callers {
         Ok(Self { by_path })
     }
 
-    /// The roles that may call `path`; `None` for a method without a policy (health,
-    /// reflection), open to every identity of the deployment.
+    /// The roles that may call `path`, if it is a method of the contract.
     pub fn allowed(&self, path: &str) -> Option<&[String]> {
         self.by_path.get(path).map(Vec::as_slice)
     }
 
-    /// Whether `peer` may call `path`, and if not, why.
+    /// Whether `peer` may call `path`, and if not, why. Health checks and reflection are open
+    /// to every identity of the deployment; any other method the contract does not name, to
+    /// none.
     pub fn check(&self, path: &str, peer: Option<&Peer>) -> Result<(), String> {
         let Some(identity) = peer.and_then(|p| p.identity.as_ref()) else {
             return Err("the caller presented no certificate identity".into());
         };
         match self.allowed(path) {
-            None => Ok(()),
             Some(roles) if roles.iter().any(|r| r == identity.name()) => Ok(()),
             Some(roles) => Err(format!("{identity} may not call {path}; its callers are {}", roles.join(", "))),
+            None if OPEN_TO_EVERY_ROLE.iter().any(|prefix| path.starts_with(prefix)) => Ok(()),
+            None => Err(format!("{path} is not a method of the contract")),
         }
     }
 }
@@ -191,5 +205,8 @@ mod tests {
         // Health is open to every identity, never to a caller without one.
         assert!(callers.check("/grpc.health.v1.Health/Check", Some(&peer("payment-service"))).is_ok());
         assert!(callers.check("/grpc.health.v1.Health/Check", None).is_err());
+        // A method nobody declared is nobody's.
+        let unknown = callers.check("/agora.product.v1.ProductService/DropCatalog", Some(&peer("gateway")));
+        assert!(unknown.unwrap_err().contains("not a method of the contract"));
     }
 }

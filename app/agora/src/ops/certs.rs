@@ -32,15 +32,30 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
     for role in &args.roles {
         let identity = Identity::parse(&format!("spiffe://{}/{role}", args.trust_domain))
             .ok_or_else(|| anyhow::anyhow!("{role:?} cannot name a role (lowercase letters, digits, '-', '.', '_')"))?;
-        let hosts = if role == crate::role::GATEWAY { args.gateway_hosts.as_slice() } else { &[] };
-        let issued = ca.issue(&identity, hosts, now - Duration::from_secs(60), until)?;
-        // The key first: a role reading between the two writes sees a pair that does not match
-        // and keeps what it has until the next reading.
-        write(&args.dir.join(format!("{role}-key.pem")), &issued.key_pem, true)?;
-        write(&args.dir.join(format!("{role}.pem")), &issued.cert_pem, false)?;
+        let issued = ca.issue(&identity, &[], now - Duration::from_secs(60), until)?;
+        write_pair(&args.dir, role, &issued)?;
         println!("issued {identity} for {} days: {}", args.days, args.dir.join(format!("{role}.pem")).display());
+        if role == crate::role::GATEWAY && !args.gateway_hosts.is_empty() {
+            // The gateway's HTTPS certificate is another one: it names hosts, and whoever holds
+            // it (a load balancer, say) cannot call the services as the gateway.
+            let https = ca.issue_server(&args.gateway_hosts, now - Duration::from_secs(60), until)?;
+            write_pair(&args.dir, "gateway-https", &https)?;
+            println!(
+                "issued the gateway's HTTPS certificate for {} for {} days: {}",
+                args.gateway_hosts.join(", "),
+                args.days,
+                args.dir.join("gateway-https.pem").display()
+            );
+        }
     }
     Ok(())
+}
+
+/// `NAME-key.pem` and `NAME.pem`: the key first, so a role reading between the two writes sees
+/// a pair that does not match and keeps what it has until the next reading.
+fn write_pair(dir: &Path, name: &str, issued: &agora_kit::tls::issue::Issued) -> anyhow::Result<()> {
+    write(&dir.join(format!("{name}-key.pem")), &issued.key_pem, true)?;
+    write(&dir.join(format!("{name}.pem")), &issued.cert_pem, false)
 }
 
 /// Writes `path` whole or not at all (a temporary file renamed over it); `secret` files are
@@ -53,6 +68,9 @@ fn write(path: &Path, contents: &str, secret: bool) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt as _;
         file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
+    file.as_file().sync_all()?;
     file.persist(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // The rename itself, on disk.
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }

@@ -218,11 +218,38 @@ impl<T> Watched<T> {
     }
 }
 
-/// What [`watch`] reads again.
-trait Reload: Send + Sync + 'static {
+/// Credentials read from files that may change: [`Credentials`], [`PublicCert`].
+pub trait Reload: Send + Sync + 'static {
+    /// Reads the files again: `Ok(true)` when they changed and now serve, `Ok(false)` when
+    /// they did not change, an error (and what was read before kept) when they do not parse.
     fn reload(&self) -> Result<bool, CredentialsError>;
+
     /// What changed, for the log.
     fn describe(&self) -> String;
+
+    /// Reads the files again every `every` until `shutdown`, logging what changed.
+    fn watch(self: &Arc<Self>, every: Duration, shutdown: CancellationToken)
+    where
+        Self: Sized,
+    {
+        watch(self, every, shutdown);
+    }
+}
+
+/// A server configuration of `provider`'s with `verifier` and `resolver`, offering `alpn`.
+fn server_config(
+    provider: &Arc<CryptoProvider>,
+    verifier: Arc<dyn ClientCertVerifier>,
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+    alpn: &[&[u8]],
+) -> Arc<rustls::ServerConfig> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default versions")
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
 }
 
 /// Reads `what`'s files again every `every` until `shutdown` (or until `what` is dropped),
@@ -264,7 +291,20 @@ impl Credentials {
         let provider = provider();
         let paths = vec![files.cert.clone(), files.key.clone(), files.ca.clone()];
         let (parse_files, domain, parse_provider) = (files.clone(), trust_domain.to_owned(), provider.clone());
-        let watched = Watched::load(paths, move |bytes| parse(&parse_files, bytes, &domain, &parse_provider))?;
+        // The identity the first reading found: a renewed certificate must name it too (one
+        // naming another role would fail every caller's check, and call as that role).
+        let first = std::sync::OnceLock::<Identity>::new();
+        let watched = Watched::load(paths, move |bytes| {
+            let material = parse(&parse_files, bytes, &domain, &parse_provider)?;
+            let first = first.get_or_init(|| material.identity.clone());
+            if *first != material.identity {
+                return Err(error(
+                    &parse_files.cert,
+                    format!("now names {}, not {first} as when this process started", material.identity),
+                ));
+            }
+            Ok(material)
+        })?;
         Ok(Arc::new(Self { files, trust_domain: trust_domain.to_owned(), provider, watched }))
     }
 
@@ -286,27 +326,19 @@ impl Credentials {
         Identity::new(&self.trust_domain, role)
     }
 
-    /// Reads the files again: `Ok(true)` when they changed and now serve, `Ok(false)` when
-    /// they did not change, an error (and the old credentials kept) when they do not parse.
-    pub fn reload(&self) -> Result<bool, CredentialsError> {
-        self.watched.reload()
-    }
-
-    /// Reads the files again every `every` until `shutdown`, logging what changed.
-    pub fn watch(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
-        watch(self, every, shutdown);
-    }
-
     /// A server configuration that requires a client certificate from a trusted CA naming an
     /// identity of this trust domain, offering `alpn`.
+    ///
+    /// Sessions are never resumed: a resumed session skips the certificate checks, so a
+    /// certificate that expired or whose CA was dropped would keep its identity for as long as
+    /// its client kept resuming.
     pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
-        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("the ring provider supports the default versions")
-            .with_client_cert_verifier(Arc::new(ClientVerifier(self.clone())))
-            .with_cert_resolver(Arc::new(OwnCert(self.clone())));
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Arc::new(config)
+        let verifier = Arc::new(ClientVerifier(self.clone()));
+        let mut config = server_config(&self.provider, verifier, Arc::new(OwnCert(self.clone())), alpn);
+        let config_mut = Arc::get_mut(&mut config).expect("just built");
+        config_mut.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config_mut.send_tls13_tickets = 0;
+        config
     }
 
     /// A client configuration that presents this role's certificate and accepts only a server
@@ -319,6 +351,8 @@ impl Credentials {
             .with_custom_certificate_verifier(Arc::new(ServerVerifier { creds: self.clone(), expect }))
             .with_client_cert_resolver(Arc::new(OwnCert(self.clone())));
         config.alpn_protocols = vec![b"h2".to_vec()];
+        // Every connection is checked in full (see `server_config`).
+        config.resumption = rustls::client::Resumption::disabled();
         Arc::new(config)
     }
 }
@@ -413,25 +447,10 @@ impl PublicCert {
         Ok(Arc::new(Self { cert: cert.to_owned(), provider, watched }))
     }
 
-    /// Reads the files again (see [`Credentials::reload`]).
-    pub fn reload(&self) -> Result<bool, CredentialsError> {
-        self.watched.reload()
-    }
-
-    /// Reads the files again every `every` until `shutdown`, logging what changed.
-    pub fn watch(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
-        watch(self, every, shutdown);
-    }
-
     /// A server configuration offering `alpn`, with the current certificate at each handshake.
     pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
-        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("the ring provider supports the default versions")
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(PublicResolver(self.clone())));
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Arc::new(config)
+        let anyone = rustls::server::WebPkiClientVerifier::no_client_auth();
+        server_config(&self.provider, anyone, Arc::new(PublicResolver(self.clone())), alpn)
     }
 }
 
@@ -586,6 +605,30 @@ impl ServerCertVerifier for ServerVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renewed_certificate_must_name_the_identity_the_process_started_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = issue::Ca::new("test", Duration::from_secs(86_400)).unwrap();
+        let files =
+            TlsFiles { cert: dir.path().join("c.pem"), key: dir.path().join("k.pem"), ca: dir.path().join("ca.pem") };
+        let write = |role: &str| {
+            let now = std::time::SystemTime::now();
+            let issued =
+                ca.issue(&Identity::new("agora.local", role), &[], now, now + Duration::from_secs(3600)).unwrap();
+            std::fs::write(&files.key, issued.key_pem).unwrap();
+            std::fs::write(&files.cert, issued.cert_pem).unwrap();
+        };
+        std::fs::write(&files.ca, ca.cert_pem()).unwrap();
+        write("order-service");
+        let creds = Credentials::load(files.clone(), "agora.local").unwrap();
+        write("order-service");
+        assert!(creds.reload().unwrap(), "a renewal of the same identity is taken");
+        write("gateway");
+        let refused = creds.reload().unwrap_err().to_string();
+        assert!(refused.contains("now names spiffe://agora.local/gateway"), "{refused}");
+        assert_eq!(creds.identity().name(), "order-service", "the credentials in use stay");
+    }
 
     #[test]
     fn identities_parse_from_spiffe_uris_only() {

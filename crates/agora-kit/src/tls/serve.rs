@@ -21,6 +21,8 @@ use super::{Identity, identity_of};
 
 /// How long a caller has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes under way at once; more connections wait in the kernel's backlog.
+const HANDSHAKES: usize = 1024;
 
 /// Who is at the other end of a connection: its address and, with mutual TLS, the identity its
 /// certificate names. Request handlers find it in the request's extensions.
@@ -98,12 +100,17 @@ pub fn incoming(
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
+    let slots = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
                 _ = tx.closed() => return,
-                accepted = listener.accept() => accepted,
+                accepted = async {
+                    let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+                    (slot, listener.accept().await)
+                } => accepted,
             };
+            let (slot, accepted) = accepted;
             let (tcp, addr) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -119,7 +126,9 @@ pub fn incoming(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                drop(slot);
+                match handshake {
                     Ok(Ok(stream)) => {
                         let identity = stream
                             .get_ref()
@@ -128,6 +137,10 @@ pub fn incoming(
                             .and_then(|c| c.first())
                             .and_then(|c| identity_of(c).ok());
                         let _ = tx.send(Ok(TlsConn { stream, peer: Peer { addr, identity } })).await;
+                    }
+                    // A connection closed before it said anything: a TCP health check.
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        tracing::debug!(peer = %addr, "connection closed before its TLS handshake")
                     }
                     Ok(Err(e)) => tracing::warn!(peer = %addr, "TLS handshake refused: {e}"),
                     Err(_) => tracing::warn!(peer = %addr, "TLS handshake not finished in {HANDSHAKE_TIMEOUT:?}"),
