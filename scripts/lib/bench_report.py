@@ -94,6 +94,20 @@ def main(out: Path) -> None:
             verdict = "met" if ours["cpu_ms_per_1k"] <= 60 else "missed"
             print(f"   product-service: {ours['cpu_ms_per_1k']:.1f} µs of CPU per call (target <= 60: {verdict}), "
                   f"{ours['cpu_ms_per_1k'] / bare['cpu_ms_per_1k']:.1f}x the bare server's")
+        mtls = load(out, "peer-mtls")
+        if mtls:
+            plain, tls = mtls["contenders"]
+            print(f"   GetProduct in plaintext and over mutual TLS (two product-service processes, one database), "
+                  f"{mtls['rounds']} alternating rounds")
+            print(f"   {'':<16}{'CPU µs/call':>14}{'in kernel':>10}{'req/s':>9}{'p50':>11}{'p99':>11}{'RSS':>10}")
+            for c in (plain, tls):
+                print(f"   {c['name']:<16}{c['cpu_ms_per_1k']:>14.1f}{c.get('system_ms_per_1k', 0):>10.1f}{c['rps']:>9.0f}"
+                      f"{ms(c['p50_ms']):>11}{ms(c['p99_ms']):>11}"
+                      f"{c['rss_kib'] / 1024:>6.1f} MiB")
+            extra = tls["cpu_ms_per_1k"] - plain["cpu_ms_per_1k"]
+            print(f"   mutual TLS costs the server {extra:+.1f} µs of CPU per call "
+                  f"({tls['cpu_ms_per_1k'] / plain['cpu_ms_per_1k']:.2f}x plaintext); "
+                  f"req/s ratio {tls['rps'] / plain['rps']:.2f}")
         graphs = sorted(out.glob("*.svg"))
         if graphs:
             print(f"   flame graphs: {', '.join(str(g) for g in graphs)}")

@@ -16,7 +16,7 @@ and p99; then the server's resident memory (VmRSS) after its runs and its peak (
 Usage (one contender per --http or --grpc; the order given is the first round's):
     cpu_rounds.py --out FILE --secs 15 --warmup 2 --rounds 3 -c 16 [--backend PID]
         --oha BIN --http NAME PID URL [--header 'Accept-Encoding: gzip']
-        --agora BIN --grpc NAME PID ADDR --mix product
+        --agora BIN --grpc NAME PID ADDR [--grpc-mtls NAME PID ADDR --tls-dir DIR] --mix product
 """
 
 import argparse
@@ -63,8 +63,13 @@ class Contender:
             for header in a.header:
                 command += ["-H", header]
             return command + [self.target]
-        return [a.agora, "loadgen", "--grpc", self.target, "--mix", a.mix, "-c", str(a.concurrency),
-                "-d", f"{secs}s", "--warmup", "0s", "--json", "--quiet"]
+        command = [a.agora, "loadgen", "--grpc", self.target, "--mix", a.mix, "-c", str(a.concurrency),
+                   "-d", f"{secs}s", "--warmup", "0s", "--json", "--quiet"]
+        if self.kind == "grpc-mtls":
+            tls = Path(a.tls_dir)
+            command += ["--grpc-tls-cert", str(tls / "gateway.pem"), "--grpc-tls-key", str(tls / "gateway-key.pem"),
+                        "--grpc-tls-ca", str(tls / "ca.pem")]
+        return command
 
     def load(self, secs: float) -> dict:
         """Runs the load for `secs`; what it answered, from the generator's JSON."""
@@ -131,15 +136,21 @@ def main() -> None:
     parser.add_argument("--mix", default="product", help="agora loadgen's --mix for --grpc")
     parser.add_argument("--http", nargs=3, action="append", default=[], metavar=("NAME", "PID", "URL"))
     parser.add_argument("--grpc", nargs=3, action="append", default=[], metavar=("NAME", "PID", "ADDR"))
+    parser.add_argument("--grpc-mtls", nargs=3, action="append", default=[], metavar=("NAME", "PID", "ADDR"),
+                        help="as --grpc, over mutual TLS as the gateway (its files in --tls-dir)")
+    parser.add_argument("--tls-dir", help="agora certs' directory, for --grpc-mtls")
     args = parser.parse_args()
     contenders = [Contender(n, p, "http", t, args) for n, p, t in args.http]
     contenders += [Contender(n, p, "grpc", t, args) for n, p, t in args.grpc]
+    contenders += [Contender(n, p, "grpc-mtls", t, args) for n, p, t in args.grpc_mtls]
     if len(contenders) < 2:
         parser.error("give at least two contenders")
     if args.http and not args.oha:
         parser.error("--http needs --oha")
-    if args.grpc and not args.agora:
+    if (args.grpc or args.grpc_mtls) and not args.agora:
         parser.error("--grpc needs --agora")
+    if args.grpc_mtls and not args.tls_dir:
+        parser.error("--grpc-mtls needs --tls-dir")
     for round_number in range(args.rounds):
         order = contenders if round_number % 2 == 0 else contenders[::-1]
         for contender in order:

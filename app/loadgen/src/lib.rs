@@ -63,6 +63,19 @@ pub struct Args {
     #[arg(long, value_name = "HOST:PORT")]
     pub grpc: Option<String>,
 
+    /// With --grpc: call over mutual TLS, as the role this certificate names (PEM; with
+    /// --grpc-tls-key and --grpc-tls-ca). product-service must present its own certificate.
+    #[arg(long, requires_all = ["grpc", "grpc_tls_key", "grpc_tls_ca"])]
+    pub grpc_tls_cert: Option<std::path::PathBuf>,
+
+    /// The key of --grpc-tls-cert (PEM).
+    #[arg(long, requires = "grpc_tls_cert")]
+    pub grpc_tls_key: Option<std::path::PathBuf>,
+
+    /// The CA certificate(s) that sign product-service's certificate (PEM).
+    #[arg(long, requires = "grpc_tls_cert")]
+    pub grpc_tls_ca: Option<std::path::PathBuf>,
+
     /// What to send, as weights: browse (GET /v1/products), product (GET /v1/products/{id}),
     /// order (POST /v1/orders, then followed to PAID or CANCELLED), read (GET /v1/orders/{id}),
     /// cancel (an order placed, then cancelled at once: POST /v1/orders/{id}:cancel).

@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use agora_kit::tls::{Connector, Credentials, TlsFiles};
 use agora_proto::product::{GetProductRequest, ListProductsRequest, product_service_client::ProductServiceClient};
 use anyhow::{Context as _, bail};
 use reqwest::{Method, StatusCode};
@@ -622,11 +623,16 @@ impl Grpc {
         if let Some(op) = args.mix.ops().find(|op| !matches!(op, Op::Browse | Op::Product)) {
             bail!("--grpc calls product-service only: the mix may hold browse and product, not {}", op.name());
         }
-        let channel = agora_kit::grpc::endpoint(addr)?
-            .timeout(args.timeout)
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach product-service at {addr}"))?;
+        let endpoint = agora_kit::grpc::endpoint(addr)?.timeout(args.timeout);
+        let channel = match (&args.grpc_tls_cert, &args.grpc_tls_key, &args.grpc_tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => {
+                let files = TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() };
+                let creds = Credentials::load(files, agora_kit::tls::DEFAULT_TRUST_DOMAIN)?;
+                endpoint.connect_with_connector(Connector::new(&creds, "product-service", args.timeout)?).await
+            }
+            _ => endpoint.connect().await,
+        }
+        .with_context(|| format!("cannot reach product-service at {addr}"))?;
         let mut client = ProductServiceClient::new(channel);
         let page = client
             .list_products(ListProductsRequest { page_size: 100, page_token: String::new() })

@@ -35,14 +35,15 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
         let issued = ca.issue(&identity, &[], now - Duration::from_secs(60), until)?;
         write_pair(&args.dir, role, &issued)?;
         println!("issued {identity} for {} days: {}", args.days, args.dir.join(format!("{role}.pem")).display());
-        if role == crate::role::GATEWAY && !args.gateway_hosts.is_empty() {
+        let hosts: Vec<String> = args.gateway_hosts.iter().filter(|h| !h.is_empty()).cloned().collect();
+        if role == crate::role::GATEWAY && !hosts.is_empty() {
             // The gateway's HTTPS certificate is another one: it names hosts, and whoever holds
             // it (a load balancer, say) cannot call the services as the gateway.
-            let https = ca.issue_server(&args.gateway_hosts, now - Duration::from_secs(60), until)?;
+            let https = ca.issue_server(&hosts, now - Duration::from_secs(60), until)?;
             write_pair(&args.dir, "gateway-https", &https)?;
             println!(
                 "issued the gateway's HTTPS certificate for {} for {} days: {}",
-                args.gateway_hosts.join(", "),
+                hosts.join(", "),
                 args.days,
                 args.dir.join("gateway-https.pem").display()
             );

@@ -142,6 +142,9 @@ pub fn incoming(
                     Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                         tracing::debug!(peer = %addr, "connection closed before its TLS handshake")
                     }
+                    Ok(Err(e)) if not_tls(&e) => {
+                        tracing::warn!(peer = %addr, "connection refused: it does not speak TLS (plaintext gRPC or HTTP?)")
+                    }
                     Ok(Err(e)) => tracing::warn!(peer = %addr, "TLS handshake refused: {e}"),
                     Err(_) => tracing::warn!(peer = %addr, "TLS handshake not finished in {HANDSHAKE_TIMEOUT:?}"),
                 }
@@ -149,6 +152,14 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Whether a handshake failed because the other end sent something other than TLS.
+fn not_tls(e: &io::Error) -> bool {
+    matches!(
+        e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType))
+    )
 }
 
 /// The same connections as an axum listener (the gateway's HTTPS): each yields its TLS stream
