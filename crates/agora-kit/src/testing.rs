@@ -156,8 +156,42 @@ impl TestDatabase {
 }
 
 /// A loopback port that was free a moment ago.
+///
+/// Picked below the kernel's ephemeral range, as `scripts/lib/daemon.sh`'s `free_port` does: a
+/// port the kernel hands out for port 0 can become the local end of another test's outgoing
+/// connection before a slow starter binds it (a test run saw Consul fail so, with three lanes
+/// of tests connecting at once). Never the same port twice in one process; `AGORA_PORT_MAX`
+/// lowers the ceiling.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let mut high = ephemeral_low.saturating_sub(1);
+    if let Some(max) = std::env::var("AGORA_PORT_MAX").ok().and_then(|m| m.parse::<u32>().ok()) {
+        high = high.min(max);
+    }
+    let low = 10_000;
+    let mut given = GIVEN.lock().unwrap();
+    if high > low + 1_000 {
+        let random = std::collections::hash_map::RandomState::new();
+        for attempt in 0..500u32 {
+            let mut hasher = random.build_hasher();
+            hasher.write_u32(attempt);
+            let port = (low + (hasher.finish() % u64::from(high - low + 1)) as u32) as u16;
+            if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.insert(port);
+                return port;
+            }
+        }
+    }
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port();
+    given.insert(port);
+    port
 }
 
 /// A test's own instance of a component from `scripts/` (Kafka, Consul, or a cluster of them) on fixed free ports,
