@@ -220,23 +220,30 @@ if ! skipped peer; then
     --grpc product-service "$PRODUCT_PID" "$PRODUCT" --grpc bare "$bare_pid" "$bare_addr" \
     || die "the service comparison failed"
 
-  # The cost of mutual TLS: a second product-service on the same database, serving mTLS only
-  # (agora certs' development CA), called as the gateway, beside the plaintext one.
+  # The cost of mutual TLS: two more product-service processes on the stack's database,
+  # started alike (no trace export, no registration), one in plaintext and one serving mTLS
+  # only (agora certs' development CA), called as the gateway.
   tls_dir="$OUT_DIR/tls"
   "$BIN" certs --dir "$tls_dir" --roles gateway,product-service --gateway-hosts "" >/dev/null
-  mtls_addr="127.0.0.1:$(free_port)"
   product_db="$(tr '\0' '\n' <"/proc/$PRODUCT_PID/environ" | sed -n 's/^AGORA_DATABASE_URL=//p')"
+  plain_addr="127.0.0.1:$(free_port)"
+  start_peer product-service-plain env AGORA_DATABASE_URL="$product_db" "$BIN" product-service --listen "$plain_addr"
+  plain_pid="${PEER_PIDS[-1]}"
+  mtls_addr="127.0.0.1:$(free_port)"
   start_peer product-service-mtls env AGORA_DATABASE_URL="$product_db" "$BIN" product-service --listen "$mtls_addr" \
     --tls-cert "$tls_dir/product-service.pem" --tls-key "$tls_dir/product-service-key.pem" --tls-ca "$tls_dir/ca.pem"
   mtls_pid="${PEER_PIDS[-1]}"
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/${mtls_addr##*:}") 2>/dev/null && break
-    kill -0 "$mtls_pid" 2>/dev/null || die "the mTLS product-service exited: see $OUT_DIR/product-service-mtls.log"
-    sleep 0.1
+  for peer in "plain $plain_pid $plain_addr" "mtls $mtls_pid $mtls_addr"; do
+    read -r name pid addr <<<"$peer"
+    for _ in $(seq 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/${addr##*:}") 2>/dev/null && break
+      kill -0 "$pid" 2>/dev/null || die "the $name product-service exited: see $OUT_DIR/product-service-$name.log"
+      sleep 0.1
+    done
   done
   log "CPU per call, GetProduct: product-service in plaintext and over mutual TLS, $ROUNDS rounds"
   rounds --out "$OUT_DIR/peer-mtls.json" --agora "$BIN" --mix product --tls-dir "$tls_dir" \
-    --grpc plaintext "$PRODUCT_PID" "$PRODUCT" --grpc-mtls mtls "$mtls_pid" "$mtls_addr" \
+    --grpc plaintext "$plain_pid" "$plain_addr" --grpc-mtls mtls "$mtls_pid" "$mtls_addr" \
     || die "the mutual-TLS comparison failed"
 
   if ! skipped flame; then
