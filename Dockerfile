@@ -4,17 +4,17 @@
 # Build:  make docker-image      (or: docker build -t agora:0.0.0 .); without Docker, `make images`
 #         writes the same root filesystem (scripts/rootfs.sh) as an OCI archive (scripts/image.sh).
 #
-# The runtime stage is distroless in the plain sense: the binary, the four shared libraries it
-# links (glibc's libc and libm, libgcc_s, the loader), CA certificates and a passwd entry for
-# the non-root user, on an empty base. No shell, no package manager.
+# The runtime stage is distroless in the plain sense: the binary, the shared libraries it
+# links (glibc's libc and libm, libgcc_s, OpenSSL's libssl and libcrypto, the loader), CA
+# certificates and a passwd entry for the non-root user, on an empty base. No shell, no package manager.
 
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS build
-# librdkafka is built from source by the rdkafka crate (cmake, a C++ compiler); protobuf is
-# compiled in Rust (protox), so no protoc.
+# librdkafka is built from source by the rdkafka crate (a C++ compiler, and OpenSSL's headers
+# for its TLS and SASL); protobuf is compiled in Rust (protox), so no protoc.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends cmake g++ \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends cmake g++ libssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -11,6 +11,7 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 run: ## Run the gateway and every service in one process (SQLite under ./data) on :8080
+	bash scripts/build-deps.sh
 	cargo run --release
 
 up: ## Run the distributed stack: gateway + 4 services, two processes of each (AGORA_UP_REPLICAS=N), on PostgreSQL, Kafka, Consul, Jaeger
@@ -26,6 +27,7 @@ status: ## Show what `make up` runs, and where
 	bash scripts/up.sh status
 
 build: ## Build every crate and test
+	bash scripts/build-deps.sh
 	cargo build --workspace --all-targets
 
 test: ## Run the whole suite: fmt, clippy, unit, gRPC, saga and REST tests on SQLite and PostgreSQL

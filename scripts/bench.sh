@@ -88,6 +88,7 @@ log "results in $OUT_DIR"
 } >"$OUT_DIR/machine"
 
 log "building agora (release)"
+bash "$SCRIPT_DIR/build-deps.sh"
 (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --locked -p agora --bin agora) \
   || die "cargo build failed"
 if ! skipped peer; then

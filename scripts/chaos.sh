@@ -126,6 +126,7 @@ if [[ -n "${AGORA_CHAOS_BIN:-}" ]]; then
 else
   BIN="$TARGET_DIR/release/agora"
   log "building agora (release)"
+  bash "$SCRIPT_DIR/build-deps.sh"
   (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --locked -p agora --bin agora) \
     || die "cargo build failed"
 fi

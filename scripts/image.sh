@@ -36,6 +36,7 @@ binary() {
   fi
   local target="${CARGO_TARGET_DIR:-$CACHE_DIR/target}"
   log "cargo build --release -p agora (the image ships the release binary)"
+  bash "$SCRIPT_DIR/build-deps.sh"
   (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$target" cargo build --release --locked -p agora --bin agora >&2)
   printf '%s\n' "$target/release/agora"
 }

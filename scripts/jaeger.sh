@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throwaway local Jaeger v2 (all-in-one, in-memory storage) for Agora's development and tests.
 #
-# Usage: scripts/jaeger.sh {install|start|stop|kill|status|url|api|otlp-grpc|otlp-http|query-grpc|health|ports|reset}
+# Usage: scripts/jaeger.sh {install|start|stop|kill|status|url|api|otlp-grpc|otlp-http|query-grpc|health|ca|ports|reset}
 #
 #   install     build the pinned jaeger binary (scripts/go-tools.sh install jaeger)
 #   start       install and start Jaeger; no-op if it runs already; returns once its health
@@ -13,11 +13,14 @@
 #   url         print the UI URL (http://127.0.0.1:PORT)
 #   api         print the query HTTP API's base URL (http://127.0.0.1:PORT/api), e.g.
 #               "$(scripts/jaeger.sh api)/services"
-#   otlp-grpc   print the OTLP/gRPC endpoint (http://127.0.0.1:PORT), e.g. for
-#               OTEL_EXPORTER_OTLP_ENDPOINT
-#   otlp-http   print the OTLP/HTTP endpoint (http://127.0.0.1:PORT; traces go to /v1/traces)
+#   otlp-grpc   print the OTLP/gRPC endpoint (http://127.0.0.1:PORT; https:// with OTLP TLS),
+#               e.g. for OTEL_EXPORTER_OTLP_ENDPOINT
+#   otlp-http   print the OTLP/HTTP endpoint (http://127.0.0.1:PORT; https:// with OTLP TLS;
+#               traces go to /v1/traces)
 #   query-grpc  print the query gRPC address (127.0.0.1:PORT; api_v2 and api_v3)
 #   health      print the health check URL (http://127.0.0.1:PORT/status)
+#   ca          print the path of the CA certificate (PEM) that signed the OTLP receivers'
+#               certificate, e.g. for OTEL_EXPORTER_OTLP_CERTIFICATE; fails when OTLP TLS is off
 #   ports       print every listener's port, as key=port lines
 #   reset       stop Jaeger and delete the instance's files (config, logs); traces are only
 #               ever in memory, so every start begins empty anyway
@@ -32,6 +35,15 @@
 # while Jaeger runs. Built from source, the binary has no UI assets: the UI port serves a
 # placeholder page, but the HTTP API under /api works.
 #
+# AGORA_JAEGER_OTLP_TLS=1 makes both OTLP receivers (gRPC and HTTP) TLS-only, with a server
+# certificate for the listen address and localhost signed by the instance's own CA
+# (scripts/lib/tls.sh; all of it in INSTANCE/tls/, made once, the certificate again when the
+# address changes); no client certificate is asked for. The query API, UI and health check
+# stay plain HTTP. A start records the mode in INSTANCE/mode, and while Jaeger runs
+# `otlp-grpc`, `otlp-http` and `ca` follow that record, whatever the variable says. A stopped
+# instance follows the variable on its next start; `start` on a running one asked for the
+# other mode fails (stop it first).
+#
 # Jaeger's version is pinned in scripts/versions.env.
 #
 # Environment:
@@ -44,16 +56,20 @@
 #   AGORA_JAEGER_QUERY_GRPC_PORT  query gRPC API            (default: 16685)
 #   AGORA_JAEGER_HEALTH_PORT      health check (HTTP)       (default: 13133)
 #   AGORA_JAEGER_MAX_TRACES       traces kept in memory     (default: 100000)
+#   AGORA_JAEGER_OTLP_TLS         1 = OTLP over TLS         (default: 0)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/lib/daemon.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/tls.sh"
 
 # --- Configuration ----------------------------------------------------------
 
 JAEGER_HOST="$DAEMON_HOST"
 JAEGER_MAX_TRACES="${AGORA_JAEGER_MAX_TRACES:-100000}"
+JAEGER_TLS_REQ="${AGORA_JAEGER_OTLP_TLS:-0}"
 
 port_declare otlp_grpc AGORA_JAEGER_OTLP_GRPC_PORT 4317
 port_declare otlp_http AGORA_JAEGER_OTLP_HTTP_PORT 4318
@@ -63,6 +79,8 @@ port_declare health AGORA_JAEGER_HEALTH_PORT 13133
 
 instance_init jaeger "${AGORA_JAEGER_INSTANCE:-dev}" AGORA_JAEGER_INSTANCE "$CACHE_DIR/jaeger"
 JAEGER_CONF="$INSTANCE_ROOT/config.yaml"  # rewritten on every start (while stopped)
+JAEGER_TLS_DIR="$INSTANCE_ROOT/tls"       # the CA and the OTLP receivers' certificate
+JAEGER_MODE="$INSTANCE_ROOT/mode"         # AGORA_JAEGER_OTLP_TLS=0|1 of the last start
 # What our Jaeger's command line contains (the config path is per instance).
 INSTANCE_PATTERN="--config=file:$JAEGER_CONF"
 
@@ -72,11 +90,56 @@ CURL_TIMEOUT_SECS=2
 
 [[ "$JAEGER_MAX_TRACES" =~ ^[1-9][0-9]*$ ]] \
   || die "AGORA_JAEGER_MAX_TRACES='$JAEGER_MAX_TRACES' is not a positive number"
+[[ "$JAEGER_TLS_REQ" =~ ^[01]$ ]] \
+  || die "AGORA_JAEGER_OTLP_TLS='$JAEGER_TLS_REQ': use 1 (OTLP over TLS) or 0 (plaintext)"
+
+# JAEGER_TLS: the running Jaeger's mode (its record), else the one asked for
+# (AGORA_JAEGER_OTLP_TLS).
+mode_load() {
+  JAEGER_TLS="$JAEGER_TLS_REQ"
+  instance_running_pid >/dev/null || return 0
+  JAEGER_TLS="$(sed -n 's/^AGORA_JAEGER_OTLP_TLS=//p' "$JAEGER_MODE" 2>/dev/null || true)"
+  [[ "$JAEGER_TLS" == 1 ]] || JAEGER_TLS=0  # no record: started before the mode existed, plaintext
+}
+
+# Before `start`, under the instance's lock: a running Jaeger keeps its mode.
+mode_check_start() {
+  daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
+  mode_load
+  [[ "$JAEGER_TLS" == "$JAEGER_TLS_REQ" ]] \
+    || die "instance $INSTANCE_NAME runs with AGORA_JAEGER_OTLP_TLS=$JAEGER_TLS; to start it with AGORA_JAEGER_OTLP_TLS=$JAEGER_TLS_REQ, run: AGORA_JAEGER_INSTANCE=$INSTANCE_NAME $0 stop"
+}
+
+# The CA, and the OTLP receivers' certificate for JAEGER_HOST and localhost (issued again when
+# JAEGER_HOST is not among its names).
+tls_material() {
+  local dir="$JAEGER_TLS_DIR" sans=("IP:$JAEGER_HOST" DNS:localhost)
+  [[ "$JAEGER_HOST" == 127.0.0.1 ]] || sans+=(IP:127.0.0.1)
+  if [[ -s "$dir/server.pem" ]] \
+    && ! openssl x509 -in "$dir/server.pem" -noout -checkip "$JAEGER_HOST" 2>/dev/null | grep -q ' does match'; then
+    log "the OTLP certificate does not name $JAEGER_HOST; issuing a new one"
+    rm -f "$dir/server.pem" "$dir/server-key.pem"
+  fi
+  tls_leaf "$dir" server server "${sans[@]}"
+}
+
+# The lines that follow an OTLP receiver's endpoint line: its tls block (with OTLP TLS; none
+# without), each line after a newline.
+otlp_tls_config() {
+  [[ "$JAEGER_TLS" == 1 ]] || return 0
+  printf '\n        tls:\n          cert_file: %s\n          key_file: %s' \
+    "$JAEGER_TLS_DIR/server.pem" "$JAEGER_TLS_DIR/server-key.pem"
+}
+
+# The OTLP endpoints' scheme.
+otlp_scheme() { if [[ "$JAEGER_TLS" == 1 ]]; then printf 'https://'; else printf 'http://'; fi; }
 
 # Where it listens, from PORTS as they are (no lookup).
 instance_where() {
-  printf 'http://%s:%s, OTLP gRPC :%s, OTLP HTTP :%s\n' "$JAEGER_HOST" "${PORTS[ui]}" \
-    "${PORTS[otlp_grpc]}" "${PORTS[otlp_http]}"
+  local tls=""
+  [[ "$JAEGER_TLS" != 1 ]] || tls=", both over TLS"
+  printf 'http://%s:%s, OTLP gRPC :%s, OTLP HTTP :%s%s\n' "$JAEGER_HOST" "${PORTS[ui]}" \
+    "${PORTS[otlp_grpc]}" "${PORTS[otlp_http]}" "$tls"
 }
 INSTANCE_NOT_READY="its health check or query API does not answer"
 
@@ -93,6 +156,7 @@ instance_ready() {
 # all-in-one config, whose listeners default to localhost or all interfaces.
 instance_config() {
   mkdir -p "$INSTANCE_ROOT"
+  if [[ "$JAEGER_TLS" == 1 ]]; then tls_material; fi
   cat >"$JAEGER_CONF.tmp" <<EOF
 # Generated by scripts/jaeger.sh on each start; edits are overwritten.
 # Every listener is explicit and on $JAEGER_HOST.
@@ -140,9 +204,9 @@ receivers:
   otlp:
     protocols:
       grpc:
-        endpoint: $JAEGER_HOST:${PORTS[otlp_grpc]}
+        endpoint: $JAEGER_HOST:${PORTS[otlp_grpc]}$(otlp_tls_config)
       http:
-        endpoint: $JAEGER_HOST:${PORTS[otlp_http]}
+        endpoint: $JAEGER_HOST:${PORTS[otlp_http]}$(otlp_tls_config)
 
 processors:
   batch:
@@ -152,6 +216,7 @@ exporters:
     trace_storage: memstore
 EOF
   mv -f "$JAEGER_CONF.tmp" "$JAEGER_CONF"
+  printf 'AGORA_JAEGER_OTLP_TLS=%s\n' "$JAEGER_TLS" >"$JAEGER_MODE"
 }
 
 instance_launch() {
@@ -160,16 +225,27 @@ instance_launch() {
 
 # --- Subcommands (scripts/lib/daemon.sh) -----------------------------------
 
+cmd_ca() {
+  [[ "$JAEGER_TLS" == 1 ]] \
+    || die "OTLP TLS is off for instance $INSTANCE_NAME (start it with AGORA_JAEGER_OTLP_TLS=1)"
+  [[ -s "$JAEGER_TLS_DIR/ca.pem" ]] \
+    || die "no CA yet in $JAEGER_TLS_DIR; run: AGORA_JAEGER_OTLP_TLS=1 $0 start"
+  printf '%s\n' "$JAEGER_TLS_DIR/ca.pem"
+}
+
 instance_command() {
   case "$1" in
     url) instance_endpoint ui http:// "" ;;
     api) instance_endpoint ui http:// /api ;;
-    otlp-grpc) instance_endpoint otlp_grpc http:// "" ;;
-    otlp-http) instance_endpoint otlp_http http:// "" ;;
+    otlp-grpc) instance_endpoint otlp_grpc "$(otlp_scheme)" "" ;;
+    otlp-http) instance_endpoint otlp_http "$(otlp_scheme)" "" ;;
     query-grpc) instance_endpoint query_grpc "" "" ;;
     health) instance_endpoint health http:// /status ;;
+    ca) cmd_ca ;;
     *) usage ;;
   esac
 }
 
+mode_load
+[[ "${1:-}" != start ]] || mode_check_start
 instance_main "$@"

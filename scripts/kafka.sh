@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throwaway local Apache Kafka broker for Agora's development and tests.
 #
-# Usage: scripts/kafka.sh {install|start|stop|kill|status|url|brokers|ports|reset|topics ARGS...}
+# Usage: scripts/kafka.sh {install|start|stop|kill|status|url|brokers|ports|reset|client-env|
+#                          topics ARGS...}
 #
 #   install         fetch Kafka and a log4j2 backend with mvn (once per version)
 #   start           install and format storage (once) and start the broker; no-op if running
@@ -13,6 +14,10 @@
 #                   it was started on a free port)
 #   ports           print both listeners' ports, as key=port lines
 #   reset           stop the broker and delete the instance's files (keeps the installed jars)
+#   client-env      print the KEY=VALUE lines a client needs to reach the broker in the
+#                   instance's security mode: AGORA_KAFKA_SECURITY, and with sasl-ssl also
+#                   AGORA_KAFKA_SASL_MECHANISM, _SASL_USERNAME, _SASL_PASSWORD, _TLS_CA, _TLS_CERT
+#                   and _TLS_KEY (Agora's own settings), e.g. `export $(scripts/kafka.sh client-env)`
 #   topics ARGS...  run Kafka's topic tool against the broker, e.g.
 #                   topics --list | topics --create --topic T --partitions 3
 #
@@ -22,6 +27,17 @@
 # `test`, a test may start its own); they share the installed jars. Topics are never auto-created, so tests must create the ones they use. Its
 # settings (replication factor 1) make it fit for disposable test data only.
 #
+# Secure mode (AGORA_KAFKA_SECURITY=sasl-ssl), for a single broker only: the client listener
+# speaks SASL_SSL and takes both a SCRAM-SHA-512 login and a client certificate (mutual TLS);
+# the broker reaches its own listener the same way, as SCRAM user broker-NODE_ID. The
+# controller listener stays PLAINTEXT, on 127.0.0.1 only. The instance's tls/ directory holds
+# its CA (ca.pem), the broker's certificate (broker.pem: server and client, for the bind
+# address and localhost), Agora's client certificate (client.pem, client-key.pem) and the
+# password of SCRAM user agora (sasl-password, 0600), all made at the first start, when the
+# credentials are written into the storage. An instance keeps the mode it was formatted with:
+# starting it in the other one fails (reset it first). scripts/kafka-cluster.sh's nodes are
+# always plaintext, so a cluster node's settings together with sasl-ssl are refused.
+#
 # Kafka's version is pinned in scripts/versions.env. Needs Java 17+ and Maven (`install`
 # as root puts the distro packages in if they are missing).
 #
@@ -29,11 +45,14 @@
 #   AGORA_CACHE                  cache root                 (default: $HOME/.cache/agora)
 #   AGORA_KAFKA_INSTANCE         instance name: its config, data and pid live in
 #                                $AGORA_CACHE/kafka/instances/NAME  (default: dev)
-#   AGORA_KAFKA_PORT             client (PLAINTEXT) port, 0 = any free one   (default: 9092)
+#   AGORA_KAFKA_PORT             client port, 0 = any free one               (default: 9092)
 #   AGORA_KAFKA_CONTROLLER_PORT  KRaft controller port, 0 = any free one     (default: 9093)
+#   AGORA_KAFKA_SECURITY         the client listener's security, fixed when the instance is
+#                                first started: plaintext, or sasl-ssl (SCRAM-SHA-512 over TLS
+#                                with a client certificate; see above)  (default: plaintext)
 #   AGORA_BIND_HOST              the address to listen on and advertise, one of this machine's
 #                                (default: 127.0.0.1)
-# A member of a cluster of several nodes (scripts/kafka-cluster.sh sets these):
+# A member of a cluster of several nodes (scripts/kafka-cluster.sh sets these; plaintext only):
 #   AGORA_KAFKA_NODE_ID          this node's id                              (default: 1)
 #   AGORA_KAFKA_VOTERS           the controller quorum, ID@HOST:PORT,…  (default: this node alone)
 #   AGORA_KAFKA_CLUSTER_ID       the cluster's id, the same on every node (default: one of its own)
@@ -54,6 +73,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$SCRIPT_DIR/versions.env"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/lib/daemon.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/tls.sh"
 
 # --- Configuration ----------------------------------------------------------
 
@@ -102,6 +123,41 @@ KAFKA_LOG_DIRS="$KAFKA_DATA/logs"  # partitions and metadata log (Kafka's "log.d
 KAFKA_CLUSTER_ID_FILE="$KAFKA_DATA/cluster-id"
 KAFKA_LOG="$KAFKA_DATA/server.log"  # the broker's log4j2 output
 DAEMON_MORE_LOGS=("$KAFKA_LOG")
+
+# Security: the mode asked for, and the instance's own once its storage is formatted (its SCRAM
+# credentials live in the metadata log), which every command but start goes by. An instance
+# formatted before the modes existed has no record and is plaintext.
+KAFKA_SECURITY_ASKED="${AGORA_KAFKA_SECURITY:-plaintext}"
+KAFKA_SECURITY_FILE="$KAFKA_DATA/security"
+# The mode the instance's storage was formatted with, or nothing before its first start.
+kafka_security_recorded() {
+  [[ -f "$KAFKA_LOG_DIRS/meta.properties" ]] || return 0
+  local mode
+  mode="$(cat "$KAFKA_SECURITY_FILE" 2>/dev/null || true)"
+  printf '%s\n' "${mode:-plaintext}"
+}
+KAFKA_SECURITY="$(kafka_security_recorded)"
+KAFKA_SECURITY="${KAFKA_SECURITY:-$KAFKA_SECURITY_ASKED}"
+for mode in "$KAFKA_SECURITY_ASKED" "$KAFKA_SECURITY"; do
+  [[ "$mode" == plaintext || "$mode" == sasl-ssl ]] \
+    || die "AGORA_KAFKA_SECURITY='$mode' is not plaintext or sasl-ssl"
+  # A cluster's nodes reach each other on plaintext listeners (and proxies in front of them).
+  [[ "$mode" == plaintext \
+    || (-z "$KAFKA_VOTERS$KAFKA_EXTRA${AGORA_KAFKA_INTER_BROKER_LISTENER:-}" && "$KAFKA_REPLICATION" == 1) ]] \
+    || die "AGORA_KAFKA_SECURITY=sasl-ssl is for a single broker, but this is a node of a cluster (AGORA_KAFKA_VOTERS, _LISTENERS_EXTRA, _INTER_BROKER_LISTENER or _REPLICATION set, as scripts/kafka-cluster.sh does), whose nodes are plaintext only"
+done
+# sasl-ssl: the files of instance_tls, made once (reset deletes them).
+KAFKA_TLS="$INSTANCE_ROOT/tls"
+KAFKA_SASL_USER=agora  # Agora's SCRAM user
+KAFKA_SASL_PASSWORD_FILE="$KAFKA_TLS/sasl-password"
+KAFKA_BROKER_USER="broker-$KAFKA_NODE_ID"  # the broker's own, for its inter-broker connections
+KAFKA_BROKER_PASSWORD_FILE="$KAFKA_TLS/broker-sasl-password"
+# Key and certificate in one file, as a PEM key store (ssl.keystore.type=PEM) wants them.
+KAFKA_BROKER_KEYSTORE="$KAFKA_TLS/broker-keystore.pem"
+KAFKA_CLIENT_KEYSTORE="$KAFKA_TLS/client-keystore.pem"  # the command-line tools'
+# The client listener's name (also its protocol); with sasl-ssl the broker reaches itself there.
+KAFKA_LISTENER=PLAINTEXT
+if [[ "$KAFKA_SECURITY" == sasl-ssl ]]; then KAFKA_LISTENER=SASL_SSL KAFKA_INTER_BROKER=SASL_SSL; fi
 # What our broker's command line contains (the config path is per instance).
 INSTANCE_PATTERN="kafka.Kafka $KAFKA_PROPS"
 INSTANCE_NOT_READY="does not answer as node $KAFKA_NODE_ID"
@@ -151,7 +207,13 @@ take_install_lock() {
 }
 
 # Where it listens, from PORTS as they are (no lookup).
-instance_where() { printf '%s:%s\n' "$KAFKA_HOST" "${PORTS[client]}"; }
+instance_where() {
+  if [[ "$KAFKA_SECURITY" == sasl-ssl ]]; then
+    printf '%s:%s (SASL_SSL and a client certificate)\n' "$KAFKA_HOST" "${PORTS[client]}"
+  else
+    printf '%s:%s\n' "$KAFKA_HOST" "${PORTS[client]}"
+  fi
+}
 
 # True if a broker answers API-versions requests on our port and it is our node
 # (the tool first fetches metadata, then asks every broker listed there).
@@ -219,16 +281,87 @@ write_pom() {
 EOF
 }
 
+# write_private FILE: stdin into FILE, readable by its owner only (it may hold passwords).
+write_private() {
+  (umask 077 && cat >"$1.tmp") && mv -f "$1.tmp" "$1"
+}
+
+# kafka_password FILE: a random alphanumeric password (32 characters) in FILE, made once.
+kafka_password() {
+  [[ -s "$1" ]] && return 0
+  local password
+  password="$(head -c 512 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')"
+  ((${#password} >= 32)) || die "could not make a password from /dev/urandom"
+  printf '%s\n' "${password:0:32}" | write_private "$1"
+}
+
+# sasl-ssl's files in KAFKA_TLS (scripts/lib/tls.sh), made once: the CA, the broker's
+# certificate (issued anew when it does not name the bind address, which AGORA_BIND_HOST may
+# have changed), Agora's client certificate, both SCRAM passwords, and the PEM key stores.
+instance_tls() {
+  tls_ca "$KAFKA_TLS"
+  if [[ -s "$KAFKA_TLS/broker.pem" && "$(openssl x509 -in "$KAFKA_TLS/broker.pem" -noout \
+    -checkip "$KAFKA_HOST" 2>/dev/null)" != *"does match"* ]]; then
+    log "the broker's certificate does not name $KAFKA_HOST; issuing a new one"
+    rm -f "$KAFKA_TLS/broker.pem" "$KAFKA_TLS/broker-key.pem"
+  fi
+  tls_leaf "$KAFKA_TLS" broker both "IP:$KAFKA_HOST" DNS:localhost
+  tls_leaf "$KAFKA_TLS" client client "DNS:$KAFKA_SASL_USER"
+  kafka_password "$KAFKA_SASL_PASSWORD_FILE"
+  kafka_password "$KAFKA_BROKER_PASSWORD_FILE"
+  cat "$KAFKA_TLS/broker-key.pem" "$KAFKA_TLS/broker.pem" | write_private "$KAFKA_BROKER_KEYSTORE"
+  cat "$KAFKA_TLS/client-key.pem" "$KAFKA_TLS/client.pem" | write_private "$KAFKA_CLIENT_KEYSTORE"
+}
+
 # Broker config for PORTS. Regenerated on every start (while stopped).
 write_config() {
   mkdir -p "$KAFKA_CONF"
-  local extra listeners="" advertised="" protocols=""
+  local extra port listeners="" advertised="" protocols=""
   for extra in $KAFKA_EXTRA; do
-    listeners+=",${extra%%=*}://$KAFKA_HOST:$(sed 's/^[^=]*=\([0-9]*\)@.*/\1/' <<<"$extra")"
+    port="${extra#*=}"  # NAME=PORT@HOST:PORT
+    listeners+=",${extra%%=*}://$KAFKA_HOST:${port%%@*}"
     advertised+=",${extra%%=*}://${extra#*@}"
     protocols+=",${extra%%=*}:PLAINTEXT"
   done
-  cat >"$KAFKA_PROPS" <<EOF
+  # sasl-ssl: the controller listener, which stays PLAINTEXT, on the loopback address only, and
+  # the settings appended to each file (each starts with a line break; empty when plaintext).
+  local controller_host="$KAFKA_HOST" security="" client_security=""
+  if [[ "$KAFKA_SECURITY" == sasl-ssl ]]; then
+    instance_tls
+    controller_host=127.0.0.1
+    security=$'\n'"$(cat <<EOF
+
+# AGORA_KAFKA_SECURITY=sasl-ssl: a client logs in with SCRAM-SHA-512 over TLS and must show a
+# certificate of the instance's CA as well (on a SASL_SSL listener, only the listener's own
+# ssl.client.auth applies). The broker's own connections to the listener (inter-broker ones:
+# transaction markers) log in as its own SCRAM user; both users' credentials were written into
+# the metadata log by the storage format, so they exist from the first start. The controller
+# listener cannot take SCRAM (a controller serves the metadata that holds the credentials).
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_BROKER_USER" password="$(<"$KAFKA_BROKER_PASSWORD_FILE")";
+listener.name.sasl_ssl.ssl.client.auth=required
+# PEM stores (the key and certificate in one file; the CA's certificate): no JKS.
+ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_BROKER_KEYSTORE
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_TLS/ca.pem
+# The broker's own connections check the certificate's names (the default, kept so).
+ssl.endpoint.identification.algorithm=https
+EOF
+)"
+    client_security=$'\n'"$(cat <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_SASL_USER" password="$(<"$KAFKA_SASL_PASSWORD_FILE")";
+ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_CLIENT_KEYSTORE
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_TLS/ca.pem
+EOF
+)"
+  fi
+  write_private "$KAFKA_PROPS" <<EOF
 # Generated by scripts/kafka.sh on each start; edits are overwritten.
 
 # A KRaft node that is both broker and controller (no ZooKeeper in Kafka 4): a cluster of a
@@ -238,16 +371,17 @@ node.id=$KAFKA_NODE_ID
 # A static voter list (this node alone, or the cluster's from AGORA_KAFKA_VOTERS). With a
 # dynamic quorum, format records the controllers' host:port in the metadata log, which would
 # go stale when a controller port changes; a static voter list is config only.
-controller.quorum.voters=${KAFKA_VOTERS:-$KAFKA_NODE_ID@$KAFKA_HOST:${PORTS[controller]}}
+controller.quorum.voters=${KAFKA_VOTERS:-$KAFKA_NODE_ID@$controller_host:${PORTS[controller]}}
 
-# One address (loopback unless AGORA_BIND_HOST), for clients and for the controller alike.
-# (AGORA_KAFKA_LISTENERS_EXTRA adds listeners advertised at proxies in front of them.)
-listeners=PLAINTEXT://$KAFKA_HOST:${PORTS[client]},CONTROLLER://$KAFKA_HOST:${PORTS[controller]}$listeners
+# One address (loopback unless AGORA_BIND_HOST), for clients and for the controller alike
+# (the controller on loopback with sasl-ssl). AGORA_KAFKA_LISTENERS_EXTRA adds listeners
+# advertised at proxies in front of them.
+listeners=$KAFKA_LISTENER://$KAFKA_HOST:${PORTS[client]},CONTROLLER://$controller_host:${PORTS[controller]}$listeners
 # What clients are told to connect to after bootstrap; must be reachable by them.
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:${PORTS[client]}$advertised
+advertised.listeners=$KAFKA_LISTENER://$KAFKA_HOST:${PORTS[client]}$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=$KAFKA_INTER_BROKER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT$protocols
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,$KAFKA_LISTENER:$KAFKA_LISTENER$protocols
 
 log.dirs=$KAFKA_LOG_DIRS
 # Default partition count for topics created without one.
@@ -278,7 +412,7 @@ offsets.topic.num.partitions=3
 group.initial.rebalance.delay.ms=0
 # Tests create their topics explicitly; a typo must fail rather than silently create
 # a new topic with default settings.
-auto.create.topics.enable=false
+auto.create.topics.enable=false$security
 EOF
 
   # The broker logs to a file in the data dir (one per run; see instance_launch).
@@ -315,14 +449,16 @@ rootLogger.appenderRef.err.ref = STDERR
 EOF
 
   # Tools give up quickly instead of retrying for a minute against a broker that is
-  # not up yet (the readiness loop retries instead).
-  cat >"$KAFKA_CLIENT_PROPS" <<'EOF'
+  # not up yet (the readiness loop retries instead). With sasl-ssl they log in as Agora does
+  # (its SCRAM user and client certificate), so a ready broker is one Agora can reach.
+  write_private "$KAFKA_CLIENT_PROPS" <<EOF
 request.timeout.ms=5000
-default.api.timeout.ms=10000
+default.api.timeout.ms=10000$client_security
 EOF
 }
 
-# Create the storage (metadata log) once, with a cluster id kept beside it.
+# Create the storage (metadata log) once, with a cluster id kept beside it, and the security
+# mode it is for (with sasl-ssl, the SCRAM users are written into it).
 format_storage() {
   [[ -f "$KAFKA_LOG_DIRS/meta.properties" ]] && return 0
 
@@ -338,8 +474,16 @@ format_storage() {
   local cluster_id
   cluster_id="$(<"$KAFKA_CLUSTER_ID_FILE")"
   [[ "$cluster_id" != -* ]] || die "cluster id '$cluster_id' starts with '-', which kafka-storage reads as an option; choose another (AGORA_KAFKA_CLUSTER_ID)"
-  log "formatting storage in $KAFKA_LOG_DIRS (cluster id $cluster_id)"
-  kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" \
+  local scram=()
+  if [[ "$KAFKA_SECURITY" == sasl-ssl ]]; then
+    scram=(--add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USER,password=$(<"$KAFKA_SASL_PASSWORD_FILE")]"
+      --add-scram "SCRAM-SHA-512=[name=$KAFKA_BROKER_USER,password=$(<"$KAFKA_BROKER_PASSWORD_FILE")]")
+  fi
+  # Before the format: the record counts only once meta.properties exists (an interrupted
+  # format is done again, and writes it again).
+  printf '%s\n' "$KAFKA_SECURITY" >"$KAFKA_SECURITY_FILE"
+  log "formatting storage in $KAFKA_LOG_DIRS (cluster id $cluster_id, $KAFKA_SECURITY)"
+  kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" "${scram[@]}" \
     >"$KAFKA_DATA/format.log" 2>&1 \
     || { tail -n 20 "$KAFKA_DATA/format.log" >&2; die "storage format failed (log: $KAFKA_DATA/format.log)"; }
 }
@@ -439,14 +583,38 @@ cmd_topics() {
     --bootstrap-server "$server" --command-config "$KAFKA_CLIENT_PROPS" "$@"
 }
 
+# What a client needs besides the address, as KEY=VALUE lines (Agora's settings), for the
+# instance's own mode.
+cmd_client_env() {
+  if [[ "$KAFKA_SECURITY" == plaintext ]]; then
+    printf 'AGORA_KAFKA_SECURITY=plaintext\n'
+    return 0
+  fi
+  local f
+  for f in "$KAFKA_SASL_PASSWORD_FILE" "$KAFKA_TLS/ca.pem" "$KAFKA_TLS/client.pem" "$KAFKA_TLS/client-key.pem"; do
+    [[ -s "$f" ]] || die "instance $INSTANCE_NAME has no $f yet; run: AGORA_KAFKA_SECURITY=sasl-ssl $0 start"
+  done
+  printf '%s\n' AGORA_KAFKA_SECURITY=sasl-ssl AGORA_KAFKA_SASL_MECHANISM=scram-sha-512 \
+    "AGORA_KAFKA_SASL_USERNAME=$KAFKA_SASL_USER" "AGORA_KAFKA_SASL_PASSWORD=$(<"$KAFKA_SASL_PASSWORD_FILE")" \
+    "AGORA_KAFKA_TLS_CA=$KAFKA_TLS/ca.pem" "AGORA_KAFKA_TLS_CERT=$KAFKA_TLS/client.pem" \
+    "AGORA_KAFKA_TLS_KEY=$KAFKA_TLS/client-key.pem"
+}
+
 # --- Subcommands (scripts/lib/daemon.sh) -----------------------------------
 
 instance_command() {
   case "$1" in
     url | brokers) instance_endpoint client "" "" ;;
+    client-env) cmd_client_env ;;
     topics) shift; cmd_topics "$@" ;;
     *) usage ;;
   esac
 }
+
+# A formatted instance starts only in its own mode (running or not): its SCRAM credentials, and
+# the clients' settings, go with it.
+if [[ "${1:-}" == start && "$KAFKA_SECURITY" != "$KAFKA_SECURITY_ASKED" ]]; then
+  die "instance $INSTANCE_NAME was set up with AGORA_KAFKA_SECURITY=$KAFKA_SECURITY, not $KAFKA_SECURITY_ASKED; start it with AGORA_KAFKA_SECURITY=$KAFKA_SECURITY, or delete it first: $0 reset"
+fi
 
 instance_main "$@"

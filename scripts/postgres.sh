@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throwaway local PostgreSQL for Agora's development and tests.
 #
-# Usage: scripts/postgres.sh {install|start|stop|kill|status|url|ports|reset|create-db NAME...|reset-test-dbs}
+# Usage: scripts/postgres.sh {install|start|stop|kill|status|url|ca|ports|reset|create-db NAME...|reset-test-dbs}
 #
 #   install         install the distro PostgreSQL server if no initdb is found
 #   start           init (once) and start a private cluster; no-op if running
@@ -9,7 +9,9 @@
 #   kill            SIGKILL it, as a crash would (for fault tests); no-op if not running
 #   status          report whether the cluster runs and answers (0 = yes, 3 = not running,
 #                   1 = its process runs but it does not answer)
-#   url             print the admin connection URL
+#   url             print the admin connection URL; with TLS it ends in
+#                   ?sslmode=verify-full&sslrootcert=CA (the CA's absolute path)
+#   ca              print the path of the instance's CA certificate (PEM); fails when TLS is off
 #   ports           print its port, as a key=port line
 #   reset           stop the cluster and delete its files (data included)
 #   create-db NAME  create each named database that does not exist yet
@@ -23,6 +25,16 @@
 # uses `test` (the default), `make up` uses `up`. Unless AGORA_PG_DURABLE=1 it is
 # tuned for speed (no fsync), fit only for disposable test data.
 #
+# AGORA_PG_TLS=1 makes TCP TLS-only: the server gets ssl=on and a certificate for the listen
+# address and localhost, signed by the instance's own CA (scripts/lib/tls.sh; all of it in
+# INSTANCE/tls/, made once, the server's certificate again when the address changes), and
+# pg_hba.conf has hostssl lines only (same methods: trust for this machine's addresses,
+# scram-sha-256 for AGORA_PG_CLIENTS), so plaintext TCP is refused; the unix socket stays
+# trusted. A start records the mode in INSTANCE/mode, and while the server runs `url`, `ca`,
+# create-db etc. follow that record, whatever the variable says. A stopped instance follows
+# the variable on its next start; `start` on a running one asked for the other mode fails
+# (stop it first).
+#
 # Environment:
 #   AGORA_CACHE        cache root                                (default: $HOME/.cache/agora)
 #   AGORA_PG_INSTANCE  instance name; lives in $AGORA_CACHE/postgres/NAME  (default: test)
@@ -31,6 +43,7 @@
 #   AGORA_BIND_HOST    the address to listen on, one of this machine's (default: 127.0.0.1)
 #   AGORA_PG_CLIENTS   a CIDR of clients admitted with a password (default: none)
 #   AGORA_PG_PASSWORD  the superuser's password for them (required with AGORA_PG_CLIENTS)
+#   AGORA_PG_TLS       1 = TLS only over TCP (hostssl)          (default: 0)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,6 +51,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$SCRIPT_DIR/lib/daemon.sh"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/lib/pg.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib/tls.sh"
 
 # --- Configuration ----------------------------------------------------------
 
@@ -50,10 +65,14 @@ PG_CLIENTS="${AGORA_PG_CLIENTS:-}"
   || die "AGORA_PG_CLIENTS needs AGORA_PG_PASSWORD (the password they sign in with)"
 PG_DURABLE="${AGORA_PG_DURABLE:-0}"
 PG_SUPERUSER="agora"
+PG_TLS_REQ="${AGORA_PG_TLS:-0}"
+[[ "$PG_TLS_REQ" =~ ^[01]$ ]] || die "AGORA_PG_TLS='$PG_TLS_REQ': use 1 (TLS only) or 0 (plaintext)"
 
 instance_init postgres "${AGORA_PG_INSTANCE:-test}" AGORA_PG_INSTANCE "$CACHE_DIR/postgres"
 PG_DATA="$INSTANCE_ROOT/data"
 PG_SOCKET_DIR="$INSTANCE_ROOT/run"  # keep it short: unix socket paths max ~107 bytes
+PG_TLS_DIR="$INSTANCE_ROOT/tls"     # the CA and the server's certificate (AGORA_PG_TLS=1)
+PG_MODE="$INSTANCE_ROOT/mode"       # AGORA_PG_TLS=0|1 of the last start
 # What our server's command line contains (the data directory is per instance).
 INSTANCE_PATTERN="bin/postgres -D $PG_DATA "
 INSTANCE_NOT_READY="does not accept connections"
@@ -68,10 +87,60 @@ require_bin_dir() {
   PG_BIN="$(pg_bin_dir)" || die "PostgreSQL server not installed; run: $0 install"
 }
 
-# psql as the superuser against the admin database, over TCP.
+# psql as the superuser against the admin database, over TCP (with TLS, verifying the
+# server's certificate as clients do).
 psql_() {
-  "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 \
+  local -a tls=()
+  if [[ "$PG_TLS" == 1 ]]; then tls=(PGSSLMODE=verify-full PGSSLROOTCERT="$PG_TLS_DIR/ca.pem"); fi
+  env "${tls[@]}" "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 \
     -h "$PG_HOST" -p "${PORTS[pg]}" -U "$PG_SUPERUSER" -d postgres "$@"
+}
+
+# PG_TLS: the running server's mode (its record), else the one asked for (AGORA_PG_TLS).
+mode_load() {
+  PG_TLS="$PG_TLS_REQ"
+  instance_running_pid >/dev/null || return 0
+  PG_TLS="$(sed -n 's/^AGORA_PG_TLS=//p' "$PG_MODE" 2>/dev/null || true)"
+  [[ "$PG_TLS" == 1 ]] || PG_TLS=0  # no record: started before the mode existed, plaintext
+}
+
+# Before `start`, under the instance's lock: a running server keeps its mode.
+mode_check_start() {
+  daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
+  mode_load
+  [[ "$PG_TLS" == "$PG_TLS_REQ" ]] \
+    || die "instance $INSTANCE_NAME runs with AGORA_PG_TLS=$PG_TLS; to start it with AGORA_PG_TLS=$PG_TLS_REQ, run: AGORA_PG_INSTANCE=$INSTANCE_NAME $0 stop"
+}
+
+# Percent-encode $1 for a URL's query (all but unreserved characters and '/'), byte by byte.
+url_encode() {
+  local LC_ALL=C s="$1" out="" c i
+  for ((i = 0; i < ${#s}; i++)); do
+    c="${s:i:1}"
+    case "$c" in
+      [A-Za-z0-9._~/-]) out+="$c" ;;
+      *) printf -v c '%%%02X' "'$c"; out+="$c" ;;
+    esac
+  done
+  printf '%s\n' "$out"
+}
+
+# The CA, and the server's certificate for PG_HOST and localhost (issued again when PG_HOST is
+# not among its names), its key owned by the server's account and 0600 as PostgreSQL demands.
+tls_material() {
+  local dir="$PG_TLS_DIR" sans=("IP:$PG_HOST" DNS:localhost)
+  [[ "$PG_HOST" == 127.0.0.1 ]] || sans+=(IP:127.0.0.1)
+  if [[ -s "$dir/server.pem" ]] \
+    && ! openssl x509 -in "$dir/server.pem" -noout -checkip "$PG_HOST" 2>/dev/null | grep -q ' does match'; then
+    log "the server certificate does not name $PG_HOST; issuing a new one"
+    rm -f "$dir/server.pem" "$dir/server-key.pem"
+  fi
+  tls_leaf "$dir" server server "${sans[@]}"
+  chmod 755 "$dir"  # the server's account must reach its files; the CA's key stays 0600
+  chmod 600 "$dir/server-key.pem"
+  if is_root; then chown "$PG_OS_USER:$PG_OS_USER" "$dir/server.pem" "$dir/server-key.pem"; fi
+  as_pg test -r "$dir/server-key.pem" -a -r "$dir/server.pem" \
+    || die "the server's account cannot read $dir/server-key.pem (or server.pem)"
 }
 
 # PG_BIN and the running server's PORTS, or die.
@@ -114,19 +183,24 @@ instance_config() {
       || { tail -n 20 "$INSTANCE_ROOT/initdb.log" >&2; die "initdb failed (log: $INSTANCE_ROOT/initdb.log)"; }
   fi
   as_pg mkdir -p "$PG_SOCKET_DIR"
+  if [[ "$PG_TLS" == 1 ]]; then tls_material; fi
   write_hba
+  printf 'AGORA_PG_TLS=%s\n' "$PG_TLS" >"$PG_MODE"
 }
 
 # The server itself (as PG_OS_USER when we are root; setpriv execs, so the pid is the
 # postmaster's): one address, a private socket dir, and (unless durable) throughput over
-# durability, fine for disposable test data.
+# durability, fine for disposable test data; with TLS, ssl=on and the instance's certificate.
 instance_launch() {
-  local -a as_user durability=()
+  local -a as_user durability=() tls=()
   mapfile -t as_user < <(pg_as_user_prefix)
   if [[ "$PG_DURABLE" != 1 ]]; then durability=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off); fi
+  if [[ "$PG_TLS" == 1 ]]; then
+    tls=(-c ssl=on -c ssl_cert_file="$PG_TLS_DIR/server.pem" -c ssl_key_file="$PG_TLS_DIR/server-key.pem")
+  fi
   daemon_launch "$INSTANCE_PID" "$INSTANCE_LOG" "${as_user[@]}" "$1" -D "$PG_DATA" \
     -c listen_addresses="$PG_HOST" -p "${PORTS[pg]}" -k "$PG_SOCKET_DIR" -c max_connections=300 \
-    "${durability[@]}"
+    "${durability[@]}" "${tls[@]}"
 }
 
 # The password AGORA_PG_CLIENTS sign in with (set on every start, so it follows the variable).
@@ -138,13 +212,17 @@ instance_started() {
 }
 
 # Who may connect, rewritten on every start: this machine's own connections (socket,
-# loopback, the listen address) trusted; AGORA_PG_CLIENTS with the password.
+# loopback, the listen address) trusted; AGORA_PG_CLIENTS with the password. With TLS every
+# TCP line is hostssl: a plaintext connection matches none and is refused.
 write_hba() {
+  local tcp=host
+  [[ "$PG_TLS" != 1 ]] || tcp=hostssl
   {
     printf '# Generated by scripts/postgres.sh on each start; edits are overwritten.\n'
-    printf 'local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n'
-    [[ "$PG_HOST" == 127.0.0.1 ]] || printf 'host all all %s/32 trust\n' "$PG_HOST"
-    [[ -z "$PG_CLIENTS" ]] || printf 'host all all %s scram-sha-256\n' "$PG_CLIENTS"
+    [[ "$PG_TLS" != 1 ]] || printf '# AGORA_PG_TLS=1: TCP only with TLS (hostssl), no plaintext.\n'
+    printf 'local all all trust\n%s all all 127.0.0.1/32 trust\n%s all all ::1/128 trust\n' "$tcp" "$tcp"
+    [[ "$PG_HOST" == 127.0.0.1 ]] || printf '%s all all %s/32 trust\n' "$tcp" "$PG_HOST"
+    [[ -z "$PG_CLIENTS" ]] || printf '%s all all %s scram-sha-256\n' "$tcp" "$PG_CLIENTS"
   } | as_pg tee "$PG_DATA/pg_hba.conf" >/dev/null
 }
 
@@ -173,13 +251,30 @@ WHERE datname LIKE 'agora\_test\_%'
 SQL
 }
 
+# The admin URL; with TLS, verifying the server's certificate against the instance's CA.
+cmd_url() {
+  local query=""
+  [[ "$PG_TLS" != 1 ]] || query="?sslmode=verify-full&sslrootcert=$(url_encode "$PG_TLS_DIR/ca.pem")"
+  instance_endpoint pg "postgres://$PG_SUPERUSER@" "/postgres$query"
+}
+
+cmd_ca() {
+  [[ "$PG_TLS" == 1 ]] \
+    || die "TLS is off for instance $INSTANCE_NAME (start it with AGORA_PG_TLS=1)"
+  [[ -s "$PG_TLS_DIR/ca.pem" ]] || die "no CA yet in $PG_TLS_DIR; run: AGORA_PG_TLS=1 $0 start"
+  printf '%s\n' "$PG_TLS_DIR/ca.pem"
+}
+
 instance_command() {
   case "$1" in
-    url) instance_endpoint pg "postgres://$PG_SUPERUSER@" /postgres ;;
+    url) cmd_url ;;
+    ca) cmd_ca ;;
     create-db) shift; cmd_create_db "$@" ;;
     reset-test-dbs) cmd_reset_test_dbs ;;
     *) usage ;;
   esac
 }
 
+mode_load
+[[ "${1:-}" != start ]] || mode_check_start
 instance_main "$@"

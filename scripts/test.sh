@@ -40,6 +40,8 @@ step "toolchain"
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
+# OpenSSL's headers, for librdkafka's TLS and SASL.
+bash scripts/build-deps.sh
 
 step "test tools"
 # The one-command test runs the README's curl commands as printed; the chaos run skews a
@@ -108,34 +110,53 @@ bash scripts/kube.sh install-packages
 KUBE_INSTALL_LOG="${AGORA_CACHE:-$HOME/.cache/agora}/kube/install.log"
 setsid nice -n 19 bash scripts/kube.sh install >"$KUBE_INSTALL_LOG" 2>&1 &
 kube_install_pid=$!
-instance postgres.sh
-bash scripts/postgres.sh reset-test-dbs
-AGORA_TEST_POSTGRES_URL="$(bash scripts/postgres.sh url)"
+# The suite's infrastructure is secured as a managed one would be, so every test that uses it
+# goes over TLS: PostgreSQL takes only TLS (verify-full against its own CA), Kafka only SASL_SSL
+# with SCRAM-SHA-512 and a client certificate, Consul denies anything without a token, and
+# Jaeger takes OTLP over TLS (docs/security.md).
+pg_env=(AGORA_PG_TLS=1)
+instance postgres.sh "${pg_env[@]}"
+env "${pg_env[@]}" bash scripts/postgres.sh reset-test-dbs
+AGORA_TEST_POSTGRES_URL="$(env "${pg_env[@]}" bash scripts/postgres.sh url)"
 export AGORA_TEST_POSTGRES_URL
 
 step "Kafka"
 # The suite's own broker instance on free ports, beside a developer's `dev` or `make up` one.
 export AGORA_KAFKA_INSTANCE=test AGORA_KAFKA_PORT=0 AGORA_KAFKA_CONTROLLER_PORT=0
-instance kafka.sh AGORA_KAFKA_INSTANCE=test
+kafka_env=(AGORA_KAFKA_INSTANCE=test AGORA_KAFKA_SECURITY=sasl-ssl)
+# Its data is disposable: an instance set up for another protocol (as the recorded mode says)
+# starts afresh.
+bash scripts/kafka.sh client-env 2>/dev/null | grep -qx 'AGORA_KAFKA_SECURITY=sasl-ssl' || bash scripts/kafka.sh reset
+instance kafka.sh "${kafka_env[@]}"
 AGORA_TEST_KAFKA_BROKERS="$(bash scripts/kafka.sh url)"
 export AGORA_TEST_KAFKA_BROKERS
+# What a client needs (AGORA_KAFKA_SECURITY, _SASL_*, _TLS_*), as AGORA_TEST_KAFKA_*: the tests
+# hand them to the roles they start (agora_kit::testing::kafka_client_env).
+while IFS='=' read -r name value; do
+  [[ "$name" == AGORA_KAFKA_* ]] || continue
+  export "AGORA_TEST_KAFKA_${name#AGORA_KAFKA_}=$value"
+done < <(env "${kafka_env[@]}" bash scripts/kafka.sh client-env)
 
 step "Consul"
 # The suite's own agent on free ports (DNS and gRPC off: the tests use its HTTP API only).
 consul_env=(AGORA_CONSUL_INSTANCE=test AGORA_CONSUL_HTTP_PORT=0 AGORA_CONSUL_SERVER_PORT=0
-  AGORA_CONSUL_SERF_LAN_PORT=0 AGORA_CONSUL_SERF_WAN_PORT=0 AGORA_CONSUL_DNS_PORT=-1 AGORA_CONSUL_GRPC_PORT=-1)
+  AGORA_CONSUL_SERF_LAN_PORT=0 AGORA_CONSUL_SERF_WAN_PORT=0 AGORA_CONSUL_DNS_PORT=-1 AGORA_CONSUL_GRPC_PORT=-1
+  AGORA_CONSUL_ACL=1)
 instance consul.sh "${consul_env[@]}"
 AGORA_TEST_CONSUL_ADDR="$(env "${consul_env[@]}" bash scripts/consul.sh addr)"
-export AGORA_TEST_CONSUL_ADDR
+AGORA_TEST_CONSUL_TOKEN="$(env "${consul_env[@]}" bash scripts/consul.sh token)"
+export AGORA_TEST_CONSUL_ADDR AGORA_TEST_CONSUL_TOKEN
 
 step "Jaeger"
 # The suite's own collector and query API on free ports, for the trace tests.
 jaeger_env=(AGORA_JAEGER_INSTANCE=test AGORA_JAEGER_UI_PORT=0 AGORA_JAEGER_OTLP_GRPC_PORT=0
-  AGORA_JAEGER_OTLP_HTTP_PORT=0 AGORA_JAEGER_QUERY_GRPC_PORT=0 AGORA_JAEGER_HEALTH_PORT=0)
+  AGORA_JAEGER_OTLP_HTTP_PORT=0 AGORA_JAEGER_QUERY_GRPC_PORT=0 AGORA_JAEGER_HEALTH_PORT=0
+  AGORA_JAEGER_OTLP_TLS=1)
 instance jaeger.sh "${jaeger_env[@]}"
 AGORA_TEST_JAEGER_URL="$(env "${jaeger_env[@]}" bash scripts/jaeger.sh url)"
 AGORA_TEST_OTLP_ENDPOINT="$(env "${jaeger_env[@]}" bash scripts/jaeger.sh otlp-grpc)"
-export AGORA_TEST_JAEGER_URL AGORA_TEST_OTLP_ENDPOINT
+AGORA_TEST_OTLP_CA="$(env "${jaeger_env[@]}" bash scripts/jaeger.sh ca)"
+export AGORA_TEST_JAEGER_URL AGORA_TEST_OTLP_ENDPOINT AGORA_TEST_OTLP_CA
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -404,6 +404,7 @@ cmd_up() {
 
   if [[ -z "${AGORA_UP_BIN:-}" ]]; then
     log "building agora (release; the first build takes minutes)"
+    bash "$SCRIPT_DIR/build-deps.sh"
     (cd "$ROOT_DIR" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --locked -p agora --bin agora) \
       || die "cargo build failed"
   fi

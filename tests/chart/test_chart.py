@@ -160,6 +160,209 @@ def test_external_infrastructure_replaces_the_dev_components():
     assert ports == [4317, 5432, 8500, 9092]
 
 
+# What the secured external-infrastructure values add to a role: none of it by default.
+TLS_ENV = {"AGORA_KAFKA_SECURITY", "AGORA_KAFKA_SASL_MECHANISM", "AGORA_KAFKA_SASL_USERNAME", "AGORA_KAFKA_SASL_PASSWORD",
+           "AGORA_KAFKA_TLS_CA", "AGORA_KAFKA_TLS_CERT", "AGORA_KAFKA_TLS_KEY", "OTEL_EXPORTER_OTLP_CERTIFICATE",
+           "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_KEY"}
+
+
+def role_env_names(objects, role):
+    """Every variable a role's container gets: its ConfigMap's and its env's."""
+    return set(find(objects, "ConfigMap", f"t-agora-{role}")["data"]) | set(env(find(objects, "Deployment", f"t-agora-{role}")))
+
+
+def tls_volumes(objects, role):
+    """The role's Secret volumes, as {volume name: (mountPath, readOnly, secretName, {key: file})}."""
+    deployment = find(objects, "Deployment", f"t-agora-{role}")
+    mounts = {m["name"]: m for m in container(deployment)["volumeMounts"]}
+    found = {}
+    for volume in deployment["spec"]["template"]["spec"]["volumes"]:
+        if "secret" in volume:
+            mount = mounts[volume["name"]]
+            found[volume["name"]] = (mount["mountPath"], mount.get("readOnly"), volume["secret"]["secretName"],
+                                     {i["key"]: i["path"] for i in volume["secret"]["items"]})
+    return found
+
+
+def secret_url(objects, role):
+    return base64.b64decode(find(objects, "Secret", "t-agora")["data"][f"{role}-database-url"]).decode()
+
+
+@pytest.mark.parametrize("values", [None, "external-values.yaml", "existing-secret-values.yaml"], ids=lambda v: v or "defaults")
+def test_without_the_tls_values_nothing_of_them_is_rendered(values):
+    objects = render(*(["-f", str(CHART / "ci" / values)] if values else []))
+    for role in ROLES:
+        assert not role_env_names(objects, role) & TLS_ENV, role
+        volumes = find(objects, "Deployment", f"t-agora-{role}")["spec"]["template"]["spec"]["volumes"]
+        assert volumes == [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}], role
+        assert [m["name"] for m in container(find(objects, "Deployment", f"t-agora-{role}"))["volumeMounts"]] == ["tmp"]
+    if values == "external-values.yaml":
+        assert secret_url(objects, "user-service") == "postgres://agora:secret@pg.data:5432/agora_user", "the URL as given"
+
+
+def test_external_infrastructure_over_tls():
+    objects = render("-f", str(CHART / "ci" / "external-tls-values.yaml"))
+    services = [r for r in ROLES if r != "gateway"]
+    otlp = ("/etc/agora/otlp", True, "otel-agora-tls", {"ca.crt": "ca.crt", "tls.crt": "tls.crt", "tls.key": "tls.key"})
+    for role in ROLES:
+        config = find(objects, "ConfigMap", f"t-agora-{role}")["data"]
+        e = env(find(objects, "Deployment", f"t-agora-{role}"))
+        volumes = tls_volumes(objects, role)
+        # OTLP over TLS for every role: the collector's CA and a client certificate.
+        assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://otel-collector.observability:4317"
+        assert config["OTEL_EXPORTER_OTLP_CERTIFICATE"] == "/etc/agora/otlp/ca.crt"
+        assert config["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"] == "/etc/agora/otlp/tls.crt"
+        assert config["OTEL_EXPORTER_OTLP_CLIENT_KEY"] == "/etc/agora/otlp/tls.key"
+        assert volumes["otlp-tls"] == otlp, role
+        # The Consul token from the Secret named, never in a ConfigMap.
+        assert e["AGORA_CONSUL_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "consul-agora", "key": "token"}
+        assert not any("CONSUL_TOKEN" in k for k in config)
+        if role == "gateway":
+            # No Kafka, no database.
+            assert not {k for k in role_env_names(objects, role) if k.startswith("AGORA_KAFKA")}
+            assert set(volumes) == {"otlp-tls"}
+            continue
+        # Kafka: SASL_SSL, SCRAM, a client certificate; the password from its Secret.
+        assert {k: v for k, v in config.items() if k.startswith("AGORA_KAFKA_") and k not in
+                ("AGORA_KAFKA_BROKERS", "AGORA_KAFKA_PARTITIONS", "AGORA_KAFKA_REPLICATION")} == {
+            "AGORA_KAFKA_SECURITY": "sasl-ssl", "AGORA_KAFKA_SASL_MECHANISM": "scram-sha-512",
+            "AGORA_KAFKA_SASL_USERNAME": "agora", "AGORA_KAFKA_TLS_CA": "/etc/agora/kafka/ca.crt",
+            "AGORA_KAFKA_TLS_CERT": "/etc/agora/kafka/tls.crt", "AGORA_KAFKA_TLS_KEY": "/etc/agora/kafka/tls.key"}
+        assert e["AGORA_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "kafka-agora", "key": "password"}
+        assert volumes["kafka-tls"] == ("/etc/agora/kafka", True, "kafka-agora-tls",
+                                        {"ca.crt": "ca.crt", "tls.crt": "tls.crt", "tls.key": "tls.key"})
+        # PostgreSQL: the CA mounted for every service (order-service's URL, in its own Secret,
+        # names it itself).
+        assert volumes["postgresql-tls"] == ("/etc/agora/postgresql", True, "pg-ca", {"ca.crt": "ca.crt"})
+        assert set(volumes) == {"otlp-tls", "kafka-tls", "postgresql-tls"}
+        # Secret volumes are 0440: the role reads them through its group (fsGroup 65532).
+        spec = find(objects, "Deployment", f"t-agora-{role}")["spec"]["template"]["spec"]
+        assert {v["secret"]["defaultMode"] for v in spec["volumes"] if "secret" in v} == {0o440}
+        assert spec["securityContext"]["fsGroup"] == 65532
+    # The URLs the chart stores get sslmode and the CA, after their own parameters.
+    tls = "sslmode=verify-full&sslrootcert=/etc/agora/postgresql/ca.crt"
+    assert secret_url(objects, "user-service") == (
+        "postgres://agora:secret@pg-0.data:5432,pg-1.data:5432/agora_user?target_session_attrs=read-write&" + tls)
+    assert secret_url(objects, "product-service") == "postgres://agora:secret@pg.data:5432/agora_product?" + tls
+    assert env(find(objects, "Deployment", "t-agora-order-service"))["AGORA_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "orders-db", "key": "url"}
+    secret = find(objects, "Secret", "t-agora")["data"]
+    assert "consul-token" not in secret and "kafka-sasl-password" not in secret and "order-service-database-url" not in secret
+    # The ports stay the ones the endpoints name.
+    assert egress_ports_to_anywhere(objects, "order-service") == [4317, 5432, 8500, 9093]
+
+
+def test_each_tls_setting_alone():
+    external_kafka = ["--set", "kafka.enabled=false", "--set", "externalKafka.brokers=kafka.data:9093"]
+    # Kafka over TLS only (no SASL), checking the brokers against the system's CAs.
+    objects = render(*external_kafka, "--set", "externalKafka.security=ssl")
+    config = find(objects, "ConfigMap", "t-agora-payment-service")["data"]
+    assert config["AGORA_KAFKA_SECURITY"] == "ssl" and not {"AGORA_KAFKA_SASL_USERNAME", "AGORA_KAFKA_TLS_CA"} & set(config)
+    assert "AGORA_KAFKA_SASL_PASSWORD" not in env(find(objects, "Deployment", "t-agora-payment-service"))
+    assert not tls_volumes(objects, "payment-service")
+    # ... or against a CA of a Secret, without a client certificate.
+    objects = render(*external_kafka, "--set", "externalKafka.security=ssl", "--set", "externalKafka.tls.existingSecret=kafka-ca",
+                     "--set", "externalKafka.tls.caKey=root.pem")
+    config = find(objects, "ConfigMap", "t-agora-payment-service")["data"]
+    assert config["AGORA_KAFKA_TLS_CA"] == "/etc/agora/kafka/ca.crt" and "AGORA_KAFKA_TLS_CERT" not in config
+    assert tls_volumes(objects, "payment-service") == {"kafka-tls": ("/etc/agora/kafka", True, "kafka-ca", {"root.pem": "ca.crt"})}
+    assert not tls_volumes(objects, "gateway")
+    # SASL with the password given as a value: kept in the chart's Secret; SCRAM-SHA-256.
+    sasl = [*external_kafka, "--set", "externalKafka.security=sasl-ssl", "--set", "externalKafka.sasl.username=agora",
+            "--set", "externalKafka.sasl.mechanism=scram-sha-256"]
+    objects = render(*sasl, "--set", "externalKafka.sasl.password=kafka-password")
+    assert find(objects, "ConfigMap", "t-agora-order-service")["data"]["AGORA_KAFKA_SASL_MECHANISM"] == "scram-sha-256"
+    ref = env(find(objects, "Deployment", "t-agora-order-service"))["AGORA_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "t-agora", "key": "kafka-sasl-password"}
+    assert base64.b64decode(find(objects, "Secret", "t-agora")["data"]["kafka-sasl-password"]).decode() == "kafka-password"
+    assert "AGORA_KAFKA_SASL_PASSWORD" not in env(find(objects, "Deployment", "t-agora-gateway"))
+    # ... or read from the top-level existingSecret.
+    objects = render(*sasl, "--set", "existingSecret=agora-secrets")
+    ref = env(find(objects, "Deployment", "t-agora-order-service"))["AGORA_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "agora-secrets", "key": "kafka-sasl-password"}
+    # The in-chart Kafka is plaintext: externalKafka's security applies to external brokers only.
+    objects = render("--set", "externalKafka.security=ssl")
+    assert "AGORA_KAFKA_SECURITY" not in find(objects, "ConfigMap", "t-agora-order-service")["data"]
+
+    # PostgreSQL with a client certificate; sslmode alone; roles on the in-chart PostgreSQL untouched.
+    pg_tls = ["--set", "externalPostgresql.sslmode=verify-ca", "--set", "externalPostgresql.tls.existingSecret=pg-tls",
+              "--set", "externalPostgresql.tls.certKey=tls.crt", "--set", "externalPostgresql.tls.keyKey=tls.key",
+              "--set", "roles.payment-service.database.url=postgres://pay:pw@pg.data:5432/pay"]
+    objects = render(*pg_tls)
+    assert secret_url(objects, "payment-service") == (
+        "postgres://pay:pw@pg.data:5432/pay?sslmode=verify-ca&sslrootcert=/etc/agora/postgresql/ca.crt"
+        "&sslcert=/etc/agora/postgresql/tls.crt&sslkey=/etc/agora/postgresql/tls.key")
+    assert tls_volumes(objects, "payment-service") == {"postgresql-tls": (
+        "/etc/agora/postgresql", True, "pg-tls", {"ca.crt": "ca.crt", "tls.crt": "tls.crt", "tls.key": "tls.key"})}
+    for role in ["user-service", "product-service", "order-service", "gateway"]:
+        assert not tls_volumes(objects, role), role
+    assert "sslmode" not in env(find(objects, "Deployment", "t-agora-user-service"))["AGORA_DATABASE_URL"]["value"]
+    objects = render("--set", "externalPostgresql.sslmode=require",
+                     "--set", "roles.user-service.database.url=postgres://u:pw@pg:5432/users?application_name=agora")
+    assert secret_url(objects, "user-service") == "postgres://u:pw@pg:5432/users?application_name=agora&sslmode=require"
+    assert not tls_volumes(objects, "user-service")
+
+    # OTLP: a CA only; a client certificate only (the public CAs).
+    https = ["--set", "otlp.endpoint=https://otel.example.com:4317"]
+    objects = render(*https, "--set", "otlp.tls.existingSecret=otel-ca")
+    config = find(objects, "ConfigMap", "t-agora-gateway")["data"]
+    assert config["OTEL_EXPORTER_OTLP_CERTIFICATE"] == "/etc/agora/otlp/ca.crt" and "OTEL_EXPORTER_OTLP_CLIENT_KEY" not in config
+    objects = render(*https, "--set", "otlp.tls.existingSecret=otel-client", "--set", "otlp.tls.caKey=",
+                     "--set", "otlp.tls.certKey=tls.crt", "--set", "otlp.tls.keyKey=tls.key")
+    config = find(objects, "ConfigMap", "t-agora-order-service")["data"]
+    assert "OTEL_EXPORTER_OTLP_CERTIFICATE" not in config and config["OTEL_EXPORTER_OTLP_CLIENT_KEY"] == "/etc/agora/otlp/tls.key"
+    assert tls_volumes(objects, "order-service") == {"otlp-tls": (
+        "/etc/agora/otlp", True, "otel-client", {"tls.crt": "tls.crt", "tls.key": "tls.key"})}
+
+    # The Consul token as a value stays in the chart's Secret.
+    objects = render("--set", "consul.enabled=false", "--set", "externalConsul.address=consul:8500",
+                     "--set", "externalConsul.token=consul-token-1")
+    assert env(find(objects, "Deployment", "t-agora-gateway"))["AGORA_CONSUL_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "t-agora"
+    assert "consul-token-1" not in yaml.safe_dump(find(objects, "ConfigMap", "t-agora-gateway"))
+
+
+def test_tls_settings_that_cannot_work_are_refused_with_the_reason():
+    external_kafka = ["--set", "kafka.enabled=false", "--set", "externalKafka.brokers=kafka.data:9093"]
+    cases = {
+        (*external_kafka, "--set", "externalKafka.security=tls"): "/externalKafka/security",
+        (*external_kafka, "--set", "externalKafka.sasl.mechanism=md5"): "/externalKafka/sasl/mechanism",
+        ("--set", "externalPostgresql.sslmode=prefer"): "/externalPostgresql/sslmode",
+        (*external_kafka, "--set", "externalKafka.sasl.username=agora"): "need externalKafka.security ssl or sasl-ssl",
+        (*external_kafka, "--set", "externalKafka.tls.existingSecret=kafka-tls"): "need externalKafka.security ssl or sasl-ssl",
+        (*external_kafka, "--set", "externalKafka.security=ssl", "--set", "externalKafka.sasl.username=agora"): "need externalKafka.security sasl-ssl",
+        (*external_kafka, "--set", "externalKafka.security=sasl-ssl"): "needs externalKafka.sasl.username",
+        (*external_kafka, "--set", "externalKafka.security=sasl-ssl", "--set", "externalKafka.sasl.username=agora"): "needs the password",
+        (*external_kafka, "--set", "externalKafka.security=ssl", "--set", "externalKafka.tls.existingSecret=kafka-tls",
+         "--set", "externalKafka.tls.certKey=tls.crt"): "set certKey and keyKey together",
+        ("--set", "externalPostgresql.tls.existingSecret=pg-ca"): "needs externalPostgresql.sslmode",
+        ("--set", "externalPostgresql.tls.existingSecret=pg-ca", "--set", "externalPostgresql.sslmode=disable"): "sslmode is disable",
+        ("--set", "externalPostgresql.sslmode=require", "--set", "roles.user-service.database.url=postgres://u@pg/users?sslmode=disable"):
+            "roles.user-service.database.url has sslmode= already",
+        ("--set", "otlp.tls.existingSecret=otel-ca"): "otlp.tls needs an https:// otlp.endpoint",
+        ("--set", "otlp.endpoint=http://otel:4317", "--set", "otlp.tls.existingSecret=otel-ca"): "otlp.tls needs an https:// otlp.endpoint",
+        ("--set", "externalConsul.token=t", "--set", "externalConsul.existingSecret=consul"): "not both",
+        ("--set", "externalConsul.existingSecret=Consul_Token"): "/externalConsul/existingSecret",
+    }
+    for args, reason in cases.items():
+        with pytest.raises(RenderError, match=reason.replace("(", r"\(")):
+            render(*args)
+
+
+def test_a_changed_tls_setting_rolls_the_roles_that_read_it():
+    base = ["--set", "jwtSecret=" + "j" * 40, "--set", "adminPassword=admin-password-1", "--set", "postgresql.password=pg1",
+            "--set", "kafka.enabled=false", "--set", "externalKafka.brokers=kafka:9093", "--set", "externalKafka.security=sasl-ssl",
+            "--set", "externalKafka.sasl.username=agora", "--set", "externalKafka.sasl.password=kafka-1",
+            "--set", "roles.payment-service.database.url=postgres://a:b@pg:5432/pay"]
+    before = checksums(*base)
+    cases = {
+        ("externalKafka.sasl.password=kafka-2",): {"user-service", "product-service", "order-service", "payment-service"},
+        ("externalPostgresql.sslmode=require",): {"payment-service"},
+    }
+    for sets, rolled in cases.items():
+        after = checksums(*base, *[a for s in sets for a in ("--set", s)])
+        assert {role for role in ROLES if after[role] != before[role]} == rolled, sets
+
+
 def test_consul_off_means_static_addresses_through_the_services():
     objects = render("-f", str(CHART / "ci" / "static-values.yaml"))
     assert "t-agora-consul" not in named(objects, "Deployment")

@@ -19,12 +19,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agora_discovery::{Balanced, CheckTiming, Consul, Probe, Registration, Resolver};
+use agora_discovery::{Balanced, CheckTiming, Consul, ConsulError, Probe, Registration, Resolver};
 use agora_events::{Host, LocalBus};
 use agora_kit::{
     grpc::{Health, Listener},
     identity::Caller,
-    testing::{Served, channel, consul_addr, eventually, loopback},
+    testing::{Served, channel, consul_addr, consul_token, eventually, loopback},
 };
 use agora_proto::{
     Money,
@@ -182,8 +182,8 @@ async fn until_instances(balanced: &Balanced, ids: &[&str]) {
 
 #[tokio::test]
 async fn a_started_instance_passes_at_once_goes_critical_when_not_serving_and_is_gone_once_stopped() {
-    let Some(addr) = consul_addr() else { return };
-    let consul = Consul::new(&addr, None).unwrap();
+    let (Some(addr), Some(token)) = (consul_addr(), consul_token()) else { return };
+    let consul = Consul::new(&addr, Some(token.into())).unwrap();
     let service = unique_service();
     let instance = ProductInstance::start(&consul, &service, "only").await;
 
@@ -211,9 +211,29 @@ async fn a_started_instance_passes_at_once_goes_critical_when_not_serving_and_is
 }
 
 #[tokio::test]
+async fn the_agent_enforces_its_acls_a_client_without_the_token_can_neither_remove_nor_see_an_instance() {
+    let (Some(addr), Some(token)) = (consul_addr(), consul_token()) else { return };
+    let consul = Consul::new(&addr, Some(token.into())).unwrap();
+    let anonymous = Consul::new(&addr, None).unwrap();
+    let service = unique_service();
+    let instance = ProductInstance::start(&consul, &service, "guarded").await;
+    until_status(&consul, &service, &instance.id, Some("passing")).await;
+
+    match anonymous.deregister(&instance.id).await {
+        Err(ConsulError::Refused { status, .. }) => assert_eq!(status, reqwest::StatusCode::FORBIDDEN),
+        other => panic!("a deregistration without the token was not refused: {other:?}"),
+    }
+    let seen = anonymous.check_status(&service).await.map(|checks| checks.contains_key(&instance.id));
+    assert!(!matches!(seen, Ok(true)), "an anonymous client saw the instance: {seen:?}");
+    // Still there, for the one that holds the token.
+    assert_eq!(consul.check_status(&service).await.unwrap().get(&instance.id).map(String::as_str), Some("passing"));
+    instance.served.stop().await;
+}
+
+#[tokio::test]
 async fn calls_spread_over_the_passing_instances_and_follow_their_health() {
-    let Some(addr) = consul_addr() else { return };
-    let consul = Consul::new(&addr, None).unwrap();
+    let (Some(addr), Some(token)) = (consul_addr(), consul_token()) else { return };
+    let consul = Consul::new(&addr, Some(token.into())).unwrap();
     let service = unique_service();
     let a = ProductInstance::start(&consul, &service, "A").await;
     let b = ProductInstance::start(&consul, &service, "B").await;

@@ -4,7 +4,8 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use agora_events::{KafkaProtocol, KafkaSasl, KafkaSecurity, SaslMechanism};
+use clap::{Args, Parser, Subcommand, ValueEnum, builder::PossibleValuesParser};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Serialize, Serializer};
 
@@ -156,6 +157,61 @@ pub struct DiscoveryArgs {
     pub tls_reload_secs: u64,
 }
 
+/// How the Kafka clients meet the brokers: shared by every role and by `agora reconcile`.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaSecurityArgs {
+    /// The brokers' listener protocol: plaintext, ssl (TLS) or sasl-ssl (TLS and SASL
+    /// credentials, as managed Kafka wants).
+    #[arg(long, env = "AGORA_KAFKA_SECURITY", default_value = "plaintext", value_parser = PossibleValuesParser::new(KafkaProtocol::NAMES))]
+    pub kafka_security: String,
+
+    /// The SASL mechanism, with `--kafka-security sasl-ssl`.
+    #[arg(long, env = "AGORA_KAFKA_SASL_MECHANISM", default_value = "scram-sha-512", value_parser = PossibleValuesParser::new(SaslMechanism::NAMES))]
+    pub kafka_sasl_mechanism: String,
+
+    /// The SASL user name, with `--kafka-security sasl-ssl`.
+    #[arg(long, env = "AGORA_KAFKA_SASL_USERNAME", requires = "kafka_sasl_password")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// The SASL password (better given through the environment than on the command line).
+    #[arg(long, env = "AGORA_KAFKA_SASL_PASSWORD", hide_env_values = true, requires = "kafka_sasl_username")]
+    pub kafka_sasl_password: Option<SecretString>,
+
+    /// The CA certificate(s) (PEM) that sign the brokers' certificates [default: the system's].
+    #[arg(long, env = "AGORA_KAFKA_TLS_CA")]
+    pub kafka_tls_ca: Option<PathBuf>,
+
+    /// This client's certificate (PEM), for brokers that require one (mutual TLS).
+    #[arg(long, env = "AGORA_KAFKA_TLS_CERT", requires = "kafka_tls_key")]
+    pub kafka_tls_cert: Option<PathBuf>,
+
+    /// The private key of --kafka-tls-cert (PEM).
+    #[arg(long, env = "AGORA_KAFKA_TLS_KEY", requires = "kafka_tls_cert")]
+    pub kafka_tls_key: Option<PathBuf>,
+}
+
+impl KafkaSecurityArgs {
+    /// The settings, checked as a whole (e.g. SASL without TLS is refused).
+    pub fn security(&self) -> anyhow::Result<KafkaSecurity> {
+        let sasl = match (&self.kafka_sasl_username, &self.kafka_sasl_password) {
+            (Some(username), Some(password)) => Some(KafkaSasl {
+                mechanism: self.kafka_sasl_mechanism.parse().map_err(anyhow::Error::msg)?,
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            _ => None,
+        };
+        let security = KafkaSecurity {
+            protocol: self.kafka_security.parse().map_err(anyhow::Error::msg)?,
+            sasl,
+            ca: self.kafka_tls_ca.clone(),
+            client_cert: self.kafka_tls_cert.clone().zip(self.kafka_tls_key.clone()),
+        };
+        security.check().map_err(anyhow::Error::msg)?;
+        Ok(security)
+    }
+}
+
 /// Flags every single role has.
 #[derive(Debug, Args, Serialize)]
 pub struct Common {
@@ -201,6 +257,10 @@ pub struct Common {
     #[arg(long, env = "AGORA_KAFKA_REPLICATION", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=9))]
     #[serde(skip)]
     pub kafka_replication: i32,
+
+    #[command(flatten)]
+    #[serde(skip)]
+    pub kafka: KafkaSecurityArgs,
 
     #[command(flatten)]
     #[serde(skip)]
@@ -581,6 +641,9 @@ pub struct ReconcileArgs {
     /// The deployment's Kafka topic prefix.
     #[arg(long, env = "AGORA_KAFKA_PREFIX", default_value = "")]
     pub kafka_prefix: String,
+
+    #[command(flatten)]
+    pub kafka: KafkaSecurityArgs,
 
     /// Ids of the orders the gateway accepted (201), one per line, as `agora loadgen
     /// --accepted-orders` writes them: each must be in order-service's database.

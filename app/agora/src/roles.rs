@@ -38,6 +38,7 @@ pub async fn bus(common: &Common) -> anyhow::Result<Arc<dyn EventBus>> {
                 partitions: common.kafka_partitions,
                 replication: common.kafka_replication,
                 prefix: common.kafka_prefix.clone(),
+                security: common.kafka.security()?,
                 ..KafkaOptions::new(&common.kafka_brokers)
             };
             Ok(Arc::new(KafkaBus::new(options)?))

@@ -17,7 +17,7 @@ pub mod watch;
 /// Which methods may be sent twice; kept in `agora-kit`, whose servers ask it too.
 pub use agora_kit::methods;
 pub use balance::{Balanced, Policy};
-pub use consul::Consul;
+pub use consul::{Consul, ConsulError};
 pub use register::{CheckTiming, Probe, Registration};
 
 /// The scheme of targets resolved through Consul.

@@ -11,6 +11,8 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
+    path::PathBuf,
+    str::FromStr,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -27,6 +29,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
     types::RDKafkaErrorCode,
 };
+use secrecy::{ExposeSecret as _, SecretString};
 use tracing::Instrument as _;
 
 use agora_kit::metrics::PartitionLabels;
@@ -49,11 +52,173 @@ pub struct KafkaOptions {
     pub replication: i32,
     /// Put in front of every topic and consumer-group name on the broker (e.g. `staging.`).
     pub prefix: String,
+    /// How the clients authenticate and protect their traffic.
+    pub security: KafkaSecurity,
 }
 
 impl KafkaOptions {
     pub fn new(brokers: &str) -> Self {
-        Self { brokers: brokers.to_owned(), partitions: 3, replication: 1, prefix: String::new() }
+        Self {
+            brokers: brokers.to_owned(),
+            partitions: 3,
+            replication: 1,
+            prefix: String::new(),
+            security: KafkaSecurity::default(),
+        }
+    }
+
+    /// A client configuration with the brokers and the security settings: what every
+    /// producer, consumer and admin client here starts from.
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        self.security.apply(&mut config);
+        config
+    }
+}
+
+/// How Agora's Kafka clients meet the brokers: in the clear (a private network, the embedded
+/// and test setups), over TLS, or over TLS with SASL credentials (what managed Kafka offers),
+/// each optionally with a client certificate (mutual TLS).
+///
+/// A certificate renewed on disk is read when a client is created, that is on the next start:
+/// librdkafka reads its files once.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaSecurity {
+    pub protocol: KafkaProtocol,
+    /// The SASL mechanism and credentials, with [`KafkaProtocol::SaslSsl`].
+    pub sasl: Option<KafkaSasl>,
+    /// The CA certificate(s) (PEM) that sign the brokers' certificates [default: the system's].
+    pub ca: Option<PathBuf>,
+    /// This client's certificate and key (PEM), for brokers that require one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl KafkaSecurity {
+    /// Settings that cannot work together, as a message that names the flags: SASL without
+    /// TLS, TLS files with a plaintext protocol, `sasl-ssl` without credentials.
+    pub fn check(&self) -> Result<(), String> {
+        match self.protocol {
+            KafkaProtocol::Plaintext if self.sasl.is_some() || self.ca.is_some() || self.client_cert.is_some() => Err(
+                "the Kafka SASL and TLS settings need --kafka-security ssl or sasl-ssl (SASL credentials never travel in \
+                 the clear)"
+                    .to_owned(),
+            ),
+            KafkaProtocol::Ssl if self.sasl.is_some() => {
+                Err("SASL credentials need --kafka-security sasl-ssl".to_owned())
+            }
+            KafkaProtocol::SaslSsl if self.sasl.is_none() => {
+                Err("--kafka-security sasl-ssl needs --kafka-sasl-username and --kafka-sasl-password".to_owned())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// librdkafka's properties for these settings. The broker's certificate is checked
+    /// against its host name (librdkafka's default, set here so that it stays so).
+    fn apply(&self, config: &mut ClientConfig) {
+        config.set("security.protocol", self.protocol.librdkafka());
+        if self.protocol == KafkaProtocol::Plaintext {
+            return;
+        }
+        config.set("ssl.endpoint.identification.algorithm", "https");
+        if let Some(ca) = &self.ca {
+            config.set("ssl.ca.location", ca.display().to_string());
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            config.set("ssl.certificate.location", cert.display().to_string());
+            config.set("ssl.key.location", key.display().to_string());
+        }
+        if let Some(sasl) = &self.sasl {
+            config.set("sasl.mechanisms", sasl.mechanism.librdkafka());
+            config.set("sasl.username", &sasl.username);
+            config.set("sasl.password", sasl.password.expose_secret());
+        }
+    }
+}
+
+/// The protocol of the brokers' listener.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KafkaProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslSsl,
+}
+
+impl KafkaProtocol {
+    /// The names a setting takes.
+    pub const NAMES: [&str; 3] = ["plaintext", "ssl", "sasl-ssl"];
+
+    fn librdkafka(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+}
+
+impl FromStr for KafkaProtocol {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "plaintext" => Ok(Self::Plaintext),
+            "ssl" => Ok(Self::Ssl),
+            "sasl-ssl" => Ok(Self::SaslSsl),
+            other => Err(format!("'{other}' is not a Kafka security protocol ({})", Self::NAMES.join(", "))),
+        }
+    }
+}
+
+/// SASL credentials; the password never shows in `Debug`.
+#[derive(Clone)]
+pub struct KafkaSasl {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: SecretString,
+}
+
+impl std::fmt::Debug for KafkaSasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSasl").field("mechanism", &self.mechanism).field("username", &self.username).finish()
+    }
+}
+
+/// The SASL mechanisms Agora offers: SCRAM (the password never crosses the wire) and PLAIN
+/// (for brokers that check passwords elsewhere; TLS protects it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SaslMechanism {
+    #[default]
+    ScramSha512,
+    ScramSha256,
+    Plain,
+}
+
+impl SaslMechanism {
+    /// The names a setting takes.
+    pub const NAMES: [&str; 3] = ["scram-sha-512", "scram-sha-256", "plain"];
+
+    fn librdkafka(self) -> &'static str {
+        match self {
+            Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::Plain => "PLAIN",
+        }
+    }
+}
+
+impl FromStr for SaslMechanism {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "scram-sha-512" => Ok(Self::ScramSha512),
+            "scram-sha-256" => Ok(Self::ScramSha256),
+            "plain" => Ok(Self::Plain),
+            other => Err(format!("'{other}' is not a SASL mechanism ({})", Self::NAMES.join(", "))),
+        }
     }
 }
 
@@ -75,8 +240,9 @@ impl KafkaBus {
     /// A bus on `options.brokers`. Connections are made lazily; the first call that needs
     /// the broker fails with `Unavailable` while it is down.
     pub fn new(options: KafkaOptions) -> Result<Self, BusError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &options.brokers)
+        options.security.check().map_err(BusError::Unavailable)?;
+        let producer: FutureProducer = options
+            .client()
             // Retries after a lost acknowledgement must not write the record twice.
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -84,7 +250,7 @@ impl KafkaBus {
             .set("linger.ms", "5")
             .create()
             .map_err(unavailable)?;
-        let admin = ClientConfig::new().set("bootstrap.servers", &options.brokers).create().map_err(unavailable)?;
+        let admin = options.client().create().map_err(unavailable)?;
         Ok(Self { options, producer, admin, topics: Mutex::default() })
     }
 
@@ -122,17 +288,16 @@ impl KafkaBus {
     /// joining a consumer group or moving any group's offsets; none when the topic does not
     /// exist. For inspection (the dead-letter topics after a run), not for consuming.
     pub async fn read_topic(&self, topic: &str) -> Result<Vec<Delivery>, BusError> {
-        let (brokers, scoped, prefix) = (self.options.brokers.clone(), self.scoped(topic), self.options.prefix.clone());
-        tokio::task::spawn_blocking(move || read_topic_blocking(&brokers, &scoped, &prefix))
+        let (client, scoped, prefix) = (self.options.client(), self.scoped(topic), self.options.prefix.clone());
+        tokio::task::spawn_blocking(move || read_topic_blocking(client, &scoped, &prefix))
             .await
             .map_err(|e| BusError::Unavailable(format!("reading {topic} stopped: {e}")))?
     }
 }
 
-fn read_topic_blocking(brokers: &str, topic: &str, prefix: &str) -> Result<Vec<Delivery>, BusError> {
+fn read_topic_blocking(mut client: ClientConfig, topic: &str, prefix: &str) -> Result<Vec<Delivery>, BusError> {
     const WAIT: Duration = Duration::from_secs(10);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = client
         .set("group.id", format!("agora-inspect-{}", uuid::Uuid::new_v4().simple()))
         .set("enable.auto.commit", "false")
         .create()
@@ -234,8 +399,9 @@ impl EventBus for KafkaBus {
     async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
         self.ensure_topic(topic).await?;
         let context = LagReporter { group: group.to_owned(), prefix: self.options.prefix.clone() };
-        let consumer: StreamConsumer<LagReporter> = ClientConfig::new()
-            .set("bootstrap.servers", &self.options.brokers)
+        let consumer: StreamConsumer<LagReporter> = self
+            .options
+            .client()
             .set("group.id", self.scoped(group))
             // Offsets move only when the consumer acknowledges, after its effect committed (see
             // `KafkaSubscription::ack`). Not when it closes: librdkafka's commit at close waits

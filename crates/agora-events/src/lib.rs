@@ -38,7 +38,7 @@ pub use background::{Background, Host};
 pub use bus::{BusError, Delivery, EventBus, OutgoingMessage, Subscription};
 pub use consumer::{ConsumerOptions, Handler, HandlerError, apply, run_consumer};
 pub use event::{DomainEvent, decode, topics};
-pub use kafka::{KafkaBus, KafkaOptions};
+pub use kafka::{KafkaBus, KafkaOptions, KafkaProtocol, KafkaSasl, KafkaSecurity, SaslMechanism};
 pub use local::LocalBus;
 pub use outbox::{EventTx, Outbox};
 pub use relay::Relay;

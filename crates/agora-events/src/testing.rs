@@ -1,11 +1,11 @@
 //! One service served for a test: on a free loopback port, over an in-memory bus the test can
 //! publish to and read from.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
-use agora_kit::testing::{Served, loopback};
+use agora_kit::testing::{Served, kafka_client_env, loopback};
 
-use crate::{EventBus, Host, LocalBus};
+use crate::{EventBus, Host, KafkaOptions, KafkaSasl, KafkaSecurity, LocalBus};
 
 /// A service started by [`on_loopback`].
 #[derive(Debug)]
@@ -35,4 +35,35 @@ impl Hosted {
     pub async fn stop(self) {
         self.served.stop().await;
     }
+}
+
+/// `KafkaOptions::new(brokers)` with the test broker's client settings
+/// ([`kafka_client_env`]): over SASL_SSL with a client certificate under `make test`.
+pub fn kafka_options(brokers: &str) -> KafkaOptions {
+    kafka_options_from(brokers, &kafka_client_env())
+}
+
+/// `KafkaOptions::new(brokers)` with the client settings `env` gives as `AGORA_KAFKA_*`
+/// variables (what a role started with them would use).
+pub fn kafka_options_from(brokers: &str, env: &[(String, String)]) -> KafkaOptions {
+    let vars: HashMap<&str, &str> = env.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    let var = |name: &str| vars.get(format!("AGORA_KAFKA_{name}").as_str()).map(|v| (*v).to_owned());
+    let sasl = var("SASL_USERNAME").map(|username| KafkaSasl {
+        mechanism: parsed("SASL_MECHANISM", var("SASL_MECHANISM")),
+        username,
+        password: var("SASL_PASSWORD").expect("AGORA_TEST_KAFKA_SASL_PASSWORD goes with the user name").into(),
+    });
+    let security = KafkaSecurity {
+        protocol: parsed("SECURITY", var("SECURITY")),
+        sasl,
+        ca: var("TLS_CA").map(Into::into),
+        client_cert: var("TLS_CERT").map(Into::into).zip(var("TLS_KEY").map(Into::into)),
+    };
+    security.check().unwrap_or_else(|e| panic!("the test Kafka's client settings: {e}"));
+    KafkaOptions { security, ..KafkaOptions::new(brokers) }
+}
+
+/// A test setting's value, or its default when it is not set.
+fn parsed<T: std::str::FromStr<Err = String> + Default>(name: &str, value: Option<String>) -> T {
+    value.map_or_else(T::default, |v| v.parse().unwrap_or_else(|e| panic!("AGORA_TEST_KAFKA_{name}: {e}")))
 }

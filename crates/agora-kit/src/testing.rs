@@ -51,9 +51,28 @@ pub fn kafka_brokers() -> Option<String> {
     required_env("AGORA_TEST_KAFKA_BROKERS", "Kafka")
 }
 
+/// The client settings the test broker wants, as the `AGORA_KAFKA_*` variables a role reads
+/// (`--kafka-security`, `--kafka-sasl-*`, `--kafka-tls-*`): `make test` exports each as
+/// `AGORA_TEST_KAFKA_*` (its broker speaks SASL_SSL and wants a client certificate). Empty for
+/// a plaintext broker.
+pub fn kafka_client_env() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter_map(|(name, value)| {
+            let setting = name.strip_prefix("AGORA_TEST_KAFKA_")?;
+            (setting != "BROKERS").then(|| (format!("AGORA_KAFKA_{setting}"), value))
+        })
+        .collect()
+}
+
 /// The test Consul agent's HTTP address, or `None` when there is none (outside CI).
 pub fn consul_addr() -> Option<String> {
     required_env("AGORA_TEST_CONSUL_ADDR", "Consul")
+}
+
+/// The ACL token of the test Consul agent, which denies anything unnamed: `make test` runs it
+/// with ACLs on. `None` when it is missing (outside CI).
+pub fn consul_token() -> Option<String> {
+    required_env("AGORA_TEST_CONSUL_TOKEN", "Consul")
 }
 
 /// True when the suite has PostgreSQL (a test that runs its own cluster of it needs the server

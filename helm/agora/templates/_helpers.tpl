@@ -76,6 +76,153 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
+{{/* TLS to external infrastructure ---------------------------------------- */}}
+
+{{/* The Kafka security protocol the roles get: externalKafka.security with external brokers
+when it is not plaintext; empty otherwise (the in-chart Kafka is plaintext). */}}
+{{- define "agora.kafkaSecurity" -}}
+{{- if and (not .Values.kafka.enabled) (ne (.Values.externalKafka.security | default "plaintext") "plaintext") }}
+{{- .Values.externalKafka.security }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the roles log in to external brokers with SASL. */}}
+{{- define "agora.kafkaSasl" -}}
+{{- if eq (include "agora.kafkaSecurity" .) "sasl-ssl" }}true{{ end }}
+{{- end }}
+
+{{/* Where the files of a TLS Secret (a tls value: existingSecret, caKey, certKey, keyKey) are
+mounted: /etc/agora/<name>/{ca.crt,tls.crt,tls.key}. Returns YAML {ca, cert, key}, each path
+only when its key is given; {} without existingSecret. Call with (list tls name). */}}
+{{- define "agora.tlsPaths" -}}
+{{- $tls := index . 0 | default dict }}
+{{- $dir := printf "/etc/agora/%s" (index . 1) }}
+{{- $paths := dict }}
+{{- if $tls.existingSecret }}
+{{- if $tls.caKey }}{{ $_ := set $paths "ca" (printf "%s/ca.crt" $dir) }}{{ end }}
+{{- if $tls.certKey }}{{ $_ := set $paths "cert" (printf "%s/tls.crt" $dir) }}{{ $_ := set $paths "key" (printf "%s/tls.key" $dir) }}{{ end }}
+{{- end }}
+{{- toYaml $paths }}
+{{- end }}
+
+{{/* The TLS Secrets a role mounts (read-only, each key to a fixed file name): the external
+PostgreSQL's (services whose database is not the in-chart one), the external Kafka's (services,
+with security ssl or sasl-ssl), the OTLP endpoint's (every role, with otlp.endpoint). Returns a
+YAML list of {name, mountPath, secretName, items}; empty when none is set. Call with
+(list $ role). */}}
+{{- define "agora.tlsVolumes" -}}
+{{- $ := index . 0 }}
+{{- $role := index . 1 }}
+{{- $service := ne $role "gateway" }}
+{{- $wanted := list }}
+{{- if and $service (not (include "agora.inChartDatabase" (list $ $role))) }}
+{{- $wanted = append $wanted (list "postgresql" $.Values.externalPostgresql.tls) }}
+{{- end }}
+{{- if and $service (include "agora.kafkaSecurity" $) }}
+{{- $wanted = append $wanted (list "kafka" $.Values.externalKafka.tls) }}
+{{- end }}
+{{- if $.Values.otlp.endpoint }}
+{{- $wanted = append $wanted (list "otlp" $.Values.otlp.tls) }}
+{{- end }}
+{{- $volumes := list }}
+{{- range $wanted }}
+{{- $name := index . 0 }}
+{{- $tls := index . 1 | default dict }}
+{{- if $tls.existingSecret }}
+{{- $items := list }}
+{{- with $tls.caKey }}{{ $items = append $items (dict "key" . "path" "ca.crt") }}{{ end }}
+{{- with $tls.certKey }}{{ $items = append $items (dict "key" . "path" "tls.crt") }}{{ end }}
+{{- with $tls.keyKey }}{{ $items = append $items (dict "key" . "path" "tls.key") }}{{ end }}
+{{- $volumes = append $volumes (dict "name" (printf "%s-tls" $name) "mountPath" (printf "/etc/agora/%s" $name) "secretName" $tls.existingSecret "items" $items) }}
+{{- end }}
+{{- end }}
+{{- toYaml $volumes }}
+{{- end }}
+
+{{/* A role's database URL as the chart stores it (roles.<role>.database.url): with
+externalPostgresql's sslmode and files appended to its query, after the parameters it has.
+Call with (list $ role url). */}}
+{{- define "agora.databaseUrlWithTls" -}}
+{{- $ := index . 0 }}
+{{- $role := index . 1 }}
+{{- $url := index . 2 }}
+{{- $pg := $.Values.externalPostgresql }}
+{{- $params := list }}
+{{- with $pg.sslmode }}{{ $params = append $params (list "sslmode" .) }}{{ end }}
+{{- $files := include "agora.tlsPaths" (list $pg.tls "postgresql") | fromYaml }}
+{{- with $files.ca }}{{ $params = append $params (list "sslrootcert" .) }}{{ end }}
+{{- with $files.cert }}{{ $params = append $params (list "sslcert" .) }}{{ end }}
+{{- with $files.key }}{{ $params = append $params (list "sslkey" .) }}{{ end }}
+{{- $query := list }}
+{{- range $params }}
+{{- if regexMatch (printf "[?&]%s=" (index . 0)) $url }}
+{{- fail (printf "roles.%s.database.url has %s= already, and externalPostgresql sets it: take it out of one of them" $role (index . 0)) }}
+{{- end }}
+{{- $query = append $query (printf "%s=%s" (index . 0) (index . 1)) }}
+{{- end }}
+{{- if $query }}
+{{- $sep := "?" }}
+{{- if contains "?" $url }}{{ $sep = "&" }}{{ end }}
+{{- if or (hasSuffix "?" $url) (hasSuffix "&" $url) }}{{ $sep = "" }}{{ end }}
+{{- printf "%s%s%s" $url $sep (join "&" $query) }}
+{{- else }}
+{{- $url }}
+{{- end }}
+{{- end }}
+
+{{/* Settings that cannot work together, refused at render with the reason (the binary would
+refuse them at start). Renders nothing. */}}
+{{- define "agora.validate" -}}
+{{- $consul := .Values.externalConsul }}
+{{- if and $consul.token $consul.existingSecret }}
+{{- fail "set externalConsul.token or externalConsul.existingSecret, not both" }}
+{{- end }}
+{{- range $name, $tls := dict "externalKafka.tls" .Values.externalKafka.tls "externalPostgresql.tls" .Values.externalPostgresql.tls "otlp.tls" .Values.otlp.tls }}
+{{- if ne (not $tls.certKey) (not $tls.keyKey) }}
+{{- fail (printf "%s: set certKey and keyKey together (a client certificate and its key), or neither" $name) }}
+{{- end }}
+{{- if and $tls.existingSecret (not $tls.caKey) (not $tls.certKey) }}
+{{- fail (printf "%s.existingSecret is set but no key of it is used: set caKey, or certKey and keyKey" $name) }}
+{{- end }}
+{{- if and $tls.certKey (not $tls.existingSecret) }}
+{{- fail (printf "%s.certKey needs %s.existingSecret (the Secret holding it)" $name $name) }}
+{{- end }}
+{{- end }}
+{{- if not .Values.kafka.enabled }}
+{{- $k := .Values.externalKafka }}
+{{- $security := $k.security | default "plaintext" }}
+{{- $credentials := or $k.sasl.username $k.sasl.password $k.sasl.existingSecret }}
+{{- if and (eq $security "plaintext") (or $credentials $k.tls.existingSecret) }}
+{{- fail "externalKafka.sasl and externalKafka.tls need externalKafka.security ssl or sasl-ssl (SASL credentials never travel in the clear)" }}
+{{- end }}
+{{- if and (eq $security "ssl") $credentials }}
+{{- fail "externalKafka.sasl credentials need externalKafka.security sasl-ssl" }}
+{{- end }}
+{{- if eq $security "sasl-ssl" }}
+{{- if not $k.sasl.username }}
+{{- fail "externalKafka.security sasl-ssl needs externalKafka.sasl.username" }}
+{{- end }}
+{{- if and $k.sasl.password $k.sasl.existingSecret }}
+{{- fail "set externalKafka.sasl.password or externalKafka.sasl.existingSecret, not both" }}
+{{- end }}
+{{- if not (or $k.sasl.password $k.sasl.existingSecret .Values.existingSecret) }}
+{{- fail "externalKafka.security sasl-ssl needs the password: externalKafka.sasl.password, externalKafka.sasl.existingSecret, or kafka-sasl-password in existingSecret" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $pg := .Values.externalPostgresql }}
+{{- if $pg.tls.existingSecret }}
+{{- if not $pg.sslmode }}
+{{- fail "externalPostgresql.tls needs externalPostgresql.sslmode (verify-full or verify-ca to check the server's certificate)" }}
+{{- else if eq $pg.sslmode "disable" }}
+{{- fail "externalPostgresql.tls is set but externalPostgresql.sslmode is disable" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.otlp.tls.existingSecret (not (hasPrefix "https://" .Values.otlp.endpoint)) }}
+{{- fail "otlp.tls needs an https:// otlp.endpoint (the in-chart Jaeger and http:// endpoints are plaintext)" }}
+{{- end }}
+{{- end }}
+
 {{/* The Secret holding the JWT key, the admin password and the database URLs. */}}
 {{- define "agora.secretName" -}}
 {{- default (include "agora.fullname" .) .Values.existingSecret }}
@@ -166,11 +313,14 @@ checksums see the same generated values. Call with the root context; returns YAM
 {{- end }}
 {{- range $role, $r := .Values.roles }}
 {{- if and (ne $role "gateway") $r.database.url (not $r.database.existingSecret) }}
-{{- $_ := set $data (printf "%s-database-url" $role) $r.database.url }}
+{{- $_ := set $data (printf "%s-database-url" $role) (include "agora.databaseUrlWithTls" (list $ $role $r.database.url)) }}
 {{- end }}
 {{- end }}
 {{- with .Values.externalConsul.token }}
 {{- $_ := set $data "consul-token" . }}
+{{- end }}
+{{- if and (include "agora.kafkaSasl" .) .Values.externalKafka.sasl.password }}
+{{- $_ := set $data "kafka-sasl-password" .Values.externalKafka.sasl.password }}
 {{- end }}
 {{- $_ := set . "agoraSecretData" $data }}
 {{- end }}
@@ -199,6 +349,16 @@ OTEL_TRACES_SAMPLER: {{ $.Values.otlp.sampler | quote }}
 {{- with $.Values.otlp.samplerArg }}
 OTEL_TRACES_SAMPLER_ARG: {{ . | quote }}
 {{- end }}
+{{- if $.Values.otlp.endpoint }}
+{{- $files := include "agora.tlsPaths" (list $.Values.otlp.tls "otlp") | fromYaml }}
+{{- with $files.ca }}
+OTEL_EXPORTER_OTLP_CERTIFICATE: {{ . | quote }}
+{{- end }}
+{{- if $files.cert }}
+OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: {{ $files.cert | quote }}
+OTEL_EXPORTER_OTLP_CLIENT_KEY: {{ $files.key | quote }}
+{{- end }}
+{{- end }}
 {{- else }}
 OTEL_TRACES_EXPORTER: none
 {{- end }}
@@ -209,6 +369,22 @@ AGORA_KAFKA_BROKERS: {{ include "agora.kafkaBrokers" $ | quote }}
 AGORA_KAFKA_PARTITIONS: {{ $.Values.kafka.partitions | quote }}
 {{- if not $.Values.kafka.enabled }}
 AGORA_KAFKA_REPLICATION: {{ $.Values.externalKafka.replication | quote }}
+{{- with include "agora.kafkaSecurity" $ }}
+{{- $k := $.Values.externalKafka }}
+AGORA_KAFKA_SECURITY: {{ . | quote }}
+{{- if include "agora.kafkaSasl" $ }}
+AGORA_KAFKA_SASL_MECHANISM: {{ $k.sasl.mechanism | quote }}
+AGORA_KAFKA_SASL_USERNAME: {{ $k.sasl.username | quote }}
+{{- end }}
+{{- $files := include "agora.tlsPaths" (list $k.tls "kafka") | fromYaml }}
+{{- with $files.ca }}
+AGORA_KAFKA_TLS_CA: {{ . | quote }}
+{{- end }}
+{{- if $files.cert }}
+AGORA_KAFKA_TLS_CERT: {{ $files.cert | quote }}
+AGORA_KAFKA_TLS_KEY: {{ $files.key | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if eq $role "gateway" }}
@@ -276,7 +452,13 @@ Secret) and its extraEnv. Call with (list $ role). */}}
 # Registered in Consul under the pod's own address.
 - name: AGORA_ADVERTISE_ADDR
   value: {{ printf "$(POD_IP):%v" $r.port | quote }}
-{{- if or $.Values.externalConsul.token (and $.Values.existingSecret (not $.Values.consul.enabled)) }}
+{{- if $.Values.externalConsul.existingSecret }}
+- name: AGORA_CONSUL_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.externalConsul.existingSecret }}
+      key: {{ $.Values.externalConsul.existingSecretKey }}
+{{- else if or $.Values.externalConsul.token (and $.Values.existingSecret (not $.Values.consul.enabled)) }}
 - name: AGORA_CONSUL_TOKEN
   valueFrom:
     secretKeyRef:
@@ -298,6 +480,14 @@ Secret) and its extraEnv. Call with (list $ role). */}}
     secretKeyRef:
       name: {{ $secret }}
       key: admin-password
+{{- end }}
+{{- if and (not $gateway) (include "agora.kafkaSasl" $) }}
+{{- $sasl := $.Values.externalKafka.sasl }}
+- name: AGORA_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ default $secret $sasl.existingSecret }}
+      key: {{ if $sasl.existingSecret }}{{ $sasl.passwordKey }}{{ else }}kafka-sasl-password{{ end }}
 {{- end }}
 {{- if not $gateway }}
 {{- if include "agora.inChartDatabase" (list $ $role) }}

@@ -149,7 +149,12 @@ pub async fn reconcile(args: &ReconcileArgs) -> anyhow::Result<Report> {
         tally.unpublished_events += unpublished;
     }
     if let Some(brokers) = &args.kafka_brokers {
-        tally.dead_letters = Some(check_dead_letters(brokers, &args.kafka_prefix, &mut problems).await?);
+        let options = KafkaOptions {
+            prefix: args.kafka_prefix.clone(),
+            security: args.kafka.security()?,
+            ..KafkaOptions::new(brokers)
+        };
+        tally.dead_letters = Some(check_dead_letters(options, &mut problems).await?);
     }
     Ok(Report { tally, problems })
 }
@@ -354,8 +359,9 @@ async fn check_stock(
     Ok(())
 }
 
-async fn check_dead_letters(brokers: &str, prefix: &str, problems: &mut Vec<String>) -> anyhow::Result<u64> {
-    let bus = KafkaBus::new(KafkaOptions { prefix: prefix.to_owned(), ..KafkaOptions::new(brokers) })?;
+async fn check_dead_letters(options: KafkaOptions, problems: &mut Vec<String>) -> anyhow::Result<u64> {
+    let brokers = options.brokers.clone();
+    let bus = KafkaBus::new(options)?;
     let mut total = 0;
     for topic in [topics::USERS, topics::ORDERS, topics::PAYMENTS] {
         let dlq = topics::dlq(topic);

@@ -18,9 +18,11 @@ use std::{
 
 use agora_discovery::Consul;
 
-use agora_events::{DomainEvent, EventBus, KafkaBus, KafkaOptions, topics};
+use agora_events::{DomainEvent, EventBus, KafkaBus, KafkaOptions, testing::kafka_options_from, topics};
 use agora_kit::{
-    testing::{PrivateInstance, TestDatabase, consul_addr, eventually, free_port, jaeger, kafka_brokers},
+    testing::{
+        PrivateInstance, TestDatabase, consul_addr, eventually, free_port, jaeger, kafka_brokers, kafka_client_env,
+    },
     trace_context::{BAGGAGE, TRACEPARENT, TraceParent},
 };
 use agora_proto::events::{EventEnvelope, OrderPaid, OrderPlaced, PaymentSucceeded};
@@ -48,6 +50,8 @@ struct Stack {
     /// Each service's `/metrics` address, by process name (with `Topology::metrics`).
     metrics: BTreeMap<String, String>,
     with_metrics: bool,
+    /// `Topology::kafka_env`.
+    kafka_env: Vec<(String, String)>,
 }
 
 /// How a stack's processes find each other.
@@ -61,11 +65,14 @@ struct Topology {
     otlp: Option<String>,
     /// Every service serves `/metrics` on a port of its own.
     metrics: bool,
+    /// The Kafka client settings (`AGORA_KAFKA_*`): the suite's broker's by default
+    /// (SASL_SSL with a client certificate), none for a plaintext broker of the test's own.
+    kafka_env: Vec<(String, String)>,
 }
 
 impl Default for Topology {
     fn default() -> Self {
-        Self { consul: None, product_replicas: 1, otlp: None, metrics: false }
+        Self { consul: None, product_replicas: 1, otlp: None, metrics: false, kafka_env: kafka_client_env() }
     }
 }
 
@@ -100,6 +107,7 @@ impl Stack {
             otlp: topology.otlp.clone(),
             metrics: BTreeMap::new(),
             with_metrics: topology.metrics,
+            kafka_env: topology.kafka_env.clone(),
         };
         let discovery = match &topology.consul {
             Some(consul) => ["--discovery", "consul", "--consul-addr", consul, "--consul-check-interval-secs", "1"]
@@ -177,12 +185,17 @@ impl Stack {
         if let Some(otlp) = &self.otlp {
             // Spans leave in small, quick batches, so the test need not wait long for them.
             command.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp).env("OTEL_BSP_SCHEDULE_DELAY", "200");
+            // The suite's collector takes OTLP over TLS.
+            if let Ok(ca) = std::env::var("AGORA_TEST_OTLP_CA") {
+                command.env("OTEL_EXPORTER_OTLP_CERTIFICATE", ca);
+            }
         } else {
             command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
         }
         let child = command
             .arg(role)
             .args(&args)
+            .envs(self.kafka_env.iter().map(|(name, value)| (name, value)))
             .env("AGORA_JWT_SECRET", SECRET)
             .env("AGORA_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("AGORA_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -230,7 +243,8 @@ impl Stack {
 
     /// Every event this stack published on `topic`, read from the broker by a new group.
     async fn events(&self, topic: &str, until: impl Fn(&[EventEnvelope]) -> bool) -> Vec<EventEnvelope> {
-        let options = KafkaOptions { prefix: self.prefix.clone(), ..KafkaOptions::new(&self.brokers) };
+        let options =
+            KafkaOptions { prefix: self.prefix.clone(), ..kafka_options_from(&self.brokers, &self.kafka_env) };
         let bus = KafkaBus::new(options).unwrap();
         let mut subscription =
             bus.subscribe(&format!("reader-{}", uuid::Uuid::new_v4().simple()), topic).await.unwrap();
@@ -331,7 +345,8 @@ async fn orders_placed_while_the_broker_is_down_settle_once_it_is_back() {
     // This test's broker is its own, but it runs only where the suite has Kafka.
     let Some(_) = kafka_brokers() else { return };
     let broker = PrivateInstance::kafka("outage");
-    let Some(stack) = Stack::start(&broker.addr()).await else { return };
+    let topology = Topology { kafka_env: Vec::new(), ..Topology::default() };
+    let Some(stack) = Stack::start_with(&broker.addr(), topology).await else { return };
     let rest = &stack.rest;
     let mug = rest.product("Mug", 10_00, 1_000).await;
     let mut customers = Vec::new();

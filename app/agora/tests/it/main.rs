@@ -42,6 +42,8 @@ fn spawn(role: &str, extra: &[&str]) -> Role {
         .arg(role)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--database-url", &db])
         .args(extra)
+        // The suite's broker wants SASL_SSL and a client certificate.
+        .envs(agora_kit::testing::kafka_client_env())
         // Where a role calls another, point it at a port nobody listens on.
         .env("AGORA_USER_ADDR", &dead)
         .env("AGORA_PRODUCT_ADDR", &dead)

@@ -10,7 +10,9 @@ use std::{
 use agora_events::{
     ConsumerOptions, EventBus, KafkaBus, KafkaOptions, Outbox, OutgoingMessage, Relay, Subscription, apply,
     consumer::{ATTEMPTS_HEADER, ERROR_HEADER},
-    outbox, run_consumer, topics,
+    outbox, run_consumer,
+    testing::kafka_options,
+    topics,
 };
 use agora_kit::testing::{TestDatabase, kafka_brokers};
 use agora_proto::events::{EventEnvelope, OrderPlaced};
@@ -20,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{AlwaysFails, RecordEffect, database, effects, enqueue};
 
 fn bus(brokers: &str) -> KafkaBus {
-    KafkaBus::new(KafkaOptions::new(brokers)).unwrap()
+    KafkaBus::new(kafka_options(brokers)).unwrap()
 }
 
 fn unique(name: &str) -> String {
@@ -78,9 +80,8 @@ async fn a_groups_lag_in_messages_is_reported_per_partition() {
 #[tokio::test]
 async fn prefixed_buses_share_a_broker_without_seeing_each_other() {
     let Some(brokers) = kafka_brokers() else { return };
-    let prefixed = |prefix: &str| {
-        KafkaBus::new(KafkaOptions { prefix: prefix.to_owned(), ..KafkaOptions::new(&brokers) }).unwrap()
-    };
+    let prefixed =
+        |prefix: &str| KafkaBus::new(KafkaOptions { prefix: prefix.to_owned(), ..kafka_options(&brokers) }).unwrap();
     let (blue_prefix, green_prefix) = (unique("blue") + ".", unique("green") + ".");
     let (blue, green) = (prefixed(&blue_prefix), prefixed(&green_prefix));
     // The same topic name on both: each bus only sees its own message.
@@ -279,7 +280,7 @@ async fn a_consumer_killed_between_its_effect_and_its_commit_applies_nothing_twi
     let Some(brokers) = kafka_brokers() else { return };
     let db = database(&TestDatabase::sqlite()).await;
     // The outbox writes to the real topic names; a prefix keeps this test's copy apart.
-    let options = KafkaOptions { prefix: unique("killed") + ".", ..KafkaOptions::new(&brokers) };
+    let options = KafkaOptions { prefix: unique("killed") + ".", ..kafka_options(&brokers) };
     let bus = Arc::new(KafkaBus::new(options).unwrap());
     enqueue(&db, 1).await;
     Relay::new(db.clone(), bus.clone()).publish_batch().await.unwrap();

@@ -16,7 +16,9 @@
 //! `OTEL_TRACES_SAMPLER`/`_ARG` for sampling, `OTEL_TRACES_EXPORTER=none` or
 //! `OTEL_SDK_DISABLED=true` to turn it off. Spans are batched and flushed by
 //! [`Telemetry::shutdown`]. Without an endpoint there is no exporter and no OpenTelemetry
-//! layer at all. An exported span carries its fields and the log lines written in it (as span
+//! layer at all. An `https://` endpoint is TLS: `OTEL_EXPORTER_OTLP_CERTIFICATE` names the
+//! collector's CA, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`/`_CLIENT_KEY` a client certificate
+//! (see [`otlp_tls`]). An exported span carries its fields and the log lines written in it (as span
 //! events), except the gateway's access-log line, whose fields the request's span has already.
 
 mod lines;
@@ -183,10 +185,12 @@ fn export_wanted() -> bool {
 }
 
 fn provider(service: &str) -> anyhow::Result<SdkTracerProvider> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot set up the OTLP exporter: {e}"))?;
+    use opentelemetry_otlp::WithTonicConfig as _;
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    if let Some(tls) = otlp_tls()? {
+        builder = builder.with_tls_config(tls);
+    }
+    let exporter = builder.build().map_err(|e| anyhow::anyhow!("cannot set up the OTLP exporter: {e}"))?;
     // The builder reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; the role's name is the
     // fallback for the latter.
     let mut resource = Resource::builder();
@@ -198,6 +202,42 @@ fn provider(service: &str) -> anyhow::Result<SdkTracerProvider> {
     // The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based, always on).
     let batch = BatchSpanProcessor::builder(exporter).build();
     Ok(SdkTracerProvider::builder().with_span_processor(DbSpans(batch)).with_resource(resource).build())
+}
+
+/// The exporter's TLS settings from the standard variables, when the endpoint is `https://`
+/// (an `http://` one is plaintext whatever they say):
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` (the collector's CA; default: the public roots) and, for a
+/// collector that wants mutual TLS, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and
+/// `OTEL_EXPORTER_OTLP_CLIENT_KEY` (each also as `OTEL_EXPORTER_OTLP_TRACES_…`, which wins).
+fn otlp_tls() -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let var = |name: &str| {
+        std::env::var(format!("OTEL_EXPORTER_OTLP_TRACES_{name}"))
+            .or_else(|_| std::env::var(format!("OTEL_EXPORTER_OTLP_{name}")))
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+    };
+    let read = |name: &str, path: &str| {
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read OTEL_EXPORTER_OTLP_{name} {path}: {e}"))
+    };
+    let https = var("ENDPOINT").is_some_and(|endpoint| endpoint.starts_with("https://"));
+    let (ca, cert, key) = (var("CERTIFICATE"), var("CLIENT_CERTIFICATE"), var("CLIENT_KEY"));
+    if !https {
+        return Ok(None);
+    }
+    let mut tls = ClientTlsConfig::new();
+    tls = match &ca {
+        Some(path) => tls.ca_certificate(Certificate::from_pem(read("CERTIFICATE", path)?)),
+        None => tls.with_webpki_roots(),
+    };
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            tls = tls.identity(Identity::from_pem(read("CLIENT_CERTIFICATE", &cert)?, read("CLIENT_KEY", &key)?));
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY go together"),
+    }
+    Ok(Some(tls))
 }
 
 /// Completes database spans as OpenTelemetry's database conventions want them, so that each
