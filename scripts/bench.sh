@@ -67,7 +67,10 @@ skipped() { [[ "$SKIP" == *" $1 "* ]]; }
 # One instance of each role on one of each component (the single topology): the figures
 # compare a request through the gateway with one straight to product-service, are kept
 # comparable with earlier runs, and no idle replica (three Kafka JVMs) shares the two cores.
+# Its roles speak plaintext, as in earlier runs; the peer section measures mutual TLS beside
+# plaintext on a pair of its own.
 export AGORA_UP_INSTANCE=bench AGORA_UP_FREE_PORTS=1 AGORA_UP_BIN="$BIN" AGORA_UP_REPLICAS=1 AGORA_UP_TOPOLOGY=single
+export AGORA_UP_TLS=0
 export AGORA_RATE_LIMIT_PER_SECOND=0 AGORA_SIGN_IN_LIMIT_PER_MINUTE=0
 # The broker of a long run: both JIT compilers and the concurrent collector, as in the figures
 # measured before the test brokers were made lighter (scripts/kafka.sh).

@@ -8,10 +8,11 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR
 source "$SCRIPT_DIR/lib/common.sh"
 
+command -v pkg-config >/dev/null && pkg-config --exists openssl && exit 0
 missing=()
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
-((${#missing[@]})) || exit 0
+((${#missing[@]})) || die "pkg-config does not find OpenSSL (pkg-config --exists openssl) although libssl-dev is installed"
 command -v apt-get >/dev/null || die "install ${missing[*]} (OpenSSL's headers and pkg-config) with your package manager"
 sudo=()
 if [[ "$(id -u)" -ne 0 ]]; then
@@ -20,4 +21,4 @@ if [[ "$(id -u)" -ne 0 ]]; then
 fi
 log "installing ${missing[*]} (apt-get)"
 "${sudo[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

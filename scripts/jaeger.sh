@@ -116,7 +116,7 @@ tls_material() {
   local dir="$JAEGER_TLS_DIR" sans=("IP:$JAEGER_HOST" DNS:localhost)
   [[ "$JAEGER_HOST" == 127.0.0.1 ]] || sans+=(IP:127.0.0.1)
   if [[ -s "$dir/server.pem" ]] \
-    && ! openssl x509 -in "$dir/server.pem" -noout -checkip "$JAEGER_HOST" 2>/dev/null | grep -q ' does match'; then
+    && [[ "$(openssl x509 -in "$dir/server.pem" -noout -checkip "$JAEGER_HOST" 2>/dev/null)" != *' does match'* ]]; then
     log "the OTLP certificate does not name $JAEGER_HOST; issuing a new one"
     rm -f "$dir/server.pem" "$dir/server-key.pem"
   fi

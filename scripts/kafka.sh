@@ -17,7 +17,7 @@
 #   client-env      print the KEY=VALUE lines a client needs to reach the broker in the
 #                   instance's security mode: AGORA_KAFKA_SECURITY, and with sasl-ssl also
 #                   AGORA_KAFKA_SASL_MECHANISM, _SASL_USERNAME, _SASL_PASSWORD, _TLS_CA, _TLS_CERT
-#                   and _TLS_KEY (Agora's own settings), e.g. `export $(scripts/kafka.sh client-env)`
+#                   and _TLS_KEY (the variables a role reads), one line each
 #   topics ARGS...  run Kafka's topic tool against the broker, e.g.
 #                   topics --list | topics --create --topic T --partitions 3
 #
@@ -483,9 +483,13 @@ format_storage() {
   # format is done again, and writes it again).
   printf '%s\n' "$KAFKA_SECURITY" >"$KAFKA_SECURITY_FILE"
   log "formatting storage in $KAFKA_LOG_DIRS (cluster id $cluster_id, $KAFKA_SECURITY)"
-  kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" "${scram[@]}" \
-    >"$KAFKA_DATA/format.log" 2>&1 \
-    || { tail -n 20 "$KAFKA_DATA/format.log" >&2; die "storage format failed (log: $KAFKA_DATA/format.log)"; }
+  # The arguments go through a private argument file (java @FILE, each one quoted), so that
+  # the SCRAM passwords never show on a command line.
+  local args="$KAFKA_DATA/format.args" rc=0
+  (umask 077 && printf '"%s"\n' kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" "${scram[@]}" >"$args")
+  kafka_tool "@$args" >"$KAFKA_DATA/format.log" 2>&1 || rc=$?
+  rm -f "$args"
+  ((rc == 0)) || { tail -n 20 "$KAFKA_DATA/format.log" >&2; die "storage format failed (log: $KAFKA_DATA/format.log)"; }
 }
 
 # The config for PORTS, and the storage formatted once (instance_start, while stopped).

@@ -131,7 +131,7 @@ tls_material() {
   local dir="$PG_TLS_DIR" sans=("IP:$PG_HOST" DNS:localhost)
   [[ "$PG_HOST" == 127.0.0.1 ]] || sans+=(IP:127.0.0.1)
   if [[ -s "$dir/server.pem" ]] \
-    && ! openssl x509 -in "$dir/server.pem" -noout -checkip "$PG_HOST" 2>/dev/null | grep -q ' does match'; then
+    && [[ "$(openssl x509 -in "$dir/server.pem" -noout -checkip "$PG_HOST" 2>/dev/null)" != *' does match'* ]]; then
     log "the server certificate does not name $PG_HOST; issuing a new one"
     rm -f "$dir/server.pem" "$dir/server-key.pem"
   fi

@@ -126,16 +126,19 @@ export AGORA_KAFKA_INSTANCE=test AGORA_KAFKA_PORT=0 AGORA_KAFKA_CONTROLLER_PORT=
 kafka_env=(AGORA_KAFKA_INSTANCE=test AGORA_KAFKA_SECURITY=sasl-ssl)
 # Its data is disposable: an instance set up for another protocol (as the recorded mode says)
 # starts afresh.
-bash scripts/kafka.sh client-env 2>/dev/null | grep -qx 'AGORA_KAFKA_SECURITY=sasl-ssl' || bash scripts/kafka.sh reset
+# (Read whole: grep -q would close the pipe early, and pipefail would call it a mismatch.)
+kafka_mode="$(bash scripts/kafka.sh client-env 2>/dev/null || true)"
+[[ $'\n'"$kafka_mode"$'\n' == *$'\nAGORA_KAFKA_SECURITY=sasl-ssl\n'* ]] || bash scripts/kafka.sh reset
 instance kafka.sh "${kafka_env[@]}"
 AGORA_TEST_KAFKA_BROKERS="$(bash scripts/kafka.sh url)"
 export AGORA_TEST_KAFKA_BROKERS
 # What a client needs (AGORA_KAFKA_SECURITY, _SASL_*, _TLS_*), as AGORA_TEST_KAFKA_*: the tests
 # hand them to the roles they start (agora_kit::testing::kafka_client_env).
+kafka_client="$(env "${kafka_env[@]}" bash scripts/kafka.sh client-env)"
 while IFS='=' read -r name value; do
   [[ "$name" == AGORA_KAFKA_* ]] || continue
   export "AGORA_TEST_KAFKA_${name#AGORA_KAFKA_}=$value"
-done < <(env "${kafka_env[@]}" bash scripts/kafka.sh client-env)
+done <<<"$kafka_client"
 
 step "Consul"
 # The suite's own agent on free ports (DNS and gRPC off: the tests use its HTTP API only).

@@ -30,11 +30,13 @@
 #
 # Every role runs twice by default (AGORA_UP_REPLICAS), so that losing any one process loses
 # no service: every process registers with the stack's Consul agent (a gRPC health check per
-# service, an HTTP one for the gateway) and finds the others there, and the gateways share
-# one port (--reuse-port), so clients keep one address. Every service gets its own database
+# service, on its plaintext health port, an HTTP one for the gateway) and finds the others
+# there, and the gateways share one port (--reuse-port), so clients keep one address. Every service gets its own database
 # in the stack's PostgreSQL (agora_user, agora_product, ...; a role's instances share theirs;
 # one relay at a time publishes its outbox) and the events go through the stack's Kafka. The
-# admin password and the token secret are generated once into $AGORA_CACHE/up/secrets.
+# roles speak mutual TLS with one another (AGORA_UP_TLS). The token secret, and the admin
+# password unless AGORA_ADMIN_PASSWORD gives it, are generated once into
+# $AGORA_CACHE/up/NAME/secrets.
 #
 # Environment:
 #   AGORA_CACHE          cache root (default: $HOME/.cache/agora)
@@ -45,6 +47,12 @@
 #   AGORA_UP_BIN         run this agora binary instead of building the release one
 #   CARGO_TARGET_DIR     where cargo builds (default: $AGORA_CACHE/target)
 #   AGORA_ADMIN_EMAIL    the admin account (default: admin@agora.local)
+#   AGORA_ADMIN_PASSWORD its password when the admin account is created (default: one generated
+#                        once and kept in $AGORA_CACHE/up/NAME/secrets/admin-password)
+#   AGORA_UP_TLS         1 = the roles speak mutual TLS with one another, each with a certificate
+#                        of the stack's development CA (`agora certs`, renewed on every `up`),
+#                        Consul checking the services on plaintext health ports; 0 = plaintext
+#                        (default: 1)
 #   AGORA_UP_TOPOLOGY    ha or single (above; default: ha); a stack keeps the topology it was
 #                        made with until `purge`
 #   AGORA_UP_REPLICAS    instances of every role, 1 to 9 (default: 2); `up` with more starts
@@ -86,6 +94,10 @@ REPLICAS="${AGORA_UP_REPLICAS:-2}"
 [[ "$REPLICAS" =~ ^[1-9]$ ]] || die "AGORA_UP_REPLICAS must be a number from 1 to 9, not '$REPLICAS'"
 PRODUCT_REPLICAS="${PRODUCT_REPLICAS:-$REPLICAS}"
 [[ "$PRODUCT_REPLICAS" =~ ^[1-9]$ ]] || die "PRODUCT_REPLICAS must be a number from 1 to 9, not '$PRODUCT_REPLICAS'"
+
+TLS="${AGORA_UP_TLS:-1}"
+[[ "$TLS" == 0 || "$TLS" == 1 ]] || die "AGORA_UP_TLS must be 0 or 1, not '$TLS'"
+TLS_DIR="$UP_DIR/tls"
 
 # The topology the stack was made with wins over the variable (until purge).
 TOPOLOGY_FILE="$UP_DIR/topology"
@@ -364,6 +376,21 @@ start_role() {
   if [[ "$role" != gateway && "$NETFAULTS" == 1 ]]; then
     advertise=(AGORA_ADVERTISE_ADDR="$(via "$name.in" "127.0.0.1:$port")")
   fi
+  local -a tls=()
+  if [[ "$TLS" == 1 ]]; then
+    tls=(AGORA_TLS_CERT="$TLS_DIR/$role.pem" AGORA_TLS_KEY="$TLS_DIR/$role-key.pem" AGORA_TLS_CA="$TLS_DIR/ca.pem")
+    if [[ "$role" != gateway ]]; then
+      # Consul's agent holds no certificate: it asks the plaintext health port (through a proxy
+      # of its own with AGORA_UP_NETFAULTS=1, so a cut-off instance goes critical).
+      local health_port
+      health_port="$(free_port)"
+      DAEMON_TAKEN_PORTS+="$health_port "
+      tls+=(AGORA_HEALTH_LISTEN="127.0.0.1:$health_port")
+      if [[ "$NETFAULTS" == 1 ]]; then
+        tls+=(AGORA_HEALTH_ADVERTISE_ADDR="$(via "$name.health" "127.0.0.1:$health_port")")
+      fi
+    fi
+  fi
   if [[ "$role" != gateway ]]; then
     local metrics_port="${PREVIOUS_PORT[$name.metrics]:-0}"
     if [[ "$metrics_port" != 0 ]] && port_busy "$metrics_port"; then metrics_port=0; fi
@@ -377,7 +404,7 @@ start_role() {
   mkdir -p "$LOG_DIR" "$PID_DIR"
   # Secrets go through the environment, never the command line (which `ps` shows).
   daemon_launch "$PID_DIR/$name.pid" "$LOG_DIR/$name.log" \
-    env AGORA_LISTEN="127.0.0.1:$port" AGORA_LOG_FORMAT=pretty "${metrics[@]}" "${advertise[@]}" "$@" "${skew[@]}" \
+    env AGORA_LISTEN="127.0.0.1:$port" AGORA_LOG_FORMAT=pretty "${metrics[@]}" "${advertise[@]}" "${tls[@]}" "$@" "${skew[@]}" \
     "$AGORA_BIN" "$role"
   printf '%s=%s\n' "$name" "$port" >>"$PORTS_FILE"
   if ((${#metrics[@]})); then printf '%s.metrics=%s\n' "$name" "$metrics_port" >>"$PORTS_FILE"; fi
@@ -422,7 +449,21 @@ cmd_up() {
   consul="$(consul_addr)"
   if [[ "$TOPOLOGY" == ha ]]; then replication=3; fi
   jwt_secret="$(secret jwt-secret)"
-  admin_password="$(secret admin-password)"
+  # The same rule as `agora all`: the variable when given, else one generated and kept.
+  local admin_where
+  if [[ -n "${AGORA_ADMIN_PASSWORD:-}" ]]; then
+    admin_password="$AGORA_ADMIN_PASSWORD"
+    admin_where="as AGORA_ADMIN_PASSWORD gave it"
+  else
+    admin_password="$(secret admin-password)"
+    admin_where="password in $SECRETS_DIR/admin-password"
+  fi
+  if [[ "$TLS" == 1 ]]; then
+    # Issued (and the CA made) once, renewed on every `up`: running roles read them again.
+    "$AGORA_BIN" certs --dir "$TLS_DIR" --gateway-hosts '' >"$UP_DIR/certs.log" 2>&1 \
+      || { cat "$UP_DIR/certs.log" >&2; die "agora certs failed"; }
+    log "mutual TLS between the roles: certificates in $TLS_DIR"
+  fi
 
   # Keep the ports of running processes; those of processes that no longer run are offered
   # back to them when they start again.
@@ -512,7 +553,8 @@ found through Consul ($(instances_line)); topology $TOPOLOGY$([[ "$TOPOLOGY" == 
 $metrics_lines
   Kafka       $brokers
   PostgreSQL  $(database_url DB)
-  Admin       $ADMIN_EMAIL, password in $SECRETS_DIR/admin-password
+  Admin       $ADMIN_EMAIL, $admin_where
+  Mutual TLS  $([[ "$TLS" == 1 ]] && printf 'between the roles, certificates in %s (AGORA_UP_TLS=0: plaintext)' "$TLS_DIR" || printf 'off (AGORA_UP_TLS=0)')
 
   Try:        curl $url/v1/products
   Logs:       make logs          Stop:  make down

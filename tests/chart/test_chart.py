@@ -332,6 +332,8 @@ def test_tls_settings_that_cannot_work_are_refused_with_the_reason():
         (*external_kafka, "--set", "externalKafka.security=ssl", "--set", "externalKafka.sasl.username=agora"): "need externalKafka.security sasl-ssl",
         (*external_kafka, "--set", "externalKafka.security=sasl-ssl"): "needs externalKafka.sasl.username",
         (*external_kafka, "--set", "externalKafka.security=sasl-ssl", "--set", "externalKafka.sasl.username=agora"): "needs the password",
+        (*external_kafka, "--set", "externalKafka.security=sasl-ssl", "--set", "externalKafka.sasl.username=agora",
+         "--set", "externalKafka.sasl.password=p", "--set", "existingSecret=agora-secrets"): "would be dropped",
         (*external_kafka, "--set", "externalKafka.security=ssl", "--set", "externalKafka.tls.existingSecret=kafka-tls",
          "--set", "externalKafka.tls.certKey=tls.crt"): "set certKey and keyKey together",
         ("--set", "externalPostgresql.tls.existingSecret=pg-ca"): "needs externalPostgresql.sslmode",

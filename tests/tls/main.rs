@@ -1,6 +1,6 @@
 //! Mutual TLS between roles, against a real product-service served with `--tls-*` files: who
-//! gets past the handshake, who may call which method, and certificates (the CA's too) rotated
-//! on disk while calls flow. And the gateway's HTTPS: HTTP/2 and HTTP/1.1 by ALPN, and a
+//! gets past the handshake, who may call which method, the plaintext health port beside it, and
+//! certificates (the CA's too) rotated on disk while calls flow. And the gateway's HTTPS: HTTP/2 and HTTP/1.1 by ALPN, and a
 //! renewed certificate served without a restart.
 
 use std::{
@@ -14,9 +14,9 @@ use std::{
 
 use agora_events::{Host, LocalBus};
 use agora_kit::{
-    grpc::Listener,
+    grpc::{Health, Listener},
     identity::Caller,
-    testing::{Served, loopback},
+    testing::{Served, channel, loopback},
     tls::{Connector, Credentials, Identity, PublicCert, Reload as _, TlsFiles, issue::Ca},
 };
 use agora_proto::{
@@ -28,6 +28,10 @@ use agora_proto::{
 };
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tonic::{Code, transport::Channel};
+use tonic_health::{
+    ServingStatus,
+    pb::{HealthCheckRequest, health_check_response, health_client::HealthClient},
+};
 
 const DOMAIN: &str = "agora.local";
 const DAY: Duration = Duration::from_secs(86_400);
@@ -144,6 +148,40 @@ async fn plaintext_another_ca_an_expired_certificate_and_the_wrong_server_are_re
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(format!("{status:?}").contains("not spiffe://agora.local/user-service"), "{status:?}");
     served.stop().await;
+}
+
+#[tokio::test]
+async fn the_health_port_answers_health_checks_in_plaintext_and_nothing_else_and_stops_with_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "deployment");
+    let creds = Credentials::load(pki.issue("product-service"), DOMAIN).unwrap();
+    let ((tcp, url), (health_tcp, health_url)) = (loopback().await, loopback().await);
+    let health_addr = health_tcp.local_addr().unwrap();
+    let health = Health::new();
+    let listener =
+        Listener::from(tcp).with_tls(Some(creds)).with_health(health.clone()).with_health_port(Some(health_tcp));
+    let bus = Arc::new(LocalBus::in_memory().await.unwrap());
+    let config = product_service::Config { database_url: "sqlite::memory:".to_owned(), ..Default::default() };
+    let served = Served::spawn(|stop| product_service::run(config, Host::new(bus, listener, stop)));
+    until_served(&mut client(&pki.issue("gateway"), &url, "product-service")).await;
+
+    // What Kubernetes' gRPC probe and Consul's check ask, in plaintext: the role's own health.
+    let mut probe = HealthClient::new(channel(&health_url).await);
+    let check = || HealthCheckRequest { service: product_service::SERVICE_NAME.to_owned() };
+    let status = probe.check(check()).await.unwrap().into_inner().status;
+    assert_eq!(status, health_check_response::ServingStatus::Serving as i32);
+    health.set(&[product_service::SERVICE_NAME], ServingStatus::NotServing).await;
+    let status = probe.check(check()).await.unwrap().into_inner().status;
+    assert_eq!(status, health_check_response::ServingStatus::NotServing as i32);
+
+    // Nothing else answers there: the catalog is behind mutual TLS only.
+    let other = ProductServiceClient::new(channel(&health_url).await).list_products(list()).await.unwrap_err();
+    assert_eq!(other.code(), Code::Unimplemented, "{other:?}");
+    let plain = Channel::from_shared(url).unwrap().connect_lazy();
+    assert_refused(ProductServiceClient::new(plain).list_products(list()).await);
+
+    served.stop().await;
+    assert!(tokio::net::TcpStream::connect(health_addr).await.is_err(), "the health port outlived the server");
 }
 
 #[tokio::test]

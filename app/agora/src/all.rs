@@ -25,8 +25,6 @@ pub struct Running {
     pub admin_password: SecretString,
     /// The file the generated admin password is kept in, when it was generated.
     pub admin_password_file: Option<std::path::PathBuf>,
-    /// Demo products added at this start (0 when the catalog already had products).
-    pub seeded: usize,
     started: Started,
 }
 
@@ -41,8 +39,8 @@ pub async fn run(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result<(
     running.wait().await
 }
 
-/// Starts the platform ([`platform::start`]) on the data directory's SQLite files and seeds the
-/// demo catalog. Components stop when `shutdown` is cancelled.
+/// Starts the platform ([`platform::start`]) on the data directory's SQLite files, product-service
+/// seeding the demo catalog. Components stop when `shutdown` is cancelled.
 pub async fn start(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let data = &args.data_dir;
     std::fs::create_dir_all(data)
@@ -75,6 +73,7 @@ pub async fn start(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result
         order: args.order_addr,
         payment: args.payment_addr,
     };
+    settings.product.seed_demo = args.seed_demo;
     if let Some(secs) = args.payment_timeout_secs {
         settings.order.payment_timeout_secs = secs;
     }
@@ -85,18 +84,9 @@ pub async fn start(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result
         settings.gateway.sign_in_limit_per_minute = rate;
     }
     let started = platform::start(settings, &shutdown).await?;
-    let (gateway_addr, product_addr) = (started.addrs.gateway, started.addrs.product.to_string());
-
-    let seeded = if args.seed_demo { crate::seed::demo_catalog_when_up(&product_addr).await } else { 0 };
+    let gateway_addr = started.addrs.gateway;
     tracing::info!(data_dir = %data.display(), gateway = %gateway_addr, "agora is running; Ctrl-C to stop");
-    Ok(Running {
-        gateway: gateway_addr,
-        admin_email: args.admin_email,
-        admin_password,
-        admin_password_file,
-        seeded,
-        started,
-    })
+    Ok(Running { gateway: gateway_addr, admin_email: args.admin_email, admin_password, admin_password_file, started })
 }
 
 impl Running {

@@ -270,6 +270,18 @@ pub struct Common {
     #[arg(long, env = "AGORA_METRICS_LISTEN")]
     #[serde(skip)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Also serve gRPC health alone, in plaintext, at ADDR (e.g. 0.0.0.0:8086; port 0 picks
+    /// one): for Kubernetes' gRPC probes and Consul's checks when the role speaks mutual TLS
+    /// [default: none].
+    #[arg(long, env = "AGORA_HEALTH_LISTEN")]
+    #[serde(skip)]
+    pub health_listen: Option<SocketAddr>,
+
+    /// Where Consul dials the health port [default: the advertised host, the health port]. A
+    /// port of 0 means the health port.
+    #[arg(long, env = "AGORA_HEALTH_ADVERTISE_ADDR", requires = "health_listen")]
+    #[serde(skip)]
+    pub health_advertise_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -307,9 +319,8 @@ pub struct ProductArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub common: Common,
-    /// Add a demo catalog when the catalog is empty.
+    /// Add a demo catalog when the catalog is empty (written to the database before serving).
     #[arg(long, env = "AGORA_SEED_DEMO")]
-    #[serde(skip)]
     pub seed_demo: bool,
     /// A database for catalog reads, besides --database-url (PostgreSQL): typically its
     /// standbys, `postgres://USER@H1:P1,H2:P2/DB?target_session_attrs=prefer-standby`. Writes

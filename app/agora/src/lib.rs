@@ -8,7 +8,7 @@
 //! - [`role`]: the roles' names; [`cli`]: the flags of each role and tool.
 //! - [`roles`]: turning flags into a component's config and running it.
 //! - [`platform`]: the platform in one process, one way (what `all` and the in-process tests
-//!   start); [`all`]: the all-in-one process; [`seed`]: its demo catalog.
+//!   start); [`all`]: the all-in-one process (product-service seeds its demo catalog).
 //! - [`ops`]: the operator's tools, `agora trace`, `agora check` and `agora reconcile`
 //!   (`agora loadgen` is the `agora-loadgen` crate beside this one).
 
@@ -18,4 +18,3 @@ pub mod ops;
 pub mod platform;
 pub mod role;
 pub mod roles;
-pub mod seed;

@@ -58,10 +58,31 @@ async fn host(
 ) -> anyhow::Result<Host> {
     let bus = bus(common).await?;
     let tls = credentials(&common.discovery, role, &shutdown)?;
-    // Consul's agent holds no certificate of the deployment: under mutual TLS it can only see
-    // that the port accepts connections (a stopping instance deregisters itself first).
-    let probe = if tls.is_some() { Probe::Tcp } else { Probe::Grpc(grpc_service.to_owned()) };
-    let listener = listen(listen_addr, &common.discovery, role, probe).await?.with_tls(tls);
+    let health_port = match common.health_listen {
+        Some(addr) => Some(agora_kit::net::bind(addr).await?),
+        None => None,
+    };
+    let health_at = health_port.as_ref().map(TcpListener::local_addr).transpose()?;
+    let (health_advertised, mtls) = (common.health_advertise_addr, tls.is_some());
+    // Consul's agent holds no certificate of the deployment: under mutual TLS it asks the
+    // plaintext health port, or without one can only see that the port accepts connections
+    // (a stopping instance deregisters itself first).
+    let probe = |advertised: SocketAddr| match (health_at, mtls) {
+        (Some(local), _) => {
+            let at = match health_advertised {
+                Some(addr) if addr.port() == 0 => SocketAddr::new(addr.ip(), local.port()),
+                Some(addr) => addr,
+                None => SocketAddr::new(advertised.ip(), local.port()),
+            };
+            Probe::GrpcAt(at, grpc_service.to_owned())
+        }
+        (None, true) => Probe::Tcp,
+        (None, false) => Probe::Grpc(grpc_service.to_owned()),
+    };
+    let tcp: TcpListener = agora_kit::net::bind(listen_addr).await?;
+    let listener = announce(Listener::from(tcp), &common.discovery, role, probe, |registration| registration)?
+        .with_tls(tls)
+        .with_health_port(health_port);
     serve_metrics(common, &shutdown);
     Ok(Host::new(bus, listener, shutdown))
 }
@@ -75,13 +96,6 @@ pub async fn user(args: UserArgs, shutdown: CancellationToken) -> anyhow::Result
 pub async fn product(args: ProductArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg: product_service::Config = config::load(args.common.config.as_deref(), &args)?;
     let host = host(&args.common, args.listen, PRODUCT, product_service::SERVICE_NAME, shutdown).await?;
-    if args.seed_demo && host.listener.tls().is_some() {
-        // It calls CreateProduct, the gateway's alone under mutual TLS.
-        tracing::warn!("--seed-demo is ignored under mutual TLS: add products through the gateway");
-    } else if args.seed_demo {
-        let addr = host.listener.local_addr()?.to_string();
-        tokio::spawn(async move { crate::seed::demo_catalog_when_up(&addr).await });
-    }
     product_service::run(cfg, host).await
 }
 
@@ -137,7 +151,7 @@ pub async fn gateway(args: GatewayArgs, shutdown: CancellationToken) -> anyhow::
     let probe = if cfg.https.is_some() { Probe::Https("/healthz".into()) } else { Probe::Http("/healthz".into()) };
     let listener = if args.reuse_port {
         let tcp = agora_kit::net::bind_shared(args.listen)?;
-        announce(Listener::from(tcp), &args.discovery, GATEWAY, probe, Registration::sharing_address)?
+        announce(Listener::from(tcp), &args.discovery, GATEWAY, |_| probe, Registration::sharing_address)?
     } else {
         listen(args.listen, &args.discovery, GATEWAY, probe).await?
     };
@@ -185,14 +199,20 @@ fn credentials(
     Ok(Some(creds))
 }
 
-/// The Consul registration of `role` listening at `local`, checked by `probe`.
-fn registration(args: &DiscoveryArgs, role: &str, local: SocketAddr, probe: Probe) -> anyhow::Result<Registration> {
+/// The Consul registration of `role` listening at `local`, checked by the `probe` of its
+/// advertised address.
+fn registration(
+    args: &DiscoveryArgs,
+    role: &str,
+    local: SocketAddr,
+    probe: impl FnOnce(SocketAddr) -> Probe,
+) -> anyhow::Result<Registration> {
     let timing = CheckTiming {
         interval: Duration::from_secs(args.consul_check_interval_secs),
         deregister_after: Duration::from_secs(args.consul_deregister_after_secs),
     };
     let advertise = advertise(args, local)?;
-    Ok(Registration::new(consul_client(args)?, role, advertise, probe, timing, env!("CARGO_PKG_VERSION")))
+    Ok(Registration::new(consul_client(args)?, role, advertise, probe(advertise), timing, env!("CARGO_PKG_VERSION")))
 }
 
 /// What callers are told to dial: `--advertise-addr`, else the listening address.
@@ -216,7 +236,7 @@ fn advertise(args: &DiscoveryArgs, local: SocketAddr) -> anyhow::Result<SocketAd
 /// serves, checked by `probe`, and deregisters first when it stops.
 async fn listen(addr: SocketAddr, args: &DiscoveryArgs, role: &str, probe: Probe) -> anyhow::Result<Listener> {
     let tcp: TcpListener = agora_kit::net::bind(addr).await?;
-    announce(Listener::from(tcp), args, role, probe, |registration| registration)
+    announce(Listener::from(tcp), args, role, |_| probe, |registration| registration)
 }
 
 /// `listener`, registered in Consul (`adjust`ed) when discovery is by Consul.
@@ -224,7 +244,7 @@ fn announce(
     listener: Listener,
     args: &DiscoveryArgs,
     role: &str,
-    probe: Probe,
+    probe: impl FnOnce(SocketAddr) -> Probe,
     adjust: impl FnOnce(Registration) -> Registration,
 ) -> anyhow::Result<Listener> {
     if args.discovery == DiscoveryMode::Static {

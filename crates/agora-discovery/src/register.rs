@@ -44,6 +44,9 @@ pub enum Probe {
     /// A TCP connection accepted: for a gRPC server that speaks mutual TLS only, which the
     /// agent, holding no certificate of the deployment, cannot ask for its health.
     Tcp,
+    /// `grpc.health.v1.Health/Check` for this service name at another address, in plaintext:
+    /// the health port of a server that speaks mutual TLS (`--health-listen`).
+    GrpcAt(SocketAddr, String),
 }
 
 /// An instance's registration, kept alive between [`Registration::start`] and
@@ -75,6 +78,7 @@ impl Registration {
             Probe::Http(path) => ("HTTP health", None, Some(format!("http://{target}{path}"))),
             Probe::Https(path) => ("HTTPS health", None, Some(format!("https://{target}{path}"))),
             Probe::Tcp => ("TCP", None, None),
+            Probe::GrpcAt(health, service) => ("gRPC health (health port)", Some(format!("{health}/{service}")), None),
         };
         let service = ServiceRegistration {
             id: format!("{name}-{host}-{}", advertise.port()),
@@ -218,5 +222,19 @@ mod tests {
         let one = || Registration::new(consul.clone(), "gateway", addr, Probe::Http("/healthz".into()), timing, "1");
         assert_eq!(one().id(), "gateway-10.0.0.7-8080", "one per address: a restart replaces its old registration");
         assert_eq!(one().sharing_address().id(), format!("gateway-10.0.0.7-8080-{}", std::process::id()));
+    }
+
+    #[test]
+    fn a_health_port_is_checked_in_plaintext_where_it_is_while_callers_get_the_service_address() {
+        let consul = Consul::new("127.0.0.1:1", None).unwrap();
+        let timing = CheckTiming { interval: Duration::from_secs(5), deregister_after: Duration::from_secs(60) };
+        let (addr, health): (SocketAddr, SocketAddr) =
+            ("10.0.0.7:50052".parse().unwrap(), "10.0.0.7:8086".parse().unwrap());
+        let probe = Probe::GrpcAt(health, "agora.product.v1.ProductService".to_owned());
+        let registration = Registration::new(consul, "product-service", addr, probe, timing, "1");
+        let json = serde_json::to_value(&registration.service).unwrap();
+        assert_eq!((json["Address"].as_str(), json["Port"].as_u64()), (Some("10.0.0.7"), Some(50052)));
+        assert_eq!(json["Check"]["GRPC"], "10.0.0.7:8086/agora.product.v1.ProductService");
+        assert_eq!(json["Check"]["GRPCUseTLS"], false);
     }
 }

@@ -95,17 +95,19 @@ pub struct KafkaSecurity {
 }
 
 impl KafkaSecurity {
-    /// Settings that cannot work together, as a message that names the flags: SASL without
-    /// TLS, TLS files with a plaintext protocol, `sasl-ssl` without credentials.
+    /// Settings that cannot work together, as a message that names the flag to change: SASL
+    /// credentials in the clear, TLS files without TLS, `sasl-ssl` without credentials.
     pub fn check(&self) -> Result<(), String> {
         match self.protocol {
-            KafkaProtocol::Plaintext if self.sasl.is_some() || self.ca.is_some() || self.client_cert.is_some() => Err(
-                "the Kafka SASL and TLS settings need --kafka-security ssl or sasl-ssl (SASL credentials never travel in \
-                 the clear)"
+            KafkaProtocol::Plaintext if self.sasl.is_some() => Err(
+                "--kafka-sasl-username needs --kafka-security sasl-ssl (SASL credentials never travel in the clear)"
                     .to_owned(),
             ),
+            KafkaProtocol::Plaintext if self.ca.is_some() || self.client_cert.is_some() => {
+                Err("--kafka-tls-ca and --kafka-tls-cert need --kafka-security ssl or sasl-ssl".to_owned())
+            }
             KafkaProtocol::Ssl if self.sasl.is_some() => {
-                Err("SASL credentials need --kafka-security sasl-ssl".to_owned())
+                Err("--kafka-sasl-username needs --kafka-security sasl-ssl, not ssl".to_owned())
             }
             KafkaProtocol::SaslSsl if self.sasl.is_none() => {
                 Err("--kafka-security sasl-ssl needs --kafka-sasl-username and --kafka-sasl-password".to_owned())
@@ -122,9 +124,10 @@ impl KafkaSecurity {
             return;
         }
         config.set("ssl.endpoint.identification.algorithm", "https");
-        if let Some(ca) = &self.ca {
-            config.set("ssl.ca.location", ca.display().to_string());
-        }
+        // Without a CA of its own, librdkafka looks where the system keeps its bundle ("probe"),
+        // not only in OpenSSL's compiled-in directory, which a slim image lacks.
+        let ca = self.ca.as_ref().map_or_else(|| "probe".to_owned(), |ca| ca.display().to_string());
+        config.set("ssl.ca.location", ca);
         if let Some((cert, key)) = &self.client_cert {
             config.set("ssl.certificate.location", cert.display().to_string());
             config.set("ssl.key.location", key.display().to_string());
@@ -579,4 +582,76 @@ fn is_permanent(code: RDKafkaErrorCode) -> bool {
         code,
         RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessage | RDKafkaErrorCode::InvalidRecord
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn security(protocol: KafkaProtocol, sasl: bool, ca: bool) -> KafkaSecurity {
+        KafkaSecurity {
+            protocol,
+            sasl: sasl.then(|| KafkaSasl {
+                mechanism: SaslMechanism::ScramSha512,
+                username: "agora".to_owned(),
+                password: "s3cret-pw".to_owned().into(),
+            }),
+            ca: ca.then(|| PathBuf::from("/etc/agora/kafka/ca.crt")),
+            client_cert: None,
+        }
+    }
+
+    #[test]
+    fn settings_that_cannot_work_together_are_refused_naming_the_flag() {
+        let refused = |s: KafkaSecurity| s.check().expect_err("refused");
+        assert!(refused(security(KafkaProtocol::Plaintext, true, false)).contains("--kafka-security sasl-ssl"));
+        assert!(refused(security(KafkaProtocol::Plaintext, false, true)).contains("--kafka-tls-ca"));
+        assert!(refused(security(KafkaProtocol::Ssl, true, true)).contains("not ssl"));
+        assert!(refused(security(KafkaProtocol::SaslSsl, false, true)).contains("--kafka-sasl-password"));
+        for fine in [
+            security(KafkaProtocol::Plaintext, false, false),
+            security(KafkaProtocol::Ssl, false, true),
+            security(KafkaProtocol::SaslSsl, true, false),
+        ] {
+            assert_eq!(fine.check(), Ok(()), "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn librdkafka_gets_the_protocol_the_credentials_and_a_host_name_check() {
+        let mut config = ClientConfig::new();
+        security(KafkaProtocol::SaslSsl, true, true).apply(&mut config);
+        let get = |key: &str| config.get(key).map(str::to_owned);
+        assert_eq!(get("security.protocol").as_deref(), Some("sasl_ssl"));
+        assert_eq!(get("sasl.mechanisms").as_deref(), Some("SCRAM-SHA-512"));
+        assert_eq!(get("sasl.username").as_deref(), Some("agora"));
+        assert_eq!(get("ssl.endpoint.identification.algorithm").as_deref(), Some("https"));
+        assert_eq!(get("ssl.ca.location").as_deref(), Some("/etc/agora/kafka/ca.crt"));
+
+        let mut plain = ClientConfig::new();
+        security(KafkaProtocol::Plaintext, false, false).apply(&mut plain);
+        assert_eq!(plain.get("security.protocol"), Some("plaintext"));
+        assert_eq!(plain.get("ssl.ca.location"), None);
+
+        let mut system = ClientConfig::new();
+        security(KafkaProtocol::Ssl, false, false).apply(&mut system);
+        assert_eq!(system.get("ssl.ca.location"), Some("probe"));
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug() {
+        let shown = format!("{:?}", security(KafkaProtocol::SaslSsl, true, false));
+        assert!(shown.contains("agora") && !shown.contains("s3cret-pw"), "{shown}");
+    }
+
+    #[test]
+    fn protocol_and_mechanism_names_round_trip() {
+        for name in KafkaProtocol::NAMES {
+            name.parse::<KafkaProtocol>().unwrap();
+        }
+        for name in SaslMechanism::NAMES {
+            name.parse::<SaslMechanism>().unwrap();
+        }
+        assert!("sasl_plaintext".parse::<KafkaProtocol>().unwrap_err().contains("plaintext, ssl, sasl-ssl"));
+    }
 }

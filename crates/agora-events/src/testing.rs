@@ -51,7 +51,7 @@ pub fn kafka_options_from(brokers: &str, env: &[(String, String)]) -> KafkaOptio
     let sasl = var("SASL_USERNAME").map(|username| KafkaSasl {
         mechanism: parsed("SASL_MECHANISM", var("SASL_MECHANISM")),
         username,
-        password: var("SASL_PASSWORD").expect("AGORA_TEST_KAFKA_SASL_PASSWORD goes with the user name").into(),
+        password: var("SASL_PASSWORD").expect("AGORA_KAFKA_SASL_PASSWORD goes with the user name").into(),
     });
     let security = KafkaSecurity {
         protocol: parsed("SECURITY", var("SECURITY")),
@@ -59,11 +59,11 @@ pub fn kafka_options_from(brokers: &str, env: &[(String, String)]) -> KafkaOptio
         ca: var("TLS_CA").map(Into::into),
         client_cert: var("TLS_CERT").map(Into::into).zip(var("TLS_KEY").map(Into::into)),
     };
-    security.check().unwrap_or_else(|e| panic!("the test Kafka's client settings: {e}"));
+    security.check().unwrap_or_else(|e| panic!("the Kafka client settings (AGORA_KAFKA_*): {e}"));
     KafkaOptions { security, ..KafkaOptions::new(brokers) }
 }
 
 /// A test setting's value, or its default when it is not set.
 fn parsed<T: std::str::FromStr<Err = String> + Default>(name: &str, value: Option<String>) -> T {
-    value.map_or_else(T::default, |v| v.parse().unwrap_or_else(|e| panic!("AGORA_TEST_KAFKA_{name}: {e}")))
+    value.map_or_else(T::default, |v| v.parse().unwrap_or_else(|e| panic!("AGORA_KAFKA_{name}: {e}")))
 }

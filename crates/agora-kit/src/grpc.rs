@@ -86,11 +86,12 @@ pub struct Listener {
     announcer: Option<Arc<dyn Announcer>>,
     health: Health,
     tls: Option<Arc<Credentials>>,
+    health_port: Option<TcpListener>,
 }
 
 impl From<TcpListener> for Listener {
     fn from(tcp: TcpListener) -> Self {
-        Self { tcp, announcer: None, health: Health::new(), tls: None }
+        Self { tcp, announcer: None, health: Health::new(), tls: None, health_port: None }
     }
 }
 
@@ -117,6 +118,14 @@ impl Listener {
         self.tls.as_ref()
     }
 
+    /// `grpc.health.v1` alone is also served on `health_port`, in plaintext: what Kubernetes'
+    /// probes and Consul's checks ask when the server itself speaks mutual TLS only. It reports
+    /// the same health, and stops with the server.
+    pub fn with_health_port(mut self, health_port: Option<TcpListener>) -> Self {
+        self.health_port = health_port;
+        self
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
     }
@@ -138,9 +147,13 @@ pub async fn serve(
     listener: impl Into<Listener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Listener { tcp: listener, announcer, health, tls } = listener.into();
+    let Listener { tcp: listener, announcer, health, tls, health_port } = listener.into();
     let addr = listener.local_addr()?;
     health.set(service_names, ServingStatus::Serving).await;
+    let health_only = match health_port {
+        Some(port) => Some(serve_health(port, &health)?),
+        None => None,
+    };
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(agora_proto::FILE_DESCRIPTOR_SET)
@@ -189,9 +202,34 @@ pub async fn serve(
             router.serve_with_incoming_shutdown(tls::incoming(listener, creds.server_config(&[b"h2"])), drained),
         ),
     };
-    crate::net::drain_bounded(server, &deadline, addr).await?;
+    let served = crate::net::drain_bounded(server, &deadline, addr).await;
+    if let Some((stop, task)) = health_only {
+        stop.cancel();
+        // It has no calls to drain but the one in flight, and it ends with the process anyway.
+        drop(task.await);
+    }
+    served?;
     tracing::info!(%addr, "gRPC server stopped");
     Ok(())
+}
+
+/// Serves `health` alone on `tcp`, in plaintext, until the returned token is cancelled.
+fn serve_health(
+    tcp: TcpListener,
+    health: &Health,
+) -> std::io::Result<(CancellationToken, tokio::task::JoinHandle<()>)> {
+    let addr = tcp.local_addr()?;
+    let stop = CancellationToken::new();
+    let server = tonic::transport::Server::builder().add_service(health.server());
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        let incoming = TcpIncoming::from(tcp).with_nodelay(Some(true));
+        if let Err(e) = server.serve_with_incoming_shutdown(incoming, stopped.cancelled_owned()).await {
+            tracing::error!(%addr, error = %e, "the health port failed");
+        }
+    });
+    tracing::info!(%addr, "gRPC health served in plaintext on the health port");
+    Ok((stop, task))
 }
 
 /// A channel to `addr` that connects on first use and reconnects after failures, so a

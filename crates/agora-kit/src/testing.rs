@@ -56,10 +56,13 @@ pub fn kafka_brokers() -> Option<String> {
 /// `AGORA_TEST_KAFKA_*` (its broker speaks SASL_SSL and wants a client certificate). Empty for
 /// a plaintext broker.
 pub fn kafka_client_env() -> Vec<(String, String)> {
-    std::env::vars()
-        .filter_map(|(name, value)| {
-            let setting = name.strip_prefix("AGORA_TEST_KAFKA_")?;
-            (setting != "BROKERS").then(|| (format!("AGORA_KAFKA_{setting}"), value))
+    const SETTINGS: [&str; 7] =
+        ["SECURITY", "SASL_MECHANISM", "SASL_USERNAME", "SASL_PASSWORD", "TLS_CA", "TLS_CERT", "TLS_KEY"];
+    SETTINGS
+        .iter()
+        .filter_map(|setting| {
+            let value = std::env::var(format!("AGORA_TEST_KAFKA_{setting}")).ok()?;
+            Some((format!("AGORA_KAFKA_{setting}"), value))
         })
         .collect()
 }

@@ -205,6 +205,9 @@ refuse them at start). Renders nothing. */}}
 {{- if and $k.sasl.password $k.sasl.existingSecret }}
 {{- fail "set externalKafka.sasl.password or externalKafka.sasl.existingSecret, not both" }}
 {{- end }}
+{{- if and $k.sasl.password .Values.existingSecret }}
+{{- fail "externalKafka.sasl.password would be dropped: with existingSecret, put the password in it as kafka-sasl-password (or use externalKafka.sasl.existingSecret)" }}
+{{- end }}
 {{- if not (or $k.sasl.password $k.sasl.existingSecret .Values.existingSecret) }}
 {{- fail "externalKafka.security sasl-ssl needs the password: externalKafka.sasl.password, externalKafka.sasl.existingSecret, or kafka-sasl-password in existingSecret" }}
 {{- end }}

@@ -10,11 +10,13 @@
 //! - [`store`]: products, reservations and their items.
 //! - [`consumer`]: the `agora.orders.v1` consumer.
 //! - [`expiry`]: releases reservations no order will ever settle.
+//! - [`demo`]: the demo catalog an empty catalog may start with.
 //! - [`grpc`]: the protobuf edge.
 //! - [`error`]: [`Error`] → `tonic::Status`.
 
 pub mod audit;
 pub mod consumer;
+pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod expiry;
@@ -47,6 +49,8 @@ pub struct Config {
     /// retried), so no event will ever settle it. Must stay well above order-service's payment
     /// timeout (900 s), after which every written order is settled one way or the other.
     pub reservation_ttl_secs: u64,
+    /// Add the demo catalog ([`demo`]) when the catalog is empty, before serving.
+    pub seed_demo: bool,
 }
 
 impl Default for Config {
@@ -56,6 +60,7 @@ impl Default for Config {
             database_read_url: None,
             read_staleness_ms: 1000,
             reservation_ttl_secs: 3600,
+            seed_demo: false,
         }
     }
 }
@@ -72,6 +77,14 @@ pub async fn run(config: Config, host: Host) -> anyhow::Result<()> {
         tracing::info!(reads_from = %db.reads_from(), "catalog reads may go to a standby");
     }
     let store = store::Store::new(db.clone());
+    if config.seed_demo {
+        match demo::seed(&store).await {
+            Ok(0) => {}
+            Ok(added) => tracing::info!(products = added, "demo catalog added"),
+            // The platform works without demo data.
+            Err(e) => tracing::warn!(error = %e, "could not add the demo catalog"),
+        }
+    }
     // Reservations settle from events; product-service announces none.
     let background = Background::without_publishing(CONSUMER, db, host);
     background.consume(topics::ORDERS, Arc::new(consumer::Consumer));

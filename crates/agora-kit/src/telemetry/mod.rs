@@ -204,8 +204,8 @@ fn provider(service: &str) -> anyhow::Result<SdkTracerProvider> {
     Ok(SdkTracerProvider::builder().with_span_processor(DbSpans(batch)).with_resource(resource).build())
 }
 
-/// The exporter's TLS settings from the standard variables, when the endpoint is `https://`
-/// (an `http://` one is plaintext whatever they say):
+/// The exporter's TLS settings from the standard variables, unless the endpoint is `http://`
+/// (plaintext whatever they say):
 /// `OTEL_EXPORTER_OTLP_CERTIFICATE` (the collector's CA; default: the public roots) and, for a
 /// collector that wants mutual TLS, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and
 /// `OTEL_EXPORTER_OTLP_CLIENT_KEY` (each also as `OTEL_EXPORTER_OTLP_TRACES_…`, which wins).
@@ -218,21 +218,23 @@ fn otlp_tls() -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
             .filter(|v| !v.trim().is_empty())
     };
     let read = |name: &str, path: &str| {
-        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read OTEL_EXPORTER_OTLP_{name} {path}: {e}"))
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the OTLP {name} file {path}: {e}"))
     };
-    let https = var("ENDPOINT").is_some_and(|endpoint| endpoint.starts_with("https://"));
-    let (ca, cert, key) = (var("CERTIFICATE"), var("CLIENT_CERTIFICATE"), var("CLIENT_KEY"));
-    if !https {
+    // The exporter takes an endpoint without a scheme as https, as the specification does.
+    let plaintext = var("ENDPOINT")
+        .is_some_and(|endpoint| endpoint.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://")));
+    if plaintext {
         return Ok(None);
     }
+    let (ca, cert, key) = (var("CERTIFICATE"), var("CLIENT_CERTIFICATE"), var("CLIENT_KEY"));
     let mut tls = ClientTlsConfig::new();
     tls = match &ca {
-        Some(path) => tls.ca_certificate(Certificate::from_pem(read("CERTIFICATE", path)?)),
+        Some(path) => tls.ca_certificate(Certificate::from_pem(read("CA certificate", path)?)),
         None => tls.with_webpki_roots(),
     };
     match (cert, key) {
         (Some(cert), Some(key)) => {
-            tls = tls.identity(Identity::from_pem(read("CLIENT_CERTIFICATE", &cert)?, read("CLIENT_KEY", &key)?));
+            tls = tls.identity(Identity::from_pem(read("client certificate", &cert)?, read("client key", &key)?));
         }
         (None, None) => {}
         _ => anyhow::bail!("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY go together"),
