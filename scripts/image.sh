@@ -6,11 +6,12 @@
 # `skopeo copy oci-archive:FILE docker://REGISTRY/agora:TAG`). If the test cluster runs (scripts/kube.sh), the image is
 # loaded into its node.
 #
-# Usage: scripts/image.sh {build [TAG]|path [TAG]|tag}
+# Usage: scripts/image.sh {build [TAG]|path [TAG]|binary|tag}
 #
 #   build [TAG]  build agora.local/agora:TAG (default: the chart's appVersion) into $AGORA_CACHE/images
 #                and load it into the running test cluster
 #   path [TAG]   print the archive's path
+#   binary       print the agora binary the image ships (built first when it is not current)
 #   tag          print the default tag (the chart's appVersion)
 #
 # Environment:
@@ -77,6 +78,7 @@ cmd_build() {
 case "${1:-}" in
   build) shift; cmd_build "$@" ;;
   path) printf '%s/agora-%s.tar\n' "$OUT_DIR" "${2:-$(app_version)}" ;;
+  binary) binary ;;
   tag) app_version ;;
-  *) sed -n '9,14s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  *) sed -n '9,15s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

@@ -79,6 +79,22 @@ start_infra() {
   infra postgres create-db agora_user agora_product agora_order agora_payment
 }
 
+# Mutual TLS between the roles: a development CA and a certificate per role (`agora certs`, the
+# image's binary), each in the Secret the chart mounts, <fullname>-<role>-mtls. Renewed on every
+# up: the kubelet updates the mounted files and the roles read them again.
+mtls_secrets() {
+  local dir="$UP_DIR/mtls" full="$RELEASE" role
+  [[ "$RELEASE" == *agora* ]] || full="$RELEASE-agora"
+  "$(bash "$SCRIPT_DIR/image.sh" binary)" certs --dir "$dir" --gateway-hosts '' >/dev/null \
+    || die "agora certs could not issue the roles' certificates in $dir"
+  kubectl_ create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null
+  for role in gateway user-service product-service order-service payment-service; do
+    kubectl_ -n "$NAMESPACE" create secret generic "$full-$role-mtls" --from-file=tls.crt="$dir/$role.pem" \
+      --from-file=tls.key="$dir/$role-key.pem" --from-file=ca.crt="$dir/ca.pem" --dry-run=client -o yaml \
+      | kubectl_ apply -f - >/dev/null
+  done
+}
+
 # The chart's values for this cluster: no dev components, the host's infrastructure instead.
 values() {
   local pg kafka consul otlp pw
@@ -99,6 +115,8 @@ jaeger: {enabled: false}
 externalKafka: {brokers: "$kafka"}
 externalConsul: {address: "$consul", port: ${consul##*:}}
 otlp: {endpoint: "$otlp"}
+# The roles speak mutual TLS, their certificates in the Secrets mtls_secrets made.
+mtls: {enabled: true}
 service: {type: NodePort, nodePort: $NODE_PORT}
 networkPolicy:
   externalDatabasePort: ${pg##*:}
@@ -123,6 +141,7 @@ cmd_up() {
   local infra_pid=$!
   bash "$SCRIPT_DIR/image.sh" build >/dev/null
   wait "$infra_pid" || die "infrastructure did not start"
+  mtls_secrets
   values >"$UP_DIR/values.yaml"
   chmod 600 "$UP_DIR/values.yaml"
   log "helm upgrade --install $RELEASE (infrastructure and image ready at $((SECONDS - begin))s)"

@@ -657,3 +657,68 @@ def test_default_images_are_the_ones_make_images_and_make_dev_images_build():
         built = subprocess.run(["bash", str(ROOT / "scripts" / "dev-images.sh"), "name", component],
                                capture_output=True, text=True, check=True).stdout.strip()
         assert image == built == f"agora.local/dev/{component}:{tag}", (image, built)
+
+
+def test_mutual_tls_mounts_each_roles_secret_and_the_kubelet_and_consul_ask_the_health_port():
+    assert not any(k.startswith("AGORA_TLS") for o in render() if o["kind"] == "ConfigMap" for k in o["data"]), \
+        "mutual TLS is off by default where the cluster has no cert-manager"
+    objects = render("--set", "mtls.enabled=true", "--set", "mtls.trustDomain=shop.example")
+    for role in ROLES:
+        deployment = find(objects, "Deployment", f"t-agora-{role}")
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["mtls"]["secret"]["secretName"] == f"t-agora-{role}-mtls"
+        assert {i["key"] for i in volumes["mtls"]["secret"]["items"]} == {"tls.crt", "tls.key", "ca.crt"}
+        mounts = {m["name"]: m for m in container(deployment)["volumeMounts"]}
+        assert mounts["mtls"] == {"name": "mtls", "mountPath": "/etc/agora/mtls", "readOnly": True}
+        config = find(objects, "ConfigMap", f"t-agora-{role}")["data"]
+        assert (config["AGORA_TLS_CERT"], config["AGORA_TLS_KEY"], config["AGORA_TLS_CA"]) == \
+            ("/etc/agora/mtls/tls.crt", "/etc/agora/mtls/tls.key", "/etc/agora/mtls/ca.crt")
+        assert config["AGORA_TLS_TRUST_DOMAIN"] == "shop.example"
+        if role == "gateway":
+            assert "AGORA_HEALTH_LISTEN" not in config
+            continue
+        assert config["AGORA_HEALTH_LISTEN"] == "0.0.0.0:8086"
+        ports = {p["name"]: p["containerPort"] for p in container(deployment)["ports"]}
+        assert ports["health"] == 8086
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container(deployment)[probe]["grpc"]["port"] == 8086, f"{role}'s {probe}"
+        # Consul's checks reach the health port; its gRPC port stays its callers' alone.
+        policy = find(objects, "NetworkPolicy", f"t-agora-{role}")
+        from_consul = [r for r in policy["spec"]["ingress"]
+                       if any(p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "consul"
+                              for p in r.get("from", []))]
+        assert [p["port"] for r in from_consul for p in r["ports"]] == [8086], f"{role}: {from_consul}"
+    assert not named(objects, "Certificate"), "without an issuer the Secrets are the user's"
+
+
+def test_with_a_cert_manager_issuer_each_role_gets_a_certificate_naming_its_identity():
+    objects = render("--set", "mtls.enabled=true", "--set", "mtls.trustDomain=shop.example",
+                     "--set", "mtls.certManager.issuerRef.name=agora-ca", "--set", "mtls.certManager.issuerRef.kind=ClusterIssuer")
+    assert named(objects, "Certificate") == {f"t-agora-{role}" for role in ROLES}
+    for role in ROLES:
+        spec = find(objects, "Certificate", f"t-agora-{role}")["spec"]
+        assert spec["secretName"] == f"t-agora-{role}-mtls"
+        assert spec["uris"] == [f"spiffe://shop.example/{role}"] and "dnsNames" not in spec
+        assert {"server auth", "client auth"} <= set(spec["usages"])
+        assert spec["issuerRef"] == {"name": "agora-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+        assert spec["privateKey"]["rotationPolicy"] == "Always"
+    with pytest.raises(RenderError, match="mtls/certManager/issuerRef/kind"):
+        render("--set", "mtls.enabled=true", "--set", "mtls.certManager.issuerRef.kind=Vault")
+
+
+def test_auto_turns_mutual_tls_on_where_cert_manager_is_with_a_ca_of_the_releases_own():
+    objects = render("--api-versions", "cert-manager.io/v1")
+    assert named(objects, "Issuer") == {"t-agora-selfsigned", "t-agora-ca"}
+    ca = find(objects, "Certificate", "t-agora-ca")["spec"]
+    assert ca["isCA"] is True and ca["issuerRef"]["name"] == "t-agora-selfsigned"
+    assert find(objects, "Issuer", "t-agora-ca")["spec"]["ca"]["secretName"] == ca["secretName"]
+    for role in ROLES:
+        spec = find(objects, "Certificate", f"t-agora-{role}")["spec"]
+        assert spec["issuerRef"] == {"name": "t-agora-ca", "kind": "Issuer", "group": "cert-manager.io"}
+        assert spec["uris"] == [f"spiffe://agora.local/{role}"]
+        assert find(objects, "ConfigMap", f"t-agora-{role}")["data"]["AGORA_TLS_CA"] == "/etc/agora/mtls/ca.crt"
+    off = render("--api-versions", "cert-manager.io/v1", "--set", "mtls.enabled=false")
+    assert not {"Certificate", "Issuer"} & {o["kind"] for o in off}
+    # An issuer of the user's own: no CA of the release's.
+    theirs = render("--api-versions", "cert-manager.io/v1", "--set", "mtls.certManager.issuerRef.name=corp-ca")
+    assert not named(theirs, "Issuer") and "t-agora-ca" not in named(theirs, "Certificate")

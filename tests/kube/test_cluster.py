@@ -1,5 +1,7 @@
 """Agora installed with Helm on a real single-node Kubernetes (scripts/kube.sh): the release is
-available with its probes passing, `helm test` passes, an order reaches PAID with a trace from
+available with its probes passing, the roles speak mutual TLS (certificates from Secrets made
+with `agora certs`) with the kubelet probing the services' plaintext health ports, `helm test`
+passes, an order reaches PAID with a trace from
 every role's pod, NetworkPolicies are enforced, every container runs as 65532 on a read-only
 root, and the release survives `helm upgrade`, pod deletions and evictions under load with
 every accepted order reconciled; `helm uninstall` leaves only what it keeps by design.
@@ -51,6 +53,25 @@ def test_every_deployment_is_available_with_its_probes_passing(cluster):
                 + container["readinessProbe"].get("periodSeconds", 10)
             took = (stamp(ready["lastTransitionTime"]) - stamp(state["state"]["running"]["startedAt"])).total_seconds()
             assert took <= budget, f"{pod['metadata']['name']} took {took}s to be Ready (budget {budget}s)"
+
+
+def test_the_roles_speak_mutual_tls_and_the_kubelet_probes_the_health_ports(cluster):
+    for role in ROLES:
+        deployment = cluster.json("get", "deployment", f"{cluster.release}-{role}")
+        spec = deployment["spec"]["template"]["spec"]
+        mounted = {v["name"]: v for v in spec["volumes"]}
+        assert mounted["mtls"]["secret"]["secretName"] == f"{cluster.release}-{role}-mtls", f"{role}: {mounted}"
+        if role != "gateway":
+            container = spec["containers"][0]
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert container[probe]["grpc"]["port"] == ports["health"], f"{role}'s {probe}: {container[probe]}"
+        for pod in cluster.pods(role):
+            name = pod["metadata"]["name"]
+            logs = cluster.kubectl("logs", name, "-c", role).stdout
+            started = [json.loads(line) for line in logs.splitlines() if "mutual TLS on for gRPC" in line]
+            assert started, f"{name} does not say it speaks mutual TLS:\n{logs[-2000:]}"
+            assert f"spiffe://agora.local/{role}" in json.dumps(started[0]), f"{name}: {started[0]}"
 
 
 def test_helm_test_passes(cluster):

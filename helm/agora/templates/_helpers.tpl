@@ -345,6 +345,17 @@ AGORA_DISCOVERY: {{ $.Values.discovery | quote }}
 {{- if eq $.Values.discovery "consul" }}
 AGORA_CONSUL_ADDR: {{ include "agora.consulAddress" $ | quote }}
 {{- end }}
+{{- if include "agora.mtls" $ }}
+{{- /* Mutual TLS between the roles: the files of the role's Secret <fullname>-<role>-mtls. */}}
+AGORA_TLS_CERT: /etc/agora/mtls/tls.crt
+AGORA_TLS_KEY: /etc/agora/mtls/tls.key
+AGORA_TLS_CA: /etc/agora/mtls/ca.crt
+AGORA_TLS_TRUST_DOMAIN: {{ $.Values.mtls.trustDomain | quote }}
+AGORA_TLS_RELOAD_SECS: {{ $.Values.mtls.reloadSecs | quote }}
+{{- if $service }}
+AGORA_HEALTH_LISTEN: {{ printf "0.0.0.0:%v" $.Values.mtls.healthPort | quote }}
+{{- end }}
+{{- end }}
 {{- with include "agora.otlpEndpoint" $ }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 OTEL_SERVICE_NAME: {{ $role | quote }}
@@ -534,4 +545,30 @@ changing its content rolls nothing; restart the role yourself.) Call with (list 
 {{- end }}
 {{- end }}
 {{- dict "config" (include "agora.configData" .) "env" $env "secrets" $secrets | toYaml | sha256sum }}
+{{- end }}
+
+{{/* The Secret with a role's mutual-TLS files (tls.crt, tls.key, ca.crt). Call with (list $ role). */}}
+{{- define "agora.mtlsSecret" -}}
+{{- printf "%s-mtls" (include "agora.component" .) }}
+{{- end }}
+
+{{/* "true" when the roles speak mutual TLS: mtls.enabled true, or auto on a cluster that has
+cert-manager (whose certificates the chart then asks for); "" otherwise. */}}
+{{- define "agora.mtls" -}}
+{{- $enabled := .Values.mtls.enabled }}
+{{- if or (eq (toString $enabled) "true") (and (eq (toString $enabled) "auto") (.Capabilities.APIVersions.Has "cert-manager.io/v1")) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/* The cert-manager issuer of the roles' certificates: mtls.certManager.issuerRef, or with
+mtls.enabled auto and none given, the chart's own CA (templates/certificates.yaml); empty when the
+Secrets are the user's. */}}
+{{- define "agora.mtlsIssuer" -}}
+{{- $m := .Values.mtls }}
+{{- if $m.certManager.issuerRef.name }}
+{{- toYaml $m.certManager.issuerRef }}
+{{- else if and (include "agora.mtls" .) (eq (toString $m.enabled) "auto") }}
+{{- toYaml (dict "name" (printf "%s-ca" (include "agora.fullname" .)) "kind" "Issuer" "group" "cert-manager.io") }}
+{{- end }}
 {{- end }}
