@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The Helm chart's tools: render the plain manifests of k8s/, and check the chart.
 #
-# Usage: scripts/chart.sh {render|k8s|check}
+# Usage: scripts/chart.sh {render|k8s|check [TEST_FILE...]}
 #
 #   render   print the chart rendered as k8s/agora.yaml holds it (release "agora", namespace
 #            "agora", secrets from the Secret "agora-secrets" the user creates)
 #   k8s      write that to k8s/agora.yaml
-#   check    helm lint --strict and the chart's tests (tests/chart), which validate every
-#            rendered object against Kubernetes' schemas and test the switches
+#   check    helm lint --strict and the chart's tests (tests/chart, or the files named), which
+#            validate every rendered object against Kubernetes' schemas, test the switches and
+#            start each role from its rendered Deployment
 #
 # helm comes from scripts/go-tools.sh, the validators from scripts/python-tools.sh; both install
 # on first use.
@@ -36,14 +37,16 @@ case "${1:-}" in
     printf '[chart] wrote k8s/agora.yaml\n' >&2
     ;;
   check)
+    shift
+    (($#)) || set -- "$ROOT_DIR/tests/chart"
     python="$(bash "$SCRIPT_DIR/python-tools.sh" python)"
     # The role-start test runs the debug binary cargo test built, against the AGORA_TEST_*
     # infrastructure scripts/test.sh started.
     AGORA_BIN="${AGORA_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/agora/target}/debug/agora}" \
-      AGORA_HELM="$(helm_bin)" "$python" -m pytest -q -p no:cacheprovider "$ROOT_DIR/tests/chart"
+      AGORA_HELM="$(helm_bin)" "$python" -m pytest -q -p no:cacheprovider "$@"
     ;;
   *)
-    sed -n '4,11s/^# \{0,1\}//p' "$0" >&2
+    sed -n '4,12s/^# \{0,1\}//p' "$0" >&2
     exit 2
     ;;
 esac

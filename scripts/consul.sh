@@ -99,23 +99,16 @@ CURL_TIMEOUT_SECS=2
 instance_where() { printf 'http://%s:%s\n' "$CONSUL_HOST" "${PORTS[http]}"; }
 INSTANCE_NOT_READY="has no leader on its HTTP port"
 
-# CONSUL_ACL: the running agent's mode (its record), else the one asked for (AGORA_CONSUL_ACL).
-mode_load() {
-  CONSUL_ACL="$CONSUL_ACL_REQ"
-  instance_running_pid >/dev/null || return 0
-  CONSUL_ACL="$(sed -n 's/^AGORA_CONSUL_ACL=//p' "$CONSUL_MODE" 2>/dev/null || true)"
-  [[ "$CONSUL_ACL" == 1 ]] || CONSUL_ACL=0  # no record: started before the mode existed, no ACLs
-}
+# CONSUL_ACL: the running instance's AGORA_CONSUL_ACL (its record), else the one asked for.
+mode_load() { CONSUL_ACL="$(instance_mode AGORA_CONSUL_ACL)"; }
 
-# Before `start`, under the instance's lock: a running agent keeps its mode.
+# Before `start`, under the instance's lock: a running instance keeps its mode.
 mode_check_start() {
   # Every member of a cluster would need the same token (and the agents tokens of their own).
   [[ "$CONSUL_ACL_REQ" != 1 || "$CONSUL_ROLE" == dev ]] \
     || die "AGORA_CONSUL_ACL=1 is for a dev agent only, not AGORA_CONSUL_ROLE=$CONSUL_ROLE"
-  daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
+  instance_mode_check_start AGORA_CONSUL_ACL AGORA_CONSUL_INSTANCE
   mode_load
-  [[ "$CONSUL_ACL" == "$CONSUL_ACL_REQ" ]] \
-    || die "instance $INSTANCE_NAME runs with AGORA_CONSUL_ACL=$CONSUL_ACL; to start it with AGORA_CONSUL_ACL=$CONSUL_ACL_REQ, run: AGORA_CONSUL_INSTANCE=$INSTANCE_NAME $0 stop"
 }
 
 # The management token, made once (a random UUID), readable by the owner only.

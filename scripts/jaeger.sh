@@ -93,35 +93,18 @@ CURL_TIMEOUT_SECS=2
 [[ "$JAEGER_TLS_REQ" =~ ^[01]$ ]] \
   || die "AGORA_JAEGER_OTLP_TLS='$JAEGER_TLS_REQ': use 1 (OTLP over TLS) or 0 (plaintext)"
 
-# JAEGER_TLS: the running Jaeger's mode (its record), else the one asked for
-# (AGORA_JAEGER_OTLP_TLS).
-mode_load() {
-  JAEGER_TLS="$JAEGER_TLS_REQ"
-  instance_running_pid >/dev/null || return 0
-  JAEGER_TLS="$(sed -n 's/^AGORA_JAEGER_OTLP_TLS=//p' "$JAEGER_MODE" 2>/dev/null || true)"
-  [[ "$JAEGER_TLS" == 1 ]] || JAEGER_TLS=0  # no record: started before the mode existed, plaintext
-}
+# JAEGER_TLS: the running instance's AGORA_JAEGER_OTLP_TLS (its record), else the one asked for.
+mode_load() { JAEGER_TLS="$(instance_mode AGORA_JAEGER_OTLP_TLS)"; }
 
-# Before `start`, under the instance's lock: a running Jaeger keeps its mode.
+# Before `start`, under the instance's lock: a running instance keeps its mode.
 mode_check_start() {
-  daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
+  instance_mode_check_start AGORA_JAEGER_OTLP_TLS AGORA_JAEGER_INSTANCE
   mode_load
-  [[ "$JAEGER_TLS" == "$JAEGER_TLS_REQ" ]] \
-    || die "instance $INSTANCE_NAME runs with AGORA_JAEGER_OTLP_TLS=$JAEGER_TLS; to start it with AGORA_JAEGER_OTLP_TLS=$JAEGER_TLS_REQ, run: AGORA_JAEGER_INSTANCE=$INSTANCE_NAME $0 stop"
 }
 
 # The CA, and the OTLP receivers' certificate for JAEGER_HOST and localhost (issued again when
 # JAEGER_HOST is not among its names).
-tls_material() {
-  local dir="$JAEGER_TLS_DIR" sans=("IP:$JAEGER_HOST" DNS:localhost)
-  [[ "$JAEGER_HOST" == 127.0.0.1 ]] || sans+=(IP:127.0.0.1)
-  if [[ -s "$dir/server.pem" ]] \
-    && [[ "$(openssl x509 -in "$dir/server.pem" -noout -checkip "$JAEGER_HOST" 2>/dev/null)" != *' does match'* ]]; then
-    log "the OTLP certificate does not name $JAEGER_HOST; issuing a new one"
-    rm -f "$dir/server.pem" "$dir/server-key.pem"
-  fi
-  tls_leaf "$dir" server server "${sans[@]}"
-}
+tls_material() { tls_server "$JAEGER_TLS_DIR" server server "$JAEGER_HOST"; }
 
 # The lines that follow an OTLP receiver's endpoint line: its tls block (with OTLP TLS; none
 # without), each line after a newline.

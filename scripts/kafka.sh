@@ -299,13 +299,7 @@ kafka_password() {
 # certificate (issued anew when it does not name the bind address, which AGORA_BIND_HOST may
 # have changed), Agora's client certificate, both SCRAM passwords, and the PEM key stores.
 instance_tls() {
-  tls_ca "$KAFKA_TLS"
-  if [[ -s "$KAFKA_TLS/broker.pem" && "$(openssl x509 -in "$KAFKA_TLS/broker.pem" -noout \
-    -checkip "$KAFKA_HOST" 2>/dev/null)" != *"does match"* ]]; then
-    log "the broker's certificate does not name $KAFKA_HOST; issuing a new one"
-    rm -f "$KAFKA_TLS/broker.pem" "$KAFKA_TLS/broker-key.pem"
-  fi
-  tls_leaf "$KAFKA_TLS" broker both "IP:$KAFKA_HOST" DNS:localhost
+  tls_server "$KAFKA_TLS" broker both "$KAFKA_HOST"
   tls_leaf "$KAFKA_TLS" client client "DNS:$KAFKA_SASL_USER"
   kafka_password "$KAFKA_SASL_PASSWORD_FILE"
   kafka_password "$KAFKA_BROKER_PASSWORD_FILE"

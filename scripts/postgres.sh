@@ -96,20 +96,13 @@ psql_() {
     -h "$PG_HOST" -p "${PORTS[pg]}" -U "$PG_SUPERUSER" -d postgres "$@"
 }
 
-# PG_TLS: the running server's mode (its record), else the one asked for (AGORA_PG_TLS).
-mode_load() {
-  PG_TLS="$PG_TLS_REQ"
-  instance_running_pid >/dev/null || return 0
-  PG_TLS="$(sed -n 's/^AGORA_PG_TLS=//p' "$PG_MODE" 2>/dev/null || true)"
-  [[ "$PG_TLS" == 1 ]] || PG_TLS=0  # no record: started before the mode existed, plaintext
-}
+# PG_TLS: the running instance's AGORA_PG_TLS (its record), else the one asked for.
+mode_load() { PG_TLS="$(instance_mode AGORA_PG_TLS)"; }
 
-# Before `start`, under the instance's lock: a running server keeps its mode.
+# Before `start`, under the instance's lock: a running instance keeps its mode.
 mode_check_start() {
-  daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
+  instance_mode_check_start AGORA_PG_TLS AGORA_PG_INSTANCE
   mode_load
-  [[ "$PG_TLS" == "$PG_TLS_REQ" ]] \
-    || die "instance $INSTANCE_NAME runs with AGORA_PG_TLS=$PG_TLS; to start it with AGORA_PG_TLS=$PG_TLS_REQ, run: AGORA_PG_INSTANCE=$INSTANCE_NAME $0 stop"
 }
 
 # Percent-encode $1 for a URL's query (all but unreserved characters and '/'), byte by byte.
@@ -128,14 +121,8 @@ url_encode() {
 # The CA, and the server's certificate for PG_HOST and localhost (issued again when PG_HOST is
 # not among its names), its key owned by the server's account and 0600 as PostgreSQL demands.
 tls_material() {
-  local dir="$PG_TLS_DIR" sans=("IP:$PG_HOST" DNS:localhost)
-  [[ "$PG_HOST" == 127.0.0.1 ]] || sans+=(IP:127.0.0.1)
-  if [[ -s "$dir/server.pem" ]] \
-    && [[ "$(openssl x509 -in "$dir/server.pem" -noout -checkip "$PG_HOST" 2>/dev/null)" != *' does match'* ]]; then
-    log "the server certificate does not name $PG_HOST; issuing a new one"
-    rm -f "$dir/server.pem" "$dir/server-key.pem"
-  fi
-  tls_leaf "$dir" server server "${sans[@]}"
+  local dir="$PG_TLS_DIR"
+  tls_server "$dir" server server "$PG_HOST"
   chmod 755 "$dir"  # the server's account must reach its files; the CA's key stays 0600
   chmod 600 "$dir/server-key.pem"
   if is_root; then chown "$PG_OS_USER:$PG_OS_USER" "$dir/server.pem" "$dir/server-key.pem"; fi

@@ -348,6 +348,31 @@ instance_init() {
 
 instance_running_pid() { daemon_pid "$INSTANCE_PID" "$INSTANCE_PATTERN"; }
 
+# A 0/1 switch an instance is started with (AGORA_PG_TLS, AGORA_CONSUL_ACL, ...): the script
+# writes VAR=VALUE to INSTANCE_ROOT/mode when it starts the daemon. While the daemon runs, its
+# commands follow that record, not the variable; no record means 0 (an instance started before
+# the switch existed).
+#   instance_mode VAR                  the running instance's value, else the variable's (0 unset)
+#   instance_mode_check_start VAR NAME_VAR
+#                                      before start, under the instance's lock: a running instance
+#                                      started the other way is refused, saying how to stop it
+instance_mode() {
+  local value="${!1:-0}"
+  if instance_running_pid >/dev/null; then
+    value="$(sed -n "s/^$1=//p" "$INSTANCE_ROOT/mode" 2>/dev/null || true)"
+    [[ "$value" == 1 ]] || value=0
+  fi
+  printf '%s\n' "$value"
+}
+
+instance_mode_check_start() {
+  daemon_lock "$INSTANCE_LOCK" "$INSTANCE_LOCK_TIMEOUT_SECS"
+  local running
+  running="$(instance_mode "$1")"
+  [[ "$running" == "${!1:-0}" ]] \
+    || die "instance $INSTANCE_NAME runs with $1=$running; to start it with $1=${!1:-0}, run: $2=$INSTANCE_NAME $0 stop"
+}
+
 # PORTS of the running instance (from its state file), else as requested (0 = unknown).
 instance_load_ports() {
   if instance_running_pid >/dev/null && ports_load "$INSTANCE_STATE"; then return 0; fi

@@ -8,6 +8,9 @@
 #   tls_leaf DIR NAME USAGE SAN...    DIR/NAME.pem and DIR/NAME-key.pem signed by DIR's CA, made
 #                                     once; USAGE is server, client or both; each SAN is
 #                                     DNS:NAME or IP:ADDR (the first one is also the subject CN)
+#   tls_server DIR NAME USAGE HOST    a server's tls_leaf for the address HOST, localhost and
+#                                     127.0.0.1, issued again when it does not name HOST (the
+#                                     bind address changed)
 #
 # Keys are P-256, PKCS#8 and unencrypted, readable by the owner only. Certificates last 825
 # days (a development instance is reset long before). Requires the openssl command, installed
@@ -67,4 +70,16 @@ tls_leaf() {
   chmod 644 "$dir/$name.pem.tmp"
   mv "$dir/$name-key.pem.tmp" "$dir/$name-key.pem"
   mv "$dir/$name.pem.tmp" "$dir/$name.pem"
+}
+
+tls_server() {
+  local dir="$1" name="$2" usage="$3" host="$4"
+  local sans=("IP:$host" DNS:localhost)
+  [[ "$host" == 127.0.0.1 ]] || sans+=(IP:127.0.0.1)
+  if [[ -s "$dir/$name.pem" ]] \
+    && [[ "$(openssl x509 -in "$dir/$name.pem" -noout -checkip "$host" 2>/dev/null)" != *' does match'* ]]; then
+    log "the certificate $dir/$name.pem does not name $host; issuing a new one"
+    rm -f "$dir/$name.pem" "$dir/$name-key.pem"
+  fi
+  tls_leaf "$dir" "$name" "$usage" "${sans[@]}"
 }

@@ -3,6 +3,8 @@ rely on. Run by scripts/chart.sh (which `make test` calls) with the project's vi
 helm from scripts/go-tools.sh in AGORA_HELM."""
 
 import base64
+import copy
+import functools
 import ipaddress
 import os
 import pathlib
@@ -22,12 +24,22 @@ DEV = ["postgresql", "kafka", "consul", "jaeger"]
 
 
 def render(*args, release="t"):
+    """The objects `helm template` renders with these arguments (a fresh copy: tests may change
+    it); each set of arguments is rendered once per run, as many tests ask for the same."""
+    rendered = _render(tuple(args), release)
+    if isinstance(rendered, RenderError):
+        raise RenderError(*rendered.args)
+    return copy.deepcopy(rendered)
+
+
+@functools.lru_cache(maxsize=None)
+def _render(args, release):
     out = subprocess.run(
         [HELM, "template", release, str(CHART), "--namespace", "shop", *args],
         capture_output=True, text=True, check=False,
     )
     if out.returncode != 0:
-        raise RenderError(out.stderr)
+        return RenderError(out.stderr)
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
