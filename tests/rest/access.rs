@@ -41,12 +41,28 @@ async fn tokens_roles_and_ownership() {
     let headers_only = p.request(Method::GET, "/v1/users/me", None).header("x-agora-user-id", &ada_id);
     p.send(headers_only.header("x-agora-user-role", "user")).await.error(401, 16);
 
-    // Another user's order is not yours to read or cancel.
+    // Another user's order is not yours to read or cancel, and the answer is exactly an unknown
+    // id's: it does not tell that the order exists (OWASP API1).
     let mug = p.product("Mug", 1_00, 5).await;
     let order = p.order(&ada, "mine", json!([{"productId": mug, "quantity": 1}])).await.expect(201);
     let id = order["id"].as_str().unwrap();
-    p.get(&format!("/v1/orders/{id}"), Some(&bob)).await.error(403, 7);
-    p.send(p.request(Method::POST, &format!("/v1/orders/{id}:cancel"), Some(&bob))).await.error(403, 7);
+    let nobody = agora_kit::id::new_id();
+    for (theirs, unknown) in [
+        (
+            p.get(&format!("/v1/orders/{id}"), Some(&bob)).await,
+            p.get(&format!("/v1/orders/{nobody}"), Some(&bob)).await,
+        ),
+        (
+            p.send(p.request(Method::POST, &format!("/v1/orders/{id}:cancel"), Some(&bob))).await,
+            p.send(p.request(Method::POST, &format!("/v1/orders/{nobody}:cancel"), Some(&bob))).await,
+        ),
+    ] {
+        assert_eq!(
+            (theirs.status, theirs.body.to_string().replace(id, "ID")),
+            (unknown.status, unknown.body.to_string().replace(&nobody, "ID"))
+        );
+        theirs.error(404, 5);
+    }
     p.get(&format!("/v1/orders/{id}"), Some(&ada)).await.expect(200);
     p.get(&format!("/v1/orders/{id}"), Some(&admin)).await.expect(200);
     p.stop().await;
@@ -93,12 +109,18 @@ async fn forged_tokens_and_other_peoples_payments_get_nothing() {
     p.settled(&ada, id, "ORDER_STATUS_PAID").await;
     let own = p.get(&format!("/v1/payments?order_id={id}"), Some(&ada)).await.expect(200);
     assert_eq!(own["payments"].as_array().map(Vec::len), Some(1), "{own}");
-    let theirs = p.get(&format!("/v1/payments?order_id={id}"), Some(&bob)).await;
-    match theirs.status.as_u16() {
-        403 | 404 => {}
-        200 => assert!(theirs.body["payments"].as_array().is_none_or(Vec::is_empty), "{}", theirs.body),
-        other => panic!("unexpected {other}: {}", theirs.body),
-    }
+    let theirs = p.get(&format!("/v1/payments?order_id={id}"), Some(&bob)).await.expect(200);
+    let nobody = agora_kit::id::new_id();
+    let unknown = p.get(&format!("/v1/payments?order_id={nobody}"), Some(&bob)).await.expect(200);
+    assert_eq!(theirs, unknown, "another user's order's payments answer as an unknown order's");
+    // And another user's wallet as an unknown user's: not found, in the same words.
+    let theirs = p.get(&format!("/v1/wallet?user_id={ada_id}"), Some(&bob)).await;
+    let unknown = p.get(&format!("/v1/wallet?user_id={nobody}"), Some(&bob)).await;
+    assert_eq!(
+        (theirs.status, theirs.body.to_string().replace(&ada_id, "ID")),
+        (unknown.status, unknown.body.to_string().replace(&nobody, "ID"))
+    );
+    theirs.error(404, 5);
     // Each wallet is its owner's: Bob's shows Bob's opening balance, whatever Ada spent.
     let bobs = p.get("/v1/wallet", Some(&bob)).await.expect(200);
     let adas = p.get("/v1/wallet", Some(&ada)).await.expect(200);

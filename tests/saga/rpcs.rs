@@ -83,7 +83,8 @@ async fn reading_and_listing_orders(db: TestDatabase) {
     let theirs = p.orders.list_orders(stranger.request(ListOrdersRequest::default())).await.unwrap().into_inner();
     assert!(theirs.orders.is_empty(), "lists only the caller's orders");
     let get = |id: &str| GetOrderRequest { id: id.into() };
-    assert_eq!(p.orders.get_order(stranger.request(get(&ids[0]))).await.unwrap_err().code(), Code::PermissionDenied);
+    // Another user's order answers as an unknown one (OWASP API1).
+    assert_eq!(p.orders.get_order(stranger.request(get(&ids[0]))).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(
         p.orders.get_order(p.admin.request(get(&ids[0]))).await.unwrap().into_inner().id,
         ids[0],

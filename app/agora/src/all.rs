@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     cli::AllArgs,
-    platform::{self, Addrs, Settings, Started},
+    platform::{self, Addrs, Movable, Settings, Started},
 };
 
 /// A started platform.
@@ -66,12 +66,21 @@ pub async fn start(args: AllArgs, shutdown: CancellationToken) -> anyhow::Result
         &args.admin_email,
         admin_password.clone(),
     );
+    // A service's usual address gives way to a free port when another process holds it; one
+    // the user gave does not.
+    let usual = |addr: &str| addr.parse::<SocketAddr>().expect("the usual addresses parse");
     settings.addrs = Addrs {
         gateway: args.listen,
-        user: args.user_addr,
-        product: args.product_addr,
-        order: args.order_addr,
-        payment: args.payment_addr,
+        user: args.user_addr.unwrap_or_else(|| usual(agora_kit::defaults::USER_ADDR)),
+        product: args.product_addr.unwrap_or_else(|| usual(agora_kit::defaults::PRODUCT_ADDR)),
+        order: args.order_addr.unwrap_or_else(|| usual(agora_kit::defaults::ORDER_ADDR)),
+        payment: args.payment_addr.unwrap_or_else(|| usual(agora_kit::defaults::PAYMENT_ADDR)),
+    };
+    settings.movable = Movable {
+        user: args.user_addr.is_none(),
+        product: args.product_addr.is_none(),
+        order: args.order_addr.is_none(),
+        payment: args.payment_addr.is_none(),
     };
     settings.product.seed_demo = args.seed_demo;
     if let Some(secs) = args.payment_timeout_secs {
@@ -100,8 +109,11 @@ impl Running {
 pub fn banner(running: &Running) -> String {
     let url = format!("http://{}", running.gateway);
     let kept = running.admin_password_file.as_ref().map(|f| format!(" (kept in {})", f.display())).unwrap_or_default();
+    let addrs = &running.started.addrs;
     format!(
         "\nAgora is running: REST gateway at {url} (OpenAPI: {url}/openapi.json)\n\
+         Services (gRPC): user-service {user}, product-service {product}, order-service {order}, \
+         payment-service {payment}\n\
          Admin account: {email} / {password}{kept}\n\n\
          Try:\n\
          \x20 curl -s {url}/v1/products\n\
@@ -112,6 +124,10 @@ pub fn banner(running: &Running) -> String {
          Ctrl-C stops it; data stays in the data directory for the next start.\n",
         email = running.admin_email,
         password = running.admin_password.expose_secret(),
+        user = addrs.user,
+        product = addrs.product,
+        order = addrs.order,
+        payment = addrs.payment,
     )
 }
 

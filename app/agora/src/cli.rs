@@ -444,6 +444,10 @@ pub struct GatewayArgs {
     pub cors_origins: Vec<String>,
 }
 
+/// `agora all`'s help for a service's address.
+const SERVICE_ADDR_HELP: &str = "Where SERVICE listens. Given (flag or variable), it must be free; by default, when another \
+     process holds it (a second `agora all`, `make up`), SERVICE takes a free port and the banner says which";
+
 #[derive(Debug, Args)]
 pub struct AllArgs {
     /// Address the REST gateway serves on.
@@ -452,18 +456,14 @@ pub struct AllArgs {
     /// Directory for the SQLite databases, the event log and generated secrets.
     #[arg(long, env = "AGORA_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
-    /// user-service address.
-    #[arg(long, env = "AGORA_USER_ADDR", default_value = agora_kit::defaults::USER_ADDR)]
-    pub user_addr: SocketAddr,
-    /// product-service address.
-    #[arg(long, env = "AGORA_PRODUCT_ADDR", default_value = agora_kit::defaults::PRODUCT_ADDR)]
-    pub product_addr: SocketAddr,
-    /// order-service address.
-    #[arg(long, env = "AGORA_ORDER_ADDR", default_value = agora_kit::defaults::ORDER_ADDR)]
-    pub order_addr: SocketAddr,
-    /// payment-service address.
-    #[arg(long, env = "AGORA_PAYMENT_ADDR", default_value = agora_kit::defaults::PAYMENT_ADDR)]
-    pub payment_addr: SocketAddr,
+    #[arg(long, env = "AGORA_USER_ADDR", help = with_default(SERVICE_ADDR_HELP.replace("SERVICE", "user-service").as_str(), agora_kit::defaults::USER_ADDR))]
+    pub user_addr: Option<SocketAddr>,
+    #[arg(long, env = "AGORA_PRODUCT_ADDR", help = with_default(SERVICE_ADDR_HELP.replace("SERVICE", "product-service").as_str(), agora_kit::defaults::PRODUCT_ADDR))]
+    pub product_addr: Option<SocketAddr>,
+    #[arg(long, env = "AGORA_ORDER_ADDR", help = with_default(SERVICE_ADDR_HELP.replace("SERVICE", "order-service").as_str(), agora_kit::defaults::ORDER_ADDR))]
+    pub order_addr: Option<SocketAddr>,
+    #[arg(long, env = "AGORA_PAYMENT_ADDR", help = with_default(SERVICE_ADDR_HELP.replace("SERVICE", "payment-service").as_str(), agora_kit::defaults::PAYMENT_ADDR))]
+    pub payment_addr: Option<SocketAddr>,
     /// Access-token secret; generated once and kept in the data directory when unset.
     #[arg(long, env = "AGORA_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,

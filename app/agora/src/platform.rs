@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc};
 
 use agora_events::{EventBus, Host};
 use secrecy::SecretString;
-use tokio::task::JoinSet;
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 /// Where each component listens (port 0: a free one).
@@ -31,12 +31,24 @@ impl Addrs {
     }
 }
 
+/// Which services' addresses are only the usual ones: when another process holds one, that
+/// service listens on a free port of the same host instead (`agora all`'s defaults). An address
+/// that is not movable (the gateway's, one the user gave) must be free, or the start fails.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Movable {
+    pub user: bool,
+    pub product: bool,
+    pub order: bool,
+    pub payment: bool,
+}
+
 /// What to start: each component's config (the addresses of the others and the shared JWT
 /// secret are filled in by [`start`]) and the bus they share.
 #[derive(Debug)]
 pub struct Settings {
     pub bus: Arc<dyn EventBus>,
     pub addrs: Addrs,
+    pub movable: Movable,
     pub user: user_service::Config,
     pub product: product_service::Config,
     pub order: order_service::Config,
@@ -60,6 +72,7 @@ impl Settings {
         Self {
             bus,
             addrs: Addrs::any_free(),
+            movable: Movable::default(),
             user: user_service::Config {
                 database_url: database("user"),
                 jwt_secret,
@@ -86,12 +99,12 @@ pub struct Started {
 /// Binds every address, then starts every component; they stop when `shutdown` is cancelled
 /// (or [`Started::stop`] is called).
 pub async fn start(settings: Settings, shutdown: &CancellationToken) -> anyhow::Result<Started> {
-    let Settings { bus, addrs, user, product, mut order, payment, mut gateway } = settings;
+    let Settings { bus, addrs, movable, user, product, mut order, payment, mut gateway } = settings;
     let gateway_listener = agora_kit::net::bind(addrs.gateway).await?;
-    let user_listener = agora_kit::net::bind(addrs.user).await?;
-    let product_listener = agora_kit::net::bind(addrs.product).await?;
-    let order_listener = agora_kit::net::bind(addrs.order).await?;
-    let payment_listener = agora_kit::net::bind(addrs.payment).await?;
+    let user_listener = bind("user-service", addrs.user, movable.user).await?;
+    let product_listener = bind("product-service", addrs.product, movable.product).await?;
+    let order_listener = bind("order-service", addrs.order, movable.order).await?;
+    let payment_listener = bind("payment-service", addrs.payment, movable.payment).await?;
     let bound = Addrs {
         gateway: gateway_listener.local_addr()?,
         user: user_listener.local_addr()?,
@@ -124,6 +137,20 @@ pub async fn start(settings: Settings, shutdown: &CancellationToken) -> anyhow::
     }
     components.spawn(named("gateway", gateway::run(gateway, gateway_listener, stop.clone())));
     Ok(Started { addrs: bound, components, stop })
+}
+
+/// Binds `service`'s `addr`; a `movable` one another process holds gives way to a free port of
+/// the same host.
+async fn bind(service: &str, addr: SocketAddr, movable: bool) -> anyhow::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(listener),
+        Err(e) if movable && e.kind() == std::io::ErrorKind::AddrInUse => {
+            let listener = agora_kit::net::bind(SocketAddr::new(addr.ip(), 0)).await?;
+            tracing::info!(service, usual = %addr, listening = %listener.local_addr()?, "the usual address is taken: listening on a free port");
+            Ok(listener)
+        }
+        Err(e) => Err(anyhow::anyhow!("{service} cannot listen on {addr}: {e}")),
+    }
 }
 
 impl Started {

@@ -109,11 +109,62 @@ impl Caller {
             Role::User => self.user_id.as_deref() == Some(owner),
         }
     }
+
+    /// [`Caller::may_access`] for `what` (`order 0190…`), which `owner` owns. A refusal is
+    /// logged with both users' ids for the operator, and the caller is to be answered exactly
+    /// as for an id that does not exist, so that the answer does not tell which ids are real
+    /// (OWASP API1, broken object-level authorization).
+    pub fn may_see(&self, what: &str, owner: &str) -> bool {
+        let may = self.may_access(owner);
+        if !may {
+            tracing::warn!(
+                caller_user_id = self.user_id.as_deref().unwrap_or("-"),
+                owner_user_id = owner,
+                resource = what,
+                "refused another user's resource; answered as not found"
+            );
+        }
+        may
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_resource_of_another_user_is_logged_with_both_users_ids() {
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone, Default)]
+        struct Kept(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Kept {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let kept = Kept::default();
+        let writer = kept.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let bob = Caller::user("u-bob");
+        let answers = tracing::subscriber::with_default(subscriber, || {
+            (
+                bob.may_see("order o-ada", "u-ada"),
+                bob.may_see("order o-bob", "u-bob"),
+                Caller::admin("u-root").may_see("order o-x", "u-ada"),
+            )
+        });
+        assert_eq!(answers, (false, true, true));
+        let logged = String::from_utf8(kept.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logged.lines().count(), 1, "only the refusal is logged: {logged}");
+        for said in ["caller_user_id=\"u-bob\"", "owner_user_id=\"u-ada\"", "order o-ada", "answered as not found"] {
+            assert!(logged.contains(said), "{said} in {logged}");
+        }
+    }
 
     #[test]
     fn identity_round_trips_through_metadata() {

@@ -11,8 +11,6 @@ pub enum Error {
     Invalid(#[from] ParseError),
     #[error("order {0} not found")]
     NotFound(String),
-    #[error("order {0} belongs to another user")]
-    NotYours(String),
     #[error("order {0} is already paid and can no longer be cancelled")]
     AlreadyPaid(String),
     #[error("idempotency key {0:?} was already used for a different order")]
@@ -51,7 +49,6 @@ impl Error {
 agora_kit::service_errors!(Error, database: "order", codes: {
     Error::Invalid(_) | Error::Total(_) => Code::InvalidArgument,
     Error::NotFound(_) => Code::NotFound,
-    Error::NotYours(_) => Code::PermissionDenied,
     Error::AlreadyPaid(_) | Error::UnknownUser(_) => Code::FailedPrecondition,
     Error::KeyReused(_) => Code::AlreadyExists,
     Error::Refused(status) => status.code(),

@@ -31,11 +31,12 @@ impl OrderApi {
         Self { store, placer }
     }
 
-    /// The order, if the caller may see it.
+    /// The order, if the caller may see it; `NotFound` for another user's, as for an unknown id.
     async fn owned(&self, caller: &Caller, raw_id: &str) -> Result<Order, Error> {
         let id = agora_kit::id::parse_id("id", raw_id).map_err(|e| ParseError::Field(e.to_string()))?;
         let order = self.store.get(&id).await?.ok_or_else(|| Error::NotFound(id.clone()))?;
-        if caller.may_access(&order.user_id) { Ok(order) } else { Err(Error::NotYours(id)) }
+        // Another user's order answers as one that does not exist.
+        if caller.may_see(&format!("order {id}"), &order.user_id) { Ok(order) } else { Err(Error::NotFound(id)) }
     }
 }
 

@@ -9,8 +9,8 @@ use crate::domain::ParseError;
 pub enum Error {
     #[error(transparent)]
     Invalid(#[from] ParseError),
-    #[error("you may only use your own wallet and payments")]
-    NotYours,
+    #[error("wallet of user {0} not found")]
+    NoWallet(String),
     #[error("the wallet holds {wallet}, not {requested}")]
     CurrencyMismatch { wallet: String, requested: String },
     #[error("the wallet balance would overflow")]
@@ -21,5 +21,5 @@ pub enum Error {
 
 agora_kit::service_errors!(Error, database: "payment", codes: {
     Error::Invalid(_) | Error::CurrencyMismatch { .. } | Error::Overflow => Code::InvalidArgument,
-    Error::NotYours => Code::PermissionDenied,
+    Error::NoWallet(_) => Code::NotFound,
 });

@@ -1,5 +1,6 @@
 //! `agora` with no arguments, as a newcomer runs it: it prints the URL, the admin account and
-//! curl commands that work as printed; Ctrl-C stops it cleanly; a restart keeps the data.
+//! curl commands that work as printed; Ctrl-C stops it cleanly; a restart keeps the data; a
+//! second one starts beside a first that holds the usual ports.
 
 use std::{
     io::{BufRead, BufReader},
@@ -26,14 +27,27 @@ impl Drop for Platform {
 }
 
 pub(crate) fn start(data: &Path) -> Platform {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
+    // Port 0 everywhere: the banner tells where each component really is.
+    for service in ["USER", "PRODUCT", "ORDER", "PAYMENT"] {
+        command.env(format!("AGORA_{service}_ADDR"), "127.0.0.1:0");
+    }
+    spawn(command, data)
+}
+
+/// `agora` on a free gateway port and the services' usual addresses (none given).
+fn start_on_usual_ports(data: &Path) -> Platform {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
+    for service in ["USER", "PRODUCT", "ORDER", "PAYMENT"] {
+        command.env_remove(format!("AGORA_{service}_ADDR"));
+    }
+    spawn(command, data)
+}
+
+fn spawn(mut command: Command, data: &Path) -> Platform {
+    let mut child = command
         .env("AGORA_DATA_DIR", data)
-        // Port 0 everywhere: the banner tells where the gateway really is.
         .env("AGORA_LISTEN", "127.0.0.1:0")
-        .env("AGORA_USER_ADDR", "127.0.0.1:0")
-        .env("AGORA_PRODUCT_ADDR", "127.0.0.1:0")
-        .env("AGORA_ORDER_ADDR", "127.0.0.1:0")
-        .env("AGORA_PAYMENT_ADDR", "127.0.0.1:0")
         .env_remove("AGORA_JWT_SECRET")
         .env_remove("AGORA_ADMIN_PASSWORD")
         .stdout(Stdio::piped())
@@ -127,4 +141,46 @@ fn the_one_command_platform_works_as_printed_and_keeps_its_data() {
     assert_eq!(catalog["products"].as_array().unwrap().len(), 5);
     let login = sh(data.path(), &curl_commands(&second.banner)[2].clone());
     assert!(login["accessToken"].is_string(), "the user registered before the restart logs in: {login}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_platform_starts_beside_one_holding_the_usual_ports_and_an_address_given_stays_strict() {
+    let (first_data, second_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The first takes the usual service ports (or, if something else holds one, a free one).
+    let first = start_on_usual_ports(first_data.path());
+    let second = start_on_usual_ports(second_data.path());
+    let services = |p: &Platform| between(&p.banner, "Services (gRPC): ", "\n").to_owned();
+    let (held, moved) = (services(&first), services(&second));
+    for (service, usual) in [
+        ("user-service", agora_kit::defaults::USER_ADDR),
+        ("product-service", agora_kit::defaults::PRODUCT_ADDR),
+        ("order-service", agora_kit::defaults::ORDER_ADDR),
+        ("payment-service", agora_kit::defaults::PAYMENT_ADDR),
+    ] {
+        let at = |listing: &str| between(listing, &format!("{service} "), ",").to_owned();
+        assert_ne!(at(&format!("{moved},")), at(&format!("{held},")), "{service}: {held} / {moved}");
+        assert_ne!(at(&format!("{moved},")), usual, "the second {service} took a port the first holds");
+    }
+
+    // The second serves an order from sign-up to PAID, through its own gateway and services.
+    let rest = gateway::testing::RestClient::new(&second.url, &second.admin.0, &second.admin.1);
+    rest.ready(30).await;
+    let (_, token) = rest.signup("ada@example.com").await;
+    let mug = rest.product("Mug", 12_00, 5).await;
+    let order = rest.order(&token, "beside", serde_json::json!([{"productId": mug, "quantity": 1}])).await.expect(201);
+    rest.settled(&token, order["id"].as_str().unwrap(), "ORDER_STATUS_PAID").await;
+
+    // An address the user gives is kept to: taken, the start fails and says so.
+    let taken = between(&format!("{held},"), "user-service ", ",").to_owned();
+    let third_data = tempfile::tempdir().unwrap();
+    let strict = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .env("AGORA_DATA_DIR", third_data.path())
+        .env("AGORA_LISTEN", "127.0.0.1:0")
+        .env("AGORA_USER_ADDR", &taken)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&strict.stderr);
+    assert!(!strict.status.success(), "agora all started on a taken --user-addr {taken}");
+    assert!(said.contains(&format!("user-service cannot listen on {taken}")), "{said}");
+    drop((first, second));
 }

@@ -109,17 +109,20 @@ async fn wallets(db: TestDatabase) {
         assert_eq!(err.code(), Code::InvalidArgument, "{why}: {err:?}");
     }
 
+    // Another user's wallet answers exactly as one that does not exist.
     let others = GetWalletRequest { user_id: bob.clone() };
-    assert_eq!(
-        app.client.get_wallet(Caller::user(&ada).request(others.clone())).await.unwrap_err().code(),
-        Code::PermissionDenied
-    );
+    let theirs = app.client.get_wallet(Caller::user(&ada).request(others.clone())).await.unwrap_err();
+    let nobody = agora_kit::id::new_id();
+    let unknown = app.client.get_wallet(Caller::user(&ada).request(GetWalletRequest { user_id: nobody.clone() })).await;
+    let unknown = unknown.unwrap_err();
+    assert_eq!((theirs.code(), unknown.code()), (Code::NotFound, Code::NotFound));
+    assert_eq!(theirs.message().replace(&bob, "ID"), unknown.message().replace(&nobody, "ID"));
     let as_admin = app.client.get_wallet(Caller::admin(&ada).request(others)).await.unwrap().into_inner();
     assert_eq!(as_admin.user_id, bob);
     let foreign_top_up = TopUpWalletRequest { amount: usd(1), user_id: bob };
     assert_eq!(
         app.client.top_up_wallet(Caller::user(&ada).request(foreign_top_up)).await.unwrap_err().code(),
-        Code::PermissionDenied
+        Code::NotFound
     );
     assert_eq!(app.client.get_wallet(GetWalletRequest::default()).await.unwrap_err().code(), Code::Unauthenticated);
     app.stop().await;
@@ -173,12 +176,14 @@ async fn orders_are_charged_once_declined_or_refunded(db: TestDatabase) {
     let failed = types.iter().filter(|t| *t == PaymentFailed::TYPE).count();
     assert_eq!((succeeded, failed), (2, 1), "{types:?}");
 
+    // Another user's order shows no payments, exactly as an order that does not exist.
     let bob = agora_kit::id::new_id();
     let snoop = ListPaymentsRequest { order_id: paid, ..Default::default() };
-    assert_eq!(
-        app.client.list_payments(Caller::user(&bob).request(snoop)).await.unwrap_err().code(),
-        Code::PermissionDenied
-    );
+    let theirs = app.client.list_payments(Caller::user(&bob).request(snoop)).await.unwrap().into_inner();
+    let unknown = ListPaymentsRequest { order_id: agora_kit::id::new_id(), ..Default::default() };
+    let unknown = app.client.list_payments(Caller::user(&bob).request(unknown)).await.unwrap().into_inner();
+    assert_eq!(theirs, unknown);
+    assert!(theirs.payments.is_empty());
     let bad = ListPaymentsRequest { page_size: 500, ..Default::default() };
     assert_eq!(
         app.client.list_payments(Caller::user(&bob).request(bad)).await.unwrap_err().code(),
