@@ -174,12 +174,16 @@ pub async fn run_consumer(
                 }
             },
         };
-        reconnect = options.backoff;
         loop {
             let deliveries = tokio::select! {
                 () = shutdown.cancelled() => return,
                 next = subscription.next_batch(BATCH) => match next {
-                    Ok(d) => d,
+                    // The back-off starts again once a subscription delivers: one that fails
+                    // as soon as it is made waits longer each time.
+                    Ok(d) => {
+                        reconnect = options.backoff;
+                        d
+                    }
                     Err(e) => {
                         tracing::warn!(topic = %options.topic, error = %e, "receive failed; resubscribing");
                         break;

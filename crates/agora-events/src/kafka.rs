@@ -424,7 +424,7 @@ impl EventBus for KafkaBus {
             .map_err(unavailable)?;
         consumer.subscribe(&[&self.scoped(topic)]).map_err(unavailable)?;
         Ok(Box::new(KafkaSubscription {
-            consumer,
+            consumer: ClosedOffRuntime(Some(consumer)),
             prefix: self.options.prefix.clone(),
             committed: None,
             uncommitted: false,
@@ -484,13 +484,39 @@ impl ConsumerContext for LagReporter {
 }
 
 pub struct KafkaSubscription {
-    consumer: StreamConsumer<LagReporter>,
+    consumer: ClosedOffRuntime,
     /// When this consumer last asked for a commit, if it has.
     committed: Option<Instant>,
     /// Whether offsets were stored since.
     uncommitted: bool,
     /// The bus's prefix, taken off topic names on the way in and put back for commits.
     prefix: String,
+}
+
+/// A consumer closed on a blocking thread when it is dropped. librdkafka's close leaves the
+/// group and waits for the broker: seconds, up to the session timeout, when the broker has gone
+/// away, which is when a consumer is dropped to subscribe again. On a runtime thread that wait
+/// stopped everything else the thread had, a service's answers to HTTP/2 keepalive pings
+/// included, and its callers saw the connection lost (`make test` caught it while its broker
+/// was down).
+struct ClosedOffRuntime(Option<StreamConsumer<LagReporter>>);
+
+impl std::ops::Deref for ClosedOffRuntime {
+    type Target = StreamConsumer<LagReporter>;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("the consumer is there until it is dropped")
+    }
+}
+
+impl Drop for ClosedOffRuntime {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(consumer))),
+            Err(_) => drop(consumer),
+        }
+    }
 }
 
 impl std::fmt::Debug for KafkaSubscription {
@@ -505,12 +531,26 @@ impl Subscription for KafkaSubscription {
         // While nothing comes, what the last acknowledgements stored is committed once
         // (`recv` is cancellation safe: a message is taken only when it is returned).
         let message = loop {
-            if !self.uncommitted {
-                break self.consumer.recv().await;
-            }
-            match tokio::time::timeout(COMMIT_EVERY, self.consumer.recv()).await {
-                Ok(message) => break message,
-                Err(_) => self.commit(),
+            let received = if self.uncommitted {
+                match tokio::time::timeout(COMMIT_EVERY, self.consumer.recv()).await {
+                    Ok(received) => received,
+                    Err(_) => {
+                        self.commit();
+                        continue;
+                    }
+                }
+            } else {
+                self.consumer.recv().await
+            };
+            match received {
+                // The broker out of reach is librdkafka's to mend: it reconnects by itself
+                // (with its own back-off) and the consumer carries on from its position. Given
+                // up on, the consumer was made anew ten times a second for as long as the
+                // broker was down.
+                Err(KafkaError::MessageConsumption(code)) if is_unreachable(code) => {
+                    tracing::debug!(%code, "the broker is out of reach; waiting for librdkafka to reconnect");
+                }
+                received => break received,
             }
         };
         Ok(delivery(&message.map_err(unavailable)?, &self.prefix))
@@ -577,6 +617,11 @@ fn unavailable(e: impl std::fmt::Display) -> BusError {
 }
 
 /// Errors a retry cannot fix: the record itself is unacceptable.
+/// Errors that say only that the brokers cannot be reached now.
+fn is_unreachable(code: RDKafkaErrorCode) -> bool {
+    matches!(code, RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+}
+
 fn is_permanent(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
