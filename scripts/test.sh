@@ -180,18 +180,17 @@ cargo test --workspace --all-targets --no-run --message-format=json 2>/dev/null 
   | python3 scripts/lib/test-lanes.py --lanes 3 --heavy agora-events:it --heavy agora:it \
     --heavy agora-tests:failover --heavy agora-tests:discovery
 
-step "make up / make down, API fuzzing (schemathesis) and the Helm chart's checks, side by side"
+step "make up / make down, API fuzzing (schemathesis) and the roles started from the chart, side by side"
 # A private stack (own instances, free ports) run by the debug binary cargo test built: most
 # of its time is spent waiting for JVMs, Patroni and Consul to come up, so it runs in the
-# background while schemathesis works, and its output follows schemathesis's. So do the
-# chart's checks: helm lint --strict, every rendered object against Kubernetes' schemas, the
-# switches, k8s/ up to date with the chart, and each role started from its rendered Deployment
-# on the suite's infrastructure (the last that needs it).
+# background while schemathesis works, and its output follows schemathesis's. So does each
+# role started from its rendered Deployment on the suite's infrastructure (the last that needs
+# it). The chart's rendering checks run in the Kubernetes step, whose CPU is half idle.
 UP_TEST_LOG="$(mktemp)"
 setsid bash tests/up.sh >"$UP_TEST_LOG" 2>&1 &
 up_test_pid=$!
 CHART_TEST_LOG="$(mktemp)"
-setsid bash scripts/chart.sh check >"$CHART_TEST_LOG" 2>&1 &
+setsid bash scripts/chart.sh check tests/chart/test_roles_start.py >"$CHART_TEST_LOG" 2>&1 &
 chart_test_pid=$!
 # Every operation of /openapi.json, generated valid and invalid, alone and in chains, as a
 # user, another user and the admin, against a throwaway `agora all`: no 5xx, every answer as
@@ -207,11 +206,11 @@ rm -f "$UP_TEST_LOG"
 chart_test_rc=0
 wait "$chart_test_pid" || chart_test_rc=$?
 chart_test_pid=""
-printf '\n--- Helm chart and k8s/ (scripts/chart.sh check) ---\n'
+printf '\n--- the roles started from the chart (tests/chart/test_roles_start.py) ---\n'
 cat "$CHART_TEST_LOG"
 rm -f "$CHART_TEST_LOG"
 ((up_test_rc == 0)) || { printf 'tests/up.sh failed (exit %s)\n' "$up_test_rc" >&2; exit 1; }
-((chart_test_rc == 0)) || { printf 'scripts/chart.sh check failed (exit %s)\n' "$chart_test_rc" >&2; exit 1; }
+((chart_test_rc == 0)) || { printf 'tests/chart/test_roles_start.py failed (exit %s)\n' "$chart_test_rc" >&2; exit 1; }
 
 step "the suite's infrastructure stopped"
 # Nothing after this uses it (each later step runs its own), and the chaos run's fault windows
@@ -248,7 +247,7 @@ step "image without Docker"
 # scripts/image.sh's OCI archive holds what the Dockerfile's image holds, and says what it says.
 AGORA_BIN="$CARGO_TARGET_DIR/debug/agora" "$(bash scripts/python-tools.sh python)" -m pytest -q -p no:cacheprovider tests/image
 
-step "Kubernetes"
+step "Kubernetes, and the Helm chart's rendering checks beside it"
 # A real single-node cluster (scripts/kube.sh), the image loaded into it, `helm install` on
 # PostgreSQL, Kafka, Consul and Jaeger at the node's address; then install, helm test, an order
 # and its trace, enforced NetworkPolicies, hardened containers, upgrade / pod deletion /
@@ -260,4 +259,19 @@ if ! wait "$kube_install_pid"; then
   exit 1
 fi
 kube_install_pid=""
-AGORA_KUBE_TEST_BIN="$CARGO_TARGET_DIR/debug/agora" bash tests/kube.sh
+# The chart's rendering checks beside it: helm lint --strict, every rendered object against
+# Kubernetes' schemas, the switches, k8s/ up to date with the chart (CPU, while the cluster
+# mostly waits for rollouts).
+CHART_TEST_LOG="$(mktemp)"
+setsid bash scripts/chart.sh check tests/chart/test_chart.py >"$CHART_TEST_LOG" 2>&1 &
+chart_test_pid=$!
+kube_rc=0
+AGORA_KUBE_TEST_BIN="$CARGO_TARGET_DIR/debug/agora" bash tests/kube.sh || kube_rc=$?
+chart_test_rc=0
+wait "$chart_test_pid" || chart_test_rc=$?
+chart_test_pid=""
+printf '\n--- Helm chart and k8s/ (scripts/chart.sh check tests/chart/test_chart.py) ---\n'
+cat "$CHART_TEST_LOG"
+rm -f "$CHART_TEST_LOG"
+((kube_rc == 0)) || exit "$kube_rc"
+((chart_test_rc == 0)) || { printf 'scripts/chart.sh check failed (exit %s)\n' "$chart_test_rc" >&2; exit 1; }

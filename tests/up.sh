@@ -144,7 +144,7 @@ put() { cp "$1" "$2.tmp" && mv -f "$2.tmp" "$2"; }
 serial_before="$(served_serial)"
 loadgen_out="$(mktemp)"
 new_ca="$(mktemp -d)"
-"$AGORA_UP_BIN" loadgen --gateway "$gateway" --rate 25 --duration 22s --users 2 --products 2 --json -q >"$loadgen_out" &
+"$AGORA_UP_BIN" loadgen --gateway "$gateway" --rate 12 --duration 22s --users 2 --products 2 --json -q >"$loadgen_out" &
 loadgen_pid=$!
 sleep 3
 "$AGORA_UP_BIN" certs --dir "$STATE/tls" --gateway-hosts '' >/dev/null || fail "agora certs could not renew the stack's certificates"
@@ -165,7 +165,7 @@ python3 - "$loadgen_out" <<'PY' || fail "requests failed while every certificate
 import json, sys
 summary = json.load(open(sys.argv[1]))
 bad = {status: n for status, n in summary["status"].items() if not status[:1] in "234"}
-assert summary["requests"] >= 200 and summary["served"] == 1.0 and not bad, (summary["requests"], summary["served"], bad)
+assert summary["requests"] >= 150 and summary["served"] == 1.0 and not bad, (summary["requests"], summary["served"], bad)
 print(f"[up test] loadgen: {summary['requests']} requests, all served, statuses {summary['status']}")
 PY
 rm -rf "$loadgen_out" "$new_ca"
